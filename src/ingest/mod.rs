@@ -1,0 +1,7 @@
+//! The source side of the live pipeline: GStreamer pipelines per camera and modality that hand
+//! out owned, timestamped frames.
+
+pub mod source;
+pub mod template;
+
+pub use source::{Frame, IngestError, Modality, SourcePipeline};

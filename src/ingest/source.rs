@@ -1,0 +1,243 @@
+//! One video source: a GStreamer pipeline rendered from a template, ending in an appsink that
+//! hands out frames as owned, ref-counted buffers (no pixel copies).
+
+use super::template::{self, TemplateError};
+use crate::config::site::{Input, PixelFormat, SourceSpec};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use std::fmt;
+use std::time::Duration;
+
+/// Which half of a camera pair a frame comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Modality {
+    Visible,
+    Thermal,
+}
+
+impl fmt::Display for Modality {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Modality::Visible => "visible",
+            Modality::Thermal => "thermal",
+        })
+    }
+}
+
+/// Errors of a source, each naming its camera and modality.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("camera {camera} ({modality}): {source}")]
+    Template {
+        camera: String,
+        modality: Modality,
+        source: TemplateError,
+    },
+    #[error("camera {camera} ({modality}): cannot build the pipeline{}: {message}", if description.is_empty() { String::new() } else { format!(" `{description}`") })]
+    Build {
+        camera: String,
+        modality: Modality,
+        description: String,
+        message: String,
+    },
+    #[error("camera {camera} ({modality}): cannot start the pipeline: {message}")]
+    Start {
+        camera: String,
+        modality: Modality,
+        message: String,
+    },
+    #[error("camera {camera} ({modality}): error from element {element}: {message}")]
+    Stream {
+        camera: String,
+        modality: Modality,
+        element: String,
+        message: String,
+    },
+    #[error("camera {camera} ({modality}): sample without {what}")]
+    BadSample {
+        camera: String,
+        modality: Modality,
+        what: &'static str,
+    },
+}
+
+/// One decoded frame; the pixels stay in the GStreamer buffer.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub camera: String,
+    pub modality: Modality,
+    /// Presentation timestamp in nanoseconds from the start of the stream.
+    pub pts_ns: Option<u64>,
+    pub width: u32,
+    pub height: u32,
+    /// Bytes per row (rows may be padded).
+    pub stride: usize,
+    pub format: PixelFormat,
+    pub buffer: gst::Buffer,
+}
+
+/// A running source pipeline.
+pub struct SourcePipeline {
+    camera: String,
+    modality: Modality,
+    format: PixelFormat,
+    pipeline: gst::Pipeline,
+    sink: gst_app::AppSink,
+}
+
+impl SourcePipeline {
+    /// Builds (but does not start) the pipeline of one source. `queue` bounds the appsink; with
+    /// `drop_oldest` the appsink discards the oldest frames when full (live sources), otherwise
+    /// it blocks upstream (files never lose frames).
+    pub fn build(
+        camera: &str,
+        modality: Modality,
+        spec: &SourceSpec,
+        queue: usize,
+        drop_oldest: bool,
+    ) -> Result<Self, IngestError> {
+        gst::init().map_err(|e| IngestError::Build {
+            camera: camera.to_owned(),
+            modality,
+            description: String::new(),
+            message: e.to_string(),
+        })?;
+        if let Input::File { path } = &spec.input
+            && !path.is_file()
+        {
+            return Err(IngestError::Build {
+                camera: camera.to_owned(),
+                modality,
+                description: String::new(),
+                message: format!("no such file {}", path.display()),
+            });
+        }
+        let rendered = template::render(spec).map_err(|source| IngestError::Template {
+            camera: camera.to_owned(),
+            modality,
+            source,
+        })?;
+        let build_err = |message: String| IngestError::Build {
+            camera: camera.to_owned(),
+            modality,
+            description: rendered.description.clone(),
+            message,
+        };
+        let element = gst::parse::launch(&rendered.description).map_err(|e| build_err(e.to_string()))?;
+        let pipeline = element
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| build_err("the description is not a pipeline".to_owned()))?;
+        let sink = pipeline
+            .by_name("sink")
+            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+            .ok_or_else(|| build_err("no appsink named `sink`".to_owned()))?;
+        sink.set_max_buffers(queue as u32);
+        sink.set_drop(drop_oldest);
+        sink.set_property("sync", false);
+        if let Some((user, password)) = &rendered.rtsp_credentials
+            && let Some(src) = pipeline.by_name("src")
+        {
+            src.set_property("user-id", user);
+            src.set_property("user-pw", password);
+        }
+        Ok(Self {
+            camera: camera.to_owned(),
+            modality,
+            format: spec.format,
+            pipeline,
+            sink,
+        })
+    }
+
+    /// Sets the pipeline playing.
+    pub fn start(&self) -> Result<(), IngestError> {
+        if let Err(e) = self.pipeline.set_state(gst::State::Playing) {
+            // The bus usually holds the real reason.
+            let message = self
+                .bus_error()
+                .map_or_else(|| e.to_string(), |(element, m)| format!("{element}: {m}"));
+            let _ = self.pipeline.set_state(gst::State::Null);
+            return Err(IngestError::Start {
+                camera: self.camera.clone(),
+                modality: self.modality,
+                message,
+            });
+        }
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for the next frame. `Ok(None)` means end of stream or timeout; call
+    /// [`SourcePipeline::is_eos`] to tell them apart. Errors posted on the bus are returned.
+    pub fn pull(&self, timeout: Duration) -> Result<Option<Frame>, IngestError> {
+        if let Some((element, message)) = self.bus_error() {
+            return Err(IngestError::Stream {
+                camera: self.camera.clone(),
+                modality: self.modality,
+                element,
+                message,
+            });
+        }
+        let Some(sample) = self
+            .sink
+            .try_pull_sample(gst::ClockTime::from_nseconds(timeout.as_nanos() as u64))
+        else {
+            return Ok(None);
+        };
+        let bad = |what| IngestError::BadSample {
+            camera: self.camera.clone(),
+            modality: self.modality,
+            what,
+        };
+        let buffer = sample.buffer_owned().ok_or_else(|| bad("a buffer"))?;
+        let caps = sample.caps().ok_or_else(|| bad("caps"))?;
+        let info = gstreamer_video::VideoInfo::from_caps(caps).map_err(|_| bad("video caps"))?;
+        Ok(Some(Frame {
+            camera: self.camera.clone(),
+            modality: self.modality,
+            pts_ns: buffer.pts().map(gst::ClockTime::nseconds),
+            width: info.width(),
+            height: info.height(),
+            stride: info.stride()[0] as usize,
+            format: self.format,
+            buffer,
+        }))
+    }
+
+    /// True once the appsink has seen end of stream.
+    pub fn is_eos(&self) -> bool {
+        self.sink.is_eos()
+    }
+
+    /// Seeks back to the start (for looping file sources).
+    pub fn rewind(&self) -> Result<(), IngestError> {
+        self.pipeline
+            .seek_simple(gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT, gst::ClockTime::ZERO)
+            .map_err(|e| IngestError::Start {
+                camera: self.camera.clone(),
+                modality: self.modality,
+                message: e.to_string(),
+            })
+    }
+
+    /// The first error message waiting on the bus, with the element that posted it.
+    fn bus_error(&self) -> Option<(String, String)> {
+        let bus = self.pipeline.bus()?;
+        while let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
+            if let gst::MessageView::Error(err) = msg.view() {
+                let element = msg
+                    .src()
+                    .map_or_else(|| "?".to_owned(), |s| s.path_string().to_string());
+                return Some((element, err.error().to_string()));
+            }
+        }
+        None
+    }
+}
+
+impl Drop for SourcePipeline {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}

@@ -1,0 +1,131 @@
+//! The built binary: help texts, `check`, `doctor` and `run` on generated sources.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn reid(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_reid-pipe"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for (sub, fragment) in [
+        ("run", "Site configuration"),
+        ("train", "Training configuration"),
+        ("eval", "not available yet"),
+        ("doctor", "Exits non-zero"),
+        ("check", "site or training"),
+    ] {
+        let o = reid(&[sub, "--help"]);
+        assert!(o.status.success(), "{sub}: {}", text(&o));
+        assert!(
+            text(&o).contains(fragment),
+            "{sub} --help lacks {fragment:?}: {}",
+            text(&o)
+        );
+    }
+}
+
+#[test]
+fn check_reports_a_located_error_and_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "output_dir = \"x\"\n[dataset]\nkind = \"sysu\"\nroot = 3\n[model]\nbackbone = \"resnet50\"\n",
+    )
+    .expect("write");
+    let o = reid(&["check", bad.to_str().expect("utf-8 path")]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(t.contains("bad.toml:4:8: key `dataset.root`"), "{t}");
+}
+
+#[test]
+fn check_accepts_the_shipped_files() {
+    for f in ["config/site.toml", "config/train-sysu.toml", "config/train-regdb.toml"] {
+        let o = reid(&["check", f]);
+        assert!(o.status.success(), "{f}: {}", text(&o));
+        assert!(text(&o).contains("valid"));
+    }
+}
+
+#[test]
+fn doctor_fails_when_an_element_is_missing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let template = dir.path().join("t.pipeline");
+    std::fs::write(&template, "videotestsrc num-buffers=3 ! nosuchelement ! ${output}\n").expect("write");
+    let site = dir.path().join("site.toml");
+    let weights = dir.path().join("w.safetensors");
+    std::fs::write(&weights, b"").expect("write");
+    std::fs::write(
+        &site,
+        format!(
+            "[[cameras]]\nname = \"a\"\n[cameras.visible]\nkind = \"test\"\n[cameras.thermal]\nkind = \"template\"\ntemplate = \"{}\"\n\
+             [detector]\nkind = \"hog\"\n[model]\nbackbone = \"tinyresnet\"\nweights = \"w.safetensors\"\n",
+            template.display()
+        ),
+    )
+    .expect("write");
+    let o = reid(&["doctor", "--site", site.to_str().expect("utf-8 path")]);
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(t.contains("MISSING  element nosuchelement"), "{t}");
+    assert!(t.contains("element videotestsrc") && t.contains("libtorch"), "{t}");
+}
+
+#[test]
+fn run_streams_test_sources_and_isolates_a_failing_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = dir.path().join("site.toml");
+    let missing = Path::new("/nonexistent/clip.mkv");
+    std::fs::write(
+        &site,
+        format!(
+            "[[cameras]]\nname = \"ok\"\n[cameras.visible]\nkind = \"test\"\nframes = 7\n[cameras.thermal]\nkind = \"test\"\nframes = 7\n\
+             width = 64\nheight = 48\nformat = \"gray16\"\n\
+             [[cameras]]\nname = \"broken\"\n[cameras.visible]\nkind = \"file\"\npath = \"{}\"\n[cameras.thermal]\nkind = \"test\"\nframes = 3\n\
+             [detector]\nkind = \"hog\"\n[model]\nbackbone = \"tinyresnet\"\nweights = \"w.safetensors\"\n",
+            missing.display()
+        ),
+    )
+    .expect("write");
+    let o = reid(&["run", site.to_str().expect("utf-8 path")]);
+    let t = text(&o);
+    assert!(!o.status.success(), "a failed source makes the run fail: {t}");
+    let line = |cam: &str, modality: &str| {
+        t.lines()
+            .find(|l| l.split_whitespace().take(2).eq([cam, modality]))
+            .unwrap_or_else(|| panic!("no row for {cam}/{modality}: {t}"))
+            .to_owned()
+    };
+    assert!(
+        line("ok", "visible").contains(" 7 ") && line("ok", "visible").contains("640x480"),
+        "{t}"
+    );
+    assert!(
+        line("ok", "thermal").contains(" 7 ") && line("ok", "thermal").contains("64x48"),
+        "{t}"
+    );
+    assert!(
+        line("broken", "thermal").contains(" 3 "),
+        "the other source of a broken pair carries on: {t}"
+    );
+    let broken = line("broken", "visible");
+    assert!(
+        broken.contains("camera broken (visible)") && broken.contains("clip.mkv"),
+        "{broken}"
+    );
+}

@@ -1,0 +1,258 @@
+//! Configuration files: the shipped examples parse, and malformed files give errors that name
+//! the file, the key and the line.
+
+use reid_pipe::config::site::{Backbone, Input, PixelFormat};
+use reid_pipe::config::{ConfigError, SiteConfig, TrainConfig};
+use std::path::{Path, PathBuf};
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+const SITE: &str = r#"[runtime]
+batch_size = 8
+
+[[cameras]]
+name = "gate"
+[cameras.visible]
+kind = "file"
+path = "v.mp4"
+[cameras.thermal]
+kind = "test"
+pattern = "ball"
+
+[detector]
+kind = "hog"
+
+[model]
+backbone = "mobilenetv2"
+weights = "w.safetensors"
+"#;
+
+const TRAIN: &str = r#"output_dir = "runs/x"
+[dataset]
+kind = "sysu"
+root = "/data/SYSU-MM01"
+[model]
+backbone = "resnet50"
+"#;
+
+fn site_err(text: &[u8]) -> ConfigError {
+    SiteConfig::from_bytes(Path::new("/etc/reid/site.toml"), text).expect_err("must be rejected")
+}
+
+fn train_err(text: &str) -> ConfigError {
+    TrainConfig::from_bytes(Path::new("train.toml"), text.as_bytes()).expect_err("must be rejected")
+}
+
+/// Asserts key, line and a fragment of the message, and that the rendered error names the file.
+fn expect(e: &ConfigError, key: &str, line: usize, fragment: &str) {
+    assert_eq!(e.key, key, "{e}");
+    assert_eq!(e.line, line, "{e}");
+    assert!(
+        e.message.contains(fragment),
+        "message {:?} lacks {fragment:?}",
+        e.message
+    );
+    let shown = e.to_string();
+    assert!(shown.contains(&format!(":{line}:")) && shown.contains(key), "{shown}");
+}
+
+#[test]
+fn shipped_site_file_parses() {
+    let cfg = SiteConfig::load(&repo("config/site.toml")).expect("config/site.toml is valid");
+    assert_eq!(cfg.cameras.len(), 1);
+    let cam = &cfg.cameras[0];
+    assert_eq!(cam.name, "vtest");
+    assert!(matches!(&cam.visible.input, Input::File { path } if path.ends_with("vtest.avi")));
+    assert!(
+        matches!(&cam.thermal.input, Input::Template { template, .. } if template.ends_with("thermal-standin.pipeline"))
+    );
+    assert_eq!(cam.thermal.format, PixelFormat::Gray8);
+    assert_eq!(cfg.model.backbone, Backbone::Mobilenetv2);
+    assert!(
+        cfg.model.weights.starts_with(repo("config")),
+        "relative paths resolve from the file's directory"
+    );
+    assert_eq!(cfg.outputs.metrics_listen.map(|a| a.ip().is_loopback()), Some(true));
+}
+
+#[test]
+fn shipped_training_files_parse_with_the_papers_recipe() {
+    for (file, kind) in [("config/train-sysu.toml", "Sysu"), ("config/train-regdb.toml", "Regdb")] {
+        let cfg = TrainConfig::load(&repo(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(format!("{:?}", cfg.dataset.kind), kind);
+        let s = &cfg.schedule;
+        assert_eq!((s.epochs, s.identities_per_batch, s.images_per_identity), (81, 8, 4));
+        assert_eq!(cfg.model.input_size, (288, 144));
+        assert!((cfg.loss.dense_triplet_weight - 0.5).abs() < 1e-12);
+        assert!((cfg.loss.cmalign_temperature - 50.0).abs() < 1e-12);
+        assert!(s.nesterov && (s.weight_decay - 5e-4).abs() < 1e-12);
+    }
+}
+
+#[test]
+fn the_base_snippets_are_valid() {
+    let cfg = SiteConfig::from_bytes(Path::new("/etc/reid/site.toml"), SITE.as_bytes()).expect("valid");
+    assert_eq!(cfg.runtime.batch_size, 8);
+    assert!(matches!(&cfg.cameras[0].visible.input, Input::File { path } if path == Path::new("/etc/reid/v.mp4")));
+    TrainConfig::from_bytes(Path::new("t.toml"), TRAIN.as_bytes()).expect("valid");
+}
+
+#[test]
+fn unknown_top_level_key() {
+    let e = site_err(format!("{SITE}\n[outptus]\nevents = \"e.jsonl\"\n").as_bytes());
+    expect(&e, "outptus", 20, "unknown field `outptus`");
+    assert!(
+        e.to_string().starts_with("/etc/reid/site.toml:20:2: key `outptus`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_nested_key_is_named_with_its_path() {
+    let e = site_err(SITE.replace("batch_size = 8", "batchsize = 8").as_bytes());
+    expect(
+        &e,
+        "runtime.batchsize",
+        2,
+        "unknown field `batchsize`, expected one of `device`",
+    );
+}
+
+#[test]
+fn wrong_type() {
+    let e = site_err(SITE.replace("batch_size = 8", "batch_size = \"eight\"").as_bytes());
+    expect(&e, "runtime.batch_size", 2, "invalid type");
+}
+
+#[test]
+fn zero_batch_size_is_out_of_range() {
+    let e = site_err(SITE.replace("batch_size = 8", "batch_size = 0").as_bytes());
+    expect(&e, "runtime.batch_size", 2, "expected an integer in [1, 4096], found 0");
+}
+
+#[test]
+fn missing_thermal_source() {
+    let text = SITE.replace("[cameras.thermal]\nkind = \"test\"\npattern = \"ball\"\n", "");
+    let e = site_err(text.as_bytes());
+    expect(&e, "cameras[0]", 4, "missing field `thermal`");
+}
+
+#[test]
+fn duplicate_camera_names() {
+    let second =
+        "\n[[cameras]]\nname = \"gate\"\n[cameras.visible]\nkind = \"test\"\n[cameras.thermal]\nkind = \"test\"\n";
+    let e = site_err(format!("{SITE}{second}").as_bytes());
+    expect(&e, "cameras[1].name", 21, "duplicate camera name \"gate\"");
+}
+
+#[test]
+fn empty_file() {
+    let e = site_err(b"  \n\n");
+    expect(&e, "", 1, "the file is empty");
+}
+
+#[test]
+fn invalid_utf8_names_the_key_on_its_line() {
+    let mut bytes = SITE.replace("name = \"gate\"", "name = \"ga\u{1}te\"").into_bytes();
+    let at = bytes.iter().position(|&b| b == 1).expect("marker");
+    bytes[at] = 0xff;
+    let e = site_err(&bytes);
+    expect(&e, "name", 5, "invalid UTF-8");
+    assert_eq!(e.column, 11);
+}
+
+#[test]
+fn threshold_outside_the_cosine_range() {
+    let e = site_err(format!("{SITE}\n[index]\ncross_modality_threshold = 2.5\n").as_bytes());
+    expect(&e, "index.cross_modality_threshold", 21, "in [0, 2], found 2.5");
+}
+
+#[test]
+fn negative_tolerance() {
+    let e = site_err(
+        SITE.replace("name = \"gate\"", "name = \"gate\"\npairing_tolerance_ms = -1.0")
+            .as_bytes(),
+    );
+    expect(&e, "cameras[0].pairing_tolerance_ms", 6, "found -1");
+}
+
+#[test]
+fn unknown_device() {
+    let e = site_err(SITE.replace("batch_size = 8", "device = \"gpu\"").as_bytes());
+    expect(&e, "runtime.device", 2, "\"cuda:N\", found \"gpu\"");
+}
+
+#[test]
+fn key_that_does_not_apply_to_the_source_kind() {
+    let e = site_err(
+        SITE.replace("path = \"v.mp4\"", "path = \"v.mp4\"\nuri = \"rtsp://cam/x\"")
+            .as_bytes(),
+    );
+    expect(&e, "cameras[0].visible.uri", 9, "does not apply to a `file` source");
+}
+
+#[test]
+fn unknown_enum_value() {
+    let e = site_err(SITE.replace("kind = \"hog\"", "kind = \"yolo\"").as_bytes());
+    expect(&e, "detector.kind", 14, "unknown variant `yolo`");
+}
+
+#[test]
+fn toml_syntax_error() {
+    let e = site_err(SITE.replace("name = \"gate\"", "name = \"gate").as_bytes());
+    expect(&e, "", 5, "");
+}
+
+#[test]
+fn metrics_address_must_parse() {
+    let e = site_err(format!("{SITE}\n[outputs]\nmetrics_listen = \"localhost\"\n").as_bytes());
+    expect(&e, "outputs.metrics_listen", 21, "expected an address");
+}
+
+#[test]
+fn rtsp_password_is_redacted_in_errors() {
+    let text = SITE.replace(
+        "kind = \"file\"\npath = \"v.mp4\"",
+        "kind = \"rtsp\"\nuri = \"http://admin:hunter2@cam/x\"",
+    );
+    let e = site_err(text.as_bytes());
+    expect(&e, "cameras[0].visible.uri", 8, "rtsp://");
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+}
+
+#[test]
+fn training_batch_must_allow_distinct_negatives() {
+    let e = train_err(&format!(
+        "{TRAIN}[schedule]\nidentities_per_batch = 4\nimages_per_identity = 4\n"
+    ));
+    expect(&e, "schedule.identities_per_batch", 8, "must be > images_per_identity");
+}
+
+#[test]
+fn training_unknown_loss_term() {
+    let e = train_err(&format!("{TRAIN}[loss]\ncenter = 0.1\n"));
+    expect(&e, "loss.center", 8, "unknown field `center`");
+}
+
+#[test]
+fn training_trial_only_for_regdb() {
+    let e = train_err(&TRAIN.replace("root = \"/data/SYSU-MM01\"", "root = \"/data/SYSU-MM01\"\ntrial = 3"));
+    expect(&e, "dataset.trial", 5, "only to the `regdb` dataset");
+}
+
+#[test]
+fn training_milestones_must_increase() {
+    let e = train_err(&format!("{TRAIN}[schedule]\nmilestones = [50, 20]\n"));
+    expect(&e, "schedule.milestones", 8, "increasing epochs");
+}
+
+#[test]
+fn unreadable_file_is_named() {
+    let e = SiteConfig::load(Path::new("/nonexistent/site.toml")).expect_err("missing");
+    assert!(
+        e.to_string().contains("/nonexistent/site.toml") && e.message.contains("cannot read"),
+        "{e}"
+    );
+}

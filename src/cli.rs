@@ -37,11 +37,11 @@ pub enum Command {
         /// Training configuration (TOML).
         config: PathBuf,
     },
-    /// Evaluate a model with a benchmark protocol (not available yet).
-    Eval {
-        /// Training configuration naming the dataset (TOML).
-        config: PathBuf,
-    },
+    /// Score features with a benchmark's exact protocol: CMC, mAP, mINP over its trials.
+    ///
+    /// Prints mean ± std over trials (and over runs, one per --features file), and writes
+    /// summary.json, per_query.csv and cmc.png to --out.
+    Eval(EvalArgs),
     /// Check the installation: library versions, CUDA, GStreamer elements and model files.
     ///
     /// Exits non-zero when something the site file needs is missing.
@@ -55,4 +55,68 @@ pub enum Command {
         /// Configuration file (site or training; told apart by its keys).
         config: PathBuf,
     },
+}
+
+/// Dataset layouts `eval` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EvalDataset {
+    Sysu,
+    Regdb,
+    Market,
+    Duke,
+}
+
+/// SYSU-MM01 search mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SysuModeArg {
+    All,
+    Indoor,
+}
+
+/// SYSU-MM01 gallery shots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ShotsArg {
+    Single,
+    Multi,
+}
+
+/// RegDB search direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DirectionArg {
+    /// Visible queries, thermal gallery.
+    V2t,
+    /// Thermal queries, visible gallery.
+    T2v,
+}
+
+/// Arguments of `reid-pipe eval`.
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// Dataset layout.
+    #[arg(long, value_enum)]
+    pub dataset: EvalDataset,
+    /// Dataset root folder.
+    #[arg(long)]
+    pub root: PathBuf,
+    /// Feature file (safetensors: `features` N×D and metadata `paths`); repeat for several runs.
+    #[arg(long, required = true)]
+    pub features: Vec<PathBuf>,
+    /// SYSU-MM01 search mode.
+    #[arg(long, value_enum, default_value = "all")]
+    pub mode: SysuModeArg,
+    /// SYSU-MM01 gallery: one image per identity and camera, or ten.
+    #[arg(long, value_enum, default_value = "single")]
+    pub shots: ShotsArg,
+    /// RegDB direction.
+    #[arg(long, value_enum, default_value = "v2t")]
+    pub direction: DirectionArg,
+    /// Trials, e.g. `0-9` or `1,3` (default: SYSU 0-9, RegDB 1-10).
+    #[arg(long)]
+    pub trials: Option<String>,
+    /// Queries ranked per block (bounds memory).
+    #[arg(long, default_value_t = 512)]
+    pub block: i64,
+    /// Output folder for summary.json, per_query.csv and cmc.png.
+    #[arg(long, default_value = "out/eval")]
+    pub out: PathBuf,
 }

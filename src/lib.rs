@@ -4,10 +4,16 @@
 //! - [`config`]: site and training files, validated with located errors.
 //! - [`ingest`]: GStreamer sources rendered from `pipelines/` templates.
 //! - [`live`]: the live pipeline of `reid-pipe run`.
+//! - [`data`]: dataset layouts (SYSU-MM01, RegDB, Market/Duke).
+//! - [`eval`]: the benchmarks' evaluation protocols and metrics.
 //! - [`doctor`]: installation checks.
 
+pub mod atomic;
 pub mod cli;
 pub mod config;
+pub mod data;
 pub mod doctor;
+pub mod eval;
 pub mod ingest;
 pub mod live;
+pub mod safetensors;

@@ -42,9 +42,14 @@ fn run(command: Command) -> Result<ExitCode> {
             println!("{cfg:#?}");
             bail!("the trainer is not available yet; {} is valid", config.display())
         }
-        Command::Eval { config } => {
-            TrainConfig::load(&config)?;
-            bail!("evaluation is not available yet; {} is valid", config.display())
+        Command::Eval(args) => {
+            let outcome = reid_pipe::eval::command::run(&args)?;
+            print!("{}", outcome.table);
+            println!(
+                "wrote summary.json, per_query.csv and cmc.png to {}",
+                args.out.display()
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Doctor { site } => {
             let site = site.exists().then_some(site.as_path());

@@ -24,7 +24,7 @@ fn every_subcommand_has_help() {
     for (sub, fragment) in [
         ("run", "Site configuration"),
         ("train", "Training configuration"),
-        ("eval", "not available yet"),
+        ("eval", "--features <FEATURES>"),
         ("doctor", "Exits non-zero"),
         ("check", "site or training"),
     ] {

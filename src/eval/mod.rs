@@ -1,0 +1,172 @@
+//! Evaluation with the benchmarks' exact protocols: features in, CMC / mAP / mINP out, averaged
+//! over trials and runs.
+
+pub mod command;
+pub mod metrics;
+pub mod protocols;
+pub mod pyrandom;
+pub mod ranking;
+pub mod report;
+
+use crate::data::Item;
+use metrics::{Metrics, QueryScore};
+use protocols::Protocol;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use tch::Tensor;
+
+/// CMC is reported up to this rank.
+pub const MAX_RANK: usize = 20;
+
+/// Errors of an evaluation.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    #[error(transparent)]
+    File(#[from] crate::safetensors::SafetensorsError),
+    #[error("{}: {message}", path.display())]
+    Features { path: PathBuf, message: String },
+    #[error("{protocol}, {trial}: {message}")]
+    Trial {
+        protocol: String,
+        trial: String,
+        message: String,
+    },
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+/// Features of dataset images, looked up by their path relative to the dataset root.
+///
+/// File format (safetensors): tensor `features` (N×D, F32) and metadata `paths`, a JSON array of
+/// the N relative paths (e.g. `"cam3/0001/0004.jpg"`), in row order.
+pub struct FeatureBank {
+    pub source: PathBuf,
+    pub features: Tensor,
+    rows: HashMap<String, i64>,
+}
+
+impl FeatureBank {
+    /// Wraps N×D features and their N paths.
+    pub fn new(source: PathBuf, features: Tensor, paths: Vec<String>) -> Result<Self, EvalError> {
+        let bad = |message: String| EvalError::Features {
+            path: source.clone(),
+            message,
+        };
+        let size = features.size();
+        if size.len() != 2 || size[0] as usize != paths.len() {
+            return Err(bad(format!(
+                "`features` has shape {size:?}, expected [{}, D] to match `paths`",
+                paths.len()
+            )));
+        }
+        let mut rows = HashMap::with_capacity(paths.len());
+        for (i, p) in paths.into_iter().enumerate() {
+            if let Some(prev) = rows.insert(p.clone(), i as i64) {
+                return Err(bad(format!("path {p:?} appears twice (rows {prev} and {i})")));
+            }
+        }
+        Ok(Self { source, features, rows })
+    }
+
+    /// Reads a feature file.
+    pub fn load(path: &Path) -> Result<Self, EvalError> {
+        let file = crate::safetensors::read(path)?;
+        let bad = |message: &str| EvalError::Features {
+            path: path.to_path_buf(),
+            message: message.to_owned(),
+        };
+        let features = file
+            .get("features")
+            .ok_or_else(|| bad("no tensor named `features`"))?
+            .shallow_clone();
+        let paths = file
+            .metadata
+            .get("paths")
+            .ok_or_else(|| bad("no `paths` in the metadata"))?;
+        let paths: Vec<String> = serde_json::from_str(paths)
+            .map_err(|e| bad(&format!("metadata `paths` is not a JSON string array: {e}")))?;
+        Self::new(path.to_path_buf(), features.to_kind(tch::Kind::Float), paths)
+    }
+
+    /// Writes the bank in the format [`FeatureBank::load`] reads.
+    pub fn save(&self, path: &Path) -> Result<(), EvalError> {
+        let mut paths: Vec<(&String, &i64)> = self.rows.iter().collect();
+        paths.sort_by_key(|(_, r)| **r);
+        let paths: Vec<&String> = paths.into_iter().map(|(p, _)| p).collect();
+        let meta = std::collections::BTreeMap::from([(
+            "paths".to_owned(),
+            serde_json::to_string(&paths).map_err(|e| EvalError::Features {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?,
+        )]);
+        crate::safetensors::write(path, &[("features", &self.features)], &meta)?;
+        Ok(())
+    }
+
+    /// Rows of `items`, in order, as one tensor.
+    fn gather(&self, items: &[Item], protocol: &str, trial: &str) -> Result<Tensor, EvalError> {
+        let mut idx = Vec::with_capacity(items.len());
+        for it in items {
+            let row = self.rows.get(&it.path).ok_or_else(|| EvalError::Trial {
+                protocol: protocol.to_owned(),
+                trial: trial.to_owned(),
+                message: format!("{} has no feature for {}", self.source.display(), it.path),
+            })?;
+            idx.push(*row);
+        }
+        let idx = Tensor::from_slice(&idx).to_device(self.features.device());
+        Ok(self.features.f_index_select(0, &idx)?)
+    }
+}
+
+/// Scores of one trial.
+#[derive(Debug, Clone)]
+pub struct TrialResult {
+    pub name: String,
+    pub metrics: Metrics,
+    /// Per query: its path and its score (`None`: no true match left, excluded from the means).
+    pub queries: Vec<(String, Option<QueryScore>)>,
+}
+
+/// Evaluates every trial of `protocol` on `bank`, ranking `block_rows` queries at a time.
+pub fn evaluate(protocol: &Protocol, bank: &FeatureBank, block_rows: i64) -> Result<Vec<TrialResult>, EvalError> {
+    let mut results = Vec::with_capacity(protocol.trials.len());
+    for trial in &protocol.trials {
+        if trial.query.is_empty() || trial.gallery.is_empty() {
+            return Err(EvalError::Trial {
+                protocol: protocol.name.clone(),
+                trial: trial.name.clone(),
+                message: format!(
+                    "{} queries and {} gallery images; both must be non-empty",
+                    trial.query.len(),
+                    trial.gallery.len()
+                ),
+            });
+        }
+        let q = bank.gather(&trial.query, &protocol.name, &trial.name)?;
+        let g = bank.gather(&trial.gallery, &protocol.name, &trial.name)?;
+        let gallery_ids: Vec<i64> = trial.gallery.iter().map(|i| i.pid).collect();
+        let mut scores = vec![None; trial.query.len()];
+        ranking::rank(&q, &g, block_rows, |qi, order| {
+            let query = &trial.query[qi];
+            scores[qi] = metrics::score_query(
+                order.iter().map(|&g| g as usize),
+                &gallery_ids,
+                query.pid,
+                |g| protocol.exclusion.keeps(query, &trial.gallery[g]),
+                protocol.cmc,
+            );
+        })?;
+        let metrics = Metrics::from_scores(&scores, MAX_RANK);
+        let queries = trial.query.iter().map(|i| i.path.clone()).zip(scores).collect();
+        results.push(TrialResult {
+            name: trial.name.clone(),
+            metrics,
+            queries,
+        });
+    }
+    Ok(results)
+}

@@ -1,0 +1,280 @@
+//! Evaluation protocols on generated data in the datasets' exact layouts, checked against the
+//! published Python code run by the installed Python, and the `eval` command end to end.
+
+use reid_pipe::data::Item;
+use reid_pipe::eval::protocols::{self, Exclusion, RegdbDirection, Shots, SysuMode};
+use reid_pipe::eval::{FeatureBank, evaluate};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+use tch::Tensor;
+
+/// A SYSU-MM01 tree: 12 test ids (some missing from some cameras), 2..=14 images per folder.
+fn make_sysu(root: &Path) -> Vec<i64> {
+    let ids: Vec<i64> = vec![3, 7, 11, 12, 20, 31, 44, 45, 52, 60, 77, 90];
+    for (n, &pid) in ids.iter().enumerate() {
+        for cam in 1..=6 {
+            if (n + cam) % 5 == 0 {
+                continue; // this id is not seen by this camera
+            }
+            let dir = root.join(format!("cam{cam}/{pid:04}"));
+            std::fs::create_dir_all(&dir).expect("mkdir");
+            for k in 0..(2 + (n * 7 + cam * 3) % 13) {
+                std::fs::write(dir.join(format!("{:04}.jpg", k * 3 + 1)), b"").expect("touch");
+            }
+        }
+    }
+    // Training ids exist too and must not leak into the test protocol.
+    std::fs::create_dir_all(root.join("cam1/0001")).expect("mkdir");
+    std::fs::write(root.join("cam1/0001/0001.jpg"), b"").expect("touch");
+    std::fs::create_dir_all(root.join("exp")).expect("mkdir");
+    // Unsorted on purpose: the protocol iterates ids in sorted order.
+    let mut listed = ids.clone();
+    listed.reverse();
+    let line: Vec<String> = listed.iter().map(i64::to_string).collect();
+    std::fs::write(
+        root.join("exp/test_id.txt"),
+        format!("{}\nsecond line ignored\n", line.join(",")),
+    )
+    .expect("ids");
+    ids
+}
+
+/// The published gallery code (Mang Ye's `process_gallery_sysu`, as LbA uses it), run by Python.
+const PY_GALLERY: &str = r#"
+import os, random, sys, json
+data_path, mode, shots = sys.argv[1], sys.argv[2], sys.argv[3]
+rgb_cameras = ['cam1', 'cam2', 'cam4', 'cam5'] if mode == 'all' else ['cam1', 'cam2']
+with open(os.path.join(data_path, 'exp/test_id.txt')) as f:
+    ids = ["%04d" % int(y) for y in f.read().splitlines()[0].split(',')]
+out = []
+for trial in range(10):
+    random.seed(trial)
+    files = []
+    for id in sorted(ids):
+        for cam in rgb_cameras:
+            img_dir = os.path.join(data_path, cam, id)
+            if os.path.isdir(img_dir):
+                new_files = sorted([cam + '/' + id + '/' + i for i in os.listdir(img_dir)])
+                if shots == 'single':
+                    files.append(random.choice(new_files))
+                else:
+                    files.extend(random.sample(new_files, min(10, len(new_files))))
+    out.append(files)
+print(json.dumps(out))
+"#;
+
+fn python_galleries(root: &Path, mode: &str, shots: &str) -> Vec<Vec<String>> {
+    let out = Command::new("python3")
+        .args(["-c", PY_GALLERY, root.to_str().expect("utf-8"), mode, shots])
+        .output()
+        .expect("python3 runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+#[test]
+fn sysu_galleries_are_exactly_the_published_codes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    make_sysu(dir.path());
+    let trials: Vec<u64> = (0..10).collect();
+    for (mode, mode_name) in [(SysuMode::All, "all"), (SysuMode::Indoor, "indoor")] {
+        for (shots, shots_name) in [(Shots::Single, "single"), (Shots::Multi, "multi")] {
+            let p = protocols::sysu(dir.path(), mode, shots, &trials).expect("protocol");
+            let ours: Vec<Vec<String>> = p
+                .trials
+                .iter()
+                .map(|t| t.gallery.iter().map(|i| i.path.clone()).collect())
+                .collect();
+            assert_eq!(
+                ours,
+                python_galleries(dir.path(), mode_name, shots_name),
+                "{mode_name} {shots_name}"
+            );
+        }
+    }
+}
+
+#[test]
+fn sysu_protocol_structure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ids = make_sysu(dir.path());
+    let all = protocols::sysu(dir.path(), SysuMode::All, Shots::Single, &[0, 1, 0]).expect("protocol");
+    assert_eq!(all.exclusion, Exclusion::SysuCam3Cam2);
+    let t0 = &all.trials[0];
+    // Queries: every infrared image of the test ids, cam3 before cam6 for each id.
+    assert!(t0.query.iter().all(|i| i.cam == 3 || i.cam == 6));
+    assert!(t0.query.iter().all(|i| ids.contains(&i.pid)));
+    let expected_queries: usize = ids
+        .iter()
+        .flat_map(|p| [3, 6].map(|c| dir.path().join(format!("cam{c}/{p:04}"))))
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .map(|d| d.count())
+        .sum();
+    assert_eq!(t0.query.len(), expected_queries);
+    // Single shot: exactly one image per identity per visible camera that saw it.
+    let mut seen = BTreeSet::new();
+    for g in &t0.gallery {
+        assert!([1, 2, 4, 5].contains(&g.cam));
+        assert!(seen.insert((g.pid, g.cam)), "two images of {} in cam{}", g.pid, g.cam);
+        assert!(dir.path().join(&g.path).is_file());
+    }
+    let folders = ids
+        .iter()
+        .flat_map(|p| [1, 2, 4, 5].map(|c| (p, c)))
+        .filter(|(p, c)| dir.path().join(format!("cam{c}/{p:04}")).is_dir())
+        .count();
+    assert_eq!(seen.len(), folders);
+    // The same seed draws the same gallery; another seed a different one.
+    assert_eq!(all.trials[0].gallery, all.trials[2].gallery);
+    assert_ne!(all.trials[0].gallery, all.trials[1].gallery);
+    let indoor = protocols::sysu(dir.path(), SysuMode::Indoor, Shots::Single, &[0]).expect("protocol");
+    assert!(indoor.trials[0].gallery.iter().all(|g| g.cam == 1 || g.cam == 2));
+    assert!(!indoor.trials[0].gallery.is_empty());
+}
+
+fn make_regdb(root: &Path) {
+    std::fs::create_dir_all(root.join("idx")).expect("mkdir");
+    for t in 1..=10 {
+        for (split, offset) in [("train", 0), ("test", 100)] {
+            for (spec, folder, letter) in [("visible", "Visible", 'v'), ("thermal", "Thermal", 't')] {
+                let mut text = String::new();
+                for label in 0..3 {
+                    let id = offset + t * 10 + label;
+                    for k in 0..2 {
+                        text.push_str(&format!(
+                            "{folder}/{id}/female_front_{letter}_{id:05}_{k}.bmp {label}\n"
+                        ));
+                    }
+                }
+                std::fs::write(root.join(format!("idx/{split}_{spec}_{t}.txt")), text).expect("idx");
+            }
+        }
+    }
+}
+
+#[test]
+fn regdb_trials_select_the_test_halves_in_both_directions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    make_regdb(dir.path());
+    let v2t = protocols::regdb(dir.path(), RegdbDirection::VisibleToThermal, &[4]).expect("protocol");
+    let t = &v2t.trials[0];
+    assert_eq!(t.query.len(), 6);
+    assert!(
+        t.query.iter().all(|i| i.path.starts_with("Visible/14") && i.cam == 1),
+        "{:?}",
+        t.query
+    );
+    assert!(t.gallery.iter().all(|i| i.path.starts_with("Thermal/14") && i.cam == 2));
+    assert_eq!(v2t.exclusion, Exclusion::None);
+    let t2v = protocols::regdb(dir.path(), RegdbDirection::ThermalToVisible, &[4]).expect("protocol");
+    assert_eq!(t2v.trials[0].query, t.gallery);
+    assert_eq!(t2v.trials[0].gallery, t.query);
+    let e = protocols::regdb(dir.path(), RegdbDirection::VisibleToThermal, &[11]).expect_err("no trial 11");
+    assert!(e.to_string().contains("test_visible_11.txt"), "{e}");
+}
+
+/// Features: one random direction per identity, plus noise; optionally a wrong one.
+fn bank_for(items: &[Item], noise: f64, seed: i64) -> FeatureBank {
+    tch::manual_seed(seed);
+    let ids: BTreeSet<i64> = items.iter().map(|i| i.pid).collect();
+    let centres: BTreeMap<i64, Tensor> = ids
+        .into_iter()
+        .map(|p| (p, Tensor::randn([64], tch::kind::FLOAT_CPU)))
+        .collect();
+    let rows: Vec<Tensor> = items
+        .iter()
+        .map(|i| &centres[&i.pid] + Tensor::randn([64], tch::kind::FLOAT_CPU) * noise)
+        .collect();
+    FeatureBank::new(
+        "generated".into(),
+        Tensor::stack(&rows, 0),
+        items.iter().map(|i| i.path.clone()).collect(),
+    )
+    .expect("bank")
+}
+
+#[test]
+fn well_separated_features_score_perfectly_and_cam3_only_matches_are_invalid() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    make_sysu(dir.path());
+    let p = protocols::sysu(dir.path(), SysuMode::All, Shots::Single, &[0, 1]).expect("protocol");
+    let mut items: Vec<Item> = p
+        .trials
+        .iter()
+        .flat_map(|t| t.query.iter().chain(&t.gallery).cloned())
+        .collect();
+    items.sort();
+    items.dedup();
+    let bank = bank_for(&items, 0.05, 1);
+    let results = evaluate(&p, &bank, 7).expect("evaluate");
+    for r in &results {
+        assert!((r.metrics.rank(1) - 1.0).abs() < 1e-12, "{:?}", r.metrics);
+        assert!((r.metrics.map - 1.0).abs() < 1e-12);
+        // A cam3 query whose identity is in the gallery only through cam2 has no valid match.
+        let trial = p.trials.iter().find(|t| t.name == r.name).expect("trial");
+        let invalid = trial
+            .query
+            .iter()
+            .filter(|q| {
+                !trial
+                    .gallery
+                    .iter()
+                    .any(|g| g.pid == q.pid && Exclusion::SysuCam3Cam2.keeps(q, g))
+            })
+            .count();
+        assert_eq!(r.metrics.invalid_queries, invalid);
+        assert_eq!(r.metrics.valid_queries + invalid, trial.query.len());
+    }
+    // Noise swamping the identity signal brings rank-1 down to chance level.
+    let noisy = evaluate(&p, &bank_for(&items, 50.0, 2), 64).expect("evaluate");
+    assert!(noisy[0].metrics.rank(1) < 0.6, "{:?}", noisy[0].metrics);
+}
+
+#[test]
+fn eval_command_writes_reports() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("SYSU-MM01");
+    make_sysu(&root);
+    let p = protocols::sysu(&root, SysuMode::All, Shots::Single, &(0..10).collect::<Vec<_>>()).expect("protocol");
+    let mut items: Vec<Item> = p
+        .trials
+        .iter()
+        .flat_map(|t| t.query.iter().chain(&t.gallery).cloned())
+        .collect();
+    items.sort();
+    items.dedup();
+    // Two runs: a good model and a poor one.
+    let feats = [dir.path().join("run1.safetensors"), dir.path().join("run2.safetensors")];
+    bank_for(&items, 0.3, 3).save(&feats[0]).expect("save");
+    bank_for(&items, 3.0, 4).save(&feats[1]).expect("save");
+    let out = dir.path().join("report");
+    let o = Command::new(env!("CARGO_BIN_EXE_reid-pipe"))
+        .args(["eval", "--dataset", "sysu", "--root"])
+        .arg(&root)
+        .arg("--features")
+        .arg(&feats[0])
+        .arg("--features")
+        .arg(&feats[1])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{text}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        text.contains("run 1 (10 trials)") && text.contains("mean over 2 runs"),
+        "{text}"
+    );
+    assert!(text.contains(" ± "), "{text}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).expect("json")).expect("json");
+    assert_eq!(summary["protocol"], "SYSU-MM01 all-search single-shot");
+    assert_eq!(summary["runs"].as_array().map(Vec::len), Some(2));
+    let r1 = summary["runs"][0]["summary"]["rank1"]["mean"].as_f64().expect("rank1");
+    let r2 = summary["runs"][1]["summary"]["rank1"]["mean"].as_f64().expect("rank1");
+    assert!(r1 > r2, "the better features rank better: {r1} vs {r2}");
+    let csv = std::fs::read_to_string(out.join("per_query.csv")).expect("csv");
+    assert_eq!(csv.lines().count(), 1 + 2 * 10 * p.trials[0].query.len());
+    assert!(out.join("cmc.png").is_file());
+}

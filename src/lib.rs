@@ -6,6 +6,7 @@
 //! - [`live`]: the live pipeline of `reid-pipe run`.
 //! - [`data`]: dataset layouts (SYSU-MM01, RegDB, Market/Duke).
 //! - [`eval`]: the benchmarks' evaluation protocols and metrics.
+//! - [`model`]: the LbA network, CMAlign, weights and the batched embedder.
 //! - [`doctor`]: installation checks.
 
 pub mod atomic;
@@ -16,4 +17,5 @@ pub mod doctor;
 pub mod eval;
 pub mod ingest;
 pub mod live;
+pub mod model;
 pub mod safetensors;

@@ -234,7 +234,7 @@ pub struct Model {
 }
 
 /// Backbone network of the embedder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Backbone {
     Resnet50,

@@ -1,0 +1,244 @@
+//! The LbA network in libtorch: a stem per modality, a shared body, GeM pooling, a BN neck and a
+//! classifier; CMAlign for training; weights in safetensors; a batched embedder for the live
+//! pipeline. One code path serves training (autograd) and inference.
+
+pub mod cmalign;
+pub mod embedder;
+pub mod mobilenetv2;
+pub mod resnet;
+pub mod torchscript;
+pub mod weights;
+
+use crate::config::site::Backbone;
+use crate::ingest::Modality;
+use tch::nn::{self, Init};
+use tch::{Device, Kind, Tensor};
+
+/// What a network is: enough to rebuild it and to feed it (stored in weight files' metadata).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ModelSpec {
+    pub backbone: Backbone,
+    /// Identities of the classifier (0: no classifier, an embedding-only network).
+    pub classes: i64,
+    /// Input height and width.
+    pub input_size: (i64, i64),
+    /// Per-channel normalisation of RGB inputs scaled to [0, 1].
+    pub mean: [f64; 3],
+    pub std: [f64; 3],
+    /// Stride of the last stage (1 in LbA).
+    pub last_stride: i64,
+}
+
+impl ModelSpec {
+    /// The LbA recipe's settings for `backbone` with `classes` identities.
+    pub fn new(backbone: Backbone, classes: i64, input_size: (i64, i64)) -> Self {
+        Self {
+            backbone,
+            classes,
+            input_size,
+            mean: IMAGENET_MEAN,
+            std: IMAGENET_STD,
+            last_stride: 1,
+        }
+    }
+
+    /// Dimension of the embedding (channels of the last stage).
+    pub fn feature_dim(&self) -> i64 {
+        match self.backbone {
+            Backbone::Resnet50 => 2048,
+            Backbone::Mobilenetv2 => 1280,
+            Backbone::Tinyresnet => 256,
+        }
+    }
+}
+
+/// ImageNet channel means (RGB).
+pub const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
+/// ImageNet channel standard deviations (RGB).
+pub const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];
+
+enum Stem {
+    Resnet(resnet::Stem),
+    Mobilenet(mobilenetv2::ConvBn),
+}
+
+impl Stem {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        match self {
+            Stem::Resnet(s) => s.forward_t(x, train),
+            Stem::Mobilenet(s) => s.forward_t(x, train),
+        }
+    }
+}
+
+enum Body {
+    Resnet(resnet::Body),
+    Mobilenet(mobilenetv2::Body),
+}
+
+/// The LbA network. Variable names follow the official checkpoints:
+/// `visible_module.visible.*`, `thermal_module.thermal.*`, `base_resnet.base.*`, `bottleneck.*`,
+/// `classifier.*`.
+pub struct LbaNet {
+    pub spec: ModelSpec,
+    visible: Stem,
+    thermal: Stem,
+    body: Body,
+    neck: BnNeck,
+    classifier: Option<nn::Linear>,
+}
+
+/// BatchNorm1d whose bias is frozen at 0 (spec §2.4): weight ~ N(1, 0.01), bias not trainable.
+struct BnNeck {
+    weight: Tensor,
+    bias: Tensor,
+    running_mean: Tensor,
+    running_var: Tensor,
+}
+
+impl BnNeck {
+    fn new(p: &nn::Path, dim: i64) -> Self {
+        Self {
+            weight: p.var("weight", &[dim], Init::Randn { mean: 1.0, stdev: 0.01 }),
+            bias: p.zeros_no_train("bias", &[dim]),
+            running_mean: p.zeros_no_train("running_mean", &[dim]),
+            running_var: p.ones_no_train("running_var", &[dim]),
+        }
+    }
+
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        Tensor::batch_norm(
+            x,
+            Some(&self.weight),
+            Some(&self.bias),
+            Some(&self.running_mean),
+            Some(&self.running_var),
+            train,
+            0.1,
+            1e-5,
+            false,
+        )
+    }
+}
+
+/// GeM pooling with a fixed p = 3 and eps = 1e-12 inside the root, no clamp (spec §2.3).
+pub fn gem(x: &Tensor) -> Tensor {
+    (x.flatten(2, -1)
+        .pow_tensor_scalar(3.0)
+        .mean_dim([-1i64].as_slice(), false, Kind::Float)
+        + 1e-12)
+        .pow_tensor_scalar(1.0 / 3.0)
+}
+
+impl LbaNet {
+    /// Builds the network's variables under `p` (the root of a `VarStore`).
+    pub fn new(p: &nn::Path, spec: ModelSpec) -> Self {
+        let (visible, thermal, body) = match spec.backbone {
+            Backbone::Resnet50 | Backbone::Tinyresnet => {
+                let shape = if spec.backbone == Backbone::Resnet50 {
+                    resnet::RESNET50
+                } else {
+                    resnet::TINY
+                };
+                (
+                    Stem::Resnet(resnet::Stem::new(&(p / "visible_module" / "visible"), shape.width)),
+                    Stem::Resnet(resnet::Stem::new(&(p / "thermal_module" / "thermal"), shape.width)),
+                    Body::Resnet(resnet::Body::new(
+                        &(p / "base_resnet" / "base"),
+                        shape,
+                        spec.last_stride,
+                    )),
+                )
+            }
+            Backbone::Mobilenetv2 => (
+                Stem::Mobilenet(mobilenetv2::ConvBn::stem(
+                    &(p / "visible_module" / "visible" / "features" / 0),
+                )),
+                Stem::Mobilenet(mobilenetv2::ConvBn::stem(
+                    &(p / "thermal_module" / "thermal" / "features" / 0),
+                )),
+                Body::Mobilenet(mobilenetv2::Body::new(&(p / "base_resnet" / "base"), spec.last_stride)),
+            ),
+        };
+        let dim = spec.feature_dim();
+        let neck = BnNeck::new(&(p / "bottleneck"), dim);
+        let classifier = (spec.classes > 0).then(|| {
+            let cfg = nn::LinearConfig {
+                ws_init: Init::Randn {
+                    mean: 0.0,
+                    stdev: 0.001,
+                },
+                bs_init: None,
+                bias: false,
+            };
+            nn::linear(p / "classifier", dim, spec.classes, cfg)
+        });
+        Self {
+            spec,
+            visible,
+            thermal,
+            body,
+            neck,
+            classifier,
+        }
+    }
+
+    /// The modality's stem.
+    pub fn stem(&self, x: &Tensor, modality: Modality, train: bool) -> Tensor {
+        match modality {
+            Modality::Visible => self.visible.forward_t(x, train),
+            Modality::Thermal => self.thermal.forward_t(x, train),
+        }
+    }
+
+    /// Shared stages up to layer3.
+    pub fn to_layer3(&self, x: &Tensor, train: bool) -> Tensor {
+        match &self.body {
+            Body::Resnet(b) => b.to_layer3(x, train),
+            Body::Mobilenet(b) => b.to_layer3(x, train),
+        }
+    }
+
+    /// The shared last stage.
+    pub fn layer4(&self, x: &Tensor, train: bool) -> Tensor {
+        match &self.body {
+            Body::Resnet(b) => b.layer4(x, train),
+            Body::Mobilenet(b) => b.layer4(x, train),
+        }
+    }
+
+    /// Channels of layer3 and layer4 outputs.
+    pub fn channels(&self) -> (i64, i64) {
+        match &self.body {
+            Body::Resnet(b) => b.channels(),
+            Body::Mobilenet(b) => b.channels(),
+        }
+    }
+
+    /// Backbone feature map (layer4 output) of one modality's images.
+    pub fn feature_map(&self, x: &Tensor, modality: Modality, train: bool) -> Tensor {
+        self.layer4(&self.to_layer3(&self.stem(x, modality, train), train), train)
+    }
+
+    /// The test-time feature: GeM(layer4), pre-BN, L2-normalised (spec §2.5). No flip averaging.
+    pub fn embed(&self, x: &Tensor, modality: Modality) -> Tensor {
+        let f = gem(&self.feature_map(x, modality, false));
+        crate::eval::ranking::normalize_rows(&f)
+    }
+
+    /// BN neck then classifier (the identity logits); `None` for an embedding-only network.
+    pub fn classify(&self, pooled: &Tensor, train: bool) -> Option<Tensor> {
+        let c = self.classifier.as_ref()?;
+        Some(self.neck.forward_t(pooled, train).apply(c))
+    }
+}
+
+/// Resolves a device setting: `Auto` picks CUDA when present.
+pub fn device(choice: crate::config::site::Device) -> Device {
+    use crate::config::site::DeviceKind;
+    match choice.kind {
+        DeviceKind::Cpu => Device::Cpu,
+        DeviceKind::Cuda => Device::Cuda(choice.cuda_index),
+        DeviceKind::Auto => Device::cuda_if_available(),
+    }
+}

@@ -1,0 +1,161 @@
+//! Bring-your-own embedders: TorchScript modules (`tch::CModule`) described by a small TOML
+//! manifest, and export of the built-in network to the same form so a model trained here runs
+//! anywhere libtorch runs.
+//!
+//! Manifest (paths relative to the manifest):
+//! ```toml
+//! visible = "net.pt"          # module for visible crops: normalised B×3×H×W → B×D
+//! thermal = "net.pt"          # module for thermal crops (may be the same file)
+//! input_size = [256, 128]     # height, width
+//! mean = [0.485, 0.456, 0.406]
+//! std = [0.229, 0.224, 0.225]
+//! output_dim = 512
+//! ```
+//! Outputs are L2-normalised by reid-pipe whatever the module returns.
+
+use super::embedder::{Crop, Embed, EmbedError, LbaEmbedder, batch_pixels, normalise};
+use super::{IMAGENET_MEAN, IMAGENET_STD, ModelSpec};
+use crate::config::site::Backbone;
+use crate::ingest::Modality;
+use std::path::{Path, PathBuf};
+use tch::{CModule, Device, Kind, Tensor};
+
+/// The manifest file of a TorchScript embedder.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub visible: PathBuf,
+    pub thermal: PathBuf,
+    pub input_size: (i64, i64),
+    #[serde(default = "imagenet_mean")]
+    pub mean: [f64; 3],
+    #[serde(default = "imagenet_std")]
+    pub std: [f64; 3],
+    pub output_dim: i64,
+}
+
+fn imagenet_mean() -> [f64; 3] {
+    IMAGENET_MEAN
+}
+
+fn imagenet_std() -> [f64; 3] {
+    IMAGENET_STD
+}
+
+/// A TorchScript embedder.
+pub struct ScriptEmbedder {
+    visible: CModule,
+    thermal: CModule,
+    manifest: Manifest,
+    spec: ModelSpec,
+    device: Device,
+}
+
+impl ScriptEmbedder {
+    /// Loads the manifest and its modules onto `device`.
+    pub fn load(manifest_path: &Path, device: Device) -> Result<Self, EmbedError> {
+        let bad = |m: String| EmbedError::Model(format!("{}: {m}", manifest_path.display()));
+        let text = std::fs::read_to_string(manifest_path).map_err(|e| bad(format!("cannot read: {e}")))?;
+        let manifest: Manifest = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        if manifest.output_dim <= 0 || manifest.input_size.0 < 8 || manifest.input_size.1 < 8 {
+            return Err(bad("output_dim must be > 0 and input_size at least [8, 8]".to_owned()));
+        }
+        let dir = manifest_path.parent().unwrap_or(Path::new("."));
+        let open = |p: &Path| {
+            let p = dir.join(p);
+            CModule::load_on_device(&p, device)
+                .map_err(|e| bad(format!("cannot load TorchScript module {}: {e}", p.display())))
+        };
+        let (mut visible, mut thermal) = (open(&manifest.visible)?, open(&manifest.thermal)?);
+        visible.set_eval();
+        thermal.set_eval();
+        let spec = ModelSpec {
+            backbone: Backbone::Resnet50, // unused for scripted modules; only the input settings matter
+            classes: 0,
+            input_size: manifest.input_size,
+            mean: manifest.mean,
+            std: manifest.std,
+            last_stride: 1,
+        };
+        Ok(Self {
+            visible,
+            thermal,
+            manifest,
+            spec,
+            device,
+        })
+    }
+}
+
+impl Embed for ScriptEmbedder {
+    fn dim(&self) -> i64 {
+        self.manifest.output_dim
+    }
+
+    fn embed(&self, crops: &[Crop<'_>]) -> Result<Tensor, EmbedError> {
+        let batch = batch_pixels(crops, self.spec.input_size)?;
+        let x = normalise(&batch, &self.spec, self.device, Kind::Float);
+        let mut out = Tensor::zeros([crops.len() as i64, self.dim()], (Kind::Float, Device::Cpu));
+        for (modality, module) in [(Modality::Visible, &self.visible), (Modality::Thermal, &self.thermal)] {
+            let rows: Vec<i64> = crops
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.modality == modality)
+                .map(|(i, _)| i as i64)
+                .collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let idx = Tensor::from_slice(&rows);
+            let part = x.f_index_select(0, &idx.to_device(self.device))?;
+            let y = tch::no_grad(|| module.forward_ts(&[part]))?;
+            let y = y.to_kind(Kind::Float).to_device(Device::Cpu);
+            if y.size() != [rows.len() as i64, self.dim()] {
+                return Err(EmbedError::Model(format!(
+                    "the {modality} module returned shape {:?}, the manifest says [{}, {}]",
+                    y.size(),
+                    rows.len(),
+                    self.dim()
+                )));
+            }
+            let _ = out.f_index_copy_(0, &idx, &crate::eval::ranking::normalize_rows(&y))?;
+        }
+        Ok(out)
+    }
+}
+
+/// Exports the built-in network as two traced TorchScript modules (`<stem>-visible.pt`,
+/// `<stem>-thermal.pt`) and a manifest `<stem>.toml` in `dir`. Returns the manifest path.
+pub fn export(embedder: &LbaEmbedder, dir: &Path, stem: &str) -> Result<PathBuf, EmbedError> {
+    let spec = embedder.spec().clone();
+    let io = |e: std::io::Error| EmbedError::Model(format!("{}: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let (h, w) = spec.input_size;
+    let example = Tensor::zeros([2, 3, h, w], (Kind::Float, Device::Cpu));
+    let mut names = Vec::new();
+    for modality in [Modality::Visible, Modality::Thermal] {
+        let module = CModule::create_by_tracing(
+            "ReidPipeEmbedder",
+            "forward",
+            &[example.shallow_clone()],
+            &mut |inputs| vec![embedder.embed_input(&inputs[0], modality)],
+        )?;
+        let name = format!("{stem}-{modality}.pt");
+        let tmp = dir.join(format!(".{name}.tmp"));
+        module.save(&tmp)?;
+        std::fs::rename(&tmp, dir.join(&name)).map_err(io)?;
+        names.push(PathBuf::from(name));
+    }
+    let manifest = Manifest {
+        visible: names[0].clone(),
+        thermal: names[1].clone(),
+        input_size: spec.input_size,
+        mean: spec.mean,
+        std: spec.std,
+        output_dim: spec.feature_dim(),
+    };
+    let path = dir.join(format!("{stem}.toml"));
+    let text = toml::to_string(&manifest).map_err(|e| EmbedError::Model(e.to_string()))?;
+    crate::atomic::write(&path, text.as_bytes()).map_err(io)?;
+    Ok(path)
+}

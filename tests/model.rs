@@ -1,0 +1,291 @@
+//! The LbA network against PyTorch: reference numbers come from `tests/reference/model_refs.py`
+//! run by the installed torch (the venv `scripts/setup.sh` makes).
+
+use reid_pipe::config::site::Backbone;
+use reid_pipe::config::train::DenseTripletWeighting;
+use reid_pipe::ingest::Modality;
+use reid_pipe::model::cmalign::CmAlign;
+use reid_pipe::model::embedder::{Crop, Embed, LbaEmbedder};
+use reid_pipe::model::torchscript::{self, ScriptEmbedder};
+use reid_pipe::model::{LbaNet, ModelSpec, weights};
+use reid_pipe::safetensors;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+const PYTHON: &str = "/opt/reid-torch/bin/python";
+
+/// Runs one reference computation into a fresh temporary directory.
+fn reference(what: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/model_refs.py");
+    let out = Command::new(PYTHON)
+        .arg(script)
+        .arg(what)
+        .arg(dir.path())
+        .output()
+        .expect("the torch venv runs");
+    assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+    dir
+}
+
+fn tensor(file: &safetensors::File, name: &str) -> Tensor {
+    file.get(name).unwrap_or_else(|| panic!("no {name}")).shallow_clone()
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.size(), b.size());
+    (a - b).abs().max().double_value(&[])
+}
+
+#[test]
+fn resnet50_equals_torchvision_with_the_same_weights() {
+    let dir = reference("resnet50");
+    let mut vs = VarStore::new(Device::Cpu);
+    let net = LbaNet::new(&vs.root(), ModelSpec::new(Backbone::Resnet50, 0, (64, 32)));
+    let report = weights::load(&mut vs, &dir.path().join("resnet50_weights.safetensors")).expect("load");
+    // fc.weight and fc.bias are the ImageNet head: ignored; the BN neck keeps its initial values.
+    assert_eq!(report.ignored, 2);
+    assert!(
+        report.initialised.iter().all(|n| n.starts_with("bottleneck.")),
+        "{:?}",
+        report.initialised
+    );
+    let io = safetensors::read(&dir.path().join("resnet50_io.safetensors")).expect("io");
+    let x = tensor(&io, "input");
+    let want = tensor(&io, "output");
+    for modality in [Modality::Visible, Modality::Thermal] {
+        let got = tch::no_grad(|| net.feature_map(&x, modality, false));
+        assert_eq!(got.size(), [2, 2048, 4, 2], "last stride 1: 64×32 input → 4×2 map");
+        let d = max_diff(&got, &want);
+        assert!(d < 1e-4, "{modality}: max abs diff {d}");
+    }
+}
+
+#[test]
+fn mobilenetv2_equals_deep_sort_realtimes_model_with_the_shipped_weights() {
+    let dir = reference("mobilenetv2");
+    let weights_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/weights/mobilenetv2_imagenet.safetensors");
+    let mut vs = VarStore::new(Device::Cpu);
+    // The ImageNet network: last stride 2, mean pooling over the final map.
+    let spec = ModelSpec {
+        last_stride: 2,
+        ..ModelSpec::new(Backbone::Mobilenetv2, 0, (128, 64))
+    };
+    let net = LbaNet::new(&vs.root(), spec);
+    weights::load(&mut vs, &weights_file).expect("the converted set-up weights load");
+    let io = safetensors::read(&dir.path().join("mobilenetv2_io.safetensors")).expect("io");
+    let x = tensor(&io, "input");
+    let got = tch::no_grad(|| {
+        net.feature_map(&x, Modality::Visible, false)
+            .mean_dim([2i64, 3].as_slice(), false, Kind::Float)
+    });
+    let d = max_diff(&got, &tensor(&io, "output"));
+    assert!(d < 1e-4, "max abs diff {d}");
+}
+
+fn tiny(classes: i64) -> (VarStore, LbaNet) {
+    tch::manual_seed(7);
+    let vs = VarStore::new(Device::Cpu);
+    let net = LbaNet::new(&vs.root(), ModelSpec::new(Backbone::Tinyresnet, classes, (64, 32)));
+    (vs, net)
+}
+
+#[test]
+fn output_shapes_per_backbone() {
+    let x = Tensor::rand([2, 3, 64, 32], (Kind::Float, Device::Cpu));
+    for (backbone, dim, l3) in [
+        (Backbone::Tinyresnet, 256, 128),
+        (Backbone::Mobilenetv2, 1280, 96),
+        (Backbone::Resnet50, 2048, 1024),
+    ] {
+        let vs = VarStore::new(Device::Cpu);
+        let net = LbaNet::new(&vs.root(), ModelSpec::new(backbone, 10, (64, 32)));
+        let stem = net.stem(&x, Modality::Thermal, false);
+        let f3 = net.to_layer3(&stem, false);
+        let f4 = net.layer4(&f3, false);
+        assert_eq!(f3.size()[1], l3, "{backbone:?}");
+        assert_eq!(f4.size()[1], dim, "{backbone:?}");
+        assert_eq!(
+            f3.size()[2..],
+            f4.size()[2..],
+            "{backbone:?}: last stride 1 keeps the layer3 resolution"
+        );
+        assert_eq!(net.embed(&x, Modality::Visible).size(), [2, dim]);
+        let logits = net.classify(&reid_pipe::model::gem(&f4), false).expect("classifier");
+        assert_eq!(logits.size(), [2, 10]);
+    }
+}
+
+fn crops_of(pixels: &[Vec<u8>], sizes: &[(usize, usize, usize)], modality: Modality) -> Vec<Crop<'static>> {
+    pixels
+        .iter()
+        .zip(sizes)
+        .map(|(p, &(w, h, c))| Crop {
+            pixels: Box::leak(p.clone().into_boxed_slice()),
+            width: w,
+            height: h,
+            stride: w * c,
+            channels: c,
+            modality,
+        })
+        .collect()
+}
+
+fn sample_crops() -> Vec<Crop<'static>> {
+    let sizes = [(40usize, 90usize, 3usize), (20, 30, 1), (64, 128, 3)];
+    let pixels: Vec<Vec<u8>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, (w, h, c))| (0..w * h * c).map(|k| ((k * 31 + i * 7) % 251) as u8).collect())
+        .collect();
+    let mut crops = crops_of(&pixels, &sizes, Modality::Visible);
+    crops[1].modality = Modality::Thermal;
+    crops
+}
+
+#[test]
+fn save_load_round_trip_gives_identical_embeddings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tiny.safetensors");
+    let (vs, net) = tiny(5);
+    weights::save(&vs, &net.spec, &path).expect("save");
+    assert_eq!(weights::read_spec(&path).expect("spec"), net.spec);
+    let a = LbaEmbedder::new(net, vs, false).expect("embedder");
+    let b = LbaEmbedder::from_weights(&path, Device::Cpu, false).expect("load");
+    let crops = sample_crops();
+    let ea = a.embed(&crops).expect("embed");
+    let eb = b.embed(&crops).expect("embed");
+    assert!(ea.equal(&eb), "identical weights give identical embeddings");
+    // Unit norm, deterministic.
+    let norms = ea.norm_scalaropt_dim(2, [1i64].as_slice(), false);
+    assert!(max_diff(&norms, &Tensor::ones([3], (Kind::Float, Device::Cpu))) < 1e-5);
+    assert!(a.embed(&crops).expect("embed").equal(&ea));
+    // Modality matters: the same pixels through the other stem give another embedding.
+    let mut swapped = crops.clone();
+    swapped[0].modality = Modality::Thermal;
+    assert!(max_diff(&a.embed(&swapped).expect("embed").get(0), &ea.get(0)) > 1e-4);
+}
+
+#[test]
+fn a_wrong_shape_weight_file_names_the_parameter() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("five.safetensors");
+    let (vs, net) = tiny(5);
+    weights::save(&vs, &net.spec, &path).expect("save");
+    let (mut vs7, _net7) = {
+        let vs = VarStore::new(Device::Cpu);
+        let net = LbaNet::new(&vs.root(), ModelSpec::new(Backbone::Tinyresnet, 7, (64, 32)));
+        (vs, net)
+    };
+    let e = weights::load(&mut vs7, &path).expect_err("5 vs 7 classes");
+    let s = e.to_string();
+    assert!(
+        s.contains("five.safetensors") && s.contains("classifier.weight [5, 256] vs [7, 256]"),
+        "{s}"
+    );
+    // A torch.save file is refused with the converter to use.
+    let e = weights::load(&mut vs7, &dir.path().join("x.pth")).expect_err("pth");
+    assert!(e.to_string().contains("pth_to_safetensors.py"), "{e}");
+}
+
+#[test]
+fn cmalign_matches_the_spec_reference() {
+    let dir = reference("cmalign");
+    let io = safetensors::read(&dir.path().join("cmalign_io.safetensors")).expect("io");
+    let feat = tensor(&io, "feat").set_requires_grad(true);
+    let cm = CmAlign {
+        temperature: 50.0,
+        margin: 0.3,
+        weighting: DenseTripletWeighting::Code,
+    };
+    let out = cm.forward(&feat, &[2, 3, 0, 1], &[3, 2, 1, 0]);
+    for (name, got) in [
+        ("recon", &out.reconstruction),
+        ("matching", &out.matching),
+        ("coattention", &out.coattention),
+        ("mask", &out.mask),
+    ] {
+        let d = max_diff(&got.detach(), &tensor(&io, name));
+        assert!(d < 1e-5, "{name}: max abs diff {d}");
+    }
+    let code = out.dense_triplet.double_value(&[]);
+    assert!(
+        (code - tensor(&io, "loss_code").double_value(&[0])).abs() < 1e-6,
+        "{code}"
+    );
+    (&out.dense_triplet + out.reconstruction.sum(Kind::Float) * 0.01).backward();
+    let d = max_diff(&feat.grad(), &tensor(&io, "grad"));
+    assert!(d < 1e-5, "gradient max abs diff {d}");
+    let intended = CmAlign {
+        weighting: DenseTripletWeighting::Intended,
+        ..cm
+    }
+    .forward(&feat.detach(), &[2, 3, 0, 1], &[3, 2, 1, 0]);
+    let want = tensor(&io, "loss_intended").double_value(&[0]);
+    assert!((intended.dense_triplet.double_value(&[]) - want).abs() < 1e-6);
+}
+
+#[test]
+fn cmalign_on_identical_maps_matches_every_position_to_itself() {
+    tch::manual_seed(3);
+    let half = Tensor::randn([2, 16, 6, 3], (Kind::Float, Device::Cpu)).relu();
+    // Visible rows 0..2 and infrared rows 2..4 are the same maps; each positive is its twin.
+    let feat = Tensor::cat(&[&half, &half], 0).set_requires_grad(true);
+    let cm = CmAlign {
+        temperature: 50.0,
+        margin: 0.3,
+        weighting: DenseTripletWeighting::Code,
+    };
+    let out = cm.forward(&feat, &[2, 3, 0, 1], &[3, 2, 1, 0]);
+    let best = out.matching.argmax(-1, false);
+    let identity = Tensor::arange(18, (Kind::Int64, Device::Cpu)).expand([4, 18], false);
+    assert!(best.equal(&identity), "{best}");
+    // Reconstruction from an identical map is (nearly) the map itself.
+    assert!(max_diff(&out.reconstruction.detach(), &feat.detach()) < 0.05);
+    (out.dense_triplet + out.reconstruction.mean(Kind::Float)).backward();
+    let g = feat.grad();
+    assert!(
+        bool::try_from(g.isfinite().all()).expect("bool"),
+        "gradients are finite"
+    );
+    assert!(g.abs().sum(Kind::Float).double_value(&[]) > 0.0);
+}
+
+#[test]
+fn torchscript_embedder_equals_pytorch_on_the_same_crops() {
+    let dir = reference("script");
+    std::fs::write(
+        dir.path().join("tiny.toml"),
+        "visible = \"tiny.pt\"\nthermal = \"tiny.pt\"\ninput_size = [32, 16]\noutput_dim = 5\n",
+    )
+    .expect("manifest");
+    let emb = ScriptEmbedder::load(&dir.path().join("tiny.toml"), Device::Cpu).expect("load");
+    let io = safetensors::read(&dir.path().join("script_io.safetensors")).expect("io");
+    let crops_t = tensor(&io, "crops").to_kind(Kind::Uint8);
+    let pixels: Vec<Vec<u8>> = (0..3)
+        .map(|i| Vec::<u8>::try_from(crops_t.get(i).flatten(0, -1)).expect("u8"))
+        .collect();
+    // Crops at the input size: no resampling, so the inputs are bit-identical to PyTorch's.
+    let crops = crops_of(&pixels, &[(16, 32, 3); 3], Modality::Visible);
+    let got = emb.embed(&crops).expect("embed");
+    let d = max_diff(&got, &tensor(&io, "output"));
+    assert!(d < 1e-5, "max abs diff {d}");
+}
+
+#[test]
+fn exported_network_runs_as_torchscript_with_the_same_embeddings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (vs, net) = tiny(0);
+    let native = LbaEmbedder::new(net, vs, false).expect("embedder");
+    let manifest: PathBuf = torchscript::export(&native, dir.path(), "tiny").expect("export");
+    let scripted = ScriptEmbedder::load(&manifest, Device::Cpu).expect("load");
+    assert_eq!(scripted.dim(), 256);
+    let crops = sample_crops(); // 3 crops (traced with 2), both modalities
+    let d = max_diff(
+        &scripted.embed(&crops).expect("embed"),
+        &native.embed(&crops).expect("embed"),
+    );
+    assert!(d < 1e-5, "max abs diff {d}");
+}

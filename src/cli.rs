@@ -50,6 +50,20 @@ pub enum Command {
         #[arg(long, default_value = "config/site.toml")]
         site: PathBuf,
     },
+    /// Export the site's embedding network as TorchScript modules plus a manifest.
+    ///
+    /// Writes `<name>-visible.pt`, `<name>-thermal.pt` and `<name>.toml` into --out; point a site
+    /// file's `model.weights` at the `.toml` to run them, or load them anywhere libtorch runs.
+    Export {
+        /// Site file whose `[model]` is exported.
+        site: PathBuf,
+        /// Output folder.
+        #[arg(long, default_value = "out/export")]
+        out: PathBuf,
+        /// File name stem.
+        #[arg(long, default_value = "reid-embedder")]
+        name: String,
+    },
     /// Validate a site or training file and print it resolved.
     Check {
         /// Configuration file (site or training; told apart by its keys).

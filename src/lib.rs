@@ -18,4 +18,5 @@ pub mod eval;
 pub mod ingest;
 pub mod live;
 pub mod model;
+pub mod runtime;
 pub mod safetensors;

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    reid_pipe::runtime::tune_allocator();
     let cli = Cli::parse();
     let filter = EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(&cli.log));
     let filter = match filter {
@@ -60,6 +61,12 @@ fn run(command: Command) -> Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Export { site, out, name } => {
+            let cfg = SiteConfig::load(&site)?;
+            let manifest = reid_pipe::model::torchscript::export_site(&cfg.model, &out, &name)?;
+            println!("wrote {}", manifest.display());
+            Ok(ExitCode::SUCCESS)
         }
         Command::Check { config } => {
             check(&config)?;

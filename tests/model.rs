@@ -289,3 +289,35 @@ fn exported_network_runs_as_torchscript_with_the_same_embeddings() {
     );
     assert!(d < 1e-5, "max abs diff {d}");
 }
+
+#[test]
+fn official_lba_checkpoint_imports_through_the_converter() {
+    let dir = reference("official");
+    let converted = dir.path().join("lba.safetensors");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/pth_to_safetensors.py");
+    let out = Command::new(PYTHON)
+        .arg(script)
+        .arg(dir.path().join("sysu_pretrained.t"))
+        .arg(&converted)
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut vs = VarStore::new(Device::Cpu);
+    let net = LbaNet::new(&vs.root(), ModelSpec::new(Backbone::Resnet50, 395, (64, 32)));
+    let report = weights::load(&mut vs, &converted).expect("official layout loads");
+    assert!(report.initialised.is_empty(), "{:?}", report.initialised);
+    // The unused parts: layer1..4 + fc of both stems, conv1/bn1/fc of the body.
+    assert!(report.ignored > 300, "{}", report.ignored);
+    let io = safetensors::read(&dir.path().join("official_io.safetensors")).expect("io");
+    let got = net.embed(&tensor(&io, "input"), Modality::Thermal);
+    let d = max_diff(&got, &tensor(&io, "output"));
+    assert!(d < 1e-4, "max abs diff {d}");
+    // The same file into a network of another class count fails, naming the classifier.
+    let mut vs2 = VarStore::new(Device::Cpu);
+    let _ = LbaNet::new(&vs2.root(), ModelSpec::new(Backbone::Resnet50, 206, (64, 32)));
+    let e = weights::load(&mut vs2, &converted).expect_err("206 vs 395 classes");
+    assert!(
+        e.to_string().contains("classifier.weight [395, 2048] vs [206, 2048]"),
+        "{e}"
+    );
+}

@@ -126,6 +126,8 @@ pub fn normalise(batch: &Tensor, spec: &ModelSpec, device: Device, kind: Kind) -
         .to_kind(Kind::Float)
         .view([1, 3, 1, 1])
         .to_device(device);
+    // The u8 batch is B×H×W×3, so the permuted view is already channels-last; the arithmetic
+    // keeps that layout.
     let x = batch.to_device(device).permute([0, 3, 1, 2]).to_kind(Kind::Float) / 255.0;
     ((x - mean) / std).to_kind(kind)
 }
@@ -143,6 +145,11 @@ impl LbaEmbedder {
     /// Loads a reid-pipe weight file; `half` runs in float16 (CUDA only).
     pub fn from_weights(path: &std::path::Path, device: Device, half: bool) -> Result<Self, EmbedError> {
         let spec = weights::read_spec(path)?;
+        Self::with_spec(path, spec, device, half)
+    }
+
+    /// Loads weights of either layout (an ImageNet backbone too) into a network built from `spec`.
+    pub fn with_spec(path: &std::path::Path, spec: ModelSpec, device: Device, half: bool) -> Result<Self, EmbedError> {
         let mut vs = VarStore::new(device);
         let net = LbaNet::new(&vs.root(), spec);
         weights::load(&mut vs, path)?;
@@ -164,6 +171,8 @@ impl LbaEmbedder {
         } else {
             Kind::Float
         };
+        // Channels-last weights and inputs select the faster convolution kernels (BENCHMARKS.md).
+        super::vars_channels_last(&vs);
         Ok(Self {
             net,
             _vs: vs,
@@ -212,4 +221,40 @@ impl Embed for LbaEmbedder {
         }
         Ok(out)
     }
+}
+
+/// The embedder a site file's `[model]` names: a TorchScript manifest (`.toml`), or LbA weights
+/// (safetensors). Weights without reid-pipe metadata (an ImageNet backbone) are built from the
+/// configured backbone and input size.
+pub fn from_site_model(model: &crate::config::site::Model, device: Device) -> Result<Box<dyn Embed>, EmbedError> {
+    if model.weights.extension().is_some_and(|e| e == "toml") {
+        return Ok(Box::new(super::torchscript::ScriptEmbedder::load(
+            &model.weights,
+            device,
+        )?));
+    }
+    let configured = ModelSpec::new(
+        model.backbone,
+        0,
+        (i64::from(model.input_size.0), i64::from(model.input_size.1)),
+    );
+    let spec = match weights::read_spec(&model.weights) {
+        Ok(spec) if spec.backbone != model.backbone => {
+            return Err(EmbedError::Model(format!(
+                "{}: the weights are a {:?} network, the configuration says {:?}",
+                model.weights.display(),
+                spec.backbone,
+                model.backbone
+            )));
+        }
+        Ok(spec) => spec,
+        Err(WeightsError::Metadata { .. }) => configured,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Box::new(LbaEmbedder::with_spec(
+        &model.weights,
+        spec,
+        device,
+        model.half,
+    )?))
 }

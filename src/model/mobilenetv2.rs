@@ -42,7 +42,9 @@ impl ConvBn {
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        x.apply(&self.conv).apply_t(&self.bn, train).clamp(0.0, 6.0)
+        let mut y = x.apply(&self.conv).apply_t(&self.bn, train);
+        let _ = y.clamp_(0.0, 6.0);
+        y
     }
 }
 
@@ -84,11 +86,17 @@ impl InvertedResidual {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let y = self.layers.iter().fold(x.shallow_clone(), |y, (c, b, relu)| {
-            let y = y.apply(c).apply_t(b, train);
-            if *relu { y.clamp(0.0, 6.0) } else { y }
+        let mut y = self.layers.iter().fold(x.shallow_clone(), |y, (c, b, relu)| {
+            let mut y = y.apply(c).apply_t(b, train);
+            if *relu {
+                let _ = y.clamp_(0.0, 6.0);
+            }
+            y
         });
-        if self.residual { x + y } else { y }
+        if self.residual {
+            y += x;
+        }
+        y
     }
 }
 

@@ -233,6 +233,24 @@ impl LbaNet {
     }
 }
 
+/// Returns `x` (4-D) laid out channels-last (NHWC strides, same shape): libtorch then picks its
+/// channels-last convolution kernels, markedly faster on CPUs (oneDNN).
+pub fn channels_last(x: &Tensor) -> Tensor {
+    x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+}
+
+/// Re-lays every 4-D variable (convolution weights) of `vs` out channels-last.
+pub fn vars_channels_last(vs: &nn::VarStore) {
+    tch::no_grad(|| {
+        for (_, mut v) in vs.variables() {
+            if v.dim() == 4 {
+                let cl = channels_last(&v);
+                v.set_data(&cl);
+            }
+        }
+    });
+}
+
 /// Resolves a device setting: `Auto` picks CUDA when present.
 pub fn device(choice: crate::config::site::Device) -> Device {
     use crate::config::site::DeviceKind;

@@ -95,20 +95,18 @@ impl Bottleneck {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let y = x
-            .apply(&self.conv1)
-            .apply_t(&self.bn1, train)
-            .relu()
-            .apply(&self.conv2)
-            .apply_t(&self.bn2, train)
-            .relu()
-            .apply(&self.conv3)
-            .apply_t(&self.bn3, train);
-        let shortcut = match &self.downsample {
-            Some((c, b)) => x.apply(c).apply_t(b, train),
-            None => x.shallow_clone(),
-        };
-        (y + shortcut).relu()
+        // In-place ReLU and addition (as torchvision's `inplace=True`): fewer large allocations.
+        let mut y = x.apply(&self.conv1).apply_t(&self.bn1, train);
+        let _ = y.relu_();
+        let mut y = y.apply(&self.conv2).apply_t(&self.bn2, train);
+        let _ = y.relu_();
+        let mut y = y.apply(&self.conv3).apply_t(&self.bn3, train);
+        match &self.downsample {
+            Some((c, b)) => y += x.apply(c).apply_t(b, train),
+            None => y += x,
+        }
+        let _ = y.relu_();
+        y
     }
 }
 

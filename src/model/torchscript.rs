@@ -159,3 +159,24 @@ pub fn export(embedder: &LbaEmbedder, dir: &Path, stem: &str) -> Result<PathBuf,
     crate::atomic::write(&path, text.as_bytes()).map_err(io)?;
     Ok(path)
 }
+
+/// Exports the LbA network a site file's `[model]` names (on the CPU, float32).
+pub fn export_site(model: &crate::config::site::Model, dir: &Path, stem: &str) -> Result<PathBuf, EmbedError> {
+    if model.weights.extension().is_some_and(|e| e == "toml") {
+        return Err(EmbedError::Model(format!(
+            "{} is already a TorchScript manifest",
+            model.weights.display()
+        )));
+    }
+    let spec = match super::weights::read_spec(&model.weights) {
+        Ok(spec) => spec,
+        Err(super::weights::WeightsError::Metadata { .. }) => ModelSpec::new(
+            model.backbone,
+            0,
+            (i64::from(model.input_size.0), i64::from(model.input_size.1)),
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    let embedder = LbaEmbedder::with_spec(&model.weights, spec, Device::Cpu, false)?;
+    export(&embedder, dir, stem)
+}

@@ -113,8 +113,18 @@ pub struct EvalArgs {
     #[arg(long)]
     pub root: PathBuf,
     /// Feature file (safetensors: `features` N×D and metadata `paths`); repeat for several runs.
-    #[arg(long, required = true)]
+    #[arg(long, required_unless_present = "checkpoint", conflicts_with = "checkpoint")]
     pub features: Vec<PathBuf>,
+    /// Weights to extract features with (reid-pipe safetensors); repeat for several runs. The
+    /// features are saved as <out>/features-<n>.safetensors for later --features runs.
+    #[arg(long)]
+    pub checkpoint: Vec<PathBuf>,
+    /// Device for extraction and ranking: auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Images per extraction batch.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
     /// SYSU-MM01 search mode.
     #[arg(long, value_enum, default_value = "all")]
     pub mode: SysuModeArg,

@@ -278,3 +278,72 @@ fn eval_command_writes_reports() {
     assert_eq!(csv.lines().count(), 1 + 2 * 10 * p.trials[0].query.len());
     assert!(out.join("cmc.png").is_file());
 }
+
+/// Writes a real JPEG (a flat colour per identity, brighter in infrared cameras).
+fn write_image(path: &Path, pid: i64, cam: i64) {
+    use opencv::core::{Mat, Scalar, Vector};
+    let v = |k: i64| ((pid * 53 + k * 97 + if cam == 3 || cam == 6 { 60 } else { 0 }) % 256) as f64;
+    let img = Mat::new_rows_cols_with_default(48, 24, opencv::core::CV_8UC3, Scalar::new(v(0), v(1), v(2), 0.0))
+        .expect("mat");
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    assert!(opencv::imgcodecs::imwrite(path.to_str().expect("utf-8"), &img, &Vector::new()).expect("imwrite"));
+}
+
+#[test]
+fn eval_with_a_checkpoint_extracts_saves_and_scores() {
+    use reid_pipe::config::site::Backbone;
+    use reid_pipe::model::{LbaNet, ModelSpec, weights};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("SYSU-MM01");
+    for pid in [2i64, 5, 9] {
+        for cam in 1..=6 {
+            for k in 1..=2 {
+                write_image(&root.join(format!("cam{cam}/{pid:04}/{k:04}.jpg")), pid, cam);
+            }
+        }
+    }
+    std::fs::create_dir_all(root.join("exp")).expect("mkdir");
+    std::fs::write(root.join("exp/test_id.txt"), "2,5,9\n").expect("ids");
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let net = LbaNet::new(&vs.root(), ModelSpec::new(Backbone::Tinyresnet, 0, (64, 32)));
+    let w = dir.path().join("tiny.safetensors");
+    weights::save(&vs, &net.spec, &w).expect("save");
+    let out = dir.path().join("report");
+    let run = |root: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_reid-pipe"))
+            .args([
+                "eval",
+                "--dataset",
+                "sysu",
+                "--trials",
+                "0-1",
+                "--device",
+                "cpu",
+                "--root",
+            ])
+            .arg(root)
+            .arg("--checkpoint")
+            .arg(&w)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .expect("runs")
+    };
+    let o = run(&root);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("SYSU-MM01 all-search single-shot (2 trials)"));
+    let bank = FeatureBank::load(&out.join("features-1.safetensors")).expect("saved features");
+    // 3 ids × (2 IR cameras × 2 images) queries + the gallery images the two trials drew.
+    assert_eq!(bank.features.size()[1], 256);
+    assert!(bank.features.size()[0] >= 12 + 12 && bank.features.size()[0] <= 12 + 24);
+    // A missing image is named.
+    std::fs::remove_file(root.join("cam3/0005/0002.jpg")).expect("rm");
+    std::fs::write(root.join("cam3/0005/0002.png"), b"not an image").expect("write");
+    let o = run(&root);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("cam3/0005/0002.png") && err.contains("not a readable image"),
+        "{err}"
+    );
+}

@@ -5,6 +5,8 @@ use super::protocols::{self, Protocol, RegdbDirection, Shots, SysuMode};
 use super::report::{self, Summary};
 use super::{EvalError, FeatureBank, TrialResult};
 use crate::cli::{DirectionArg, EvalArgs, EvalDataset, ShotsArg, SysuModeArg};
+use crate::ingest::Modality;
+use crate::model::embedder::LbaEmbedder;
 use std::path::Path;
 
 /// What an evaluation printed and wrote.
@@ -87,11 +89,27 @@ pub fn run(args: &EvalArgs) -> Result<Outcome, EvalError> {
     let mut rows = Vec::new();
     let mut runs = Vec::new();
     let mut all_trials: Vec<Vec<TrialResult>> = Vec::new();
-    for (i, path) in args.features.iter().enumerate() {
-        let bank = FeatureBank::load(path)?;
+    let device = crate::config::site::parse_device(&args.device)
+        .map(crate::model::device)
+        .ok_or_else(|| EvalError::Features {
+            path: "--device".into(),
+            message: format!("expected auto, cpu, cuda or cuda:N, found {:?}", args.device),
+        })?;
+    let runs_in = args.features.len().max(args.checkpoint.len());
+    for i in 0..runs_in {
+        let mut bank = match (args.features.get(i), args.checkpoint.get(i)) {
+            (Some(path), _) => FeatureBank::load(path)?,
+            (None, Some(weights)) => {
+                let bank = extract_with(weights, &protocol, args, device)?;
+                bank.save(&args.out.join(format!("features-{}.safetensors", i + 1)))?;
+                bank
+            }
+            (None, None) => unreachable!("i < max(len)"),
+        };
+        bank.features = bank.features.to_device(device);
         let trials = super::evaluate(&protocol, &bank, args.block.max(1))?;
         let summary = Summary::of(&trials.iter().map(|t| t.metrics.clone()).collect::<Vec<_>>());
-        let label = if args.features.len() == 1 {
+        let label = if runs_in == 1 {
             format!("{} ({} trials)", protocol.name, trials.len())
         } else {
             format!("run {} ({} trials)", i + 1, trials.len())
@@ -115,6 +133,39 @@ pub fn run(args: &EvalArgs) -> Result<Outcome, EvalError> {
         runs,
         overall,
     })
+}
+
+/// Which stem an image goes through: SYSU cameras 3 and 6 and RegDB's thermal list (camera 2)
+/// are infrared; everything else visible.
+fn modality_of(dataset: EvalDataset, item: &crate::data::Item) -> Modality {
+    let thermal = match dataset {
+        EvalDataset::Sysu => item.cam == 3 || item.cam == 6,
+        EvalDataset::Regdb => item.cam == 2,
+        EvalDataset::Market | EvalDataset::Duke => false,
+    };
+    if thermal { Modality::Thermal } else { Modality::Visible }
+}
+
+/// Extracts features of every image any trial uses.
+fn extract_with(
+    weights: &Path,
+    protocol: &Protocol,
+    args: &EvalArgs,
+    device: tch::Device,
+) -> Result<FeatureBank, EvalError> {
+    let embedder = LbaEmbedder::from_weights(weights, device, false).map_err(|e| EvalError::Features {
+        path: weights.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let mut items: Vec<crate::data::Item> = protocol
+        .trials
+        .iter()
+        .flat_map(|t| t.query.iter().chain(&t.gallery).cloned())
+        .collect();
+    items.sort();
+    items.dedup_by(|a, b| a.path == b.path);
+    let dataset = args.dataset;
+    super::extract::extract(&embedder, &args.root, &items, |it| modality_of(dataset, it), args.batch)
 }
 
 fn write_outputs(

@@ -2,6 +2,7 @@
 //! over trials and runs.
 
 pub mod command;
+pub mod extract;
 pub mod metrics;
 pub mod protocols;
 pub mod pyrandom;

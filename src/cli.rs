@@ -32,10 +32,17 @@ pub enum Command {
     },
     /// Train the LbA model from a training file (e.g. config/train-sysu.toml).
     ///
-    /// Validates the file and prints the recipe; the trainer itself is not available yet.
+    /// Writes checkpoint.safetensors (for --resume), last.safetensors (the model) and log.jsonl
+    /// (one line per epoch) into the file's output_dir, and evaluates on the test protocol.
     Train {
         /// Training configuration (TOML).
         config: PathBuf,
+        /// Continue from the output directory's checkpoint (same epoch, optimiser and sampler state).
+        #[arg(long)]
+        resume: bool,
+        /// Independent runs (seeds seed, seed+1, …) summarised as mean ± std.
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
     },
     /// Score features with a benchmark's exact protocol: CMC, mAP, mINP over its trials.
     ///
@@ -63,6 +70,24 @@ pub enum Command {
         /// File name stem.
         #[arg(long, default_value = "reid-embedder")]
         name: String,
+    },
+    /// Write a generated dataset in the exact layout of SYSU-MM01, RegDB or Market-1501.
+    ///
+    /// Rendered people whose shape survives the change of modality while colour and texture exist
+    /// in visible images only; for tests, demos and trying the trainer without the real data.
+    Synth {
+        /// Layout to write.
+        #[arg(long, value_enum)]
+        format: crate::synth::Format,
+        /// Number of identities.
+        #[arg(long, default_value_t = 40)]
+        identities: usize,
+        /// Output folder (the dataset root).
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed; the same seed writes the same dataset.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// Validate a site or training file and print it resolved.
     Check {

@@ -7,6 +7,7 @@
 //! - [`data`]: dataset layouts (SYSU-MM01, RegDB, Market/Duke).
 //! - [`eval`]: the benchmarks' evaluation protocols and metrics.
 //! - [`model`]: the LbA network, CMAlign, weights and the batched embedder.
+//! - [`train`]: the LbA trainer.
 //! - [`doctor`]: installation checks.
 
 pub mod atomic;
@@ -20,3 +21,5 @@ pub mod live;
 pub mod model;
 pub mod runtime;
 pub mod safetensors;
+pub mod synth;
+pub mod train;

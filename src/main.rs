@@ -1,9 +1,10 @@
 //! The `reid-pipe` binary: parses the command line, sets up logging, calls the library.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Parser;
 use reid_pipe::cli::{Cli, Command};
 use reid_pipe::config::{SiteConfig, TrainConfig};
+use reid_pipe::eval::report::Summary;
 use reid_pipe::{doctor, live};
 use std::path::Path;
 use std::process::ExitCode;
@@ -38,10 +39,26 @@ fn main() -> ExitCode {
 fn run(command: Command) -> Result<ExitCode> {
     match command {
         Command::Run { site, max_frames } => run_site(&site, max_frames),
-        Command::Train { config } => {
+        Command::Train { config, resume, runs } => {
             let cfg = TrainConfig::load(&config)?;
-            println!("{cfg:#?}");
-            bail!("the trainer is not available yet; {} is valid", config.display())
+            let results = reid_pipe::train::train(&cfg, reid_pipe::train::Options { resume, runs })?;
+            let metrics: Vec<_> = results.iter().filter_map(|r| r.metrics.clone()).collect();
+            let mut rows: Vec<(String, Summary)> = results
+                .iter()
+                .filter_map(|r| {
+                    r.metrics
+                        .clone()
+                        .map(|m| (format!("seed {}", r.seed), Summary::of(&[m])))
+                })
+                .collect();
+            if metrics.len() > 1 {
+                rows.push((format!("mean over {} runs", metrics.len()), Summary::of(&metrics)));
+            }
+            print!("{}", reid_pipe::eval::report::table(&rows));
+            for r in &results {
+                println!("model: {}", r.dir.join("last.safetensors").display());
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Eval(args) => {
             let outcome = reid_pipe::eval::command::run(&args)?;
@@ -66,6 +83,19 @@ fn run(command: Command) -> Result<ExitCode> {
             let cfg = SiteConfig::load(&site)?;
             let manifest = reid_pipe::model::torchscript::export_site(&cfg.model, &out, &name)?;
             println!("wrote {}", manifest.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Synth {
+            format,
+            identities,
+            out,
+            seed,
+        } => {
+            reid_pipe::synth::generate(format, identities, &out, seed)?;
+            println!(
+                "wrote a {format:?} dataset of {identities} identities to {}",
+                out.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config } => {

@@ -1,6 +1,6 @@
 //! The safetensors format (8-byte little-endian header length, JSON header, raw little-endian
 //! data), read and written with its `__metadata__` string map, which tch's own reader drops.
-//! Writing is atomic. Supported element types: F32 and I64.
+//! Writing is atomic. Supported element types: F32, I64 and U8.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -85,7 +85,8 @@ pub fn read(path: &Path) -> Result<File, SafetensorsError> {
         let (kind, width) = match entry.dtype.as_str() {
             "F32" => (Kind::Float, 4),
             "I64" => (Kind::Int64, 8),
-            other => return Err(bad(format!("element type {other} is not supported (F32, I64)"))),
+            "U8" => (Kind::Uint8, 1),
+            other => return Err(bad(format!("element type {other} is not supported (F32, I64, U8)"))),
         };
         let [start, end] = entry.data_offsets;
         let numel: i64 = entry.shape.iter().product();
@@ -128,7 +129,8 @@ pub fn write(
         let (dtype, width) = match t.kind() {
             Kind::Float => ("F32", 4),
             Kind::Int64 => ("I64", 8),
-            other => return Err(bad(format!("element type {other:?} is not supported (F32, I64)"))),
+            Kind::Uint8 => ("U8", 1),
+            other => return Err(bad(format!("element type {other:?} is not supported (F32, I64, U8)"))),
         };
         let t = t.to_device(tch::Device::Cpu).contiguous();
         let numel = t.numel();

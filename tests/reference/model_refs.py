@@ -6,6 +6,7 @@
     model_refs.py script OUT_DIR        a scripted embedder and its outputs on fixed crops
     model_refs.py cmalign OUT_DIR       CMAlign per the method spec, written independently
     model_refs.py official OUT_DIR      a checkpoint in the official LbA layout and its feature
+    model_refs.py losses OUT_DIR        cross-entropy and batch-hard triplet loss with gradients
 
 Each writes safetensors files into OUT_DIR for the Rust tests to read.
 """
@@ -180,6 +181,42 @@ def official(out):
     save_file({"input": x, "output": y}, os.path.join(out, "official_io.safetensors"))
 
 
+def losses(out):
+    """Cross-entropy and the reference's OriTripletLoss (batch-hard, margin 0.3), with gradients."""
+    torch.manual_seed(0)
+    logits = torch.randn(8, 5, requires_grad=True)
+    feats = torch.randn(8, 6, requires_grad=True)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 0, 1])
+    ce = torch.nn.CrossEntropyLoss()(logits, labels)
+    # OriTripletLoss.forward from the reference code (Mang Ye's baseline).
+    n = feats.size(0)
+    dist = torch.pow(feats, 2).sum(dim=1, keepdim=True).expand(n, n)
+    dist = dist + dist.t()
+    dist = dist.addmm(feats, feats.t(), beta=1, alpha=-2)
+    dist = dist.clamp(min=1e-12).sqrt()
+    mask = labels.expand(n, n).eq(labels.expand(n, n).t())
+    dist_ap, dist_an = [], []
+    for i in range(n):
+        dist_ap.append(dist[i][mask[i]].max().unsqueeze(0))
+        dist_an.append(dist[i][mask[i] == 0].min().unsqueeze(0))
+    dist_ap = torch.cat(dist_ap)
+    dist_an = torch.cat(dist_an)
+    tri = torch.nn.MarginRankingLoss(margin=0.3)(dist_an, dist_ap, torch.ones_like(dist_an))
+    (ce + tri).backward()
+    save_file(
+        {
+            "logits": logits.detach(),
+            "feats": feats.detach(),
+            "labels": labels.float(),
+            "ce": ce.detach().view(1),
+            "tri": tri.detach().view(1),
+            "grad_logits": logits.grad,
+            "grad_feats": feats.grad,
+        },
+        os.path.join(out, "losses_io.safetensors"),
+    )
+
+
 if __name__ == "__main__":
-    commands = {"resnet50": resnet50, "mobilenetv2": mobilenetv2, "script": script, "cmalign": cmalign, "official": official}
+    commands = {"resnet50": resnet50, "mobilenetv2": mobilenetv2, "script": script, "cmalign": cmalign, "official": official, "losses": losses}
     commands[sys.argv[1]](sys.argv[2])

@@ -1,0 +1,287 @@
+//! Training sets: the images of each modality with contiguous labels, decoded and resized once
+//! into u8 tensors (N×H×W×3), optionally cached on disk so later runs start at once.
+
+use crate::config::train::{Dataset, DatasetKind};
+use crate::data::{DataError, Item, market, regdb, sysu};
+use crate::eval::extract::read_rgb;
+use crate::ingest::Modality;
+use crate::model::embedder::{Crop, batch_pixels};
+use opencv::prelude::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tch::{Kind, Tensor};
+
+/// Errors naming the file involved.
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error("{}: {message}", path.display())]
+    Image { path: PathBuf, message: String },
+    #[error("{}: {message}", path.display())]
+    Layout { path: PathBuf, message: String },
+}
+
+/// One modality of a training set.
+pub struct Images {
+    /// Decoded, resized images, N×H×W×3 u8 (RGB; infrared replicated to 3 channels).
+    pub pixels: Tensor,
+    /// Contiguous label per image.
+    pub labels: Vec<i64>,
+    /// Image indices per label.
+    pub by_label: Vec<Vec<usize>>,
+    /// Which stem these images go through.
+    pub modality: Modality,
+}
+
+/// A training set: visible and infrared halves that share labels 0..classes.
+pub struct TrainSet {
+    pub visible: Images,
+    pub infrared: Images,
+    pub classes: usize,
+    /// Human-readable summary (identities, images per modality and camera).
+    pub summary: String,
+}
+
+/// Training images with their contiguous labels.
+pub type Labelled = Vec<(Item, i64)>;
+
+/// Lists the training items of a dataset with contiguous labels: (visible, infrared, classes).
+pub fn list(d: &Dataset) -> Result<(Labelled, Labelled, usize), DatasetError> {
+    match d.kind {
+        DatasetKind::Sysu => {
+            // Train + val ids, relabelled by ascending pid (the reference's pre-processing).
+            let mut ids = sysu::read_ids(&d.root, "train")?;
+            ids.extend(sysu::read_ids(&d.root, "val")?);
+            ids.sort_unstable();
+            ids.dedup();
+            let label: BTreeMap<i64, i64> = ids.iter().enumerate().map(|(i, &p)| (p, i as i64)).collect();
+            let mut vis = Vec::new();
+            let mut ir = Vec::new();
+            for &pid in &ids {
+                for cam in sysu::VISIBLE_CAMS {
+                    vis.extend(sysu::images(&d.root, cam, pid)?.into_iter().map(|i| (i, label[&pid])));
+                }
+                for cam in sysu::INFRARED_CAMS {
+                    ir.extend(sysu::images(&d.root, cam, pid)?.into_iter().map(|i| (i, label[&pid])));
+                }
+            }
+            Ok((vis, ir, ids.len()))
+        }
+        DatasetKind::Regdb => {
+            let vis = regdb::read_index(&d.root, d.trial, regdb::Split::Train, regdb::Spectrum::Visible)?;
+            let ir = regdb::read_index(&d.root, d.trial, regdb::Split::Train, regdb::Spectrum::Thermal)?;
+            let classes = vis.iter().chain(&ir).map(|i| i.pid).max().map_or(0, |m| m as usize + 1);
+            let pair = |v: Vec<Item>| v.into_iter().map(|i| (i.clone(), i.pid)).collect();
+            Ok((pair(vis), pair(ir), classes))
+        }
+        DatasetKind::Market | DatasetKind::Duke => {
+            // Single modality: both halves of a batch are drawn from the same (visible) images.
+            let items: Vec<Item> = market::read_folder(&d.root, "bounding_box_train")?
+                .into_iter()
+                .filter(|i| i.pid > 0)
+                .collect();
+            let mut pids: Vec<i64> = items.iter().map(|i| i.pid).collect();
+            pids.sort_unstable();
+            pids.dedup();
+            let label: BTreeMap<i64, i64> = pids.iter().enumerate().map(|(i, &p)| (p, i as i64)).collect();
+            let v: Vec<(Item, i64)> = items.into_iter().map(|i| (i.clone(), label[&i.pid])).collect();
+            Ok((v.clone(), v, pids.len()))
+        }
+    }
+}
+
+/// Loads (or reads from the cache) a dataset's training images at `size` (height, width).
+pub fn load(d: &Dataset, size: (i64, i64), cache_dir: Option<&Path>) -> Result<TrainSet, DatasetError> {
+    let (vis, ir, classes) = list(d)?;
+    if vis.is_empty() || ir.is_empty() {
+        return Err(DatasetError::Layout {
+            path: d.root.clone(),
+            message: format!(
+                "{} visible and {} infrared training images; both are needed",
+                vis.len(),
+                ir.len()
+            ),
+        });
+    }
+    for (half, items) in [("visible", &vis), ("infrared", &ir)] {
+        let mut seen = vec![false; classes];
+        for (_, l) in items.iter() {
+            if *l < 0 || *l as usize >= classes {
+                return Err(DatasetError::Layout {
+                    path: d.root.clone(),
+                    message: format!("{half} label {l} outside 0..{classes}"),
+                });
+            }
+            seen[*l as usize] = true;
+        }
+        if let Some(missing) = seen.iter().position(|s| !s) {
+            return Err(DatasetError::Layout {
+                path: d.root.clone(),
+                message: format!("label {missing} has no {half} training image; every identity needs both modalities"),
+            });
+        }
+    }
+    let single = matches!(d.kind, DatasetKind::Market | DatasetKind::Duke);
+    let kind = format!("{:?}", d.kind).to_lowercase();
+    let visible = images(
+        &d.root,
+        &vis,
+        classes,
+        size,
+        Modality::Visible,
+        cache_dir.map(|c| c.join(format!("{kind}-t{}-visible-{}x{}.safetensors", d.trial, size.0, size.1))),
+    )?;
+    let infrared = if single {
+        Images {
+            pixels: visible.pixels.shallow_clone(),
+            labels: visible.labels.clone(),
+            by_label: visible.by_label.clone(),
+            modality: Modality::Visible,
+        }
+    } else {
+        images(
+            &d.root,
+            &ir,
+            classes,
+            size,
+            Modality::Thermal,
+            cache_dir.map(|c| {
+                c.join(format!(
+                    "{kind}-t{}-infrared-{}x{}.safetensors",
+                    d.trial, size.0, size.1
+                ))
+            }),
+        )?
+    };
+    let summary = summary(&kind, classes, &vis, &ir, single);
+    Ok(TrainSet {
+        visible,
+        infrared,
+        classes,
+        summary,
+    })
+}
+
+fn summary(kind: &str, classes: usize, vis: &[(Item, i64)], ir: &[(Item, i64)], single: bool) -> String {
+    let per_cam = |items: &[(Item, i64)]| {
+        let mut m: BTreeMap<i64, usize> = BTreeMap::new();
+        for (i, _) in items {
+            *m.entry(i.cam).or_default() += 1;
+        }
+        m.iter()
+            .map(|(c, n)| format!("cam{c}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if single {
+        format!(
+            "{kind}: {classes} identities, {} images ({}); single modality",
+            vis.len(),
+            per_cam(vis)
+        )
+    } else {
+        format!(
+            "{kind}: {classes} identities; visible {} images ({}); infrared {} images ({})",
+            vis.len(),
+            per_cam(vis),
+            ir.len(),
+            per_cam(ir)
+        )
+    }
+}
+
+fn images(
+    root: &Path,
+    items: &[(Item, i64)],
+    classes: usize,
+    size: (i64, i64),
+    modality: Modality,
+    cache: Option<PathBuf>,
+) -> Result<Images, DatasetError> {
+    let labels: Vec<i64> = items.iter().map(|(_, l)| *l).collect();
+    let mut by_label = vec![Vec::new(); classes];
+    for (i, &l) in labels.iter().enumerate() {
+        by_label[l as usize].push(i);
+    }
+    let expected = [items.len() as i64, size.0, size.1, 3];
+    if let Some(path) = &cache
+        && let Ok(file) = crate::safetensors::read(path)
+        && let Some(t) = file.get("pixels")
+        && t.size() == expected
+        && file.metadata.get("paths").map(String::as_str) == Some(&paths_digest(items))
+    {
+        return Ok(Images {
+            pixels: t.shallow_clone(),
+            labels,
+            by_label,
+            modality,
+        });
+    }
+    let bar = indicatif::ProgressBar::new(items.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template("decoding {msg} {bar:40} {pos}/{len}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(modality.to_string());
+    let mut parts = Vec::new();
+    for chunk in items.chunks(256) {
+        let decoded = chunk
+            .iter()
+            .map(|(it, _)| {
+                let path = root.join(&it.path);
+                read_rgb(&path).map_err(|e| DatasetError::Image {
+                    path,
+                    message: e.to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut crops = Vec::with_capacity(chunk.len());
+        for (img, (it, _)) in decoded.iter().zip(chunk) {
+            let bytes = img.data_bytes().map_err(|e| DatasetError::Image {
+                path: root.join(&it.path),
+                message: e.to_string(),
+            })?;
+            crops.push(Crop {
+                pixels: bytes,
+                width: img.cols() as usize,
+                height: img.rows() as usize,
+                stride: img.cols() as usize * 3,
+                channels: 3,
+                modality,
+            });
+        }
+        parts.push(batch_pixels(&crops, size).map_err(|e| DatasetError::Image {
+            path: root.to_path_buf(),
+            message: e.to_string(),
+        })?);
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    let pixels = Tensor::cat(&parts, 0).to_kind(Kind::Uint8);
+    if let Some(path) = &cache {
+        let meta = BTreeMap::from([("paths".to_owned(), paths_digest(items))]);
+        // A cache that cannot be written only costs time next run.
+        if let Err(e) = crate::safetensors::write(path, &[("pixels", &pixels)], &meta) {
+            tracing::warn!("cannot write the image cache: {e}");
+        }
+    }
+    Ok(Images {
+        pixels,
+        labels,
+        by_label,
+        modality,
+    })
+}
+
+/// A short fingerprint of the image list a cache was built from.
+fn paths_digest(items: &[(Item, i64)]) -> String {
+    // FNV-1a over the paths and labels.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (it, l) in items {
+        for b in it.path.bytes().chain(l.to_le_bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{}:{h:016x}", items.len())
+}

@@ -1,0 +1,10 @@
+//! Offline training of the LbA model (`reid-pipe train`).
+
+pub mod dataset;
+pub mod losses;
+pub mod sampler;
+pub mod sgd;
+pub mod step;
+pub mod trainer;
+
+pub use trainer::{Options, RunResult, TrainError, train};

@@ -1,0 +1,422 @@
+//! The training loop: per-epoch learning rates, identity-balanced batches, the LbA losses, an
+//! atomically written checkpoint every epoch (`--resume` continues from it exactly), a JSON-lines
+//! log, evaluation on the test protocol, and several runs with a mean ± std summary.
+//!
+//! Files in the output directory (one per run with `--runs N > 1`: `run-<i>/`):
+//! - `checkpoint.safetensors`: model, momentum buffers, next epoch, seed (for `--resume`);
+//! - `last.safetensors`: the model alone (for `eval --checkpoint`, `export`, a site file);
+//! - `log.jsonl`: one line per epoch: lr, mean of each loss term, images/s, evaluation metrics.
+
+use super::dataset::{self, DatasetError, TrainSet};
+use super::sampler::epoch_batches;
+use super::sgd::{Group, Sgd};
+use super::step;
+use crate::config::TrainConfig;
+use crate::config::train::DatasetKind;
+use crate::eval::metrics::Metrics;
+use crate::eval::protocols::{self, RegdbDirection, Shots, SysuMode};
+use crate::eval::pyrandom::PyRandom;
+use crate::ingest::Modality;
+use crate::model::embedder::{LbaEmbedder, normalise};
+use crate::model::weights::{self, WeightsError};
+use crate::model::{LbaNet, ModelSpec};
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+/// Errors of training.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    #[error(transparent)]
+    Eval(#[from] crate::eval::EvalError),
+    #[error(
+        "epoch {epoch}, step {step}: the `{term}` loss is {value} (not finite); stopped. The checkpoint of the last completed epoch is kept"
+    )]
+    NonFinite {
+        epoch: u32,
+        step: usize,
+        term: &'static str,
+        value: f64,
+    },
+    #[error("{}: {message}", path.display())]
+    Checkpoint { path: PathBuf, message: String },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+/// How to train.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Continue from `checkpoint.safetensors` when it exists.
+    pub resume: bool,
+    /// Independent runs with seeds seed, seed + 1, …
+    pub runs: usize,
+}
+
+/// What one run produced.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub dir: PathBuf,
+    pub seed: u64,
+    /// Metrics of the last evaluation (the final epoch always evaluates).
+    pub metrics: Option<Metrics>,
+}
+
+/// Trains `opts.runs` runs of the configuration.
+pub fn train(cfg: &TrainConfig, opts: Options) -> Result<Vec<RunResult>, TrainError> {
+    if cfg.model.parts > 1 {
+        return Err(TrainError::Unsupported(format!(
+            "{}: model.parts = {} (the PCB head) is not implemented yet; use 1",
+            cfg.file.display(),
+            cfg.model.parts
+        )));
+    }
+    if cfg.schedule.amp {
+        return Err(TrainError::Unsupported(format!(
+            "{}: schedule.amp (mixed precision) is not implemented yet",
+            cfg.file.display()
+        )));
+    }
+    tch::set_num_threads(cfg.threads as i32);
+    let size = (i64::from(cfg.model.input_size.0), i64::from(cfg.model.input_size.1));
+    let cache = cfg.dataset.cache.then(|| cfg.output_dir.join("cache"));
+    let set = dataset::load(&cfg.dataset, size, cache.as_deref())?;
+    tracing::info!("{}", set.summary);
+    let mut results = Vec::with_capacity(opts.runs);
+    for run in 0..opts.runs.max(1) {
+        let dir = if opts.runs > 1 {
+            cfg.output_dir.join(format!("run-{}", run + 1))
+        } else {
+            cfg.output_dir.clone()
+        };
+        results.push(train_run(cfg, &set, &dir, cfg.seed + run as u64, opts.resume)?);
+    }
+    Ok(results)
+}
+
+fn io_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
+    TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+fn train_run(cfg: &TrainConfig, set: &TrainSet, dir: &Path, seed: u64, resume: bool) -> Result<RunResult, TrainError> {
+    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+    let device = crate::model::device(cfg.device);
+    tch::manual_seed(seed as i64);
+    let size = (i64::from(cfg.model.input_size.0), i64::from(cfg.model.input_size.1));
+    let spec = ModelSpec::new(cfg.model.backbone, set.classes as i64, size);
+    let mut vs = VarStore::new(device);
+    let net = LbaNet::new(&vs.root(), spec.clone());
+    if let Some(pre) = &cfg.model.pretrained {
+        let report = weights::load(&mut vs, pre)?;
+        tracing::info!(
+            "{}: {} tensors loaded, {} initialised",
+            pre.display(),
+            report.loaded,
+            report.initialised.len()
+        );
+    }
+    let s = &cfg.schedule;
+    let mut sgd = Sgd::new(&vs.variables(), s.momentum, s.nesterov, s.weight_decay);
+    let checkpoint = dir.join("checkpoint.safetensors");
+    let log_path = dir.join("log.jsonl");
+    let mut start = 0;
+    if resume && checkpoint.exists() {
+        start = restore(&checkpoint, &mut vs, &mut sgd, seed, &spec)?;
+        trim_log(&log_path, start)?;
+        tracing::info!("resuming {} at epoch {start}", checkpoint.display());
+    } else if log_path.exists() {
+        std::fs::remove_file(&log_path).map_err(|e| io_err(&log_path, e))?;
+    }
+    let (p, k) = (s.identities_per_batch, s.images_per_identity);
+    let labels_v: Vec<i64> = set.visible.labels.clone();
+    let labels_t: Vec<i64> = set.infrared.labels.clone();
+    let mut metrics = None;
+    for epoch in start..s.epochs {
+        let head_lr = s.head_lr(epoch);
+        let backbone_lr = s.backbone_lr(epoch);
+        let batches = epoch_batches(&set.visible.by_label, &set.infrared.by_label, p, k, seed, epoch);
+        let mut aug = PyRandom::new(
+            seed.wrapping_mul(31)
+                .wrapping_add(u64::from(epoch))
+                .wrapping_add(1 << 40),
+        );
+        let mut pairs = PyRandom::new(
+            seed.wrapping_mul(37)
+                .wrapping_add(u64::from(epoch))
+                .wrapping_add(1 << 41),
+        );
+        let bar = indicatif::ProgressBar::new(batches.len() as u64).with_style(
+            indicatif::ProgressStyle::with_template("epoch {prefix} {bar:30} {pos}/{len} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_prefix(format!("{}/{}", epoch + 1, s.epochs));
+        let mut sums: BTreeMap<&'static str, f64> = BTreeMap::new();
+        let started = Instant::now();
+        for (step_index, b) in batches.iter().enumerate() {
+            let xv = augment(&set.visible.pixels, &b.visible, &mut aug, &spec, device);
+            let xt = augment(&set.infrared.pixels, &b.infrared, &mut aug, &spec, device);
+            let labels: Vec<i64> = b
+                .visible
+                .iter()
+                .map(|&i| labels_v[i])
+                .chain(b.infrared.iter().map(|&i| labels_t[i]))
+                .collect();
+            let labels = Tensor::from_slice(&labels).to_device(device);
+            let out = step::forward(
+                &net,
+                &xv,
+                &xt,
+                (set.visible.modality, set.infrared.modality),
+                &labels,
+                &cfg.loss,
+                (p, k),
+                &mut pairs,
+            );
+            for (term, value) in &out.terms {
+                let v = value.double_value(&[]);
+                if !v.is_finite() {
+                    bar.abandon();
+                    return Err(TrainError::NonFinite {
+                        epoch,
+                        step: step_index,
+                        term,
+                        value: v,
+                    });
+                }
+                *sums.entry(term).or_default() += v;
+            }
+            sgd.zero_grad();
+            out.total.backward();
+            sgd.step(|g| if g == Group::Backbone { backbone_lr } else { head_lr });
+            let n = (step_index + 1) as f64;
+            let images = n * (2 * p * k) as f64;
+            let terms: Vec<String> = sums.iter().map(|(t, v)| format!("{t} {:.3}", v / n)).collect();
+            bar.set_message(format!(
+                "{} | {:.1} img/s",
+                terms.join(" "),
+                images / started.elapsed().as_secs_f64()
+            ));
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        let steps = batches.len() as f64;
+        let images_per_s = steps * (2 * p * k) as f64 / started.elapsed().as_secs_f64();
+        // Weights first, then the checkpoint that makes the epoch count as done.
+        let last = dir.join("last.safetensors");
+        weights::save(&vs, &spec, &last)?;
+        save_checkpoint(&checkpoint, &vs, &sgd, epoch + 1, seed, &spec)?;
+        let done = epoch + 1;
+        let evaluate_now = done == s.epochs || (s.eval_every > 0 && done % s.eval_every == 0);
+        if evaluate_now {
+            metrics = Some(evaluate(cfg, &last, device)?);
+        }
+        let mean: BTreeMap<&str, f64> = sums.iter().map(|(t, v)| (*t, v / steps)).collect();
+        let line = serde_json::json!({
+            "epoch": done,
+            "lr": head_lr,
+            "backbone_lr": backbone_lr,
+            "loss": mean,
+            "images_per_s": images_per_s,
+            "eval": if evaluate_now { serde_json::to_value(&metrics).ok() } else { None },
+        });
+        append_line(&log_path, &line.to_string())?;
+        let eval_text = match (&metrics, evaluate_now) {
+            (Some(m), true) => format!(", rank-1 {:.2}%, mAP {:.2}%", 100.0 * m.rank(1), 100.0 * m.map),
+            _ => String::new(),
+        };
+        tracing::info!(
+            "epoch {done}/{}: {} | {images_per_s:.1} img/s{eval_text}",
+            s.epochs,
+            mean.iter()
+                .map(|(t, v)| format!("{t} {v:.4}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    if metrics.is_none() {
+        // Resumed after the last epoch: evaluate what is there.
+        metrics = Some(evaluate(cfg, &dir.join("last.safetensors"), device)?);
+    }
+    Ok(RunResult {
+        dir: dir.to_path_buf(),
+        seed,
+        metrics,
+    })
+}
+
+/// Gathers images, flips each horizontally with probability 0.5 (the recipe's only effective
+/// augmentation, spec §5.2) and normalises them on `device`.
+fn augment(pixels: &Tensor, rows: &[usize], rng: &mut PyRandom, spec: &ModelSpec, device: Device) -> Tensor {
+    let idx: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+    let x = pixels.index_select(0, &Tensor::from_slice(&idx));
+    let flip: Vec<bool> = rows.iter().map(|_| rng.getrandbits(1) == 1).collect();
+    let mask = Tensor::from_slice(&flip).view([-1, 1, 1, 1]);
+    let x = x.flip([2i64].as_slice()).where_self(&mask, &x);
+    normalise(&x, spec, device, Kind::Float)
+}
+
+/// The test protocol's first trial (SYSU trial 0 all-search single-shot, RegDB V→T of the
+/// trained trial, or Market/Duke), on weights just saved.
+fn evaluate(cfg: &TrainConfig, weights_path: &Path, device: Device) -> Result<Metrics, TrainError> {
+    let d = &cfg.dataset;
+    let protocol = match d.kind {
+        DatasetKind::Sysu => {
+            protocols::sysu(&d.root, SysuMode::All, Shots::Single, &[0]).map_err(crate::eval::EvalError::from)?
+        }
+        DatasetKind::Regdb => protocols::regdb(&d.root, RegdbDirection::VisibleToThermal, &[d.trial])
+            .map_err(crate::eval::EvalError::from)?,
+        DatasetKind::Market | DatasetKind::Duke => {
+            protocols::market(&d.root, "test").map_err(crate::eval::EvalError::from)?
+        }
+    };
+    let embedder = LbaEmbedder::from_weights(weights_path, device, false).map_err(|e| io_err(weights_path, e))?;
+    let mut items: Vec<crate::data::Item> = protocol
+        .trials
+        .iter()
+        .flat_map(|t| t.query.iter().chain(&t.gallery).cloned())
+        .collect();
+    items.sort();
+    items.dedup_by(|a, b| a.path == b.path);
+    let kind = d.kind;
+    let thermal = move |it: &crate::data::Item| match kind {
+        DatasetKind::Sysu => it.cam == 3 || it.cam == 6,
+        DatasetKind::Regdb => it.cam == 2,
+        DatasetKind::Market | DatasetKind::Duke => false,
+    };
+    let bank = crate::eval::extract::extract(
+        &embedder,
+        &d.root,
+        &items,
+        |it| {
+            if thermal(it) {
+                Modality::Thermal
+            } else {
+                Modality::Visible
+            }
+        },
+        64,
+    )?;
+    let results = crate::eval::evaluate(&protocol, &bank, 256)?;
+    Ok(results
+        .into_iter()
+        .next()
+        .map(|r| r.metrics)
+        .unwrap_or_else(|| Metrics::from_scores(&[], crate::eval::MAX_RANK)))
+}
+
+fn save_checkpoint(
+    path: &Path,
+    vs: &VarStore,
+    sgd: &Sgd,
+    next_epoch: u32,
+    seed: u64,
+    spec: &ModelSpec,
+) -> Result<(), TrainError> {
+    let vars = vs.variables();
+    let mut names: Vec<String> = vars.keys().cloned().collect();
+    names.sort();
+    let mut keyed: Vec<(String, Tensor)> = names
+        .iter()
+        .map(|n| (format!("model/{n}"), vars[n].shallow_clone()))
+        .collect();
+    keyed.extend(sgd.state().iter().map(|(n, t)| (format!("sgd/{n}"), t.shallow_clone())));
+    let tensors: Vec<(&str, &Tensor)> = keyed.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let meta = BTreeMap::from([
+        ("format".to_owned(), "reid-pipe-checkpoint".to_owned()),
+        ("next_epoch".to_owned(), next_epoch.to_string()),
+        ("seed".to_owned(), seed.to_string()),
+        (
+            "spec".to_owned(),
+            serde_json::to_string(spec).map_err(|e| io_err(path, e))?,
+        ),
+    ]);
+    tch::no_grad(|| crate::safetensors::write(path, &tensors, &meta)).map_err(|e| io_err(path, e))
+}
+
+/// Restores model and optimiser state; returns the epoch to continue with.
+fn restore(path: &Path, vs: &mut VarStore, sgd: &mut Sgd, seed: u64, spec: &ModelSpec) -> Result<u32, TrainError> {
+    let file = crate::safetensors::read(path).map_err(|e| io_err(path, e))?;
+    let meta = |k: &str| {
+        file.metadata
+            .get(k)
+            .cloned()
+            .ok_or_else(|| io_err(path, format!("no `{k}` in the metadata: not a reid-pipe checkpoint")))
+    };
+    let saved_seed: u64 = meta("seed")?.parse().map_err(|e| io_err(path, e))?;
+    if saved_seed != seed {
+        return Err(io_err(
+            path,
+            format!("written by a run with seed {saved_seed}, this run has seed {seed}"),
+        ));
+    }
+    let saved_spec: ModelSpec = serde_json::from_str(&meta("spec")?).map_err(|e| io_err(path, e))?;
+    if &saved_spec != spec {
+        return Err(io_err(
+            path,
+            format!("the network differs from the configuration's: {saved_spec:?} vs {spec:?}"),
+        ));
+    }
+    let next: u32 = meta("next_epoch")?.parse().map_err(|e| io_err(path, e))?;
+    let mut vars = vs.variables();
+    let mut buffers = BTreeMap::new();
+    tch::no_grad(|| -> Result<(), TrainError> {
+        for (name, t) in &file.tensors {
+            if let Some(var_name) = name.strip_prefix("model/") {
+                let var = vars
+                    .get_mut(var_name)
+                    .ok_or_else(|| io_err(path, format!("unknown variable `{var_name}`")))?;
+                var.f_copy_(&t.to_device(var.device()))
+                    .map_err(|e| io_err(path, format!("`{var_name}`: {e}")))?;
+            } else if let Some(var_name) = name.strip_prefix("sgd/") {
+                buffers.insert(var_name.to_owned(), t.shallow_clone());
+            }
+        }
+        Ok(())
+    })?;
+    sgd.load_state(buffers).map_err(|m| io_err(path, m))?;
+    Ok(next)
+}
+
+fn append_line(path: &Path, line: &str) -> Result<(), TrainError> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| io_err(path, e))?;
+    writeln!(f, "{line}").map_err(|e| io_err(path, e))?;
+    f.sync_data().map_err(|e| io_err(path, e))
+}
+
+/// Drops log lines of epochs after the checkpoint (written before a crash, then redone).
+fn trim_log(path: &Path, next_epoch: u32) -> Result<(), TrainError> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v["epoch"].as_u64())
+                .is_some_and(|e| e <= u64::from(next_epoch))
+        })
+        .collect();
+    let body = if kept.is_empty() {
+        String::new()
+    } else {
+        format!("{}\n", kept.join("\n"))
+    };
+    crate::atomic::write(path, body.as_bytes()).map_err(|e| io_err(path, e))
+}

@@ -127,6 +127,8 @@ fn train_run(cfg: &TrainConfig, set: &TrainSet, dir: &Path, seed: u64, resume: b
             report.initialised.len()
         );
     }
+    // Channels-last convolution weights (inputs are channels-last already): faster kernels.
+    crate::model::vars_channels_last(&vs);
     let s = &cfg.schedule;
     let mut sgd = Sgd::new(&vs.variables(), s.momentum, s.nesterov, s.weight_decay);
     let checkpoint = dir.join("checkpoint.safetensors");

@@ -1,0 +1,99 @@
+//! Training throughput: images/s of one full LbA step (ResNet-50, 288×144, CMAlign at layer3 and
+//! layer4, all four loss terms, SGD) next to the same step in PyTorch eager
+//! (benches/reference/train_step.py) in the same invocation, with the ratio.
+//!
+//!     cargo bench --bench train_speed        # REID_BENCH_STEPS (default 3), P=4, K=2 (16 images)
+
+use reid_pipe::config::site::Backbone;
+use reid_pipe::config::train::{DenseTripletWeighting, Loss, Stage};
+use reid_pipe::eval::pyrandom::PyRandom;
+use reid_pipe::ingest::Modality;
+use reid_pipe::model::{LbaNet, ModelSpec};
+use reid_pipe::train::sgd::{Group, Sgd};
+use reid_pipe::train::step;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+const SIZE: (i64, i64) = (288, 144);
+const P: usize = 4;
+const K: usize = 2;
+
+fn main() {
+    reid_pipe::runtime::tune_allocator();
+    let steps: usize = std::env::var("REID_BENCH_STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let device = Device::cuda_if_available();
+    println!(
+        "device {device:?}, libtorch threads {}, P={P} K={K} ({} images a step), {steps} steps",
+        tch::get_num_threads(),
+        2 * P * K
+    );
+    let reference = (device == Device::Cpu).then(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/reference/train_step.py");
+        let out = Command::new("/opt/reid-torch/bin/python")
+            .arg(script)
+            .args([P, K].map(|v| v.to_string()))
+            .args([SIZE.0, SIZE.1].map(|v| v.to_string()))
+            .arg(steps.to_string())
+            .output()
+            .expect("the torch venv runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        v["images_per_s"].as_f64().unwrap_or(0.0)
+    });
+    tch::manual_seed(0);
+    let vs = VarStore::new(device);
+    let net = LbaNet::new(&vs.root(), ModelSpec::new(Backbone::Resnet50, 395, SIZE));
+    reid_pipe::model::vars_channels_last(&vs);
+    let mut sgd = Sgd::new(&vs.variables(), 0.9, true, 5e-4);
+    let loss = Loss {
+        id_weight: 1.0,
+        triplet_weight: 1.0,
+        triplet_margin: 0.3,
+        id_consistency_weight: 1.0,
+        dense_triplet_weight: 0.5,
+        dense_triplet_margin: 0.3,
+        dense_triplet_weighting: DenseTripletWeighting::Code,
+        cmalign_temperature: 50.0,
+        cmalign_stages: vec![Stage::Layer3, Stage::Layer4],
+    };
+    let labels: Vec<i64> = (0..2 * P * K).map(|i| ((i % (P * K)) / K) as i64).collect();
+    let labels = Tensor::from_slice(&labels).to_device(device);
+    let mut rng = PyRandom::new(0);
+    let mut one_step = || {
+        let n = (P * K) as i64;
+        let xv = reid_pipe::model::channels_last(&Tensor::randn([n, 3, SIZE.0, SIZE.1], (Kind::Float, device)));
+        let xt = reid_pipe::model::channels_last(&Tensor::randn([n, 3, SIZE.0, SIZE.1], (Kind::Float, device)));
+        let out = step::forward(
+            &net,
+            &xv,
+            &xt,
+            (Modality::Visible, Modality::Thermal),
+            &labels,
+            &loss,
+            (P, K),
+            &mut rng,
+        );
+        sgd.zero_grad();
+        out.total.backward();
+        sgd.step(|g| if g == Group::Backbone { 0.01 } else { 0.1 });
+    };
+    one_step();
+    let start = Instant::now();
+    for _ in 0..steps {
+        one_step();
+    }
+    let ours = (steps * 2 * P * K) as f64 / start.elapsed().as_secs_f64();
+    match reference {
+        Some(theirs) => println!(
+            "reid-pipe {ours:.2} images/s, PyTorch eager {theirs:.2} images/s, ratio {:.2}",
+            ours / theirs
+        ),
+        None => println!("reid-pipe {ours:.2} images/s"),
+    }
+}

@@ -89,6 +89,11 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Inspect an identity-index snapshot directory (the site's `index.snapshot_dir`).
+    Index {
+        #[command(subcommand)]
+        action: IndexAction,
+    },
     /// Validate a site or training file and print it resolved.
     Check {
         /// Configuration file (site or training; told apart by its keys).
@@ -168,4 +173,33 @@ pub struct EvalArgs {
     /// Output folder for summary.json, per_query.csv and cmc.png.
     #[arg(long, default_value = "out/eval")]
     pub out: PathBuf,
+}
+
+/// `reid-pipe index` actions.
+#[derive(Debug, Subcommand)]
+pub enum IndexAction {
+    /// Counts of identities and exemplars per modality and camera, and the time span.
+    Stats {
+        /// Snapshot directory.
+        dir: PathBuf,
+    },
+    /// The identities nearest to one identity.
+    Query {
+        /// Snapshot directory.
+        dir: PathBuf,
+        /// Identity id.
+        #[arg(long)]
+        identity: u64,
+        /// How many neighbours.
+        #[arg(short, default_value_t = 5)]
+        k: usize,
+    },
+    /// Write identities.jsonl and exemplars.safetensors.
+    Export {
+        /// Snapshot directory.
+        dir: PathBuf,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }

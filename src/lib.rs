@@ -3,6 +3,7 @@
 //! The library holds everything; the `reid-pipe` binary only parses the command line.
 //! - [`config`]: site and training files, validated with located errors.
 //! - [`ingest`]: GStreamer sources rendered from `pipelines/` templates.
+//! - [`index`]: the cross-modal identity index.
 //! - [`live`]: the live pipeline of `reid-pipe run`.
 //! - [`data`]: dataset layouts (SYSU-MM01, RegDB, Market/Duke).
 //! - [`eval`]: the benchmarks' evaluation protocols and metrics.
@@ -16,6 +17,7 @@ pub mod config;
 pub mod data;
 pub mod doctor;
 pub mod eval;
+pub mod index;
 pub mod ingest;
 pub mod live;
 pub mod model;

@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use reid_pipe::cli::{Cli, Command};
+use reid_pipe::cli::{Cli, Command, IndexAction};
 use reid_pipe::config::{SiteConfig, TrainConfig};
 use reid_pipe::eval::report::Summary;
 use reid_pipe::{doctor, live};
@@ -98,11 +98,36 @@ fn run(command: Command) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Index { action } => index(action),
         Command::Check { config } => {
             check(&config)?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn index(action: IndexAction) -> Result<ExitCode> {
+    use reid_pipe::index::{inspect, snapshot};
+    let dir = match &action {
+        IndexAction::Stats { dir } | IndexAction::Query { dir, .. } | IndexAction::Export { dir, .. } => dir,
+    };
+    let Some((path, idx)) = snapshot::load_for_inspection(dir)? else {
+        anyhow::bail!("no snapshot in {}", dir.display());
+    };
+    match action {
+        IndexAction::Stats { .. } => print!("{}", inspect::stats(&path, &idx)),
+        IndexAction::Query { identity, k, .. } => {
+            println!("{:>10}  {:>8}  modality", "identity", "distance");
+            for (id, d, cross) in inspect::query(&idx, identity, k).map_err(anyhow::Error::msg)? {
+                println!("{id:>10}  {d:>8.4}  {}", if cross { "cross" } else { "same" });
+            }
+        }
+        IndexAction::Export { out, .. } => {
+            inspect::export(&idx, &out).map_err(anyhow::Error::msg)?;
+            println!("wrote {}/identities.jsonl and exemplars.safetensors", out.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn check(path: &Path) -> Result<()> {

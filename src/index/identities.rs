@@ -1,0 +1,387 @@
+//! The cross-modal identity store: every track embedding is matched against the exemplars of
+//! known identities (one index per modality) and joins the identity its neighbours agree on, or
+//! starts a new one. Cross-modal matches have their own, larger threshold.
+//!
+//! hnsw_rs cannot delete points: exemplars that fall out of an identity's bounded set, or belong
+//! to an expired identity, are marked dead and filtered from results; once the dead fraction
+//! passes [`Settings::rebuild_dead_fraction`] a fresh index is built from the live points on a
+//! background thread while queries keep using the old one, then swapped in.
+
+use super::backend::{Backend, HnswParams, new_backend};
+use crate::config::site::IndexBackend;
+use crate::ingest::Modality;
+use std::collections::{BTreeMap, VecDeque};
+use std::thread::JoinHandle;
+use tch::Device;
+
+/// Assignment and index settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub dim: usize,
+    pub backend: IndexBackend,
+    pub hnsw: HnswParams,
+    /// Largest cosine distance to join an identity seen in the same modality.
+    pub same_modality_threshold: f32,
+    /// Largest cosine distance to join an identity seen in the other modality.
+    pub cross_modality_threshold: f32,
+    /// Exemplars kept per identity and modality (oldest dropped first).
+    pub max_exemplars: usize,
+    /// Seconds without a sighting after which an identity expires.
+    pub expiry_s: f64,
+    /// Neighbours consulted per query and modality.
+    pub neighbours: usize,
+    /// Dead fraction of indexed points that triggers a background rebuild.
+    pub rebuild_dead_fraction: f64,
+    pub device: Device,
+}
+
+/// One stored exemplar.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Exemplar {
+    pub identity: u64,
+    pub modality: Modality,
+    pub camera: String,
+    /// Seconds (the caller's clock).
+    pub time: f64,
+    #[serde(skip)]
+    pub vector: Vec<f32>,
+    pub alive: bool,
+}
+
+/// An identity and its bookkeeping.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Identity {
+    pub id: u64,
+    pub first_seen: f64,
+    pub last_seen: f64,
+    pub sightings: u64,
+    /// Live exemplar numbers per modality, oldest first.
+    pub visible: VecDeque<usize>,
+    pub thermal: VecDeque<usize>,
+}
+
+/// The outcome of one assignment.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Decision {
+    pub identity: u64,
+    /// A new identity was created.
+    pub created: bool,
+    /// Distance to the nearest exemplar of the chosen identity (None for a new identity).
+    pub distance: Option<f32>,
+    /// The match came from the other modality.
+    pub cross_modal: bool,
+}
+
+struct Rebuild {
+    handle: JoinHandle<[Box<dyn Backend>; 2]>,
+    /// Exemplar numbers the new indices hold, in their new order (alive when the rebuild began).
+    base: Vec<usize>,
+    /// Exemplars added after the rebuild started, replayed into the new indices.
+    pending: Vec<usize>,
+}
+
+/// The identity index.
+pub struct IdentityIndex {
+    settings: Settings,
+    exemplars: Vec<Exemplar>,
+    identities: BTreeMap<u64, Identity>,
+    /// Per modality (visible, thermal).
+    indices: [Box<dyn Backend>; 2],
+    next_id: u64,
+    dead: usize,
+    rebuild: Option<Rebuild>,
+}
+
+fn slot(m: Modality) -> usize {
+    match m {
+        Modality::Visible => 0,
+        Modality::Thermal => 1,
+    }
+}
+
+fn empty_indices(s: &Settings, capacity: usize) -> [Box<dyn Backend>; 2] {
+    [
+        new_backend(s.backend, s.dim, capacity, s.hnsw, s.device),
+        new_backend(s.backend, s.dim, capacity, s.hnsw, s.device),
+    ]
+}
+
+impl IdentityIndex {
+    /// An empty index.
+    pub fn new(settings: Settings) -> Self {
+        Self {
+            indices: empty_indices(&settings, 1024),
+            settings,
+            exemplars: Vec::new(),
+            identities: BTreeMap::new(),
+            next_id: 1,
+            dead: 0,
+            rebuild: None,
+        }
+    }
+
+    /// Rebuilds an index from stored state (a snapshot).
+    pub fn from_parts(
+        settings: Settings,
+        exemplars: Vec<Exemplar>,
+        identities: BTreeMap<u64, Identity>,
+        next_id: u64,
+    ) -> Self {
+        let dead = exemplars.iter().filter(|e| !e.alive).count();
+        let indices = build_indices(&settings, &exemplars);
+        Self {
+            settings,
+            exemplars,
+            identities,
+            indices,
+            next_id,
+            dead,
+            rebuild: None,
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Every exemplar ever stored (dead ones have `alive == false`).
+    pub fn exemplars(&self) -> &[Exemplar] {
+        &self.exemplars
+    }
+
+    pub fn identities(&self) -> &BTreeMap<u64, Identity> {
+        &self.identities
+    }
+
+    /// The id the next new identity gets.
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    /// Dead exemplars still in the indices.
+    pub fn dead(&self) -> usize {
+        self.dead
+    }
+
+    /// Nearest live exemplars of `modality`: (exemplar number, cosine distance).
+    pub fn nearest(&self, vector: &[f32], modality: Modality, k: usize) -> Vec<(usize, f32)> {
+        let ex = &self.exemplars;
+        self.indices[slot(modality)].search(vector, k, &|i| ex.get(i).is_some_and(|e| e.alive))
+    }
+
+    /// Assigns an L2-normalised track embedding seen at `time` (seconds) by `camera`.
+    pub fn assign(&mut self, vector: &[f32], modality: Modality, camera: &str, time: f64) -> Decision {
+        self.poll_rebuild();
+        let s = self.settings;
+        // Votes per identity from neighbours within their modality's threshold, closer = heavier.
+        let mut votes: BTreeMap<u64, (f32, f32, bool)> = BTreeMap::new(); // weight, best distance, cross
+        for m in [Modality::Visible, Modality::Thermal] {
+            let cross = m != modality;
+            let threshold = if cross {
+                s.cross_modality_threshold
+            } else {
+                s.same_modality_threshold
+            };
+            for (i, d) in self.nearest(vector, m, s.neighbours) {
+                if d > threshold {
+                    continue;
+                }
+                let id = self.exemplars[i].identity;
+                let w = 1.0 - d / threshold.max(1e-6) + 1e-3;
+                let e = votes.entry(id).or_insert((0.0, f32::INFINITY, cross));
+                e.0 += w;
+                if d < e.1 {
+                    e.1 = d;
+                    e.2 = cross;
+                }
+            }
+        }
+        let best = votes
+            .into_iter()
+            .max_by(|a, b| a.1.0.total_cmp(&b.1.0).then(b.1.1.total_cmp(&a.1.1)));
+        let decision = match best {
+            Some((id, (_, d, cross))) => Decision {
+                identity: id,
+                created: false,
+                distance: Some(d),
+                cross_modal: cross,
+            },
+            None => {
+                let id = self.next_id;
+                self.next_id += 1;
+                self.identities.insert(
+                    id,
+                    Identity {
+                        id,
+                        first_seen: time,
+                        last_seen: time,
+                        sightings: 0,
+                        visible: VecDeque::new(),
+                        thermal: VecDeque::new(),
+                    },
+                );
+                Decision {
+                    identity: id,
+                    created: true,
+                    distance: None,
+                    cross_modal: false,
+                }
+            }
+        };
+        tracing::debug!(
+            identity = decision.identity,
+            created = decision.created,
+            distance = ?decision.distance,
+            cross_modal = decision.cross_modal,
+            %camera,
+            %modality,
+            "assignment"
+        );
+        self.add_exemplar(decision.identity, vector, modality, camera, time);
+        decision
+    }
+
+    fn add_exemplar(&mut self, identity: u64, vector: &[f32], modality: Modality, camera: &str, time: f64) {
+        let n = self.exemplars.len();
+        self.exemplars.push(Exemplar {
+            identity,
+            modality,
+            camera: camera.to_owned(),
+            time,
+            vector: vector.to_vec(),
+            alive: true,
+        });
+        self.indices[slot(modality)].insert(&[(vector, n)]);
+        if let Some(r) = &mut self.rebuild {
+            r.pending.push(n);
+        }
+        let max = self.settings.max_exemplars.max(1);
+        let mut dropped = Vec::new();
+        if let Some(ident) = self.identities.get_mut(&identity) {
+            ident.last_seen = ident.last_seen.max(time);
+            ident.sightings += 1;
+            let list = match modality {
+                Modality::Visible => &mut ident.visible,
+                Modality::Thermal => &mut ident.thermal,
+            };
+            list.push_back(n);
+            while list.len() > max {
+                dropped.extend(list.pop_front());
+            }
+        }
+        for i in dropped {
+            self.kill(i);
+        }
+        self.maybe_rebuild();
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(e) = self.exemplars.get_mut(i)
+            && e.alive
+        {
+            e.alive = false;
+            e.vector = Vec::new();
+            self.dead += 1;
+        }
+    }
+
+    /// Removes identities unseen since `now − expiry_s`; returns their ids.
+    pub fn expire(&mut self, now: f64) -> Vec<u64> {
+        let cutoff = now - self.settings.expiry_s;
+        let gone: Vec<u64> = self
+            .identities
+            .values()
+            .filter(|i| i.last_seen < cutoff)
+            .map(|i| i.id)
+            .collect();
+        for id in &gone {
+            if let Some(ident) = self.identities.remove(id) {
+                for i in ident.visible.into_iter().chain(ident.thermal) {
+                    self.kill(i);
+                }
+            }
+        }
+        self.maybe_rebuild();
+        gone
+    }
+
+    fn maybe_rebuild(&mut self) {
+        let total = self.indices[0].len() + self.indices[1].len();
+        if self.rebuild.is_some()
+            || total < 64
+            || (self.dead as f64) < self.settings.rebuild_dead_fraction * total as f64
+        {
+            return;
+        }
+        // The new indices number the live exemplars from 0 again.
+        let settings = self.settings;
+        let base: Vec<usize> = (0..self.exemplars.len()).filter(|&i| self.exemplars[i].alive).collect();
+        let live: Vec<Exemplar> = base.iter().map(|&i| self.exemplars[i].clone()).collect();
+        let handle = std::thread::spawn(move || build_indices(&settings, &live));
+        self.rebuild = Some(Rebuild {
+            handle,
+            base,
+            pending: Vec::new(),
+        });
+    }
+
+    /// Swaps in a finished background rebuild (never waits for one still running).
+    pub fn poll_rebuild(&mut self) {
+        if !self.rebuild.as_ref().is_some_and(|r| r.handle.is_finished()) {
+            return;
+        }
+        let Some(r) = self.rebuild.take() else { return };
+        let Ok(indices) = r.handle.join() else {
+            tracing::error!("the background index rebuild failed; keeping the current index");
+            return;
+        };
+        // Renumber: the exemplars the new indices were built from (some may have died since: they
+        // stay, dead, and are filtered from results), then those added during the rebuild.
+        let mut renumber = BTreeMap::new();
+        let mut compact = Vec::with_capacity(r.base.len() + r.pending.len());
+        for &old in &r.base {
+            renumber.insert(old, compact.len());
+            compact.push(self.exemplars[old].clone());
+        }
+        self.indices = indices;
+        for old in r.pending {
+            let e = self.exemplars[old].clone();
+            let n = compact.len();
+            if e.alive {
+                self.indices[slot(e.modality)].insert(&[(&e.vector, n)]);
+            }
+            renumber.insert(old, n);
+            compact.push(e);
+        }
+        for ident in self.identities.values_mut() {
+            for list in [&mut ident.visible, &mut ident.thermal] {
+                *list = list.iter().filter_map(|i| renumber.get(i).copied()).collect();
+            }
+        }
+        self.exemplars = compact;
+        self.dead = self.exemplars.iter().filter(|e| !e.alive).count();
+        tracing::info!(exemplars = self.exemplars.len(), "identity index rebuilt");
+    }
+
+    /// Blocks until a running rebuild is done and swapped in (for shutdown and tests).
+    pub fn finish_rebuild(&mut self) {
+        while self.rebuild.is_some() {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            self.poll_rebuild();
+        }
+    }
+}
+
+fn build_indices(settings: &Settings, exemplars: &[Exemplar]) -> [Box<dyn Backend>; 2] {
+    let mut indices = empty_indices(settings, exemplars.len());
+    for m in [Modality::Visible, Modality::Thermal] {
+        let points: Vec<(&[f32], usize)> = exemplars
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.alive && e.modality == m)
+            .map(|(i, e)| (e.vector.as_slice(), i))
+            .collect();
+        indices[slot(m)].insert(&points);
+    }
+    indices
+}

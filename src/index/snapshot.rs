@@ -1,0 +1,290 @@
+//! Index snapshots: the identity table and every live exemplar with its vector, in one file that
+//! is written atomically and checked on load.
+//!
+//! File `snapshot-<sequence>.ridx`:
+//! `RPIDXSNP` (8 bytes) · version u32 · JSON length u64 · JSON (identities, exemplar metadata,
+//! dimension, next id) · exemplar vectors (f32, little endian) · CRC-32 (IEEE) of all the bytes
+//! before it, u32. The newest [`KEEP`] snapshots are kept; loading takes the newest that passes
+//! every check and reports the ones that do not, so a torn or corrupted file falls back to the
+//! previous snapshot.
+
+use super::identities::{Exemplar, Identity, IdentityIndex, Settings};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 8] = b"RPIDXSNP";
+const VERSION: u32 = 1;
+/// Snapshots kept on disk.
+pub const KEEP: usize = 3;
+
+/// Errors naming the snapshot file.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("{}: {message}", path.display())]
+    Io { path: PathBuf, message: String },
+    #[error("{}: corrupt or incomplete snapshot: {message}", path.display())]
+    Corrupt { path: PathBuf, message: String },
+    #[error("no usable snapshot in {}: {}", dir.display(), reasons.join("; "))]
+    NoneUsable { dir: PathBuf, reasons: Vec<String> },
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Meta {
+    dim: usize,
+    next_id: u64,
+    identities: Vec<Identity>,
+    exemplars: Vec<Exemplar>,
+}
+
+/// CRC-32 (IEEE 802.3, reflected, as zlib's).
+pub fn crc32(bytes: &[u8]) -> u32 {
+    static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut t = [0u32; 256];
+        for (i, slot) in t.iter_mut().enumerate() {
+            let mut c = i as u32;
+            for _ in 0..8 {
+                c = if c & 1 == 1 { 0xedb8_8320 ^ (c >> 1) } else { c >> 1 };
+            }
+            *slot = c;
+        }
+        t
+    });
+    !bytes
+        .iter()
+        .fold(!0u32, |c, &b| table[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8))
+}
+
+/// Serialises the live part of an index.
+pub fn encode(index: &IdentityIndex) -> Vec<u8> {
+    let mut renumber = BTreeMap::new();
+    let mut exemplars = Vec::new();
+    let mut vectors: Vec<f32> = Vec::new();
+    for (i, e) in index.exemplars().iter().enumerate() {
+        if e.alive {
+            renumber.insert(i, exemplars.len());
+            vectors.extend_from_slice(&e.vector);
+            exemplars.push(e.clone());
+        }
+    }
+    let identities = index
+        .identities()
+        .values()
+        .map(|id| {
+            let map = |l: &VecDeque<usize>| l.iter().filter_map(|i| renumber.get(i).copied()).collect();
+            Identity {
+                visible: map(&id.visible),
+                thermal: map(&id.thermal),
+                ..id.clone()
+            }
+        })
+        .collect();
+    let meta = Meta {
+        dim: index.settings().dim,
+        next_id: index.next_id(),
+        identities,
+        exemplars,
+    };
+    let json = serde_json::to_vec(&meta).expect("snapshot metadata is plain data");
+    let mut out = Vec::with_capacity(24 + json.len() + vectors.len() * 4);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    out.extend_from_slice(&json);
+    for v in vectors {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    let crc = crc32(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Checks and decodes a snapshot into an index with `settings` (whose `dim` must match).
+pub fn decode(path: &Path, bytes: &[u8], settings: Settings) -> Result<IdentityIndex, SnapshotError> {
+    let corrupt = |message: String| SnapshotError::Corrupt {
+        path: path.to_path_buf(),
+        message,
+    };
+    if bytes.len() < 24 {
+        return Err(corrupt(format!("{} bytes, shorter than the header", bytes.len())));
+    }
+    if &bytes[..8] != MAGIC {
+        return Err(corrupt("not a reid-pipe index snapshot (bad magic)".to_owned()));
+    }
+    let (body, tail) = bytes.split_at(bytes.len() - 4);
+    let stored = u32::from_le_bytes(tail.try_into().expect("4 bytes"));
+    let actual = crc32(body);
+    if stored != actual {
+        return Err(corrupt(format!(
+            "checksum {actual:08x} does not match the stored {stored:08x} (truncated or altered)"
+        )));
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    if version != VERSION {
+        return Err(corrupt(format!("format version {version}, this build reads {VERSION}")));
+    }
+    let json_len = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes")) as usize;
+    let json_end = 20usize
+        .checked_add(json_len)
+        .filter(|&e| e <= body.len())
+        .ok_or_else(|| corrupt("metadata runs past the end".to_owned()))?;
+    let mut meta: Meta = serde_json::from_slice(&body[20..json_end]).map_err(|e| corrupt(format!("metadata: {e}")))?;
+    if meta.dim != settings.dim {
+        return Err(corrupt(format!(
+            "vectors of dimension {}, the configured model gives {}",
+            meta.dim, settings.dim
+        )));
+    }
+    let floats = &body[json_end..];
+    if floats.len() != meta.exemplars.len() * meta.dim * 4 {
+        return Err(corrupt(format!(
+            "{} vector bytes for {} exemplars of dimension {}",
+            floats.len(),
+            meta.exemplars.len(),
+            meta.dim
+        )));
+    }
+    for (e, chunk) in meta
+        .exemplars
+        .iter_mut()
+        .zip(floats.chunks_exact((meta.dim * 4).max(1)))
+    {
+        e.vector = chunk
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+            .collect();
+        e.alive = true;
+    }
+    let n = meta.exemplars.len();
+    if meta
+        .identities
+        .iter()
+        .flat_map(|i| i.visible.iter().chain(&i.thermal))
+        .any(|&i| i >= n)
+    {
+        return Err(corrupt("an identity refers to a missing exemplar".to_owned()));
+    }
+    let identities = meta.identities.into_iter().map(|i| (i.id, i)).collect();
+    Ok(IdentityIndex::from_parts(
+        settings,
+        meta.exemplars,
+        identities,
+        meta.next_id,
+    ))
+}
+
+fn snapshots(dir: &Path) -> Result<Vec<(u64, PathBuf)>, SnapshotError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(SnapshotError::Io {
+                path: dir.to_path_buf(),
+                message: e.to_string(),
+            });
+        }
+    };
+    let mut out: Vec<(u64, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let seq = name.strip_prefix("snapshot-")?.strip_suffix(".ridx")?.parse().ok()?;
+            Some((seq, e.path()))
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// Writes a new snapshot atomically and prunes old ones; returns its path.
+pub fn save(index: &IdentityIndex, dir: &Path) -> Result<PathBuf, SnapshotError> {
+    let existing = snapshots(dir)?;
+    let seq = existing.last().map_or(1, |(s, _)| s + 1);
+    let path = dir.join(format!("snapshot-{seq:010}.ridx"));
+    crate::atomic::write(&path, &encode(index)).map_err(|e| SnapshotError::Io {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    let all = snapshots(dir)?;
+    for (_, old) in all.iter().take(all.len().saturating_sub(KEEP)) {
+        let _ = std::fs::remove_file(old);
+    }
+    Ok(path)
+}
+
+/// Loads the newest usable snapshot of `dir`: `Ok(None)` when there is none at all; unusable
+/// newer files are reported through `tracing` and skipped.
+pub fn load(dir: &Path, settings: Settings) -> Result<Option<(PathBuf, IdentityIndex)>, SnapshotError> {
+    let all = snapshots(dir)?;
+    if all.is_empty() {
+        return Ok(None);
+    }
+    let mut reasons = Vec::new();
+    for (_, path) in all.iter().rev() {
+        let result = std::fs::read(path)
+            .map_err(|e| SnapshotError::Io {
+                path: path.clone(),
+                message: e.to_string(),
+            })
+            .and_then(|bytes| decode(path, &bytes, settings));
+        match result {
+            Ok(index) => {
+                for r in &reasons {
+                    tracing::warn!("skipped snapshot: {r}");
+                }
+                return Ok(Some((path.clone(), index)));
+            }
+            Err(e) => reasons.push(e.to_string()),
+        }
+    }
+    Err(SnapshotError::NoneUsable {
+        dir: dir.to_path_buf(),
+        reasons,
+    })
+}
+
+/// The vector dimension a snapshot file declares (read before its full check).
+pub fn declared_dim(bytes: &[u8]) -> Option<usize> {
+    let json_len = u64::from_le_bytes(bytes.get(12..20)?.try_into().ok()?) as usize;
+    let json = bytes.get(20..20usize.checked_add(json_len)?)?;
+    #[derive(serde::Deserialize)]
+    struct Dim {
+        dim: usize,
+    }
+    serde_json::from_slice::<Dim>(json).ok().map(|d| d.dim)
+}
+
+/// Loads the newest usable snapshot of `dir` for inspection, whatever its dimension, with exact
+/// search (nothing to configure).
+pub fn load_for_inspection(dir: &Path) -> Result<Option<(PathBuf, IdentityIndex)>, SnapshotError> {
+    let all = snapshots(dir)?;
+    let Some((_, newest)) = all.last() else { return Ok(None) };
+    let bytes = std::fs::read(newest).map_err(|e| SnapshotError::Io {
+        path: newest.clone(),
+        message: e.to_string(),
+    })?;
+    let dim = declared_dim(&bytes).unwrap_or(0);
+    let settings = Settings {
+        dim,
+        backend: crate::config::site::IndexBackend::Exact,
+        hnsw: super::backend::HnswParams::default(),
+        same_modality_threshold: 0.3,
+        cross_modality_threshold: 0.5,
+        max_exemplars: usize::MAX,
+        expiry_s: f64::INFINITY,
+        neighbours: 16,
+        rebuild_dead_fraction: 1.0,
+        device: tch::Device::Cpu,
+    };
+    load(dir, settings)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn crc32_matches_zlib() {
+        // python3 -c "import zlib; print(hex(zlib.crc32(b'123456789')))" → 0xcbf43926
+        assert_eq!(super::crc32(b"123456789"), 0xcbf4_3926);
+        assert_eq!(super::crc32(b""), 0);
+    }
+}

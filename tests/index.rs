@@ -170,14 +170,14 @@ fn exemplars_are_bounded_and_a_rebuild_keeps_every_identity_findable() {
         );
     }
     for round in 1..40 {
-        for person in 0..6 {
+        for (person, &id) in ids.iter().enumerate() {
             let d = idx.assign(
                 &sighting(person, Modality::Visible, round),
                 Modality::Visible,
                 "c",
                 f64::from(round as u32),
             );
-            assert_eq!(d.identity, ids[person], "round {round}, person {person}");
+            assert_eq!(d.identity, id, "round {round}, person {person}");
         }
     }
     idx.finish_rebuild();

@@ -167,8 +167,8 @@ mod tests {
             assert!((f64::from(dot(&a, &b)) - want).abs() < 1e-3, "n={n}");
             assert!((f64::from(dot_portable(&a, &b)) - want).abs() < 1e-3, "n={n}");
         }
-        let q: Vec<i8> = (0..100).map(|i| ((i * 37 % 255) as i32 - 127) as i8).collect();
-        let r: Vec<i8> = (0..100).map(|i| ((i * 91 % 255) as i32 - 127) as i8).collect();
+        let q: Vec<i8> = (0..100i32).map(|i| (i * 37 % 255 - 127) as i8).collect();
+        let r: Vec<i8> = (0..100i32).map(|i| (i * 91 % 255 - 127) as i8).collect();
         let want: i32 = q.iter().zip(&r).map(|(x, y)| i32::from(*x) * i32::from(*y)).sum();
         assert_eq!(dot_i8(&q, &r), want);
         let u = [0.6f32, 0.8];
@@ -183,7 +183,7 @@ mod quantized_tests {
 
     #[test]
     fn quantised_distance_is_close_to_the_exact_one() {
-        let a: Vec<f32> = (0..2048).map(|i| ((i * 37 % 101) as f32 - 50.0)).collect();
+        let a: Vec<f32> = (0..2048).map(|i| (i * 37 % 101) as f32 - 50.0).collect();
         let b: Vec<f32> = (0..2048)
             .map(|i| ((i * 53 % 97) as f32 - 48.0) + 0.5 * ((i * 37 % 101) as f32 - 50.0))
             .collect();

@@ -159,25 +159,37 @@ fn run_site(site: &Path, max_frames: Option<u64>) -> Result<ExitCode> {
         "running the ingest stage of {} (detection, embedding and identity events are not wired yet)",
         site.display()
     );
-    let stats = live::run_ingest(&cfg, max_frames, stop);
+    let cameras = live::run_ingest(&cfg, max_frames, stop);
     println!(
-        "{:<16} {:<8} {:>8} {:>10} {:>10} {:>9}  status",
-        "camera", "modality", "frames", "size", "span s", "frames/s"
+        "{:<16} {:<8} {:>8} {:>8} {:>6} {:>10} {:>10} {:>9}  status",
+        "camera", "modality", "frames", "dropped", "recon", "size", "span s", "frames/s"
     );
     let mut failed = 0;
-    for s in &stats {
-        let span = match (s.first_pts_ns, s.last_pts_ns) {
-            (Some(a), Some(b)) => format!("{:.2}", (b.saturating_sub(a)) as f64 / 1e9),
-            _ => "-".to_owned(),
-        };
-        let size = s.size.map_or_else(|| "-".to_owned(), |(w, h)| format!("{w}x{h}"));
-        let rate = s.frames as f64 / s.elapsed.as_secs_f64().max(1e-9);
-        let status = s.error.clone().unwrap_or_else(|| "ok".to_owned());
-        failed += usize::from(s.error.is_some());
-        let modality = s.modality.map_or_else(String::new, |m| m.to_string());
+    for cam in &cameras {
+        for s in &cam.sources {
+            let span = match (s.first_pts_ns, s.last_pts_ns) {
+                (Some(a), Some(b)) => format!("{:.2}", (b.saturating_sub(a)) as f64 / 1e9),
+                _ => "-".to_owned(),
+            };
+            let size = s.size.map_or_else(|| "-".to_owned(), |(w, h)| format!("{w}x{h}"));
+            let rate = s.frames as f64 / s.elapsed.as_secs_f64().max(1e-9);
+            let status = s.error.clone().unwrap_or_else(|| "ok".to_owned());
+            failed += usize::from(s.error.is_some());
+            let modality = s.modality.map_or_else(String::new, |m| m.to_string());
+            println!(
+                "{:<16} {:<8} {:>8} {:>8} {:>6} {:>10} {:>10} {:>9.1}  {status}",
+                s.camera, modality, s.frames, s.dropped, s.reconnects, size, span, rate
+            );
+        }
+        let p = cam.pairing;
         println!(
-            "{:<16} {:<8} {:>8} {:>10} {:>10} {:>9.1}  {status}",
-            s.camera, modality, s.frames, size, span, rate
+            "{:<16} pairs {} (tolerance {} ms), unpaired visible {}, unpaired thermal {}, dropped unpaired {}",
+            cam.camera,
+            p.pairs,
+            cfg.camera(&cam.camera).map_or(0.0, |c| c.pairing_tolerance_ms),
+            p.unpaired_visible,
+            p.unpaired_thermal,
+            p.dropped
         );
     }
     Ok(if failed == 0 {

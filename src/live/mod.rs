@@ -1,10 +1,12 @@
 //! The live pipeline of `reid-pipe run`. At this stage it runs the ingest stage: every source of
-//! every camera pair streams on its own thread and is counted; one failing source does not stop
-//! the others.
+//! every camera pair streams on its own thread into a bounded queue, a pairing thread per camera
+//! matches visible and thermal frames by timestamp, and everything is counted. One failing source
+//! does not stop the others.
 
 use crate::config::SiteConfig;
-use crate::config::site::{Input, SourceSpec};
-use crate::ingest::{IngestError, Modality, SourcePipeline};
+use crate::ingest::pairing::{PairCounts, Pairer};
+use crate::ingest::stream::{self, Backoff, SourceHandle};
+use crate::ingest::{Frame, Modality};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -15,6 +17,9 @@ pub struct SourceStats {
     pub camera: String,
     pub modality: Option<Modality>,
     pub frames: u64,
+    /// Frames dropped because downstream was slow (live sources).
+    pub dropped: u64,
+    pub reconnects: u64,
     pub first_pts_ns: Option<u64>,
     pub last_pts_ns: Option<u64>,
     pub size: Option<(u32, u32)>,
@@ -23,81 +28,132 @@ pub struct SourceStats {
     pub error: Option<String>,
 }
 
-/// Streams every source until it ends, `max_frames` are read, or `stop` is set.
-pub fn run_ingest(cfg: &SiteConfig, max_frames: Option<u64>, stop: Arc<AtomicBool>) -> Vec<SourceStats> {
+/// What one camera pair delivered.
+#[derive(Debug, Clone, Default)]
+pub struct CameraStats {
+    pub camera: String,
+    pub sources: Vec<SourceStats>,
+    pub pairing: PairCounts,
+}
+
+/// Streams every camera pair until its sources end, `max_frames` are read per source, or `stop`
+/// is set.
+pub fn run_ingest(cfg: &SiteConfig, max_frames: Option<u64>, stop: Arc<AtomicBool>) -> Vec<CameraStats> {
     let queue = cfg.runtime.queue_capacity;
-    let mut handles = Vec::new();
+    let mut cameras = Vec::new();
     for cam in &cfg.cameras {
+        let mut handles = Vec::new();
+        let mut failed = Vec::new();
         for (modality, spec) in [(Modality::Visible, &cam.visible), (Modality::Thermal, &cam.thermal)] {
-            let camera = cam.name.clone();
-            let spec = spec.clone();
-            let stop = Arc::clone(&stop);
-            let name = format!("src-{camera}-{modality}");
-            let handle = std::thread::Builder::new().name(name).spawn(move || {
-                let mut stats = SourceStats {
-                    camera: camera.clone(),
+            match stream::spawn(
+                &cam.name,
+                modality,
+                spec.clone(),
+                queue,
+                Backoff::default(),
+                max_frames,
+                Arc::clone(&stop),
+            ) {
+                Ok(h) => handles.push(h),
+                Err(e) => failed.push(SourceStats {
+                    camera: cam.name.clone(),
                     modality: Some(modality),
+                    error: Some(format!("cannot start a thread: {e}")),
                     ..Default::default()
-                };
-                if let Err(e) = stream(&camera, modality, &spec, queue, max_frames, &stop, &mut stats) {
-                    tracing::error!("{e}");
-                    stats.error = Some(e.to_string());
-                }
-                stats
-            });
-            handles.push((cam.name.clone(), modality, handle));
+                }),
+            }
         }
+        // The pairing thread stops reading a source that is `queue` frames ahead of the other
+        // (backpressure: files wait, live sources drop their oldest); the pairer's own bound is a
+        // safety net.
+        let pairer = Pairer::new(cam.pairing_tolerance_ms, cam.unpaired, queue * 4);
+        let name = cam.name.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("pair-{name}"))
+            .spawn(move || pair_camera(name, handles, pairer));
+        cameras.push((cam.name.clone(), thread, failed));
     }
-    handles
+    cameras
         .into_iter()
-        .map(|(camera, modality, h)| match h {
-            Ok(h) => h.join().unwrap_or_else(|_| SourceStats {
-                camera,
-                modality: Some(modality),
-                error: Some("the source thread panicked".to_owned()),
-                ..Default::default()
-            }),
-            Err(e) => SourceStats {
-                camera,
-                modality: Some(modality),
-                error: Some(format!("cannot start a thread: {e}")),
-                ..Default::default()
-            },
+        .map(|(camera, thread, failed)| {
+            let mut stats = match thread
+                .map_err(|e| e.to_string())
+                .and_then(|t| t.join().map_err(|_| "the pairing thread panicked".to_owned()))
+            {
+                Ok(s) => s,
+                Err(e) => CameraStats {
+                    camera: camera.clone(),
+                    sources: vec![SourceStats {
+                        camera,
+                        error: Some(e),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                },
+            };
+            stats.sources.extend(failed);
+            stats
         })
         .collect()
 }
 
-fn stream(
-    camera: &str,
-    modality: Modality,
-    spec: &SourceSpec,
-    queue: usize,
-    max_frames: Option<u64>,
-    stop: &AtomicBool,
-    stats: &mut SourceStats,
-) -> Result<(), IngestError> {
-    let live = matches!(spec.input, Input::Rtsp { .. } | Input::V4l2 { .. });
-    let source = SourcePipeline::build(camera, modality, spec, queue, live)?;
-    source.start()?;
+fn pair_camera(camera: String, handles: Vec<SourceHandle>, mut pairer: Pairer) -> CameraStats {
     let started = Instant::now();
-    while !stop.load(Ordering::Relaxed) && max_frames.is_none_or(|m| stats.frames < m) {
-        match source.pull(Duration::from_millis(200))? {
-            Some(frame) => {
-                stats.frames += 1;
-                stats.first_pts_ns = stats.first_pts_ns.or(frame.pts_ns);
-                stats.last_pts_ns = frame.pts_ns.or(stats.last_pts_ns);
-                stats.size = Some((frame.width, frame.height));
+    let mut sources: Vec<SourceStats> = handles
+        .iter()
+        .map(|h| SourceStats {
+            camera: camera.clone(),
+            modality: Some(h.modality),
+            ..Default::default()
+        })
+        .collect();
+    let mut open: Vec<bool> = vec![true; handles.len()];
+    let observe = |sources: &mut Vec<SourceStats>, i: usize, f: &Frame| {
+        let s = &mut sources[i];
+        s.first_pts_ns = s.first_pts_ns.or(f.pts_ns);
+        s.last_pts_ns = f.pts_ns.or(s.last_pts_ns);
+        s.size = Some((f.width, f.height));
+    };
+    let ahead = |pairer: &Pairer, i: usize, open: &[bool]| {
+        let others_open = (0..handles.len()).any(|j| j != i && open[j]);
+        others_open && pairer.pending(handles[i].modality) >= handles[i].frames.capacity().unwrap_or(8)
+    };
+    while open.iter().any(|o| *o) {
+        let mut sel = crossbeam_channel::Select::new();
+        let ids: Vec<usize> = (0..handles.len())
+            .filter(|&i| open[i] && !ahead(&pairer, i, &open))
+            .collect();
+        for &i in &ids {
+            sel.recv(&handles[i].frames);
+        }
+        // Sources see `stop` too and close their channels; until then keep draining.
+        let Ok(op) = sel.select_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        let i = ids[op.index()];
+        match op.recv(&handles[i].frames) {
+            Ok(frame) => {
+                observe(&mut sources, i, &frame);
+                // Downstream stages (detection, embedding) take the pairs from here.
+                for _paired in pairer.push(frame) {}
             }
-            None if source.is_eos() => {
-                if spec.looping {
-                    source.rewind()?;
-                } else {
-                    break;
-                }
-            }
-            None => {}
+            Err(_) => open[i] = false,
         }
     }
-    stats.elapsed = started.elapsed();
-    Ok(())
+    for _paired in pairer.flush() {}
+    let elapsed = started.elapsed();
+    for (s, h) in sources.iter_mut().zip(handles) {
+        let c = &h.counters;
+        s.frames = c.frames.load(Ordering::Relaxed);
+        s.dropped = c.dropped.load(Ordering::Relaxed);
+        s.reconnects = c.reconnects.load(Ordering::Relaxed);
+        s.error = c.last_error.lock().ok().and_then(|e| e.clone());
+        s.elapsed = elapsed;
+        let _ = h.thread.join();
+    }
+    CameraStats {
+        camera,
+        sources,
+        pairing: pairer.counts,
+    }
 }

@@ -123,7 +123,10 @@ fn run_streams_test_sources_and_isolates_a_failing_one() {
         line("broken", "thermal").contains(" 3 "),
         "the other source of a broken pair carries on: {t}"
     );
-    assert!(t.contains("ok               pairs 7 (tolerance 40 ms), unpaired visible 0, unpaired thermal 0"), "{t}");
+    assert!(
+        t.contains("ok               pairs 7 (tolerance 40 ms), unpaired visible 0, unpaired thermal 0"),
+        "{t}"
+    );
     let broken = line("broken", "visible");
     assert!(
         broken.contains("camera broken (visible)") && broken.contains("clip.mkv"),

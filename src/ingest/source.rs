@@ -85,6 +85,8 @@ pub struct SourcePipeline {
     format: PixelFormat,
     pipeline: gst::Pipeline,
     sink: gst_app::AppSink,
+    /// The last caps seen and their parsed form.
+    info: std::sync::Mutex<Option<(gst::Caps, gstreamer_video::VideoInfo)>>,
 }
 
 impl SourcePipeline {
@@ -148,6 +150,7 @@ impl SourcePipeline {
             format: spec.format,
             pipeline,
             sink,
+            info: std::sync::Mutex::new(None),
         })
     }
 
@@ -171,18 +174,19 @@ impl SourcePipeline {
     /// Waits up to `timeout` for the next frame. `Ok(None)` means end of stream or timeout; call
     /// [`SourcePipeline::is_eos`] to tell them apart. Errors posted on the bus are returned.
     pub fn pull(&self, timeout: Duration) -> Result<Option<Frame>, IngestError> {
-        if let Some((element, message)) = self.bus_error() {
-            return Err(IngestError::Stream {
-                camera: self.camera.clone(),
-                modality: self.modality,
-                element,
-                message,
-            });
-        }
         let Some(sample) = self
             .sink
             .try_pull_sample(gst::ClockTime::from_nseconds(timeout.as_nanos() as u64))
         else {
+            // An error stops the flow of samples, so the bus is read only when none came.
+            if let Some((element, message)) = self.bus_error() {
+                return Err(IngestError::Stream {
+                    camera: self.camera.clone(),
+                    modality: self.modality,
+                    element,
+                    message,
+                });
+            }
             return Ok(None);
         };
         let bad = |what| IngestError::BadSample {
@@ -192,7 +196,18 @@ impl SourcePipeline {
         };
         let buffer = sample.buffer_owned().ok_or_else(|| bad("a buffer"))?;
         let caps = sample.caps().ok_or_else(|| bad("caps"))?;
-        let info = gstreamer_video::VideoInfo::from_caps(caps).map_err(|_| bad("video caps"))?;
+        // Caps rarely change: parse them once per new caps object.
+        let info = {
+            let mut cached = self.info.lock().map_err(|_| bad("a usable caps cache"))?;
+            match &*cached {
+                Some((c, info)) if c.as_ptr() == caps.as_ptr() => info.clone(),
+                _ => {
+                    let info = gstreamer_video::VideoInfo::from_caps(caps).map_err(|_| bad("video caps"))?;
+                    *cached = Some((caps.to_owned(), info.clone()));
+                    info
+                }
+            }
+        };
         Ok(Some(Frame {
             camera: self.camera.clone(),
             modality: self.modality,

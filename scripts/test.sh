@@ -10,4 +10,13 @@ echo "[test] cargo clippy"
 # --release shares the build with the binary and the tests (one build of the heavy crates, not two).
 cargo clippy --release --locked --all-targets -- -D warnings
 echo "[test] cargo test"
-cargo test --release --locked --no-fail-fast
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --release --locked --no-fail-fast 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line over every test binary (cargo prints one result line per binary).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i == "passed;") p += $(i-1); if ($i == "failed;") f += $(i-1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

@@ -298,8 +298,10 @@ fn a_writer_killed_at_random_points_always_leaves_a_complete_snapshot() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("spawn");
-        // The child needs a few hundred ms to start (loading libtorch) before it writes.
-        std::thread::sleep(Duration::from_millis(400 + (round * 37) % 300));
+        // The child needs a few hundred ms to start (loading libtorch) before it writes; give the
+        // first rounds longer on a loaded machine.
+        let base = if seen_any { 400 } else { 1500 };
+        std::thread::sleep(Duration::from_millis(base + (round * 37) % 300));
         child.kill().expect("kill");
         let _ = child.wait();
         match snapshot::load(dir.path(), s).expect("a complete snapshot always loads") {

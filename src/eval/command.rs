@@ -5,7 +5,7 @@ use super::protocols::{self, Protocol, RegdbDirection, Shots, SysuMode};
 use super::report::{self, Summary};
 use super::{EvalError, FeatureBank, TrialResult};
 use crate::cli::{DirectionArg, EvalArgs, EvalDataset, ShotsArg, SysuModeArg};
-use crate::ingest::Modality;
+use crate::config::train::DatasetKind;
 use crate::model::embedder::LbaEmbedder;
 use std::path::Path;
 
@@ -135,17 +135,6 @@ pub fn run(args: &EvalArgs) -> Result<Outcome, EvalError> {
     })
 }
 
-/// Which stem an image goes through: SYSU cameras 3 and 6 and RegDB's thermal list (camera 2)
-/// are infrared; everything else visible.
-fn modality_of(dataset: EvalDataset, item: &crate::data::Item) -> Modality {
-    let thermal = match dataset {
-        EvalDataset::Sysu => item.cam == 3 || item.cam == 6,
-        EvalDataset::Regdb => item.cam == 2,
-        EvalDataset::Market | EvalDataset::Duke => false,
-    };
-    if thermal { Modality::Thermal } else { Modality::Visible }
-}
-
 /// Extracts features of every image any trial uses.
 fn extract_with(
     weights: &Path,
@@ -157,15 +146,13 @@ fn extract_with(
         path: weights.to_path_buf(),
         message: e.to_string(),
     })?;
-    let mut items: Vec<crate::data::Item> = protocol
-        .trials
-        .iter()
-        .flat_map(|t| t.query.iter().chain(&t.gallery).cloned())
-        .collect();
-    items.sort();
-    items.dedup_by(|a, b| a.path == b.path);
-    let dataset = args.dataset;
-    super::extract::extract(&embedder, &args.root, &items, |it| modality_of(dataset, it), args.batch)
+    let dataset = match args.dataset {
+        EvalDataset::Sysu => DatasetKind::Sysu,
+        EvalDataset::Regdb => DatasetKind::Regdb,
+        EvalDataset::Market => DatasetKind::Market,
+        EvalDataset::Duke => DatasetKind::Duke,
+    };
+    super::extract::extract_protocol(&embedder, &args.root, protocol, dataset, args.batch)
 }
 
 fn write_outputs(

@@ -1,7 +1,9 @@
 //! Feature extraction for evaluation: decodes dataset images, embeds them in batches and returns
 //! a [`FeatureBank`] (which `eval --checkpoint` also saves for later `--features` runs).
 
+use super::protocols::Protocol;
 use super::{EvalError, FeatureBank};
+use crate::config::train::DatasetKind;
 use crate::data::Item;
 use crate::ingest::Modality;
 use crate::model::embedder::{Crop, Embed};
@@ -10,6 +12,48 @@ use opencv::prelude::*;
 use opencv::{imgcodecs, imgproc};
 use std::path::Path;
 use tch::Tensor;
+
+/// Which stem an image of `dataset` goes through: SYSU cameras 3 and 6 and RegDB's thermal list
+/// (camera 2) are infrared; everything else is visible.
+pub fn modality_of(dataset: DatasetKind, item: &Item) -> Modality {
+    let thermal = match dataset {
+        DatasetKind::Sysu => item.cam == 3 || item.cam == 6,
+        DatasetKind::Regdb => item.cam == 2,
+        DatasetKind::Market | DatasetKind::Duke => false,
+    };
+    if thermal { Modality::Thermal } else { Modality::Visible }
+}
+
+/// Embeds every image any trial of `protocol` uses, each through its modality's stem.
+pub fn extract_protocol(
+    embedder: &dyn Embed,
+    root: &Path,
+    protocol: &Protocol,
+    dataset: DatasetKind,
+    batch: usize,
+) -> Result<FeatureBank, EvalError> {
+    let mut items: Vec<Item> = protocol
+        .trials
+        .iter()
+        .flat_map(|t| t.query.iter().chain(&t.gallery).cloned())
+        .collect();
+    items.sort();
+    items.dedup_by(|a, b| a.path == b.path);
+    extract(embedder, root, &items, |it| modality_of(dataset, it), batch)
+}
+
+/// The 3-channel crop of a decoded image (see [`read_rgb`]).
+pub fn crop_of(img: &Mat, modality: Modality) -> opencv::Result<Crop<'_>> {
+    Ok(Crop {
+        pixels: img.data_bytes()?,
+        width: img.cols() as usize,
+        height: img.rows() as usize,
+        // `read_rgb` returns continuous matrices.
+        stride: img.cols() as usize * 3,
+        channels: 3,
+        modality,
+    })
+}
 
 /// Embeds every item (paths relative to `root`), `batch` images at a time, with a progress bar.
 pub fn extract(
@@ -31,16 +75,7 @@ pub fn extract(
             .collect::<Result<Vec<_>, _>>()?;
         let mut crops = Vec::with_capacity(chunk.len());
         for (it, img) in chunk.iter().zip(&images) {
-            let bytes = img.data_bytes().map_err(|e| image_error(&root.join(&it.path), e))?;
-            crops.push(Crop {
-                pixels: bytes,
-                width: img.cols() as usize,
-                height: img.rows() as usize,
-                // `read_rgb` returns continuous matrices.
-                stride: img.cols() as usize * 3,
-                channels: 3,
-                modality: modality_of(it),
-            });
+            crops.push(crop_of(img, modality_of(it)).map_err(|e| image_error(&root.join(&it.path), e))?);
         }
         let emb = embedder.embed(&crops).map_err(|e| EvalError::Features {
             path: root.to_path_buf(),

@@ -166,12 +166,12 @@ mod tests {
     fn pairs_within_tolerance_and_passes_on_the_rest() {
         let mut p = Pairer::new(10.0, UnpairedPolicy::Process, 8);
         let mut out = Vec::new();
-        // Visible at 0, 40, 80, 120 ms; thermal at 3, 50 (too far from 40), 85, 200.
+        // Visible at 0, 40, 80, 120 ms; thermal at 3, 51 (11 ms from 40: too far), 85, 200.
         for (m, t) in [
             (Modality::Visible, 0),
             (Modality::Thermal, 3),
             (Modality::Visible, 40),
-            (Modality::Thermal, 50),
+            (Modality::Thermal, 51),
             (Modality::Visible, 80),
             (Modality::Thermal, 85),
             (Modality::Visible, 120),
@@ -185,7 +185,7 @@ mod tests {
             [
                 "pair 0/3",
                 "visible 40",
-                "thermal 50",
+                "thermal 51",
                 "pair 80/85",
                 "visible 120",
                 "thermal 200"

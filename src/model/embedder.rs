@@ -200,26 +200,64 @@ impl Embed for LbaEmbedder {
     fn embed(&self, crops: &[Crop<'_>]) -> Result<Tensor, EmbedError> {
         let batch = batch_pixels(crops, self.net.spec.input_size)?;
         let x = normalise(&batch, &self.net.spec, self.device, self.kind);
-        let mut out = Tensor::zeros([crops.len() as i64, self.dim()], (Kind::Float, Device::Cpu));
-        for modality in [Modality::Visible, Modality::Thermal] {
-            let rows: Vec<i64> = crops
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| c.modality == modality)
-                .map(|(i, _)| i as i64)
-                .collect();
-            if rows.is_empty() {
-                continue;
-            }
-            let idx = Tensor::from_slice(&rows);
-            let part = x.f_index_select(0, &idx.to_device(self.device))?;
-            let emb = self
-                .embed_input(&part, modality)
-                .to_kind(Kind::Float)
-                .to_device(Device::Cpu);
-            let _ = out.f_index_copy_(0, &idx, &emb)?;
+        per_modality(crops, &x, self.dim(), |part, modality| {
+            Ok(self.embed_input(part, modality))
+        })
+    }
+}
+
+/// Runs `embed` on the rows of `x` of each modality (as the crops say) and returns the outputs
+/// as float rows on the CPU, in crop order.
+pub(crate) fn per_modality(
+    crops: &[Crop<'_>],
+    x: &Tensor,
+    dim: i64,
+    mut embed: impl FnMut(&Tensor, Modality) -> Result<Tensor, EmbedError>,
+) -> Result<Tensor, EmbedError> {
+    let mut out = Tensor::zeros([crops.len() as i64, dim], (Kind::Float, Device::Cpu));
+    for modality in [Modality::Visible, Modality::Thermal] {
+        let rows: Vec<i64> = crops
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.modality == modality)
+            .map(|(i, _)| i as i64)
+            .collect();
+        if rows.is_empty() {
+            continue;
         }
-        Ok(out)
+        let idx = Tensor::from_slice(&rows);
+        let part = x.f_index_select(0, &idx.to_device(x.device()))?;
+        let y = embed(&part, modality)?.to_kind(Kind::Float).to_device(Device::Cpu);
+        if y.size() != [rows.len() as i64, dim] {
+            return Err(EmbedError::Model(format!(
+                "the {modality} network returned shape {:?}, expected [{}, {dim}]",
+                y.size(),
+                rows.len()
+            )));
+        }
+        let _ = out.f_index_copy_(0, &idx, &y)?;
+    }
+    Ok(out)
+}
+
+/// The network a site file's LbA weights describe: the file's own description, checked against
+/// the configured backbone, or (weights without reid-pipe metadata, an ImageNet backbone) one built
+/// from the configured backbone and input size.
+pub fn site_model_spec(model: &crate::config::site::Model) -> Result<ModelSpec, EmbedError> {
+    match weights::read_spec(&model.weights) {
+        Ok(spec) if spec.backbone != model.backbone => Err(EmbedError::Model(format!(
+            "{}: the weights are a {:?} network, the configuration says {:?}",
+            model.weights.display(),
+            spec.backbone,
+            model.backbone
+        ))),
+        Ok(spec) => Ok(spec),
+        Err(WeightsError::Metadata { .. }) => Ok(ModelSpec::new(
+            model.backbone,
+            0,
+            (i64::from(model.input_size.0), i64::from(model.input_size.1)),
+        )),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -233,24 +271,7 @@ pub fn from_site_model(model: &crate::config::site::Model, device: Device) -> Re
             device,
         )?));
     }
-    let configured = ModelSpec::new(
-        model.backbone,
-        0,
-        (i64::from(model.input_size.0), i64::from(model.input_size.1)),
-    );
-    let spec = match weights::read_spec(&model.weights) {
-        Ok(spec) if spec.backbone != model.backbone => {
-            return Err(EmbedError::Model(format!(
-                "{}: the weights are a {:?} network, the configuration says {:?}",
-                model.weights.display(),
-                spec.backbone,
-                model.backbone
-            )));
-        }
-        Ok(spec) => spec,
-        Err(WeightsError::Metadata { .. }) => configured,
-        Err(e) => return Err(e.into()),
-    };
+    let spec = site_model_spec(model)?;
     Ok(Box::new(LbaEmbedder::with_spec(
         &model.weights,
         spec,

@@ -13,7 +13,7 @@
 //! ```
 //! Outputs are L2-normalised by reid-pipe whatever the module returns.
 
-use super::embedder::{Crop, Embed, EmbedError, LbaEmbedder, batch_pixels, normalise};
+use super::embedder::{Crop, Embed, EmbedError, LbaEmbedder, batch_pixels, normalise, per_modality};
 use super::{IMAGENET_MEAN, IMAGENET_STD, ModelSpec};
 use crate::config::site::Backbone;
 use crate::ingest::Modality;
@@ -95,32 +95,16 @@ impl Embed for ScriptEmbedder {
     fn embed(&self, crops: &[Crop<'_>]) -> Result<Tensor, EmbedError> {
         let batch = batch_pixels(crops, self.spec.input_size)?;
         let x = normalise(&batch, &self.spec, self.device, Kind::Float);
-        let mut out = Tensor::zeros([crops.len() as i64, self.dim()], (Kind::Float, Device::Cpu));
-        for (modality, module) in [(Modality::Visible, &self.visible), (Modality::Thermal, &self.thermal)] {
-            let rows: Vec<i64> = crops
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| c.modality == modality)
-                .map(|(i, _)| i as i64)
-                .collect();
-            if rows.is_empty() {
-                continue;
-            }
-            let idx = Tensor::from_slice(&rows);
-            let part = x.f_index_select(0, &idx.to_device(self.device))?;
+        per_modality(crops, &x, self.dim(), |part, modality| {
+            let module = if modality == Modality::Visible {
+                &self.visible
+            } else {
+                &self.thermal
+            };
             let y = tch::no_grad(|| module.forward_ts(&[part]))?;
-            let y = y.to_kind(Kind::Float).to_device(Device::Cpu);
-            if y.size() != [rows.len() as i64, self.dim()] {
-                return Err(EmbedError::Model(format!(
-                    "the {modality} module returned shape {:?}, the manifest says [{}, {}]",
-                    y.size(),
-                    rows.len(),
-                    self.dim()
-                )));
-            }
-            let _ = out.f_index_copy_(0, &idx, &crate::eval::ranking::normalize_rows(&y))?;
-        }
-        Ok(out)
+            // Scripted modules may return unnormalised vectors.
+            Ok(crate::eval::ranking::normalize_rows(&y.to_kind(Kind::Float)))
+        })
     }
 }
 
@@ -168,15 +152,7 @@ pub fn export_site(model: &crate::config::site::Model, dir: &Path, stem: &str) -
             model.weights.display()
         )));
     }
-    let spec = match super::weights::read_spec(&model.weights) {
-        Ok(spec) => spec,
-        Err(super::weights::WeightsError::Metadata { .. }) => ModelSpec::new(
-            model.backbone,
-            0,
-            (i64::from(model.input_size.0), i64::from(model.input_size.1)),
-        ),
-        Err(e) => return Err(e.into()),
-    };
+    let spec = super::embedder::site_model_spec(model)?;
     let embedder = LbaEmbedder::with_spec(&model.weights, spec, Device::Cpu, false)?;
     export(&embedder, dir, stem)
 }

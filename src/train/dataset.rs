@@ -3,10 +3,9 @@
 
 use crate::config::train::{Dataset, DatasetKind};
 use crate::data::{DataError, Item, market, regdb, sysu};
-use crate::eval::extract::read_rgb;
+use crate::eval::extract::{crop_of, read_rgb};
 use crate::ingest::Modality;
-use crate::model::embedder::{Crop, batch_pixels};
-use opencv::prelude::*;
+use crate::model::embedder::batch_pixels;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
@@ -235,21 +234,16 @@ fn images(
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let mut crops = Vec::with_capacity(chunk.len());
-        for (img, (it, _)) in decoded.iter().zip(chunk) {
-            let bytes = img.data_bytes().map_err(|e| DatasetError::Image {
-                path: root.join(&it.path),
-                message: e.to_string(),
-            })?;
-            crops.push(Crop {
-                pixels: bytes,
-                width: img.cols() as usize,
-                height: img.rows() as usize,
-                stride: img.cols() as usize * 3,
-                channels: 3,
-                modality,
-            });
-        }
+        let crops = decoded
+            .iter()
+            .zip(chunk)
+            .map(|(img, (it, _))| {
+                crop_of(img, modality).map_err(|e| DatasetError::Image {
+                    path: root.join(&it.path),
+                    message: e.to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         parts.push(batch_pixels(&crops, size).map_err(|e| DatasetError::Image {
             path: root.to_path_buf(),
             message: e.to_string(),

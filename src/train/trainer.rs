@@ -16,7 +16,6 @@ use crate::config::train::DatasetKind;
 use crate::eval::metrics::Metrics;
 use crate::eval::protocols::{self, RegdbDirection, Shots, SysuMode};
 use crate::eval::pyrandom::PyRandom;
-use crate::ingest::Modality;
 use crate::model::embedder::{LbaEmbedder, normalise};
 use crate::model::weights::{self, WeightsError};
 use crate::model::{LbaNet, ModelSpec};
@@ -284,32 +283,7 @@ fn evaluate(cfg: &TrainConfig, weights_path: &Path, device: Device) -> Result<Me
         }
     };
     let embedder = LbaEmbedder::from_weights(weights_path, device, false).map_err(|e| io_err(weights_path, e))?;
-    let mut items: Vec<crate::data::Item> = protocol
-        .trials
-        .iter()
-        .flat_map(|t| t.query.iter().chain(&t.gallery).cloned())
-        .collect();
-    items.sort();
-    items.dedup_by(|a, b| a.path == b.path);
-    let kind = d.kind;
-    let thermal = move |it: &crate::data::Item| match kind {
-        DatasetKind::Sysu => it.cam == 3 || it.cam == 6,
-        DatasetKind::Regdb => it.cam == 2,
-        DatasetKind::Market | DatasetKind::Duke => false,
-    };
-    let bank = crate::eval::extract::extract(
-        &embedder,
-        &d.root,
-        &items,
-        |it| {
-            if thermal(it) {
-                Modality::Thermal
-            } else {
-                Modality::Visible
-            }
-        },
-        64,
-    )?;
+    let bank = crate::eval::extract::extract_protocol(&embedder, &d.root, &protocol, d.kind, 64)?;
     let results = crate::eval::evaluate(&protocol, &bank, 256)?;
     Ok(results
         .into_iter()

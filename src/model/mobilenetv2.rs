@@ -3,23 +3,9 @@
 //! `features.0` is the per-modality stem; `features.1..=18` the shared body, whose "layer3" ends
 //! after block 13 (96 channels, stride 16) and "layer4" is blocks 14..=18 (1280 channels).
 
+use super::layers::{bn, conv};
 use tch::Tensor;
 use tch::nn;
-
-fn conv(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, groups: i64) -> nn::Conv2D {
-    let cfg = nn::ConvConfig {
-        stride,
-        padding: (k - 1) / 2,
-        groups,
-        bias: false,
-        ..Default::default()
-    };
-    nn::conv2d(p, c_in, c_out, k, cfg)
-}
-
-fn bn(p: nn::Path, c: i64) -> nn::BatchNorm {
-    nn::batch_norm2d(p, c, Default::default())
-}
 
 /// Conv + BN + ReLU6 (`features.0` and `features.18`).
 #[derive(Debug)]

@@ -4,6 +4,7 @@
 
 pub mod cmalign;
 pub mod embedder;
+mod layers;
 pub mod mobilenetv2;
 pub mod resnet;
 pub mod torchscript;

@@ -2,6 +2,7 @@
 //! modality and a shared body (layer1..layer4) with the last stride set to 1. Variable names match
 //! the official LbA checkpoints (`visible_module.visible.conv1…`, `base_resnet.base.layer1…`).
 
+use super::layers::{bn, conv};
 use tch::Tensor;
 use tch::nn;
 
@@ -25,20 +26,6 @@ pub const TINY: ResnetShape = ResnetShape {
 
 const EXPANSION: i64 = 4;
 
-fn conv(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, padding: i64) -> nn::Conv2D {
-    let cfg = nn::ConvConfig {
-        stride,
-        padding,
-        bias: false,
-        ..Default::default()
-    };
-    nn::conv2d(p, c_in, c_out, k, cfg)
-}
-
-fn bn(p: nn::Path, c: i64) -> nn::BatchNorm {
-    nn::batch_norm2d(p, c, Default::default())
-}
-
 /// conv1 + bn1 + ReLU + 3×3/2 max-pool.
 #[derive(Debug)]
 pub struct Stem {
@@ -49,7 +36,7 @@ pub struct Stem {
 impl Stem {
     pub fn new(p: &nn::Path, width: i64) -> Self {
         Self {
-            conv1: conv(p / "conv1", 3, width, 7, 2, 3),
+            conv1: conv(p / "conv1", 3, width, 7, 2, 1),
             bn1: bn(p / "bn1", width),
         }
     }
@@ -78,17 +65,17 @@ impl Bottleneck {
         let c_out = planes * EXPANSION;
         let downsample = (stride != 1 || c_in != c_out).then(|| {
             (
-                conv(p / "downsample" / 0, c_in, c_out, 1, stride, 0),
+                conv(p / "downsample" / 0, c_in, c_out, 1, stride, 1),
                 bn(p / "downsample" / 1, c_out),
             )
         });
         Self {
-            conv1: conv(p / "conv1", c_in, planes, 1, 1, 0),
+            conv1: conv(p / "conv1", c_in, planes, 1, 1, 1),
             bn1: bn(p / "bn1", planes),
             // torchvision puts the stride on the 3×3 convolution.
             conv2: conv(p / "conv2", planes, planes, 3, stride, 1),
             bn2: bn(p / "bn2", planes),
-            conv3: conv(p / "conv3", planes, c_out, 1, 1, 0),
+            conv3: conv(p / "conv3", planes, c_out, 1, 1, 1),
             bn3: bn(p / "bn3", c_out),
             downsample,
         }

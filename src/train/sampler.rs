@@ -2,6 +2,10 @@
 //! of P distinct identities with K visible and K infrared images per identity (drawn with
 //! replacement), so that row q of the visible half and row q of the infrared half share an
 //! identity slot. Deterministic for (seed, epoch), so a resumed run draws what it would have.
+//!
+//! Deviation: the reference draws with numpy's global generator, unseeded per epoch; this draws
+//! with Python's Mersenne Twister ([`PyRandom`]) seeded from (seed, epoch). The distribution is
+//! the same; the exact batches differ, which only matters for bit-exact reproduction.
 
 use crate::eval::pyrandom::PyRandom;
 

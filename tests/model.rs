@@ -113,8 +113,9 @@ fn output_shapes_per_backbone() {
             "{backbone:?}: last stride 1 keeps the layer3 resolution"
         );
         assert_eq!(net.embed(&x, Modality::Visible).size(), [2, dim]);
-        let logits = net.classify(&reid_pipe::model::gem(&f4), false).expect("classifier");
-        assert_eq!(logits.size(), [2, 10]);
+        let logits = net.classify(&net.pool(&f4), false);
+        assert_eq!(logits.len(), 1);
+        assert_eq!(logits[0].size(), [2, 10]);
     }
 }
 
@@ -320,4 +321,31 @@ fn official_lba_checkpoint_imports_through_the_converter() {
         e.to_string().contains("classifier.weight [395, 2048] vs [206, 2048]"),
         "{e}"
     );
+}
+
+#[test]
+fn pcb_parts_pool_horizontal_stripes_with_their_own_heads() {
+    let x = Tensor::rand([2, 3, 64, 32], (Kind::Float, Device::Cpu));
+    let vs = VarStore::new(Device::Cpu);
+    let spec = ModelSpec {
+        parts: 4,
+        ..ModelSpec::new(Backbone::Tinyresnet, 10, (64, 32))
+    };
+    let net = LbaNet::new(&vs.root(), spec);
+    let map = net.feature_map(&x, Modality::Visible, false);
+    assert_eq!(map.size(), [2, 256, 4, 2], "one row per part");
+    let pooled = net.pool(&map);
+    assert_eq!(pooled.size(), [2, 4 * 256]);
+    // Part i is GeM over row i alone.
+    for i in 0..4 {
+        let want = reid_pipe::model::gem(&map.narrow(2, i, 1));
+        assert!(max_diff(&pooled.narrow(1, i * 256, 256), &want) < 1e-6, "part {i}");
+    }
+    let logits = net.classify(&pooled, false);
+    assert_eq!(logits.len(), 4);
+    assert!(logits.iter().all(|l| l.size() == [2, 10]));
+    assert_eq!(net.embed(&x, Modality::Thermal).size(), [2, 1024]);
+    let names = vs.variables();
+    assert!(names.contains_key("bottleneck.3.weight") && names.contains_key("classifier.3.weight"));
+    assert!(!names.contains_key("classifier.weight"));
 }

@@ -202,3 +202,25 @@ fn a_non_finite_loss_stops_with_its_step_and_term_and_keeps_the_checkpoint() {
     let ckpt = safetensors::read(&checkpoint).expect("readable");
     assert_eq!(ckpt.metadata.get("next_epoch").map(String::as_str), Some("1"));
 }
+
+#[test]
+fn the_pcb_head_trains_and_evaluates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dataset(dir.path());
+    let cfg = config(dir.path(), &root, "pcb", 2, "");
+    let text = std::fs::read_to_string(&cfg)
+        .expect("config")
+        .replace("input_size = [64, 32]", "input_size = [64, 32]\nparts = 4");
+    std::fs::write(&cfg, text).expect("config");
+    let out = ok(bin().arg("train").arg(&cfg).output().expect("train"));
+    assert!(out.contains("seed 0"), "{out}");
+    let w = safetensors::read(&dir.path().join("pcb/last.safetensors")).expect("weights");
+    assert!(w.get("classifier.3.weight").is_some());
+    // More parts than feature-map rows is refused with the key named.
+    let text = std::fs::read_to_string(&cfg)
+        .expect("config")
+        .replace("parts = 4", "parts = 5");
+    std::fs::write(&cfg, text).expect("config");
+    let o = bin().arg("train").arg(&cfg).output().expect("train");
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("model.parts = 5"));
+}

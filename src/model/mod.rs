@@ -28,6 +28,14 @@ pub struct ModelSpec {
     pub std: [f64; 3],
     /// Stride of the last stage (1 in LbA).
     pub last_stride: i64,
+    /// Horizontal stripes of the last feature map pooled separately, each with its own BN neck
+    /// and classifier, features concatenated (the PCB head); 1 is global pooling.
+    #[serde(default = "one")]
+    pub parts: i64,
+}
+
+fn one() -> i64 {
+    1
 }
 
 impl ModelSpec {
@@ -40,16 +48,22 @@ impl ModelSpec {
             mean: IMAGENET_MEAN,
             std: IMAGENET_STD,
             last_stride: 1,
+            parts: 1,
         }
     }
 
-    /// Dimension of the embedding (channels of the last stage).
-    pub fn feature_dim(&self) -> i64 {
+    /// Channels of the last stage.
+    pub fn channels(&self) -> i64 {
         match self.backbone {
             Backbone::Resnet50 => 2048,
             Backbone::Mobilenetv2 => 1280,
             Backbone::Tinyresnet => 256,
         }
+    }
+
+    /// Dimension of the embedding: the last stage's channels times the parts.
+    pub fn feature_dim(&self) -> i64 {
+        self.channels() * self.parts.max(1)
     }
 }
 
@@ -85,8 +99,8 @@ pub struct LbaNet {
     visible: Stem,
     thermal: Stem,
     body: Body,
-    neck: BnNeck,
-    classifier: Option<nn::Linear>,
+    /// BN neck and classifier per part (one for global pooling).
+    heads: Vec<(BnNeck, Option<nn::Linear>)>,
 }
 
 /// BatchNorm1d whose bias is frozen at 0 (spec §2.4): weight ~ N(1, 0.01), bias not trainable.
@@ -161,26 +175,36 @@ impl LbaNet {
                 Body::Mobilenet(mobilenetv2::Body::new(&(p / "base_resnet" / "base"), spec.last_stride)),
             ),
         };
-        let dim = spec.feature_dim();
-        let neck = BnNeck::new(&(p / "bottleneck"), dim);
-        let classifier = (spec.classes > 0).then(|| {
-            let cfg = nn::LinearConfig {
-                ws_init: Init::Randn {
-                    mean: 0.0,
-                    stdev: 0.001,
-                },
-                bs_init: None,
-                bias: false,
-            };
-            nn::linear(p / "classifier", dim, spec.classes, cfg)
-        });
+        let dim = spec.channels();
+        let cfg = nn::LinearConfig {
+            ws_init: Init::Randn {
+                mean: 0.0,
+                stdev: 0.001,
+            },
+            bs_init: None,
+            bias: false,
+        };
+        // Global pooling keeps the official names (`bottleneck.*`, `classifier.*`); PCB parts are
+        // numbered (`bottleneck.<i>.*`, `classifier.<i>.*`).
+        let heads = (0..spec.parts.max(1))
+            .map(|i| {
+                let (neck, cls) = if spec.parts > 1 {
+                    (p / "bottleneck" / i, p / "classifier" / i)
+                } else {
+                    (p / "bottleneck", p / "classifier")
+                };
+                (
+                    BnNeck::new(&neck, dim),
+                    (spec.classes > 0).then(|| nn::linear(cls, dim, spec.classes, cfg)),
+                )
+            })
+            .collect();
         Self {
             spec,
             visible,
             thermal,
             body,
-            neck,
-            classifier,
+            heads,
         }
     }
 
@@ -221,16 +245,43 @@ impl LbaNet {
         self.layer4(&self.to_layer3(&self.stem(x, modality, train), train), train)
     }
 
-    /// The test-time feature: GeM(layer4), pre-BN, L2-normalised (spec §2.5). No flip averaging.
+    /// GeM over the whole map (B×C), or over each of `parts` horizontal stripes, concatenated
+    /// (B×parts·C).
+    pub fn pool(&self, map: &Tensor) -> Tensor {
+        let parts = self.spec.parts.max(1);
+        if parts == 1 {
+            return gem(map);
+        }
+        let h = map.size()[2];
+        let stripes: Vec<Tensor> = (0..parts)
+            .map(|i| {
+                let start = (i * h / parts).min(h - 1);
+                let end = ((i + 1) * h / parts).max(start + 1);
+                gem(&map.narrow(2, start, end - start))
+            })
+            .collect();
+        Tensor::cat(&stripes, 1)
+    }
+
+    /// The test-time feature: the pooled layer4 map, pre-BN, L2-normalised (spec §2.5). No flip
+    /// averaging.
     pub fn embed(&self, x: &Tensor, modality: Modality) -> Tensor {
-        let f = gem(&self.feature_map(x, modality, false));
+        let f = self.pool(&self.feature_map(x, modality, false));
         crate::eval::ranking::normalize_rows(&f)
     }
 
-    /// BN neck then classifier (the identity logits); `None` for an embedding-only network.
-    pub fn classify(&self, pooled: &Tensor, train: bool) -> Option<Tensor> {
-        let c = self.classifier.as_ref()?;
-        Some(self.neck.forward_t(pooled, train).apply(c))
+    /// BN neck then classifier of each part (the identity logits); empty for an embedding-only
+    /// network. `pooled` is what [`LbaNet::pool`] returns.
+    pub fn classify(&self, pooled: &Tensor, train: bool) -> Vec<Tensor> {
+        let c = self.spec.channels();
+        self.heads
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (neck, cls))| {
+                let part = pooled.narrow(1, i as i64 * c, c);
+                cls.as_ref().map(|cls| neck.forward_t(&part, train).apply(cls))
+            })
+            .collect()
     }
 }
 

@@ -76,6 +76,7 @@ impl ScriptEmbedder {
             mean: manifest.mean,
             std: manifest.std,
             last_stride: 1,
+            parts: 1,
         };
         Ok(Self {
             visible,

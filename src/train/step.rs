@@ -5,8 +5,8 @@ use super::losses::{batch_hard_triplet, cross_entropy};
 use crate::config::train::{Loss, Stage};
 use crate::eval::pyrandom::PyRandom;
 use crate::ingest::Modality;
+use crate::model::LbaNet;
 use crate::model::cmalign::{CmAlign, define_pairs};
-use crate::model::{LbaNet, gem};
 use tch::{Kind, Tensor};
 
 /// The loss terms of one step (unweighted) and their weighted sum.
@@ -46,14 +46,14 @@ pub fn forward(
         let out = cm.forward(&f3, &pos, &neg);
         // The layer3 reconstruction takes a second pass through layer4 (BN statistics update #2).
         let r4 = net.layer4(&out.reconstruction, true);
-        ic.push(net.classify(&gem(&r4), true));
+        ic.push(net.classify(&net.pool(&r4), true));
         dt.push(out.dense_triplet);
     }
-    let feat = gem(&f4);
+    let feat = net.pool(&f4);
     if cmalign_on && loss.cmalign_stages.contains(&Stage::Layer4) {
         let (pos, neg) = draw();
         let out = cm.forward(&f4, &pos, &neg);
-        ic.push(net.classify(&gem(&out.reconstruction), true));
+        ic.push(net.classify(&net.pool(&out.reconstruction), true));
         dt.push(out.dense_triplet);
     }
     let logits = net.classify(&feat, true);
@@ -63,10 +63,13 @@ pub fn forward(
         total = &total + &value * weight;
         terms.push((name, value));
     };
-    if let Some(logits) = logits
-        && loss.id_weight > 0.0
-    {
-        add("id", loss.id_weight, cross_entropy(&logits, labels));
+    // With PCB parts, each part's cross-entropy is summed (as PCB does).
+    let sum_ce = |all: &mut dyn Iterator<Item = Tensor>| {
+        all.map(|l| cross_entropy(&l, labels))
+            .fold(Tensor::zeros([], (Kind::Float, feat.device())), |a, b| a + b)
+    };
+    if !logits.is_empty() && loss.id_weight > 0.0 {
+        add("id", loss.id_weight, sum_ce(&mut logits.into_iter()));
     }
     if loss.triplet_weight > 0.0 {
         add(
@@ -76,12 +79,7 @@ pub fn forward(
         );
     }
     if loss.id_consistency_weight > 0.0 && !ic.is_empty() {
-        let v = ic
-            .into_iter()
-            .flatten()
-            .map(|l| cross_entropy(&l, labels))
-            .fold(Tensor::zeros([], (Kind::Float, feat.device())), |a, b| a + b);
-        add("ic", loss.id_consistency_weight, v);
+        add("ic", loss.id_consistency_weight, sum_ce(&mut ic.into_iter().flatten()));
     }
     if loss.dense_triplet_weight > 0.0 && !dt.is_empty() {
         let v = dt

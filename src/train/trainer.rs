@@ -72,11 +72,14 @@ pub struct RunResult {
 
 /// Trains `opts.runs` runs of the configuration.
 pub fn train(cfg: &TrainConfig, opts: Options) -> Result<Vec<RunResult>, TrainError> {
-    if cfg.model.parts > 1 {
+    // Both backbones reduce the input 16× (last stride 1): every part needs a row.
+    let rows = i64::from(cfg.model.input_size.0) / 16;
+    if i64::from(cfg.model.parts) > rows {
         return Err(TrainError::Unsupported(format!(
-            "{}: model.parts = {} (the PCB head) is not implemented yet; use 1",
+            "{}: model.parts = {} but a {}-pixel-high input gives a {rows}-row feature map; use at most {rows} parts",
             cfg.file.display(),
-            cfg.model.parts
+            cfg.model.parts,
+            cfg.model.input_size.0
         )));
     }
     if cfg.schedule.amp {
@@ -114,7 +117,10 @@ fn train_run(cfg: &TrainConfig, set: &TrainSet, dir: &Path, seed: u64, resume: b
     let device = crate::model::device(cfg.device);
     tch::manual_seed(seed as i64);
     let size = (i64::from(cfg.model.input_size.0), i64::from(cfg.model.input_size.1));
-    let spec = ModelSpec::new(cfg.model.backbone, set.classes as i64, size);
+    let spec = ModelSpec {
+        parts: i64::from(cfg.model.parts),
+        ..ModelSpec::new(cfg.model.backbone, set.classes as i64, size)
+    };
     let mut vs = VarStore::new(device);
     let net = LbaNet::new(&vs.root(), spec.clone());
     if let Some(pre) = &cfg.model.pretrained {

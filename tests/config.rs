@@ -194,6 +194,20 @@ fn key_that_does_not_apply_to_the_source_kind() {
 }
 
 #[test]
+fn visible_sources_are_rgb() {
+    let e = site_err(
+        SITE.replace("path = \"v.mp4\"", "path = \"v.mp4\"\nformat = \"gray8\"")
+            .as_bytes(),
+    );
+    expect(
+        &e,
+        "cameras[0].visible.format",
+        9,
+        "visible sources deliver `rgb` frames",
+    );
+}
+
+#[test]
 fn unknown_enum_value() {
     let e = site_err(SITE.replace("kind = \"hog\"", "kind = \"yolo\"").as_bytes());
     expect(&e, "detector.kind", 14, "unknown variant `yolo`");

@@ -537,13 +537,6 @@ impl RawSite {
             }
             let visible = check_source(src, &format!("{key}.visible"), cam.visible, PixelFormat::Rgb)?;
             let thermal = check_source(src, &format!("{key}.thermal"), cam.thermal, PixelFormat::Gray8)?;
-            if visible.format != PixelFormat::Rgb {
-                return Err(src.error(
-                    &format!("{key}.visible.format"),
-                    0..0,
-                    "visible sources deliver `rgb` frames",
-                ));
-            }
             let pairing_tolerance_ms = check::float(
                 src,
                 &format!("{key}.pairing_tolerance_ms"),

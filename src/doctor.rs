@@ -133,11 +133,20 @@ fn check_models(cfg: &SiteConfig, r: &mut Report) {
         w.display().to_string(),
         w.is_file(),
     );
-    if let Some(m) = &cfg.detector.model {
-        r.push("detector model", m.display().to_string(), m.is_file());
-    }
-    if cfg.detector.kind == DetectorKind::Haar {
-        let cascade = Path::new("/usr/share/opencv4/haarcascades/haarcascade_fullbody.xml");
-        r.push("haar cascade", cascade.display().to_string(), cascade.is_file());
+    // Loading each camera's detector checks its model files for real.
+    for cam in &cfg.cameras {
+        let d = &cam.detector;
+        let name = format!("{:?} detector ({})", d.kind, cam.name).to_lowercase();
+        match crate::detect::visible(d) {
+            Ok(_) => {
+                let file = match (d.kind, &d.model) {
+                    (_, Some(m)) => m.display().to_string(),
+                    (DetectorKind::Haar, None) => crate::detect::haar::DEFAULT_CASCADE.to_owned(),
+                    _ => "built into OpenCV".to_owned(),
+                };
+                r.push(name, file, true);
+            }
+            Err(e) => r.push(name, e.to_string(), false),
+        }
     }
 }

@@ -3,6 +3,8 @@
 //! The library holds everything; the `reid-pipe` binary only parses the command line.
 //! - [`config`]: site and training files, validated with located errors.
 //! - [`ingest`]: GStreamer sources rendered from `pipelines/` templates.
+//! - [`detect`]: person detectors for visible and thermal frames, and their worker pool.
+//! - [`track`]: per-stream SORT tracking and track embedding means.
 //! - [`index`]: the cross-modal identity index.
 //! - [`live`]: the live pipeline of `reid-pipe run`.
 //! - [`data`]: dataset layouts (SYSU-MM01, RegDB, Market/Duke).
@@ -15,6 +17,7 @@ pub mod atomic;
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod detect;
 pub mod doctor;
 pub mod eval;
 pub mod index;
@@ -24,4 +27,5 @@ pub mod model;
 pub mod runtime;
 pub mod safetensors;
 pub mod synth;
+pub mod track;
 pub mod train;

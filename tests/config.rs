@@ -1,7 +1,7 @@
 //! Configuration files: the shipped examples parse, and malformed files give errors that name
 //! the file, the key and the line.
 
-use reid_pipe::config::site::{Backbone, Input, PixelFormat};
+use reid_pipe::config::site::{Backbone, DetectorKind, Input, PixelFormat};
 use reid_pipe::config::{ConfigError, SiteConfig, TrainConfig};
 use std::path::{Path, PathBuf};
 
@@ -75,6 +75,17 @@ fn shipped_site_file_parses() {
         "relative paths resolve from the file's directory"
     );
     assert_eq!(cfg.outputs.metrics_listen.map(|a| a.ip().is_loopback()), Some(true));
+    assert_eq!(
+        cam.detector.kind,
+        DetectorKind::Ssd,
+        "the demo uses the best detector on vtest.avi"
+    );
+    assert!(
+        cam.detector
+            .model
+            .as_ref()
+            .is_some_and(|m| m.ends_with("ssdlite_person.pb"))
+    );
 }
 
 #[test]
@@ -269,4 +280,59 @@ fn unreadable_file_is_named() {
         e.to_string().contains("/nonexistent/site.toml") && e.message.contains("cannot read"),
         "{e}"
     );
+}
+
+#[test]
+fn camera_detector_overrides_replace_only_what_they_set() {
+    let text = SITE.replace(
+        "[cameras.thermal]\nkind = \"test\"\npattern = \"ball\"\n",
+        "[cameras.thermal]\nkind = \"test\"\npattern = \"ball\"\n[cameras.detector]\nconfidence = 0.7\n\
+         roi = [[0, 0], [100, 0], [100, 80]]\n[cameras.thermal_detector]\nmin_area = 40\n",
+    );
+    let text = format!("{text}\n[thermal_detector]\nsigma = 2.0\n[tracker]\nmax_age = 12\n");
+    let cfg = SiteConfig::from_bytes(Path::new("site.toml"), text.as_bytes()).unwrap();
+    let cam = &cfg.cameras[0];
+    assert_eq!(cam.detector.confidence, 0.7);
+    assert_eq!(cam.detector.nms_iou, cfg.detector.nms_iou, "not set: inherited");
+    assert_eq!(cam.detector.roi.as_ref().map(Vec::len), Some(3));
+    assert_eq!(cfg.detector.confidence, 0.5, "the site-wide value is unchanged");
+    assert_eq!((cam.thermal_detector.min_area, cam.thermal_detector.sigma), (40, 2.0));
+    assert_eq!(cfg.tracker.max_age, 12);
+}
+
+#[test]
+fn detector_and_tracker_values_are_checked() {
+    let e = site_err(
+        SITE.replace("kind = \"hog\"", "kind = \"hog\"\nroi = [[0, 0], [10, 0]]")
+            .as_bytes(),
+    );
+    expect(&e, "detector.roi", 15, "at least 3");
+    let e = site_err(
+        SITE.replace(
+            "kind = \"hog\"",
+            "kind = \"onnx\"\nmodel = \"y.onnx\"\ninput_size = [600, 640]",
+        )
+        .as_bytes(),
+    );
+    expect(&e, "detector.input_size", 16, "multiples of 32");
+    let e = site_err(format!("{SITE}\n[tracker]\nmin_hits = 0\n").as_bytes());
+    expect(&e, "tracker.min_hits", 21, "found 0");
+    let e = site_err(format!("{SITE}\n[thermal_detector]\naspect = [3.0, 1.0]\n").as_bytes());
+    expect(&e, "thermal_detector.aspect", 21, "0 < min ≤ max");
+}
+
+#[test]
+fn celsius_thresholds_need_a_calibrated_16_bit_camera() {
+    let e = site_err(format!("{SITE}\n[thermal_detector]\nmin_celsius = 30.0\n").as_bytes());
+    expect(&e, "cameras[0].calibration", 5, "gray16");
+    let calibrated = SITE.replace(
+        "pattern = \"ball\"\n",
+        "pattern = \"ball\"\nformat = \"gray16\"\n[cameras.calibration]\ngain = 0.01\noffset = -273.15\n",
+    );
+    let cfg = SiteConfig::from_bytes(
+        Path::new("site.toml"),
+        format!("{calibrated}\n[thermal_detector]\nmin_celsius = 30.0\n").as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(cfg.cameras[0].calibration.map(|c| c.gain), Some(0.01));
 }

@@ -2,6 +2,7 @@
 //! checked into ready-to-use values. Every error names the file, the key path and the line and
 //! column, and says what was expected.
 
+pub mod detect;
 pub mod site;
 pub mod train;
 

@@ -1,6 +1,8 @@
 //! The site file (`reid-pipe run site.toml`): camera pairs, detector, model, index, outputs and
 //! runtime settings. See README.md for the reference of every key.
 
+pub use super::detect::{Calibration, Detector, DetectorKind, ThermalDetector, Tracker, YoloLayout};
+use super::detect::{RawCalibration, RawDetector, RawThermalDetector, RawTracker};
 use super::{ConfigError, Source};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
@@ -19,7 +21,9 @@ pub struct SiteConfig {
     pub file: PathBuf,
     pub runtime: Runtime,
     pub cameras: Vec<CameraPair>,
+    /// Site-wide visible detector (each camera's `detector` holds its effective settings).
     pub detector: Detector,
+    pub tracker: Tracker,
     pub model: Model,
     pub index: Index,
     pub outputs: Outputs,
@@ -68,6 +72,12 @@ pub struct CameraPair {
     pub pairing_tolerance_ms: f64,
     /// What happens to frames without a partner.
     pub unpaired: UnpairedPolicy,
+    /// Detector for the visible stream (site-wide settings with this camera's overrides).
+    pub detector: Detector,
+    /// Hot-region detector for the thermal stream.
+    pub thermal_detector: ThermalDetector,
+    /// Radiometric calibration of 16-bit thermal frames.
+    pub calibration: Option<Calibration>,
 }
 
 /// What to do with a frame that found no partner within the tolerance.
@@ -195,32 +205,6 @@ impl PixelFormat {
     }
 }
 
-/// Person detector settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Detector {
-    pub kind: DetectorKind,
-    /// Model file for `ssd` and `onnx`.
-    pub model: Option<PathBuf>,
-    /// Minimum detection confidence in [0, 1].
-    pub confidence: f32,
-    /// NMS IoU threshold in [0, 1].
-    pub nms_iou: f32,
-    /// Smallest box kept, width × height in pixels.
-    pub min_box: (u32, u32),
-    /// Margin added around each box before cropping, as a fraction of its size.
-    pub crop_margin: f32,
-}
-
-/// Which detector runs on visible frames (thermal frames use the hot-region detector).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DetectorKind {
-    Hog,
-    Haar,
-    Ssd,
-    Onnx,
-}
-
 /// Embedding model settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Model {
@@ -321,6 +305,10 @@ struct RawSite {
     runtime: RawRuntime,
     cameras: Spanned<Vec<RawCamera>>,
     detector: RawDetector,
+    #[serde(default)]
+    thermal_detector: RawThermalDetector,
+    #[serde(default)]
+    tracker: RawTracker,
     model: RawModel,
     #[serde(default)]
     index: RawIndex,
@@ -347,6 +335,9 @@ struct RawCamera {
     thermal: Spanned<RawSource>,
     pairing_tolerance_ms: Option<Spanned<f64>>,
     unpaired: Option<UnpairedPolicy>,
+    detector: Option<RawDetector>,
+    thermal_detector: Option<RawThermalDetector>,
+    calibration: Option<RawCalibration>,
 }
 
 #[derive(Deserialize)]
@@ -379,17 +370,6 @@ enum SourceKind {
     V4l2,
     Test,
     Template,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDetector {
-    kind: DetectorKind,
-    model: Option<Spanned<PathBuf>>,
-    confidence: Option<Spanned<f64>>,
-    nms_iou: Option<Spanned<f64>>,
-    min_box: Option<Spanned<[i64; 2]>>,
-    crop_margin: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -510,6 +490,10 @@ pub(crate) mod check {
 impl RawSite {
     fn check(self, src: &Source<'_>) -> Result<SiteConfig, ConfigError> {
         let runtime = self.runtime.check(src)?;
+        let detector = self.detector.check(src, "detector", None)?;
+        let thermal_detector = self
+            .thermal_detector
+            .check(src, "thermal_detector", &ThermalDetector::default())?;
         if self.cameras.get_ref().is_empty() {
             return Err(src.error("cameras", self.cameras.span(), "at least one camera pair is required"));
         }
@@ -545,19 +529,44 @@ impl RawSite {
                 0.0,
                 10_000.0,
             )?;
+            let camera_detector = match cam.detector {
+                Some(d) => d.check(src, &format!("{key}.detector"), Some(&detector))?,
+                None => detector.clone(),
+            };
+            let camera_thermal = match cam.thermal_detector {
+                Some(d) => d.check(src, &format!("{key}.thermal_detector"), &thermal_detector)?,
+                None => thermal_detector.clone(),
+            };
+            let calibration = match cam.calibration {
+                Some(c) => Some(c.check(src, &format!("{key}.calibration"))?),
+                None => None,
+            };
+            if camera_thermal.min_celsius.is_some() && (calibration.is_none() || thermal.format != PixelFormat::Gray16)
+            {
+                return Err(src.error(
+                    &format!("{key}.calibration"),
+                    cam.name.span(),
+                    "`min_celsius` needs 16-bit thermal frames (`format = \"gray16\"`) and a `calibration` \
+                     (gain, offset) for this camera",
+                ));
+            }
             cameras.push(CameraPair {
                 name,
                 visible,
                 thermal,
                 pairing_tolerance_ms,
                 unpaired: cam.unpaired.unwrap_or(UnpairedPolicy::Process),
+                detector: camera_detector,
+                thermal_detector: camera_thermal,
+                calibration,
             });
         }
         Ok(SiteConfig {
             file: src.file.to_path_buf(),
             runtime,
             cameras,
-            detector: self.detector.check(src)?,
+            detector,
+            tracker: self.tracker.check(src)?,
             model: self.model.check(src)?,
             index: self.index.check(src)?,
             outputs: self.outputs.check(src)?,
@@ -779,41 +788,6 @@ fn check_source(
         format,
         looping,
     })
-}
-
-impl RawDetector {
-    fn check(self, src: &Source<'_>) -> Result<Detector, ConfigError> {
-        let model = self.model.as_ref().map(|m| src.resolve(m.get_ref()));
-        if matches!(self.kind, DetectorKind::Ssd | DetectorKind::Onnx) && model.is_none() {
-            return Err(src.error(
-                "detector.model",
-                0..0,
-                format!("the `{:?}` detector needs a `model` file", self.kind).to_lowercase(),
-            ));
-        }
-        let min_box = match &self.min_box {
-            None => (16, 32),
-            Some(b) => {
-                let [w, h] = *b.get_ref();
-                if !(1..=4096).contains(&w) || !(1..=4096).contains(&h) {
-                    return Err(src.error(
-                        "detector.min_box",
-                        b.span(),
-                        format!("expected [width, height] in pixels, each in [1, 4096], found [{w}, {h}]"),
-                    ));
-                }
-                (w as u32, h as u32)
-            }
-        };
-        Ok(Detector {
-            kind: self.kind,
-            model,
-            confidence: check::float(src, "detector.confidence", &self.confidence, 0.5, 0.0, 1.0)? as f32,
-            nms_iou: check::float(src, "detector.nms_iou", &self.nms_iou, 0.45, 0.0, 1.0)? as f32,
-            min_box,
-            crop_margin: check::float(src, "detector.crop_margin", &self.crop_margin, 0.0, 0.0, 1.0)? as f32,
-        })
-    }
 }
 
 impl RawModel {

@@ -7,6 +7,8 @@
 //! noisy background, without colour or texture. Every image varies scale, position, viewpoint
 //! (mirroring), background and sometimes an occluder.
 
+pub mod scene;
+
 use crate::eval::pyrandom::PyRandom;
 use opencv::core::{Mat, Point, Rect, Scalar, Size, Vector};
 use opencv::{imgcodecs, imgproc};
@@ -34,8 +36,8 @@ pub const SIZE: (i32, i32) = (128, 64);
 
 /// The fixed appearance of one identity.
 #[derive(Debug, Clone)]
-struct Person {
-    height: f64,
+pub(crate) struct Person {
+    pub(crate) height: f64,
     build: f64,
     head: f64,
     stance: f64,
@@ -44,7 +46,7 @@ struct Person {
     top: [f64; 3],
     bottom: [f64; 3],
     stripes: Option<([f64; 3], i32)>,
-    warmth: f64,
+    pub(crate) warmth: f64,
 }
 
 fn unit(rng: &mut PyRandom) -> f64 {
@@ -64,7 +66,7 @@ fn colour(rng: &mut PyRandom) -> [f64; 3] {
 }
 
 impl Person {
-    fn new(seed: u64, pid: i64) -> Self {
+    pub(crate) fn new(seed: u64, pid: i64) -> Self {
         let mut rng = PyRandom::new(seed.wrapping_mul(1_000_003).wrapping_add(pid as u64));
         Self {
             height: uniform(&mut rng, 0.70, 0.95),
@@ -121,113 +123,7 @@ fn render(person: &Person, thermal: bool, rng: &mut PyRandom) -> opencv::Result<
     let body_h = person.height * scale * f64::from(h);
     let cx = f64::from(w) / 2.0 + uniform(rng, -5.0, 5.0);
     let top_y = (f64::from(h) - body_h) / 2.0 + uniform(rng, -4.0, 4.0);
-    let head_r = person.head * body_h;
-    let half_w = person.build * f64::from(w) * scale / 2.0;
-    let paint = |c: [f64; 3], warm: f64| {
-        if thermal {
-            Scalar::new(warm, warm, warm, 0.0)
-        } else {
-            Scalar::new(c[0], c[1], c[2], 0.0)
-        }
-    };
-    let skin = [190.0, 150.0, 120.0];
-    let p = |x: f64, y: f64| Point::new(x.round() as i32, y.round() as i32);
-    let head_c = p(cx, top_y + head_r);
-    imgproc::circle(
-        &mut img,
-        head_c,
-        head_r.round() as i32,
-        paint(skin, person.warmth + 15.0),
-        -1,
-        imgproc::LINE_AA,
-        0,
-    )?;
-    if person.hat {
-        let hat = Rect::new(
-            (cx - head_r * 1.2) as i32,
-            (top_y - head_r * 0.2) as i32,
-            (head_r * 2.4) as i32,
-            (head_r * 0.8) as i32,
-        );
-        imgproc::rectangle(
-            &mut img,
-            hat,
-            paint([30.0, 30.0, 30.0], person.warmth - 70.0),
-            -1,
-            imgproc::LINE_8,
-            0,
-        )?;
-    }
-    let torso_top = top_y + 2.0 * head_r;
-    let torso_bottom = torso_top + 0.42 * body_h;
-    let torso = Rect::new(
-        (cx - half_w) as i32,
-        torso_top as i32,
-        (2.0 * half_w) as i32,
-        (torso_bottom - torso_top) as i32,
-    );
-    imgproc::rectangle(
-        &mut img,
-        torso,
-        paint(person.top, person.warmth - 10.0),
-        -1,
-        imgproc::LINE_8,
-        0,
-    )?;
-    if let (false, Some((c, period))) = (thermal, person.stripes) {
-        let mut y = torso_top as i32;
-        while y < torso_bottom as i32 {
-            imgproc::line(
-                &mut img,
-                Point::new(torso.x, y),
-                Point::new(torso.x + torso.width, y),
-                Scalar::new(c[0], c[1], c[2], 0.0),
-                1,
-                imgproc::LINE_8,
-                0,
-            )?;
-            y += period;
-        }
-    }
-    let feet = top_y + body_h;
-    let leg_w = (half_w * 0.55).max(2.0) as i32;
-    for side in [-1.0, 1.0] {
-        let hip = p(cx + side * half_w * 0.45, torso_bottom);
-        let foot = p(cx + side * (half_w * 0.45 + person.stance * f64::from(w)), feet);
-        imgproc::line(
-            &mut img,
-            hip,
-            foot,
-            paint(person.bottom, person.warmth - 25.0),
-            leg_w,
-            imgproc::LINE_AA,
-            0,
-        )?;
-        let shoulder = p(cx + side * half_w, torso_top + 3.0);
-        let hand = p(cx + side * (half_w + 4.0), torso_bottom - 2.0);
-        imgproc::line(
-            &mut img,
-            shoulder,
-            hand,
-            paint(skin, person.warmth),
-            (leg_w / 2).max(2),
-            imgproc::LINE_AA,
-            0,
-        )?;
-    }
-    if person.bag != 0 {
-        let side = if person.bag == 1 { -1.0 } else { 1.0 };
-        let bx = cx + side * (half_w + 3.0) - 6.0;
-        let bag = Rect::new(bx as i32, (torso_top + 0.2 * body_h) as i32, 12, (0.22 * body_h) as i32);
-        imgproc::rectangle(
-            &mut img,
-            bag,
-            paint([90.0, 60.0, 40.0], person.warmth - 90.0),
-            -1,
-            imgproc::LINE_8,
-            0,
-        )?;
-    }
+    draw_person(&mut img, person, thermal, cx, top_y, body_h)?;
     // Occluder (a pole or a passer-by's edge) in one image of five.
     if rng.randbelow(5) == 0 {
         let x = rng.randbelow(w as u64) as i32;
@@ -263,6 +159,134 @@ fn render(person: &Person, thermal: bool, rng: &mut PyRandom) -> opencv::Result<
         out = flipped;
     }
     Ok(out)
+}
+
+/// Draws `person` standing with feet at `top_y + body_h`, centred on `cx`; `thermal` paints
+/// warmth instead of colour and leaves out texture.
+pub(crate) fn draw_person(
+    img: &mut Mat,
+    person: &Person,
+    thermal: bool,
+    cx: f64,
+    top_y: f64,
+    body_h: f64,
+) -> opencv::Result<()> {
+    let head_r = person.head * body_h;
+    // The crop width at this scale: body widths are fractions of it, pixel sizes scale with it.
+    let unit = body_h / (2.0 * person.height);
+    let px = unit / 64.0;
+    let half_w = person.build * unit / 2.0;
+    let paint = |c: [f64; 3], warm: f64| {
+        if thermal {
+            Scalar::new(warm, warm, warm, 0.0)
+        } else {
+            Scalar::new(c[0], c[1], c[2], 0.0)
+        }
+    };
+    let skin = [190.0, 150.0, 120.0];
+    let p = |x: f64, y: f64| Point::new(x.round() as i32, y.round() as i32);
+    let head_c = p(cx, top_y + head_r);
+    imgproc::circle(
+        img,
+        head_c,
+        head_r.round() as i32,
+        paint(skin, person.warmth + 15.0),
+        -1,
+        imgproc::LINE_AA,
+        0,
+    )?;
+    if person.hat {
+        let hat = Rect::new(
+            (cx - head_r * 1.2) as i32,
+            (top_y - head_r * 0.2) as i32,
+            (head_r * 2.4) as i32,
+            (head_r * 0.8) as i32,
+        );
+        imgproc::rectangle(
+            img,
+            hat,
+            paint([30.0, 30.0, 30.0], person.warmth - 70.0),
+            -1,
+            imgproc::LINE_8,
+            0,
+        )?;
+    }
+    let torso_top = top_y + 2.0 * head_r;
+    let torso_bottom = torso_top + 0.42 * body_h;
+    let torso = Rect::new(
+        (cx - half_w) as i32,
+        torso_top as i32,
+        (2.0 * half_w) as i32,
+        (torso_bottom - torso_top) as i32,
+    );
+    imgproc::rectangle(
+        img,
+        torso,
+        paint(person.top, person.warmth - 10.0),
+        -1,
+        imgproc::LINE_8,
+        0,
+    )?;
+    if let (false, Some((c, period))) = (thermal, person.stripes) {
+        let mut y = torso_top as i32;
+        while y < torso_bottom as i32 {
+            imgproc::line(
+                img,
+                Point::new(torso.x, y),
+                Point::new(torso.x + torso.width, y),
+                Scalar::new(c[0], c[1], c[2], 0.0),
+                1,
+                imgproc::LINE_8,
+                0,
+            )?;
+            y += period;
+        }
+    }
+    let feet = top_y + body_h;
+    let leg_w = (half_w * 0.55).max(2.0) as i32;
+    for side in [-1.0, 1.0] {
+        let hip = p(cx + side * half_w * 0.45, torso_bottom);
+        let foot = p(cx + side * (half_w * 0.45 + person.stance * unit), feet);
+        imgproc::line(
+            img,
+            hip,
+            foot,
+            paint(person.bottom, person.warmth - 25.0),
+            leg_w,
+            imgproc::LINE_AA,
+            0,
+        )?;
+        let shoulder = p(cx + side * half_w, torso_top + 3.0 * px);
+        let hand = p(cx + side * (half_w + 4.0 * px), torso_bottom - 2.0 * px);
+        imgproc::line(
+            img,
+            shoulder,
+            hand,
+            paint(skin, person.warmth),
+            (leg_w / 2).max(2),
+            imgproc::LINE_AA,
+            0,
+        )?;
+    }
+    if person.bag != 0 {
+        let side = if person.bag == 1 { -1.0 } else { 1.0 };
+        let bx = cx + side * (half_w + 3.0 * px) - 6.0 * px;
+        let bag = Rect::new(
+            bx as i32,
+            (torso_top + 0.2 * body_h) as i32,
+            (12.0 * px) as i32,
+            (0.22 * body_h) as i32,
+        );
+        imgproc::rectangle(
+            img,
+            bag,
+            paint([90.0, 60.0, 40.0], person.warmth - 90.0),
+            -1,
+            imgproc::LINE_8,
+            0,
+        )?;
+    }
+    Ok(())
 }
 
 fn write(path: &Path, img: &Mat) -> Result<(), SynthError> {

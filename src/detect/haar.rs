@@ -1,0 +1,78 @@
+//! OpenCV's Haar full-body cascade (Debian `opencv-data`).
+
+use super::{BBox, Detect, DetectError, Detection, Image, require_file};
+use opencv::core::{Mat, Rect, Size, Vector};
+use opencv::imgproc;
+use opencv::objdetect::{CascadeClassifier, CascadeClassifierTrait, CascadeClassifierTraitConst};
+use opencv::prelude::*;
+use std::path::Path;
+
+/// Where Debian's `opencv-data` installs the full-body cascade.
+pub const DEFAULT_CASCADE: &str = "/usr/share/opencv4/haarcascades/haarcascade_fullbody.xml";
+
+/// Neighbours a candidate needs to be reported at confidence 0.5.
+const MIN_NEIGHBORS: i32 = 3;
+
+/// Haar cascade detector. Confidence = n / (n + 3) for a box supported by n raw candidates, so
+/// the conventional `minNeighbors = 3` is a confidence of 0.5.
+pub struct HaarDetector {
+    cascade: CascadeClassifier,
+    grey: Mat,
+}
+
+impl HaarDetector {
+    /// Loads `path`, or the Debian full-body cascade.
+    pub fn new(path: Option<&Path>) -> Result<Self, DetectError> {
+        let path = path.unwrap_or(Path::new(DEFAULT_CASCADE));
+        let shown = require_file(path)?;
+        let cascade = CascadeClassifier::new(path)?;
+        if cascade.empty()? {
+            return Err(DetectError::Model {
+                path: shown,
+                message: "not a cascade OpenCV can load".into(),
+            });
+        }
+        Ok(Self {
+            cascade,
+            grey: Mat::default(),
+        })
+    }
+}
+
+impl Detect for HaarDetector {
+    fn name(&self) -> &'static str {
+        "haar"
+    }
+
+    fn detect(&mut self, image: &Image<'_>) -> Result<Vec<Detection>, DetectError> {
+        image.with_mat(|mat| {
+            if mat.channels() == 3 {
+                imgproc::cvt_color_def(mat, &mut self.grey, imgproc::COLOR_RGB2GRAY)?;
+            } else {
+                mat.convert_to_def(&mut self.grey, opencv::core::CV_8U)?;
+            }
+            let mut equalised = Mat::default();
+            imgproc::equalize_hist(&self.grey, &mut equalised)?;
+            let mut found = Vector::<Rect>::new();
+            let mut neighbours = Vector::<i32>::new();
+            self.cascade.detect_multi_scale2(
+                &equalised,
+                &mut found,
+                &mut neighbours,
+                1.05,
+                1,
+                0,
+                Size::new(24, 48),
+                Size::default(),
+            )?;
+            Ok(found
+                .iter()
+                .zip(neighbours.iter())
+                .map(|(r, n)| Detection {
+                    bbox: BBox::new(r.x as f32, r.y as f32, r.width as f32, r.height as f32),
+                    score: n as f32 / (n + MIN_NEIGHBORS) as f32,
+                })
+                .collect())
+        })
+    }
+}

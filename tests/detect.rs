@@ -394,3 +394,33 @@ fn unconfirmed_tracks_end_silently_and_ids_only_grow() {
     assert!(seen.windows(2).all(|w| w[1] > w[0]), "{seen:?}");
     assert!(t.is_empty());
 }
+
+
+#[test]
+fn motion_detector_finds_walkers_in_generated_visible_scenes() {
+    use opencv::prelude::*;
+    let (mut found, mut total) = (0, 0);
+    for seed in 0..4u64 {
+        // One detector per clip: its background model starts at the clip's first frame.
+        let mut d = detect::visible(&detector(DetectorKind::Motion, None)).unwrap();
+        let scene = Scene::crossing(480, 360, 2 + seed as usize % 2, 60, seed).unwrap();
+        for t in 0..60 {
+            let (mat, truth) = scene.frame(t, false).unwrap();
+            let px = mat.data_bytes().unwrap().to_vec();
+            let image = Image::new(&px, 480, 360, 480 * 3, PixelFormat::Rgb).unwrap();
+            let dets = d.run(&image).unwrap();
+            for (pid, gt) in &truth {
+                let cut = gt.x <= 1.0 || gt.x + gt.w >= 479.0;
+                let occluded = truth.iter().any(|(other, b)| other != pid && b.iou(gt) > 0.0);
+                if t < 5 || cut || occluded {
+                    continue;
+                }
+                total += 1;
+                found += usize::from(dets.iter().any(|d| d.bbox.iou(gt) >= 0.5));
+            }
+        }
+    }
+    let rate = found as f64 / total as f64;
+    println!("motion: {found}/{total} walkers found with IoU >= 0.5");
+    assert!(total > 100 && rate >= 0.8, "{found}/{total}");
+}

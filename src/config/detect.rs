@@ -41,6 +41,9 @@ pub enum DetectorKind {
     Haar,
     Ssd,
     Onnx,
+    /// Moving regions against a running-average background (for fixed cameras; also what the
+    /// end-to-end test uses on rendered people, whom the learned detectors do not take for people).
+    Motion,
 }
 
 /// Output tensor layout of a YOLO ONNX model.
@@ -227,7 +230,7 @@ impl RawDetector {
         let kind = match (&self.kind, base) {
             (Some(k), _) => *k.get_ref(),
             (None, Some(b)) => b.kind,
-            (None, None) => return Err(src.error(prefix, 0..0, "missing `kind` (hog, haar, ssd or onnx)")),
+            (None, None) => return Err(src.error(prefix, 0..0, "missing `kind` (hog, haar, ssd, onnx or motion)")),
         };
         let model = match &self.model {
             Some(m) => Some(src.resolve(m.get_ref())),

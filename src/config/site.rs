@@ -252,6 +252,10 @@ pub enum IndexBackend {
 pub struct Outputs {
     /// JSON-lines event file.
     pub events: Option<PathBuf>,
+    /// Size in bytes at which the event file is rotated (`events.jsonl` → `events.jsonl.1` …).
+    pub events_max_bytes: u64,
+    /// Rotated event files kept.
+    pub events_keep: usize,
     /// Also print events on standard output.
     pub stdout: bool,
     /// Annotated side-by-side video file.
@@ -272,6 +276,8 @@ pub struct Mqtt {
     /// Environment variable holding the password.
     pub password_env: Option<String>,
     pub tls: bool,
+    /// Events held while the broker is unreachable; more are dropped and counted.
+    pub buffer: usize,
 }
 
 impl SiteConfig {
@@ -398,6 +404,8 @@ struct RawIndex {
 #[serde(deny_unknown_fields)]
 struct RawOutputs {
     events: Option<PathBuf>,
+    events_max_mb: Option<Spanned<f64>>,
+    events_keep: Option<Spanned<i64>>,
     #[serde(default)]
     stdout: bool,
     video: Option<PathBuf>,
@@ -416,6 +424,7 @@ struct RawMqtt {
     password_env: Option<String>,
     #[serde(default)]
     tls: bool,
+    buffer: Option<Spanned<i64>>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -885,11 +894,14 @@ impl RawOutputs {
                     username: m.username,
                     password_env: m.password_env,
                     tls: m.tls,
+                    buffer: check::int(src, "outputs.mqtt.buffer", &m.buffer, 1000, 1, 1_000_000)? as usize,
                 })
             }
         };
         Ok(Outputs {
             events: self.events.map(|p| src.resolve(&p)),
+            events_max_bytes: (check::positive(src, "outputs.events_max_mb", &self.events_max_mb, 100.0)? * 1e6) as u64,
+            events_keep: check::int(src, "outputs.events_keep", &self.events_keep, 5, 0, 1000)? as usize,
             stdout: self.stdout,
             video: self.video.map(|p| src.resolve(&p)),
             metrics_listen,

@@ -2,15 +2,17 @@
 //! every detection passes (confidence, size, region of interest, NMS) and a worker pool.
 //!
 //! Visible frames: OpenCV's HOG people detector, the Haar full-body cascade, the SSDLite-MobileNetV2
-//! person detector (OpenCV DNN) or a user-supplied YOLO ONNX model. Thermal frames: a hot-region
-//! detector.
+//! person detector (OpenCV DNN), a user-supplied YOLO ONNX model, or motion against the
+//! background. Thermal frames: a hot-region detector.
 
 pub mod boxes;
 pub mod haar;
 pub mod hog;
 pub mod image;
+pub mod motion;
 pub mod onnx;
 pub mod pool;
+pub mod regions;
 pub mod ssd;
 pub mod thermal;
 
@@ -92,6 +94,7 @@ pub fn visible(cfg: &Detector) -> Result<StreamDetector, DetectError> {
             cfg.input_size,
             cfg.classes.clone(),
         )?),
+        DetectorKind::Motion => Box::new(motion::MotionDetector::new(cfg.min_box)),
     };
     Ok(StreamDetector {
         detector,

@@ -1,9 +1,10 @@
 //! Hot-region person detector for thermal frames: threshold (adaptive, or in °C for calibrated
 //! 16-bit frames), morphological clean-up, and contour filters on area and aspect ratio.
 
-use super::{BBox, Detect, DetectError, Detection, Image};
+use super::regions::Regions;
+use super::{Detect, DetectError, Detection, Image};
 use crate::config::site::{Calibration, PixelFormat, ThermalDetector};
-use opencv::core::{self, Mat, Point, Size, Vector};
+use opencv::core::{self, Mat, Size};
 use opencv::imgproc;
 use opencv::prelude::*;
 
@@ -11,15 +12,16 @@ use opencv::prelude::*;
 pub struct HotRegionDetector {
     cfg: ThermalDetector,
     calibration: Option<Calibration>,
-    kernel: Option<Mat>,
+    regions: Regions,
 }
 
 impl HotRegionDetector {
     pub fn new(cfg: ThermalDetector, calibration: Option<Calibration>) -> Self {
+        let regions = Regions::new(cfg.min_area, cfg.aspect, cfg.morph_px);
         Self {
             cfg,
             calibration,
-            kernel: None,
+            regions,
         }
     }
 
@@ -82,67 +84,11 @@ impl Detect for HotRegionDetector {
         let mut smooth = Mat::default();
         imgproc::gaussian_blur_def(&temps, &mut smooth, Size::new(5, 5), 0.0)?;
         let t = self.threshold(&smooth)?;
-        let mut hot = Mat::default();
         let mut binary = Mat::default();
         imgproc::threshold(&smooth, &mut binary, t, 255.0, imgproc::THRESH_BINARY)?;
+        let mut hot = Mat::default();
         binary.convert_to(&mut hot, core::CV_8U, 1.0, 0.0)?;
-        if self.cfg.morph_px > 0 {
-            let k = self.cfg.morph_px as i32;
-            let kernel = match &self.kernel {
-                Some(kernel) => kernel,
-                None => self.kernel.insert(imgproc::get_structuring_element_def(
-                    imgproc::MORPH_ELLIPSE,
-                    Size::new(k, k),
-                )?),
-            };
-            let anchor = Point::new(-1, -1);
-            let border = imgproc::morphology_default_border_value()?;
-            let mut opened = Mat::default();
-            imgproc::morphology_ex(
-                &hot,
-                &mut opened,
-                imgproc::MORPH_OPEN,
-                kernel,
-                anchor,
-                1,
-                core::BORDER_CONSTANT,
-                border,
-            )?;
-            imgproc::morphology_ex(
-                &opened,
-                &mut hot,
-                imgproc::MORPH_CLOSE,
-                kernel,
-                anchor,
-                1,
-                core::BORDER_CONSTANT,
-                border,
-            )?;
-        }
-        let mut contours = Vector::<Vector<Point>>::new();
-        imgproc::find_contours_def(
-            &hot,
-            &mut contours,
-            imgproc::RETR_EXTERNAL,
-            imgproc::CHAIN_APPROX_SIMPLE,
-        )?;
-        let (lo, hi) = self.cfg.aspect;
-        let mut out = Vec::new();
-        for contour in contours.iter() {
-            let r = imgproc::bounding_rect(&contour)?;
-            let area = imgproc::contour_area_def(&contour)?;
-            let aspect = r.height as f32 / r.width.max(1) as f32;
-            if area < f64::from(self.cfg.min_area) || aspect < lo || aspect > hi {
-                continue;
-            }
-            let roi = Mat::roi(&hot, r)?;
-            let fill = core::count_non_zero(&roi)? as f32 / (r.width * r.height) as f32;
-            out.push(Detection {
-                bbox: BBox::new(r.x as f32, r.y as f32, r.width as f32, r.height as f32),
-                score: fill,
-            });
-        }
-        Ok(out)
+        self.regions.find(&mut hot)
     }
 }
 

@@ -152,20 +152,33 @@ fn run_site(site: &Path, max_frames: Option<u64>) -> Result<ExitCode> {
     let cfg = SiteConfig::load(site)?;
     let stop = Arc::new(AtomicBool::new(false));
     let handler_stop = Arc::clone(&stop);
-    ctrlc::set_handler(move || handler_stop.store(true, Ordering::Relaxed))
-        .context("cannot install the signal handler")?;
-    tracing::info!(
-        cameras = cfg.cameras.len(),
-        "running the ingest stage of {} (detection, embedding and identity events are not wired yet)",
-        site.display()
-    );
-    let cameras = live::run_ingest(&cfg, max_frames, stop);
+    ctrlc::set_handler(move || {
+        if handler_stop.swap(true, Ordering::Relaxed) {
+            eprintln!("second interrupt: exiting without draining");
+            std::process::exit(130);
+        }
+        eprintln!("stopping: draining queues, flushing events, writing the index snapshot");
+        // Shutdown is bounded: if draining takes too long, leave anyway.
+        std::thread::spawn(|| {
+            std::thread::sleep(SHUTDOWN_LIMIT);
+            eprintln!("shutdown took longer than {} s; exiting", SHUTDOWN_LIMIT.as_secs());
+            std::process::exit(1);
+        });
+    })
+    .context("cannot install the signal handler")?;
+    tracing::info!(cameras = cfg.cameras.len(), "running {}", site.display());
+    let opts = live::RunOptions {
+        max_frames,
+        status_every_s: 5.0,
+    };
+    let summary = live::run(&cfg, &opts, &stop)?;
+    let cameras = &summary.cameras;
     println!(
         "{:<16} {:<8} {:>8} {:>8} {:>6} {:>10} {:>10} {:>9}  status",
         "camera", "modality", "frames", "dropped", "recon", "size", "span s", "frames/s"
     );
     let mut failed = 0;
-    for cam in &cameras {
+    for cam in cameras {
         for s in &cam.sources {
             let span = match (s.first_pts_ns, s.last_pts_ns) {
                 (Some(a), Some(b)) => format!("{:.2}", (b.saturating_sub(a)) as f64 / 1e9),
@@ -192,9 +205,33 @@ fn run_site(site: &Path, max_frames: Option<u64>) -> Result<ExitCode> {
             p.dropped
         );
     }
+    let m = &summary.metrics;
+    let events = |kind: &str| {
+        m.counter("reid_events_total", &format!("type=\"{kind}\""))
+            .load(Ordering::Relaxed)
+    };
+    println!(
+        "{} frames processed, {} crops embedded, {} identities; events: {} new, {} update, {} end; \
+         {} dropped; {:.1} s",
+        m.total("reid_frames_processed_total"),
+        m.total("reid_crops_embedded_total"),
+        summary.identities,
+        events("new"),
+        events("update"),
+        events("end"),
+        m.total("reid_dropped_total") + summary.mqtt_dropped,
+        summary.elapsed.as_secs_f64()
+    );
+    if let Some(p) = &summary.snapshot {
+        println!("index snapshot: {}", p.display());
+    }
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
+        eprintln!("{failed} source(s) failed; the others ran to the end");
         ExitCode::FAILURE
     })
 }
+
+/// Longest time a stop request may take to drain the pipeline.
+const SHUTDOWN_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);

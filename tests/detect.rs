@@ -395,7 +395,6 @@ fn unconfirmed_tracks_end_silently_and_ids_only_grow() {
     assert!(t.is_empty());
 }
 
-
 #[test]
 fn motion_detector_finds_walkers_in_generated_visible_scenes() {
     use opencv::prelude::*;

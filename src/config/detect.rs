@@ -64,6 +64,9 @@ pub struct ThermalDetector {
     pub sigma: f32,
     /// Absolute threshold in °C, used when the camera has a radiometric calibration.
     pub min_celsius: Option<f32>,
+    /// Without °C: hot pixels are at least this far above the frame mean (grey levels of 8-bit
+    /// frames, raw units of 16-bit ones), so that a scene without people yields no regions.
+    pub min_contrast: f32,
     /// Smallest hot region kept, in pixels.
     pub min_area: u32,
     /// Allowed height / width of a region's box.
@@ -113,6 +116,7 @@ impl Default for ThermalDetector {
         Self {
             sigma: 1.0,
             min_celsius: None,
+            min_contrast: 40.0,
             min_area: 150,
             aspect: (0.8, 6.0),
             morph_px: 5,
@@ -144,6 +148,7 @@ pub(super) struct RawDetector {
 pub(super) struct RawThermalDetector {
     sigma: Option<Spanned<f64>>,
     min_celsius: Option<Spanned<f64>>,
+    min_contrast: Option<Spanned<f64>>,
     min_area: Option<Spanned<i64>>,
     aspect: Option<Spanned<[f64; 2]>>,
     morph_px: Option<Spanned<i64>>,
@@ -336,6 +341,14 @@ impl RawThermalDetector {
         Ok(ThermalDetector {
             sigma: check::float(src, &key("sigma"), &self.sigma, base.sigma.into(), 0.0, 10.0)? as f32,
             min_celsius,
+            min_contrast: check::float(
+                src,
+                &key("min_contrast"),
+                &self.min_contrast,
+                base.min_contrast.into(),
+                0.0,
+                65_535.0,
+            )? as f32,
             min_area: check::int(src, &key("min_area"), &self.min_area, base.min_area.into(), 1, 1 << 24)? as u32,
             aspect,
             morph_px: check::int(src, &key("morph_px"), &self.morph_px, base.morph_px.into(), 0, 64)? as u32,

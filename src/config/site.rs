@@ -78,6 +78,10 @@ pub struct CameraPair {
     pub thermal_detector: ThermalDetector,
     /// Radiometric calibration of 16-bit thermal frames.
     pub calibration: Option<Calibration>,
+    /// Least IoU between a visible and a thermal track's boxes (thermal scaled to the visible
+    /// frame) in a pair of frames for the frames to count towards fusing the two tracks into one
+    /// identity; 0 turns fusion off (for camera pairs whose views are not aligned).
+    pub fuse_iou: f32,
 }
 
 /// What to do with a frame that found no partner within the tolerance.
@@ -344,6 +348,7 @@ struct RawCamera {
     detector: Option<RawDetector>,
     thermal_detector: Option<RawThermalDetector>,
     calibration: Option<RawCalibration>,
+    fuse_iou: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -568,6 +573,7 @@ impl RawSite {
                 detector: camera_detector,
                 thermal_detector: camera_thermal,
                 calibration,
+                fuse_iou: check::float(src, &format!("{key}.fuse_iou"), &cam.fuse_iou, 0.3, 0.0, 1.0)? as f32,
             });
         }
         Ok(SiteConfig {

@@ -40,7 +40,11 @@ impl Detect for MotionDetector {
         // Colour frames are compared per channel: a change of hue at equal brightness is motion too.
         let frame = image.with_mat(|mat| {
             let mut scaled = Mat::default();
-            let scale = if image.format == PixelFormat::Gray16 { 1.0 / 256.0 } else { 1.0 };
+            let scale = if image.format == PixelFormat::Gray16 {
+                1.0 / 256.0
+            } else {
+                1.0
+            };
             mat.convert_to(&mut scaled, core::CV_32F, scale, 0.0)?;
             let mut smooth = Mat::default();
             imgproc::gaussian_blur_def(&scaled, &mut smooth, Size::new(5, 5), 0.0)?;

@@ -39,11 +39,34 @@ impl Regions {
             let anchor = Point::new(-1, -1);
             let border = imgproc::morphology_default_border_value()?;
             let mut opened = Mat::default();
-            imgproc::morphology_ex(mask, &mut opened, imgproc::MORPH_OPEN, kernel, anchor, 1, core::BORDER_CONSTANT, border)?;
-            imgproc::morphology_ex(&opened, mask, imgproc::MORPH_CLOSE, kernel, anchor, 1, core::BORDER_CONSTANT, border)?;
+            imgproc::morphology_ex(
+                mask,
+                &mut opened,
+                imgproc::MORPH_OPEN,
+                kernel,
+                anchor,
+                1,
+                core::BORDER_CONSTANT,
+                border,
+            )?;
+            imgproc::morphology_ex(
+                &opened,
+                mask,
+                imgproc::MORPH_CLOSE,
+                kernel,
+                anchor,
+                1,
+                core::BORDER_CONSTANT,
+                border,
+            )?;
         }
         let mut contours = Vector::<Vector<Point>>::new();
-        imgproc::find_contours_def(mask, &mut contours, imgproc::RETR_EXTERNAL, imgproc::CHAIN_APPROX_SIMPLE)?;
+        imgproc::find_contours_def(
+            mask,
+            &mut contours,
+            imgproc::RETR_EXTERNAL,
+            imgproc::CHAIN_APPROX_SIMPLE,
+        )?;
         let (lo, hi) = self.aspect;
         let mut out = Vec::new();
         for contour in contours.iter() {

@@ -70,7 +70,9 @@ impl HotRegionDetector {
         } else {
             hi
         };
-        Ok(otsu.max(mean + f64::from(self.cfg.sigma) * std))
+        Ok(otsu
+            .max(mean + f64::from(self.cfg.sigma) * std)
+            .max(mean + f64::from(self.cfg.min_contrast)))
     }
 }
 

@@ -171,6 +171,21 @@ impl IdentityIndex {
 
     /// Assigns an L2-normalised track embedding seen at `time` (seconds) by `camera`.
     pub fn assign(&mut self, vector: &[f32], modality: Modality, camera: &str, time: f64) -> Decision {
+        self.assign_track(vector, modality, camera, time, None)
+    }
+
+    /// Like [`IdentityIndex::assign`] for a track that already holds identity `current`: the
+    /// tracker's evidence that it is the same person wins, so the track keeps `current` unless
+    /// `current` got no vote at all and another identity did (the person was known before under
+    /// that identity). The embedding becomes an exemplar of the identity decided.
+    pub fn assign_track(
+        &mut self,
+        vector: &[f32],
+        modality: Modality,
+        camera: &str,
+        time: f64,
+        current: Option<u64>,
+    ) -> Decision {
         self.poll_rebuild();
         let s = self.settings;
         // Votes per identity from neighbours within their modality's threshold, closer = heavier.
@@ -196,14 +211,21 @@ impl IdentityIndex {
                 }
             }
         }
-        let best = votes
-            .into_iter()
-            .max_by(|a, b| a.1.0.total_cmp(&b.1.0).then(b.1.1.total_cmp(&a.1.1)));
+        let current = current.filter(|c| self.identities.contains_key(c));
+        let best = match current {
+            Some(c) if votes.contains_key(&c) || votes.is_empty() => {
+                Some((c, votes.get(&c).copied().unwrap_or((0.0, f32::NAN, false))))
+            }
+            _ => votes
+                .into_iter()
+                .max_by(|a, b| a.1.0.total_cmp(&b.1.0).then(b.1.1.total_cmp(&a.1.1))),
+        };
         let decision = match best {
             Some((id, (_, d, cross))) => Decision {
                 identity: id,
                 created: false,
-                distance: Some(d),
+                // A kept identity with no neighbour within the threshold has no distance.
+                distance: (!d.is_nan()).then_some(d),
                 cross_modal: cross,
             },
             None => {
@@ -239,6 +261,17 @@ impl IdentityIndex {
         );
         self.add_exemplar(decision.identity, vector, modality, camera, time);
         decision
+    }
+
+    /// Adds an embedding to a known identity without matching (the caller knows who it is, e.g.
+    /// from fused visible and thermal tracks); `false` when the identity does not exist (expired).
+    pub fn extend(&mut self, identity: u64, vector: &[f32], modality: Modality, camera: &str, time: f64) -> bool {
+        self.poll_rebuild();
+        if !self.identities.contains_key(&identity) {
+            return false;
+        }
+        self.add_exemplar(identity, vector, modality, camera, time);
+        true
     }
 
     fn add_exemplar(&mut self, identity: u64, vector: &[f32], modality: Modality, camera: &str, time: f64) {

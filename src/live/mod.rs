@@ -1,159 +1,308 @@
-//! The live pipeline of `reid-pipe run`. At this stage it runs the ingest stage: every source of
-//! every camera pair streams on its own thread into a bounded queue, a pairing thread per camera
-//! matches visible and thermal frames by timestamp, and everything is counted. One failing source
-//! does not stop the others.
+//! The live pipeline of `reid-pipe run`: stages on threads joined by bounded channels.
+//!
+//! sources → pairing ([`ingest`]) → detection pool ([`crate::detect::pool`]) → tracking
+//! ([`tracking`]) → batched embedding ([`embedding`]) → identity index ([`identity`]) → events
+//! ([`outputs`]: file, stdout, MQTT), with the annotated video ([`video`]) and metrics
+//! ([`metrics`]) beside them. Every queue is bounded; file sources wait for the pipeline, live
+//! sources drop their oldest frames (counted). On stop (SIGINT/SIGTERM) the sources end, every
+//! queue drains, tracks end, events are flushed and the index is snapshotted.
+
+pub mod embedding;
+pub mod events;
+pub mod identity;
+pub mod ingest;
+pub mod metrics;
+pub mod mqtt;
+pub mod outputs;
+pub mod tracking;
+pub mod types;
+pub mod video;
+
+pub use ingest::{CameraStats, SourceStats};
 
 use crate::config::SiteConfig;
-use crate::ingest::pairing::{PairCounts, Pairer};
-use crate::ingest::stream::{self, Backoff, SourceHandle};
-use crate::ingest::{Frame, Modality};
+use crate::detect::pool::{DetectPool, DetectorFactory, Job};
+use crate::detect::{self};
+use crate::index::backend::HnswParams;
+use crate::index::identities::{IdentityIndex, Settings};
+use crate::index::snapshot;
+use crate::ingest::pairing::Paired;
+use crossbeam_channel::bounded;
+use events::{EventFileError, EventLog};
+use metrics::Metrics;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use tracking::Tag;
 
-/// What one source delivered.
+/// Errors that stop a run before it starts, naming what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    #[error(transparent)]
+    Events(#[from] EventFileError),
+    #[error("model {}: {message}", path.display())]
+    Model { path: PathBuf, message: String },
+    #[error("outputs.metrics_listen {addr}: {message}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        message: String,
+    },
+    #[error("outputs.mqtt: {0}")]
+    Mqtt(String),
+    #[error("cannot start a pipeline thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// Options of one run.
 #[derive(Debug, Clone, Default)]
-pub struct SourceStats {
-    pub camera: String,
-    pub modality: Option<Modality>,
-    pub frames: u64,
-    /// Frames dropped because downstream was slow (live sources).
-    pub dropped: u64,
-    pub reconnects: u64,
-    pub first_pts_ns: Option<u64>,
-    pub last_pts_ns: Option<u64>,
-    pub size: Option<(u32, u32)>,
+pub struct RunOptions {
+    /// Stop each source after this many frames.
+    pub max_frames: Option<u64>,
+    /// Seconds between status lines (0: none).
+    pub status_every_s: f64,
+}
+
+/// What a run did.
+pub struct RunSummary {
+    pub cameras: Vec<CameraStats>,
+    pub metrics: Arc<Metrics>,
+    pub identities: usize,
+    pub snapshot: Option<PathBuf>,
+    /// The metrics listener's address, when one ran.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    pub mqtt_dropped: u64,
     pub elapsed: Duration,
-    /// Why the source stopped early, if it failed.
-    pub error: Option<String>,
 }
 
-/// What one camera pair delivered.
-#[derive(Debug, Clone, Default)]
-pub struct CameraStats {
-    pub camera: String,
-    pub sources: Vec<SourceStats>,
-    pub pairing: PairCounts,
-}
-
-/// Streams every camera pair until its sources end, `max_frames` are read per source, or `stop`
-/// is set.
-pub fn run_ingest(cfg: &SiteConfig, max_frames: Option<u64>, stop: Arc<AtomicBool>) -> Vec<CameraStats> {
-    let queue = cfg.runtime.queue_capacity;
-    let mut cameras = Vec::new();
-    for cam in &cfg.cameras {
-        let mut handles = Vec::new();
-        let mut failed = Vec::new();
-        for (modality, spec) in [(Modality::Visible, &cam.visible), (Modality::Thermal, &cam.thermal)] {
-            match stream::spawn(
-                &cam.name,
-                modality,
-                spec.clone(),
-                queue,
-                Backoff::default(),
-                max_frames,
-                Arc::clone(&stop),
-            ) {
-                Ok(h) => handles.push(h),
-                Err(e) => failed.push(SourceStats {
-                    camera: cam.name.clone(),
-                    modality: Some(modality),
-                    error: Some(format!("cannot start a thread: {e}")),
-                    ..Default::default()
-                }),
-            }
-        }
-        // The pairing thread stops reading a source that is `queue` frames ahead of the other
-        // (backpressure: files wait, live sources drop their oldest); the pairer's own bound is a
-        // safety net.
-        let pairer = Pairer::new(cam.pairing_tolerance_ms, cam.unpaired, queue * 4);
-        let name = cam.name.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("pair-{name}"))
-            .spawn(move || pair_camera(name, handles, pairer));
-        cameras.push((cam.name.clone(), thread, failed));
+fn index_settings(cfg: &SiteConfig, dim: usize) -> Settings {
+    Settings {
+        dim,
+        backend: cfg.index.backend,
+        hnsw: HnswParams::default(),
+        same_modality_threshold: cfg.index.same_modality_threshold,
+        cross_modality_threshold: cfg.index.cross_modality_threshold,
+        max_exemplars: cfg.index.max_exemplars,
+        expiry_s: cfg.index.expiry_s,
+        neighbours: 16,
+        rebuild_dead_fraction: 0.5,
+        device: tch::Device::Cpu,
     }
-    cameras
-        .into_iter()
-        .map(|(camera, thread, failed)| {
-            let mut stats = match thread
-                .map_err(|e| e.to_string())
-                .and_then(|t| t.join().map_err(|_| "the pairing thread panicked".to_owned()))
-            {
-                Ok(s) => s,
-                Err(e) => CameraStats {
-                    camera: camera.clone(),
-                    sources: vec![SourceStats {
-                        camera,
-                        error: Some(e),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                },
-            };
-            stats.sources.extend(failed);
-            stats
-        })
-        .collect()
 }
 
-fn pair_camera(camera: String, handles: Vec<SourceHandle>, mut pairer: Pairer) -> CameraStats {
+/// Runs the site until every source ends or `stop` is set.
+pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Result<RunSummary, LiveError> {
     let started = Instant::now();
-    let mut sources: Vec<SourceStats> = handles
-        .iter()
-        .map(|h| SourceStats {
-            camera: camera.clone(),
-            modality: Some(h.modality),
-            ..Default::default()
-        })
-        .collect();
-    let mut open: Vec<bool> = vec![true; handles.len()];
-    let observe = |sources: &mut Vec<SourceStats>, i: usize, f: &Frame| {
-        let s = &mut sources[i];
-        s.first_pts_ns = s.first_pts_ns.or(f.pts_ns);
-        s.last_pts_ns = f.pts_ns.or(s.last_pts_ns);
-        s.size = Some((f.width, f.height));
+    let metrics = Arc::new(Metrics::default());
+    // Outputs first: a path that cannot be written fails the run before anything starts.
+    let log = match &cfg.outputs.events {
+        Some(p) => Some(EventLog::open(
+            p,
+            cfg.outputs.events_max_bytes,
+            cfg.outputs.events_keep,
+        )?),
+        None => None,
     };
-    let ahead = |pairer: &Pairer, i: usize, open: &[bool]| {
-        let others_open = (0..handles.len()).any(|j| j != i && open[j]);
-        others_open && pairer.pending(handles[i].modality) >= handles[i].frames.capacity().unwrap_or(8)
-    };
-    while open.iter().any(|o| *o) {
-        let mut sel = crossbeam_channel::Select::new();
-        let ids: Vec<usize> = (0..handles.len())
-            .filter(|&i| open[i] && !ahead(&pairer, i, &open))
-            .collect();
-        for &i in &ids {
-            sel.recv(&handles[i].frames);
+    let device = crate::model::device(cfg.runtime.device);
+    let embedder = crate::model::embedder::from_site_model(&cfg.model, device).map_err(|e| LiveError::Model {
+        path: cfg.model.weights.clone(),
+        message: e.to_string(),
+    })?;
+    let settings = index_settings(cfg, embedder.dim() as usize);
+    let index = match snapshot::load(&cfg.index.snapshot_dir, settings) {
+        Ok(Some((path, index))) => {
+            tracing::info!(
+                "resuming {} identities from {}",
+                index.identities().len(),
+                path.display()
+            );
+            index
         }
-        // Sources see `stop` too and close their channels; until then keep draining.
-        let Ok(op) = sel.select_timeout(Duration::from_millis(200)) else {
-            continue;
+        Ok(None) => IdentityIndex::new(settings),
+        Err(e) => {
+            tracing::warn!("{e}; starting with an empty index");
+            IdentityIndex::new(settings)
+        }
+    };
+    let mqtt = match &cfg.outputs.mqtt {
+        Some(m) => {
+            Some(mqtt::MqttSink::start(m, &format!("reid-pipe-{}", std::process::id())).map_err(LiveError::Mqtt)?)
+        }
+        None => None,
+    };
+    let server_stop = Arc::new(AtomicBool::new(false));
+    let server = match cfg.outputs.metrics_listen {
+        Some(addr) => Some(
+            metrics::serve(addr, Arc::clone(&metrics), Arc::clone(&server_stop)).map_err(|e| LiveError::Metrics {
+                addr,
+                message: e.to_string(),
+            })?,
+        ),
+        None => None,
+    };
+    let q = cfg.runtime.queue_capacity;
+    let (arrivals_tx, arrivals) = bounded(q);
+    let cameras = ingest::start(cfg, opts.max_frames, stop, &arrivals_tx);
+    drop(arrivals_tx);
+    let shared = Arc::new(cfg.clone());
+    let factory: DetectorFactory = Arc::new(move |stream| {
+        let cam = &shared.cameras[stream / 2];
+        if stream % 2 == 0 {
+            detect::visible(&cam.detector)
+        } else {
+            Ok(detect::thermal(&cam.thermal_detector, cam.calibration))
+        }
+    });
+    let mut pool = DetectPool::<Tag>::new(cfg.runtime.detector_workers, q, factory);
+    let detected = pool.results().clone();
+    let (embed_tx, embed_rx) = bounded(q * cfg.runtime.batch_size.max(1));
+    let (ident_tx, ident_rx) = bounded(q * cfg.runtime.batch_size.max(1));
+    let (events_tx, events_rx) = bounded(q * 16);
+    let labels: identity::Labels = Arc::default();
+    let video_paths: Vec<PathBuf> = match &cfg.outputs.video {
+        Some(base) => cfg
+            .cameras
+            .iter()
+            .map(|c| video::path_for(base, &c.name, cfg.cameras.len()))
+            .collect(),
+        None => Vec::new(),
+    };
+    let (video_tx, video_rx) = bounded(q);
+    let video_tx = (!video_paths.is_empty()).then_some(video_tx);
+    let finished = AtomicBool::new(false);
+    let sinks = outputs::Sinks {
+        log,
+        stdout: cfg.outputs.stdout,
+        mqtt,
+    };
+    let (stats, outcome, sinks) = std::thread::scope(|s| {
+        let m = &metrics;
+        let dispatch = std::thread::Builder::new()
+            .name("dispatch".into())
+            .spawn_scoped(s, move || {
+                let frames_in = |camera: usize, modality: crate::ingest::Modality| {
+                    let labels = format!("camera=\"{}\",modality=\"{modality}\"", cfg.cameras[camera].name);
+                    m.counter("reid_frames_in_total", &labels)
+                        .fetch_add(1, Ordering::Relaxed);
+                };
+                for a in arrivals.iter() {
+                    let frames = match a.paired {
+                        Paired::Pair { visible, thermal } => vec![(visible, true), (thermal, true)],
+                        Paired::Single(f) => vec![(f, false)],
+                    };
+                    for (frame, paired) in frames {
+                        frames_in(a.camera, frame.modality);
+                        let stream = a.camera * 2 + usize::from(frame.modality == crate::ingest::Modality::Thermal);
+                        let tag = Tag {
+                            camera: a.camera,
+                            paired,
+                            arrived: a.at,
+                        };
+                        if pool.submit(Job { stream, frame, tag }).is_err() {
+                            return;
+                        }
+                    }
+                    m.gauge("reid_queue_depth", "queue=\"detect\"")
+                        .store(pool.queued() as i64, Ordering::Relaxed);
+                }
+                pool.close();
+            })?;
+        let track = std::thread::Builder::new()
+            .name("track".into())
+            .spawn_scoped(s, move || {
+                tracking::run(cfg, &detected, &embed_tx, video_tx.as_ref(), m);
+            })?;
+        let embed = std::thread::Builder::new()
+            .name("embed".into())
+            .spawn_scoped(s, move || {
+                let wait = Duration::from_millis(cfg.runtime.max_batch_wait_ms);
+                embedding::run(embedder.as_ref(), &embed_rx, &ident_tx, cfg.runtime.batch_size, wait, m);
+            })?;
+        let labels_ref = &labels;
+        let ident = std::thread::Builder::new()
+            .name("identity".into())
+            .spawn_scoped(s, move || {
+                identity::run(cfg, index, &ident_rx, &events_tx, labels_ref, m)
+            })?;
+        let out = std::thread::Builder::new()
+            .name("events".into())
+            .spawn_scoped(s, move || outputs::run(&events_rx, sinks, m))?;
+        let video = if video_paths.is_empty() {
+            None
+        } else {
+            let paths = &video_paths;
+            Some(
+                std::thread::Builder::new()
+                    .name("video".into())
+                    .spawn_scoped(s, move || video::run(&video_rx, paths, labels_ref))?,
+            )
         };
-        let i = ids[op.index()];
-        match op.recv(&handles[i].frames) {
-            Ok(frame) => {
-                observe(&mut sources, i, &frame);
-                // Downstream stages (detection, embedding) take the pairs from here.
-                for _paired in pairer.push(frame) {}
-            }
-            Err(_) => open[i] = false,
+        let fin = &finished;
+        if opts.status_every_s > 0.0 {
+            let every = Duration::from_secs_f64(opts.status_every_s);
+            std::thread::Builder::new()
+                .name("status".into())
+                .spawn_scoped(s, move || status(m, every, fin))?;
         }
+        let stats = ingest::join(cameras);
+        let _ = dispatch.join();
+        let _ = track.join();
+        let _ = embed.join();
+        let outcome = ident.join();
+        let sinks = out.join();
+        if let Some(v) = video {
+            let _ = v.join();
+        }
+        finished.store(true, Ordering::Relaxed);
+        Ok::<_, LiveError>((stats, outcome, sinks))
+    })?;
+    let outcome = outcome.map_err(|_| LiveError::Thread(std::io::Error::other("the identity stage panicked")))?;
+    let sinks = sinks.map_err(|_| LiveError::Thread(std::io::Error::other("the events stage panicked")))?;
+    let mut mqtt_dropped = 0;
+    if let Some(mqtt) = sinks.mqtt {
+        mqtt_dropped = mqtt.dropped.load(Ordering::Relaxed);
+        mqtt.close(Duration::from_secs(5));
     }
-    for _paired in pairer.flush() {}
-    let elapsed = started.elapsed();
-    for (s, h) in sources.iter_mut().zip(handles) {
-        let c = &h.counters;
-        s.frames = c.frames.load(Ordering::Relaxed);
-        s.dropped = c.dropped.load(Ordering::Relaxed);
-        s.reconnects = c.reconnects.load(Ordering::Relaxed);
-        s.error = c.last_error.lock().ok().and_then(|e| e.clone());
-        s.elapsed = elapsed;
-        let _ = h.thread.join();
-    }
-    CameraStats {
-        camera,
-        sources,
-        pairing: pairer.counts,
+    server_stop.store(true, Ordering::Relaxed);
+    let metrics_addr = server.map(|(addr, thread)| {
+        let _ = thread.join();
+        addr
+    });
+    Ok(RunSummary {
+        cameras: stats,
+        metrics,
+        identities: outcome.index.identities().len(),
+        snapshot: outcome.snapshot,
+        metrics_addr,
+        mqtt_dropped,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// One line every `every`: frames, crops, batch size, tracks, identities, events, queues.
+fn status(m: &Metrics, every: Duration, finished: &AtomicBool) {
+    let mut last = (Instant::now(), 0u64, 0u64);
+    while !finished.load(Ordering::Relaxed) {
+        let until = Instant::now() + every;
+        while Instant::now() < until {
+            if finished.load(Ordering::Relaxed) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let frames = m.total("reid_frames_processed_total");
+        let crops = m.total("reid_crops_embedded_total");
+        let dt = last.0.elapsed().as_secs_f64().max(1e-9);
+        let batch = m.histogram("reid_batch_size", "", &metrics::BATCH_BUCKETS);
+        tracing::info!(
+            "frames {frames} ({:.1}/s) | crops {crops} ({:.1}/s, {} batches) | identities {} | events {} | dropped {}",
+            (frames - last.1) as f64 / dt,
+            (crops - last.2) as f64 / dt,
+            batch.count(),
+            m.gauge("reid_identities", "").load(Ordering::Relaxed),
+            m.total("reid_events_total"),
+            m.total("reid_dropped_total"),
+        );
+        last = (Instant::now(), frames, crops);
     }
 }

@@ -20,6 +20,9 @@ pub enum Format {
     Sysu,
     Regdb,
     Market,
+    /// A camera-pair clip: people walking across a visible and a thermal view (image sequences
+    /// `visible/%05d.png`, `thermal/%05d.png` and the true boxes in `truth.jsonl`).
+    Scene,
 }
 
 /// Errors naming the file being written.
@@ -321,6 +324,7 @@ pub fn generate(format: Format, identities: usize, out: &Path, seed: u64) -> Res
         Format::Sysu => sysu(identities, out, seed),
         Format::Regdb => regdb(identities, out, seed),
         Format::Market => market(identities, out, seed),
+        Format::Scene => scene::write_clip(out, identities, scene::CLIP_FRAMES, seed),
     }
 }
 

@@ -2,12 +2,14 @@
 //! exact ground-truth boxes. Used by the detector tests and the end-to-end test of the live
 //! pipeline.
 
-use super::{Person, draw_person};
+use super::{Person, SynthError, draw_person, write};
 use crate::detect::BBox;
 use crate::eval::pyrandom::PyRandom;
 use opencv::core::{self, Mat, Rect, Scalar, Size};
 use opencv::imgproc;
 use opencv::prelude::*;
+use std::io::Write as _;
+use std::path::Path;
 
 /// One person walking along a straight line at constant speed.
 #[derive(Debug, Clone)]
@@ -164,4 +166,48 @@ fn background(width: i32, height: i32, thermal: bool, rng: &mut PyRandom) -> ope
         imgproc::rectangle(&mut img, r, c, -1, imgproc::LINE_8, 0)?;
     }
     Ok(img)
+}
+
+/// Frames of a clip written by `reid-pipe synth --format scene` (at 10 frames/s).
+pub const CLIP_FRAMES: usize = 120;
+/// Size of those frames.
+pub const CLIP_SIZE: (i32, i32) = (480, 360);
+
+/// Writes a clip of `walkers` people crossing both views in `frames` frames: PNG sequences
+/// `visible/00000.png …` (RGB) and `thermal/00000.png …` (grey), and `truth.jsonl` with one line
+/// per frame, modality and person: `{"frame", "modality", "pid", "box": [x, y, w, h]}`.
+pub fn write_clip(out: &Path, walkers: usize, frames: usize, seed: u64) -> Result<(), SynthError> {
+    if walkers == 0 {
+        return Err(SynthError::Args("a scene needs at least one person".into()));
+    }
+    let err = |path: &Path, e: &dyn std::fmt::Display| SynthError::Write {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let scene = Scene::crossing(CLIP_SIZE.0, CLIP_SIZE.1, walkers, frames, seed).map_err(|e| err(out, &e))?;
+    std::fs::create_dir_all(out).map_err(|e| err(out, &e))?;
+    let truth_path = out.join("truth.jsonl");
+    let mut truth = std::io::BufWriter::new(std::fs::File::create(&truth_path).map_err(|e| err(&truth_path, &e))?);
+    for t in 0..frames {
+        for (thermal, name) in [(false, "visible"), (true, "thermal")] {
+            let (img, boxes) = scene.frame(t, thermal).map_err(|e| err(out, &e))?;
+            let path = out.join(name).join(format!("{t:05}.png"));
+            if thermal {
+                let mut rgb = Mat::default();
+                imgproc::cvt_color_def(&img, &mut rgb, imgproc::COLOR_GRAY2RGB).map_err(|e| err(&path, &e))?;
+                write(&path, &rgb)?;
+            } else {
+                write(&path, &img)?;
+            }
+            for (pid, b) in boxes {
+                writeln!(
+                    truth,
+                    "{{\"frame\":{t},\"modality\":\"{name}\",\"pid\":{pid},\"box\":[{},{},{},{}]}}",
+                    b.x, b.y, b.w, b.h
+                )
+                .map_err(|e| err(&truth_path, &e))?;
+            }
+        }
+    }
+    truth.flush().map_err(|e| err(&truth_path, &e))
 }

@@ -1,0 +1,250 @@
+//! The identity stage: keeps each track's quality-weighted embedding mean and matches it against
+//! the cross-modal identity index once per `tracker.embed_interval_ms` of stream time (the first
+//! time as soon as three crops are in), turning track notes and matches into events. A track
+//! keeps its identity while it lives (see [`IdentityIndex::assign_track`]); a visible and a
+//! thermal track fused by the tracking stage share one identity, the older of theirs. It expires
+//! identities, writes index snapshots every `index.snapshot_interval_s` and one at the end.
+
+use super::events::{Event, EventKind};
+use super::metrics::Metrics;
+use super::types::{ToIdentity, TrackKey, TrackNote};
+use crate::config::SiteConfig;
+use crate::detect::BBox;
+use crate::index::identities::{Decision, IdentityIndex};
+use crate::index::snapshot;
+use crate::track::EmbeddingMean;
+use crossbeam_channel::{Receiver, Sender};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Identities of live tracks, for the annotated video.
+pub type Labels = Arc<Mutex<HashMap<TrackKey, u64>>>;
+
+/// Crops averaged before a new track's first match.
+const FIRST_MATCH_CROPS: usize = 3;
+
+#[derive(Default)]
+struct TrackState {
+    mean: EmbeddingMean,
+    identity: Option<u64>,
+    /// The fused track of the other modality.
+    partner: Option<TrackKey>,
+    last_match_pts: Option<f64>,
+    last: Option<(BBox, f32, f64, Instant)>,
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// What the stage leaves behind.
+pub struct IdentityOutcome {
+    pub index: IdentityIndex,
+    /// The last snapshot written, if any.
+    pub snapshot: Option<PathBuf>,
+}
+
+/// Runs until `input` closes.
+pub fn run(
+    cfg: &SiteConfig,
+    mut index: IdentityIndex,
+    input: &Receiver<ToIdentity>,
+    events: &Sender<(Event, Instant)>,
+    labels: &Labels,
+    metrics: &Metrics,
+) -> IdentityOutcome {
+    let interval = cfg.tracker.embed_interval_ms as f64 / 1000.0;
+    let snapshot_every = Duration::from_secs_f64(cfg.index.snapshot_interval_s.max(1.0));
+    let identities = metrics.gauge("reid_identities", "");
+    let mut tracks: HashMap<TrackKey, TrackState> = HashMap::new();
+    let mut last_snapshot = Instant::now();
+    let mut last_expiry = Instant::now();
+    let mut written = None;
+    let event = |kind, key: TrackKey, state: &TrackState| Event {
+        kind,
+        time: now(),
+        camera: cfg.cameras[key.camera].name.clone(),
+        modality: key.modality,
+        track_id: key.track,
+        stream_time_s: state.last.map(|l| l.2),
+        bbox: None,
+        score: None,
+        identity: state.identity,
+        previous_identity: None,
+        identity_changed: false,
+        new_identity: false,
+        distance: None,
+        cross_modal: false,
+        embeddings: 0,
+        partner_track_id: state.partner.map(|p| p.track),
+    };
+    // `hint`: the fused partner's identity, for a track that has none yet.
+    let matched = |index: &mut IdentityIndex,
+                   key: TrackKey,
+                   state: &mut TrackState,
+                   hint: Option<u64>|
+     -> Option<(Event, Instant)> {
+        let (vector, count) = state.mean.take()?;
+        let camera = &cfg.cameras[key.camera].name;
+        // A fused track's identity is settled by the fusion: its embeddings extend it.
+        let decision = match (state.partner, state.identity.or(hint)) {
+            (Some(_), Some(id)) if index.extend(id, &vector, key.modality, camera, now()) => Decision {
+                identity: id,
+                created: false,
+                distance: None,
+                cross_modal: false,
+            },
+            (_, current) => index.assign_track(&vector, key.modality, camera, now(), current),
+        };
+        let previous = state.identity.replace(decision.identity);
+        state.last_match_pts = state.last.map(|l| l.2);
+        if let Ok(mut l) = labels.lock() {
+            l.insert(key, decision.identity);
+        }
+        let (bbox, score, _, arrived) = state.last?;
+        let mut e = event(EventKind::Update, key, state).with_box(bbox, score);
+        e.previous_identity = previous;
+        e.identity_changed = previous != Some(decision.identity);
+        e.new_identity = decision.created;
+        e.distance = decision.distance;
+        e.cross_modal = decision.cross_modal;
+        e.embeddings = count;
+        Some((e, arrived))
+    };
+    for msg in input.iter() {
+        let out = match msg {
+            ToIdentity::Embedded {
+                key,
+                vector,
+                quality,
+                bbox,
+                score,
+                pts_s,
+                arrived,
+            } => {
+                let hint = partner_identity(&tracks, key);
+                let state = tracks.entry(key).or_default();
+                state.mean.add(&vector, quality);
+                state.last = Some((bbox, score, pts_s, arrived));
+                let due = match state.last_match_pts {
+                    None => state.mean.count() >= FIRST_MATCH_CROPS,
+                    Some(t) => pts_s - t >= interval,
+                };
+                if due {
+                    matched(&mut index, key, state, hint).into_iter().collect()
+                } else {
+                    Vec::new()
+                }
+            }
+            ToIdentity::Note(TrackNote::New {
+                key,
+                bbox,
+                score,
+                pts_s,
+                arrived,
+            }) => {
+                let state = tracks.entry(key).or_default();
+                state.last = Some((bbox, score, pts_s, arrived));
+                vec![(event(EventKind::New, key, state).with_box(bbox, score), arrived)]
+            }
+            ToIdentity::Note(TrackNote::End { key, pts_s, arrived }) => {
+                let hint = partner_identity(&tracks, key);
+                let mut state = tracks.remove(&key).unwrap_or_default();
+                let mut out: Vec<_> = matched(&mut index, key, &mut state, hint).into_iter().collect();
+                if let Some(p) = state.partner.and_then(|p| tracks.get_mut(&p)) {
+                    p.partner = None;
+                }
+                if let Ok(mut l) = labels.lock() {
+                    l.remove(&key);
+                }
+                let mut end = event(EventKind::End, key, &state);
+                end.stream_time_s = Some(pts_s);
+                if let Some((bbox, score, _, _)) = state.last {
+                    end = end.with_box(bbox, score);
+                }
+                out.push((end, arrived));
+                out
+            }
+            ToIdentity::Note(TrackNote::Fuse {
+                visible,
+                thermal,
+                arrived,
+            }) => {
+                tracks.entry(visible).or_default().partner = Some(thermal);
+                tracks.entry(thermal).or_default().partner = Some(visible);
+                let ids = (tracks[&visible].identity, tracks[&thermal].identity);
+                // The older identity (smaller id) wins; the other track switches to it.
+                let (winner, switching) = match ids {
+                    (Some(v), Some(t)) if v == t => (None, None),
+                    (Some(v), Some(t)) => (Some(v.min(t)), Some(if v < t { thermal } else { visible })),
+                    (Some(v), None) => (Some(v), Some(thermal)),
+                    (None, Some(t)) => (Some(t), Some(visible)),
+                    (None, None) => (None, None),
+                };
+                match (winner, switching) {
+                    (Some(id), Some(key)) => {
+                        let state = tracks.entry(key).or_default();
+                        let previous = state.identity.replace(id);
+                        if let Ok(mut l) = labels.lock() {
+                            l.insert(key, id);
+                        }
+                        let mut e = event(EventKind::Update, key, state);
+                        if let Some((bbox, score, _, _)) = state.last {
+                            e = e.with_box(bbox, score);
+                        }
+                        e.previous_identity = previous;
+                        e.identity_changed = previous != Some(id);
+                        e.cross_modal = true;
+                        vec![(e, arrived)]
+                    }
+                    _ => Vec::new(),
+                }
+            }
+        };
+        for e in out {
+            if events.send(e).is_err() {
+                break;
+            }
+        }
+        identities.store(index.identities().len() as i64, Ordering::Relaxed);
+        if last_expiry.elapsed() >= Duration::from_secs(1) {
+            index.expire(now());
+            last_expiry = Instant::now();
+        }
+        if last_snapshot.elapsed() >= snapshot_every {
+            written = save(&index, cfg).or(written);
+            last_snapshot = Instant::now();
+        }
+    }
+    index.finish_rebuild();
+    written = save(&index, cfg).or(written);
+    IdentityOutcome {
+        index,
+        snapshot: written,
+    }
+}
+
+fn partner_identity(tracks: &HashMap<TrackKey, TrackState>, key: TrackKey) -> Option<u64> {
+    let partner = tracks.get(&key)?.partner?;
+    tracks.get(&partner)?.identity
+}
+
+fn save(index: &IdentityIndex, cfg: &SiteConfig) -> Option<PathBuf> {
+    let dir = &cfg.index.snapshot_dir;
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        tracing::error!("index snapshot directory {}: {e}", dir.display());
+        return None;
+    }
+    match snapshot::save(index, dir) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::error!("{e}");
+            None
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! The ingest stage of the live pipeline: every source of every camera pair streams on its own
+//! thread into a bounded queue, a pairing thread per camera matches visible and thermal frames by
+//! timestamp and passes the pairs on, and everything is counted. One failing source does not
+//! stop the others.
+
+use crate::config::SiteConfig;
+use crate::ingest::pairing::{PairCounts, Paired, Pairer};
+use crate::ingest::stream::{self, Backoff, SourceHandle};
+use crate::ingest::{Frame, Modality};
+use crossbeam_channel::Sender;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// What one source delivered.
+#[derive(Debug, Clone, Default)]
+pub struct SourceStats {
+    pub camera: String,
+    pub modality: Option<Modality>,
+    pub frames: u64,
+    /// Frames dropped because downstream was slow (live sources).
+    pub dropped: u64,
+    pub reconnects: u64,
+    pub first_pts_ns: Option<u64>,
+    pub last_pts_ns: Option<u64>,
+    pub size: Option<(u32, u32)>,
+    pub elapsed: Duration,
+    /// Why the source stopped early, if it failed.
+    pub error: Option<String>,
+}
+
+/// What one camera pair delivered.
+#[derive(Debug, Clone, Default)]
+pub struct CameraStats {
+    pub camera: String,
+    pub sources: Vec<SourceStats>,
+    pub pairing: PairCounts,
+}
+
+/// A pair (or a lone frame) from camera pair `camera`, with the time it left the pairer.
+pub struct Arrival {
+    pub camera: usize,
+    pub paired: Paired,
+    pub at: Instant,
+}
+
+/// Starts every camera pair; pairs go to `out` (blocking: files wait, live sources drop their
+/// oldest frames in their own queues). Each camera's thread returns its counts when its sources
+/// end, `max_frames` are read per source, or `stop` is set.
+pub fn start(
+    cfg: &SiteConfig,
+    max_frames: Option<u64>,
+    stop: &Arc<AtomicBool>,
+    out: &Sender<Arrival>,
+) -> Vec<(String, std::io::Result<JoinHandle<CameraStats>>, Vec<SourceStats>)> {
+    let queue = cfg.runtime.queue_capacity;
+    let mut cameras = Vec::new();
+    for (index, cam) in cfg.cameras.iter().enumerate() {
+        let mut handles = Vec::new();
+        let mut failed = Vec::new();
+        for (modality, spec) in [(Modality::Visible, &cam.visible), (Modality::Thermal, &cam.thermal)] {
+            match stream::spawn(
+                &cam.name,
+                modality,
+                spec.clone(),
+                queue,
+                Backoff::default(),
+                max_frames,
+                Arc::clone(stop),
+            ) {
+                Ok(h) => handles.push(h),
+                Err(e) => failed.push(SourceStats {
+                    camera: cam.name.clone(),
+                    modality: Some(modality),
+                    error: Some(format!("cannot start a thread: {e}")),
+                    ..Default::default()
+                }),
+            }
+        }
+        // The pairing thread stops reading a source that is `queue` frames ahead of the other
+        // (backpressure: files wait, live sources drop their oldest); the pairer's own bound is a
+        // safety net.
+        let pairer = Pairer::new(cam.pairing_tolerance_ms, cam.unpaired, queue * 4);
+        let name = cam.name.clone();
+        let out = out.clone();
+        let thread = std::thread::Builder::new().name(format!("pair-{name}")).spawn(move || {
+            pair_camera(name, handles, pairer, |paired| {
+                out.send(Arrival {
+                    camera: index,
+                    paired,
+                    at: Instant::now(),
+                })
+                .is_ok()
+            })
+        });
+        cameras.push((cam.name.clone(), thread, failed));
+    }
+    cameras
+}
+
+/// Waits for the camera threads of [`start`].
+pub fn join(cameras: Vec<(String, std::io::Result<JoinHandle<CameraStats>>, Vec<SourceStats>)>) -> Vec<CameraStats> {
+    cameras
+        .into_iter()
+        .map(|(camera, thread, failed)| {
+            let mut stats = match thread
+                .map_err(|e| e.to_string())
+                .and_then(|t| t.join().map_err(|_| "the pairing thread panicked".to_owned()))
+            {
+                Ok(s) => s,
+                Err(e) => CameraStats {
+                    camera: camera.clone(),
+                    sources: vec![SourceStats {
+                        camera,
+                        error: Some(e),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                },
+            };
+            stats.sources.extend(failed);
+            stats
+        })
+        .collect()
+}
+
+fn pair_camera(
+    camera: String,
+    handles: Vec<SourceHandle>,
+    mut pairer: Pairer,
+    mut forward: impl FnMut(Paired) -> bool,
+) -> CameraStats {
+    let started = Instant::now();
+    let mut sources: Vec<SourceStats> = handles
+        .iter()
+        .map(|h| SourceStats {
+            camera: camera.clone(),
+            modality: Some(h.modality),
+            ..Default::default()
+        })
+        .collect();
+    let mut open: Vec<bool> = vec![true; handles.len()];
+    let observe = |sources: &mut Vec<SourceStats>, i: usize, f: &Frame| {
+        let s = &mut sources[i];
+        s.first_pts_ns = s.first_pts_ns.or(f.pts_ns);
+        s.last_pts_ns = f.pts_ns.or(s.last_pts_ns);
+        s.size = Some((f.width, f.height));
+    };
+    let ahead = |pairer: &Pairer, i: usize, open: &[bool]| {
+        let others_open = (0..handles.len()).any(|j| j != i && open[j]);
+        others_open && pairer.pending(handles[i].modality) >= handles[i].frames.capacity().unwrap_or(8)
+    };
+    while open.iter().any(|o| *o) {
+        let mut sel = crossbeam_channel::Select::new();
+        let ids: Vec<usize> = (0..handles.len())
+            .filter(|&i| open[i] && !ahead(&pairer, i, &open))
+            .collect();
+        for &i in &ids {
+            sel.recv(&handles[i].frames);
+        }
+        // Sources see `stop` too and close their channels; until then keep draining.
+        let Ok(op) = sel.select_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        let i = ids[op.index()];
+        match op.recv(&handles[i].frames) {
+            Ok(frame) => {
+                observe(&mut sources, i, &frame);
+                for paired in pairer.push(frame) {
+                    if !forward(paired) {
+                        // Downstream is gone: stop reading (the sources see their channel close).
+                        open.iter_mut().for_each(|o| *o = false);
+                    }
+                }
+            }
+            Err(_) => open[i] = false,
+        }
+    }
+    for paired in pairer.flush() {
+        forward(paired);
+    }
+    let elapsed = started.elapsed();
+    for (s, h) in sources.iter_mut().zip(handles) {
+        // A source blocked on its full queue sees it close and ends.
+        drop(h.frames);
+        let c = &h.counters;
+        s.frames = c.frames.load(Ordering::Relaxed);
+        s.dropped = c.dropped.load(Ordering::Relaxed);
+        s.reconnects = c.reconnects.load(Ordering::Relaxed);
+        s.error = c.last_error.lock().ok().and_then(|e| e.clone());
+        s.elapsed = elapsed;
+        let _ = h.thread.join();
+    }
+    CameraStats {
+        camera,
+        sources,
+        pairing: pairer.counts,
+    }
+}

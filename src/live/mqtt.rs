@@ -1,0 +1,144 @@
+//! Publishing events over MQTT (rumqttc): one topic per camera pair,
+//! `<topic_prefix>/<camera>/events`, JSON payloads, the configured QoS.
+//!
+//! A background thread drives the connection and reconnects (every second) when the broker goes
+//! away. Meanwhile events wait in the client's queue, bounded by `outputs.mqtt.buffer`; events
+//! that find the queue full are dropped and counted. QoS 1 and 2 publications in flight when the
+//! connection broke are sent again after reconnecting; at QoS 0 those are lost.
+
+use super::events::Event;
+use crate::config::site::Mqtt;
+use rumqttc::{Client, Connection, MqttOptions, QoS, Transport};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The MQTT side of the outputs.
+pub struct MqttSink {
+    client: Client,
+    qos: QoS,
+    prefix: String,
+    /// Events dropped because the queue was full.
+    pub dropped: Arc<AtomicU64>,
+    published: Arc<AtomicU64>,
+    closing: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl MqttSink {
+    /// Connects in the background; fails only on settings that cannot work (a password variable
+    /// that is not set).
+    pub fn start(cfg: &Mqtt, client_id: &str) -> Result<Self, String> {
+        let mut opts = MqttOptions::new(client_id, &cfg.host, cfg.port);
+        opts.set_keep_alive(Duration::from_secs(10));
+        if let Some(user) = &cfg.username {
+            let password = match &cfg.password_env {
+                Some(var) => std::env::var(var)
+                    .map_err(|_| format!("outputs.mqtt.password_env: the variable {var} is not set"))?,
+                None => String::new(),
+            };
+            opts.set_credentials(user, password);
+        }
+        if cfg.tls {
+            // rustls on ring; the system's root certificates.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            opts.set_transport(Transport::tls_with_default_config());
+        }
+        let (client, connection) = Client::new(opts, cfg.buffer);
+        let qos = match cfg.qos {
+            0 => QoS::AtMostOnce,
+            1 => QoS::AtLeastOnce,
+            _ => QoS::ExactlyOnce,
+        };
+        let closing = Arc::new(AtomicBool::new(false));
+        let published = Arc::new(AtomicU64::new(0));
+        let broker = format!("{}:{}", cfg.host, cfg.port);
+        let (c, p) = (Arc::clone(&closing), Arc::clone(&published));
+        let thread = std::thread::Builder::new()
+            .name("mqtt".into())
+            .spawn(move || drive(connection, &broker, &c, &p))
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            client,
+            qos,
+            prefix: cfg.topic_prefix.trim_end_matches('/').to_owned(),
+            dropped: Arc::new(AtomicU64::new(0)),
+            published,
+            closing,
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues one event; never blocks.
+    pub fn publish(&self, event: &Event, payload: &str) {
+        let topic = format!("{}/{}/events", self.prefix, event.camera);
+        if self
+            .client
+            .try_publish(topic, self.qos, false, payload.as_bytes().to_vec())
+            .is_err()
+        {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Publications written to the broker connection (retransmissions included).
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+
+    /// Sends what is queued (waiting up to `grace` for an absent broker), then disconnects.
+    pub fn close(mut self, grace: Duration) {
+        let _ = self.client.disconnect();
+        let deadline = Instant::now() + grace;
+        while let Some(t) = &self.thread {
+            if t.is_finished() || Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.closing.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take()
+            && t.is_finished()
+        {
+            let _ = t.join();
+        }
+    }
+}
+
+fn drive(mut connection: Connection, broker: &str, closing: &AtomicBool, published: &AtomicU64) {
+    let mut down_since: Option<Instant> = None;
+    loop {
+        match connection.recv_timeout(Duration::from_millis(500)) {
+            Ok(Ok(event)) => {
+                use rumqttc::{Event, Outgoing, Packet};
+                match event {
+                    Event::Incoming(Packet::ConnAck(_)) if down_since.take().is_some() => {
+                        tracing::info!("MQTT broker {broker}: reconnected");
+                    }
+                    Event::Outgoing(Outgoing::Publish(_)) => {
+                        published.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Event::Outgoing(Outgoing::Disconnect) => return,
+                    _ => {}
+                }
+            }
+            Ok(Err(e)) => {
+                if down_since.is_none() {
+                    tracing::warn!("MQTT broker {broker}: {e}; retrying every second, events are queued");
+                    down_since = Some(Instant::now());
+                }
+                if closing.load(Ordering::Relaxed) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(rumqttc::RecvTimeoutError::Timeout) => {
+                if closing.load(Ordering::Relaxed) {
+                    return;
+                }
+            }
+            Err(rumqttc::RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! The tracking stage: takes detections in frame order from the detection pool, runs one SORT
+//! tracker per stream, and hands the embedder a crop of every confirmed, matched track, with
+//! the tracks' birth and end notes in between.
+
+use super::metrics::Metrics;
+use super::types::{CropJob, Pixels, ToEmbed, TrackKey, TrackNote};
+use super::video::{Annotated, VideoFrame};
+use crate::config::SiteConfig;
+use crate::config::site::PixelFormat;
+use crate::detect::pool::Done;
+use crate::detect::thermal::to_u8;
+use crate::detect::{BBox, Detection, Image};
+use crate::ingest::Modality;
+use crate::track::{Tracker, crop_quality};
+use crossbeam_channel::{Receiver, Sender};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// What travels with each frame through the detection pool.
+#[derive(Debug, Clone, Copy)]
+pub struct Tag {
+    pub camera: usize,
+    /// Whether the other half of the pair follows right behind (visible first).
+    pub paired: bool,
+    pub arrived: Instant,
+}
+
+/// °C range shown in 8-bit renderings of calibrated 16-bit thermal frames.
+const CELSIUS_RANGE: (f64, f64) = (10.0, 40.0);
+
+/// Paired frames in which a visible and a thermal track must overlap before they are fused.
+const FUSE_FRAMES: u32 = 5;
+
+/// Confirmed track boxes of one frame: camera pair, boxes, frame size.
+type FrameBoxes = (usize, Vec<(TrackKey, BBox)>, (u32, u32));
+
+/// Votes for fusing the visible and thermal tracks of each camera pair.
+#[derive(Default)]
+struct Fusion {
+    /// The last paired visible frame's confirmed boxes.
+    visible: Option<FrameBoxes>,
+    votes: HashMap<(TrackKey, TrackKey), u32>,
+    fused: std::collections::HashSet<TrackKey>,
+}
+
+impl Fusion {
+    /// Counts the overlaps of a paired thermal frame with the visible frame before it; returns
+    /// the pairs that just reached [`FUSE_FRAMES`] (each track fuses once).
+    fn thermal(
+        &mut self,
+        camera: usize,
+        boxes: &[(TrackKey, BBox)],
+        size: (u32, u32),
+        iou: f32,
+    ) -> Vec<(TrackKey, TrackKey)> {
+        let Some((c, visible, vsize)) = self.visible.take() else {
+            return Vec::new();
+        };
+        if c != camera || iou <= 0.0 {
+            return Vec::new();
+        }
+        let (sx, sy) = (vsize.0 as f32 / size.0 as f32, vsize.1 as f32 / size.1 as f32);
+        let mut out = Vec::new();
+        for (t, tb) in boxes {
+            let scaled = BBox::new(tb.x * sx, tb.y * sy, tb.w * sx, tb.h * sy);
+            for (v, vb) in &visible {
+                if vb.iou(&scaled) < iou || self.fused.contains(v) || self.fused.contains(t) {
+                    continue;
+                }
+                let n = self.votes.entry((*v, *t)).or_default();
+                *n += 1;
+                if *n >= FUSE_FRAMES {
+                    self.fused.insert(*v);
+                    self.fused.insert(*t);
+                    out.push((*v, *t));
+                }
+            }
+        }
+        out
+    }
+
+    /// Forgets an ended track.
+    fn end(&mut self, key: &TrackKey) {
+        self.fused.remove(key);
+        self.votes.retain(|(v, t), _| v != key && t != key);
+    }
+}
+
+/// Runs until the pool's results end; then ends every track.
+pub fn run(
+    cfg: &SiteConfig,
+    results: &Receiver<Done<Tag>>,
+    to_embed: &Sender<ToEmbed>,
+    video: Option<&Sender<VideoFrame>>,
+    metrics: &Metrics,
+) {
+    let mut trackers: HashMap<(usize, Modality), Tracker> = HashMap::new();
+    let input_h = cfg.model.input_size.0 as f32;
+    let mut waiting_visible: Option<(usize, Annotated)> = None;
+    let mut last_pts = HashMap::new();
+    let mut last_arrival = Instant::now();
+    let mut fusion = Fusion::default();
+    for done in results.iter() {
+        let tag = done.tag;
+        let cam = &cfg.cameras[tag.camera];
+        let frame = done.frame;
+        let modality = frame.modality;
+        let labels = format!("camera=\"{}\",modality=\"{modality}\"", cam.name);
+        metrics
+            .counter("reid_frames_processed_total", &labels)
+            .fetch_add(1, Ordering::Relaxed);
+        let detections: Vec<Detection> = match done.detections {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!("detection failed: {e}");
+                metrics
+                    .counter("reid_dropped_total", "stage=\"detect\"")
+                    .fetch_add(1, Ordering::Relaxed);
+                Vec::new()
+            }
+        };
+        metrics
+            .counter("reid_detections_total", &labels)
+            .fetch_add(detections.len() as u64, Ordering::Relaxed);
+        let pts_s = frame.pts_ns.map_or(0.0, |p| p as f64 / 1e9);
+        last_pts.insert((tag.camera, modality), pts_s);
+        last_arrival = tag.arrived;
+        let margin = match modality {
+            Modality::Visible => cam.detector.crop_margin,
+            Modality::Thermal => cam.thermal_detector.crop_margin,
+        };
+        let pixels = if frame.format == PixelFormat::Gray16 {
+            match grey_rendering(&frame, cam.calibration) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!("{} thermal: {e}", cam.name);
+                    continue;
+                }
+            }
+        } else {
+            Pixels::Frame(frame.clone())
+        };
+        let tracker = trackers
+            .entry((tag.camera, modality))
+            .or_insert_with(|| Tracker::new(cfg.tracker));
+        let (updates, ended) = tracker.update(&detections);
+        let mut boxes = Vec::new();
+        for u in &updates {
+            let key = TrackKey {
+                camera: tag.camera,
+                modality,
+                track: u.id,
+            };
+            if u.born {
+                let score = u.detection.map_or(0.0, |d| detections[d].score);
+                let note = TrackNote::New {
+                    key,
+                    bbox: u.bbox,
+                    score,
+                    pts_s,
+                    arrived: tag.arrived,
+                };
+                if to_embed.send(ToEmbed::Note(note)).is_err() {
+                    return;
+                }
+            }
+            if !u.confirmed {
+                continue;
+            }
+            boxes.push((key, u.bbox));
+            let Some(d) = u.detection else { continue };
+            let det = detections[d];
+            let Some(crop) = det.bbox.expand(margin).clamp(frame.width, frame.height) else {
+                continue;
+            };
+            let truncated =
+                crop.w < det.bbox.w * (1.0 + 2.0 * margin) - 1.0 || crop.h < det.bbox.h * (1.0 + 2.0 * margin) - 1.0;
+            let job = CropJob {
+                key,
+                pixels: pixels.clone(),
+                crop,
+                bbox: det.bbox,
+                score: det.score,
+                quality: crop_quality(det.score, det.bbox.h, input_h, truncated),
+                pts_s,
+                arrived: tag.arrived,
+            };
+            if to_embed.send(ToEmbed::Crop(job)).is_err() {
+                return;
+            }
+        }
+        if tag.paired {
+            let size = (frame.width, frame.height);
+            if modality == Modality::Visible {
+                fusion.visible = Some((tag.camera, boxes.clone(), size));
+            } else {
+                for (visible, thermal) in fusion.thermal(tag.camera, &boxes, size, cam.fuse_iou) {
+                    let note = TrackNote::Fuse {
+                        visible,
+                        thermal,
+                        arrived: tag.arrived,
+                    };
+                    if to_embed.send(ToEmbed::Note(note)).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        for id in ended {
+            let key = TrackKey {
+                camera: tag.camera,
+                modality,
+                track: id,
+            };
+            fusion.end(&key);
+            let note = TrackNote::End {
+                key,
+                pts_s,
+                arrived: tag.arrived,
+            };
+            if to_embed.send(ToEmbed::Note(note)).is_err() {
+                return;
+            }
+        }
+        let active: usize = trackers
+            .iter()
+            .filter(|((c, _), _)| *c == tag.camera)
+            .map(|(_, t)| t.len())
+            .sum();
+        metrics
+            .gauge("reid_active_tracks", &format!("camera=\"{}\"", cam.name))
+            .store(active as i64, Ordering::Relaxed);
+        if let Some(video) = video {
+            let part = Annotated { pixels, boxes };
+            match (modality, tag.paired) {
+                (Modality::Visible, true) => waiting_visible = Some((tag.camera, part)),
+                (Modality::Thermal, true) => {
+                    let visible = waiting_visible.take().filter(|(c, _)| *c == tag.camera).map(|(_, v)| v);
+                    let _ = video.send(VideoFrame {
+                        camera: tag.camera,
+                        pts_ns: frame.pts_ns,
+                        visible,
+                        thermal: Some(part),
+                    });
+                }
+                (m, false) => {
+                    let (visible, thermal) = if m == Modality::Visible {
+                        (Some(part), None)
+                    } else {
+                        (None, Some(part))
+                    };
+                    let _ = video.send(VideoFrame {
+                        camera: tag.camera,
+                        pts_ns: frame.pts_ns,
+                        visible,
+                        thermal,
+                    });
+                }
+            }
+        }
+    }
+    // End of every stream: every live track ends.
+    for ((camera, modality), mut tracker) in trackers {
+        let pts_s = last_pts.get(&(camera, modality)).copied().unwrap_or(0.0);
+        for id in tracker.finish() {
+            let key = TrackKey {
+                camera,
+                modality,
+                track: id,
+            };
+            let note = TrackNote::End {
+                key,
+                pts_s,
+                arrived: last_arrival,
+            };
+            if to_embed.send(ToEmbed::Note(note)).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// An 8-bit rendering of a 16-bit thermal frame, shared by all its crops.
+fn grey_rendering(
+    frame: &crate::ingest::Frame,
+    calibration: Option<crate::config::site::Calibration>,
+) -> Result<Pixels, String> {
+    let map = frame
+        .buffer
+        .map_readable()
+        .map_err(|_| "unreadable buffer".to_owned())?;
+    let image =
+        Image::new(map.as_slice(), frame.width, frame.height, frame.stride, frame.format).map_err(|e| e.to_string())?;
+    let data = to_u8(&image, calibration, CELSIUS_RANGE).map_err(|e| e.to_string())?;
+    Ok(Pixels::Grey {
+        data: Arc::new(data),
+        width: frame.width,
+        height: frame.height,
+    })
+}

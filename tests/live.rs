@@ -278,3 +278,261 @@ fn lifecycle(events: &[Value]) {
         }
     }
 }
+
+#[test]
+fn a_failing_source_does_not_stop_the_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clip = clip(dir.path(), 2, 7);
+    let events_path = dir.path().join("out/events.jsonl");
+    let cfg = site(
+        dir.path(),
+        &clip,
+        Some("/nonexistent/thermal/%05d.png"),
+        &format!("[outputs]\nevents = \"{}\"\n", events_path.display()),
+    );
+    let out = bin().args(["--log", "warn", "run"]).arg(&cfg).output().expect("run");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed source is reported in the exit code: {text}"
+    );
+    assert!(!text.contains("panicked"), "{text}");
+    assert!(text.contains("1 source(s) failed"), "{text}");
+    let visible = text
+        .lines()
+        .find(|l| l.starts_with("gate") && l.contains("visible"))
+        .expect("visible row");
+    assert!(
+        visible.contains(" 120 "),
+        "the visible source ran to its end: {visible}"
+    );
+    let ev = events(&events_path);
+    assert!(
+        ev.iter().any(|e| e["modality"] == "visible" && e["type"] == "end"),
+        "visible tracks were reported"
+    );
+    assert!(ev.iter().all(|e| e["modality"] == "visible"));
+}
+
+#[test]
+fn unwritable_events_path_is_named_and_earlier_lines_stay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clip = clip(dir.path(), 1, 8);
+    // A path below a regular file cannot be created.
+    std::fs::write(dir.path().join("plain"), "x").expect("file");
+    let bad = dir.path().join("plain/events.jsonl");
+    let cfg = site(
+        dir.path(),
+        &clip,
+        None,
+        &format!("[outputs]\nevents = \"{}\"\n", bad.display()),
+    );
+    let out = bin().args(["--log", "warn", "run"]).arg(&cfg).output().expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains(&bad.display().to_string()), "{err}");
+    // An existing events file is appended to, never truncated.
+    let good = dir.path().join("events.jsonl");
+    std::fs::write(&good, "{\"earlier\":1}\n{\"earlier\":2}\n").expect("seed");
+    let cfg = site(
+        dir.path(),
+        &clip,
+        None,
+        &format!("[outputs]\nevents = \"{}\"\n", good.display()),
+    );
+    ok(bin().args(["--log", "warn", "run"]).arg(&cfg).output().expect("run"));
+    let text = std::fs::read_to_string(&good).expect("events");
+    assert!(text.starts_with("{\"earlier\":1}\n{\"earlier\":2}\n"), "{text}");
+    assert!(text.lines().count() > 2, "new events follow");
+}
+
+#[test]
+fn metrics_are_served_in_prometheus_format() {
+    use reid_pipe::live::metrics::{Metrics, serve};
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let metrics = Arc::new(Metrics::default());
+    metrics
+        .counter("reid_frames_in_total", "camera=\"gate\",modality=\"visible\"")
+        .fetch_add(7, Ordering::Relaxed);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (addr, thread) = serve(
+        "127.0.0.1:0".parse().expect("addr"),
+        Arc::clone(&metrics),
+        Arc::clone(&stop),
+    )
+    .expect("serve");
+    assert!(addr.ip().is_loopback());
+    let get = |path: &str| {
+        let mut c = std::net::TcpStream::connect(addr).expect("connect");
+        write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
+        let mut body = String::new();
+        c.read_to_string(&mut body).expect("response");
+        body
+    };
+    let body = get("/metrics");
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    assert!(
+        body.contains("reid_frames_in_total{camera=\"gate\",modality=\"visible\"} 7"),
+        "{body}"
+    );
+    assert!(get("/other").starts_with("HTTP/1.1 404"));
+    stop.store(true, Ordering::Relaxed);
+    thread.join().expect("join");
+}
+
+/// A mosquitto broker on 127.0.0.1:`port` with a persistent store in `dir`.
+fn broker(dir: &Path, port: u16) -> std::process::Child {
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "user root\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n",
+            dir.display()
+        ),
+    )
+    .expect("conf");
+    let child = Command::new("mosquitto")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("mosquitto (scripts/setup.sh installs it)");
+    wait_for_port(port);
+    child
+}
+
+fn wait_for_port(port: u16) {
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("nothing listens on {port}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A persistent-session QoS 1 subscriber printing `topic payload` lines to `out`.
+fn subscriber(port: u16, out: &Path) -> std::process::Child {
+    let child = Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-t",
+            "reid-pipe/#",
+            "-q",
+            "1",
+            "-c",
+            "-i",
+            "reid-test-sub",
+            "-v",
+        ])
+        .stdout(std::fs::File::create(out).expect("out"))
+        .spawn()
+        .expect("mosquitto_sub");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    child
+}
+
+fn stop(mut child: std::process::Child) {
+    // SIGTERM lets mosquitto write its persistent store.
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+}
+
+fn mqtt_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .expect("subscriber output")
+        .lines()
+        .map(|l| {
+            let (topic, payload) = l.split_once(' ').expect("topic payload");
+            assert_eq!(topic, "reid-pipe/gate/events");
+            serde_json::from_str(payload).expect("json payload")
+        })
+        .collect()
+}
+
+/// The identity of an event for comparing the file with what the broker delivered.
+fn signature(e: &Value) -> String {
+    format!("{} {} {} {}", e["type"], e["modality"], e["track_id"], e["time"])
+}
+
+#[test]
+fn events_reach_mqtt_subscribers_even_across_a_broker_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clip = clip(dir.path(), 3, 9);
+    // Play the clip in real time (12 s) so the broker can go away and come back mid-run.
+    let template = dir.path().join("realtime.pipeline");
+    std::fs::write(
+        &template,
+        "multifilesrc location=${location} index=0 caps=${caps} ! pngdec ! identity sync=true ! videoconvert ! ${output}\n",
+    )
+    .expect("template");
+    let port = free_port();
+    let store = dir.path().join("broker");
+    std::fs::create_dir_all(&store).expect("store");
+    let mut b = broker(&store, port);
+    let received = dir.path().join("received.txt");
+    let sub = subscriber(port, &received);
+    let events_path = dir.path().join("out/events.jsonl");
+    let cfg = site(
+        dir.path(),
+        &clip,
+        None,
+        &format!(
+            "[outputs]\nevents = \"{}\"\n[outputs.mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nqos = 1\n",
+            events_path.display()
+        ),
+    );
+    let text = std::fs::read_to_string(&cfg).expect("cfg").replace(
+        &repo("pipelines/images.pipeline").display().to_string(),
+        &template.display().to_string(),
+    );
+    std::fs::write(&cfg, text).expect("cfg");
+    let run = bin()
+        .args(["--log", "warn", "run"])
+        .arg(&cfg)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    // Down from 4 s to 7 s of the 12 s clip.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    stop(b);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    b = broker(&store, port);
+    let out = run.wait_with_output().expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    stop(sub);
+    stop(b);
+    let written = events(&events_path);
+    let delivered = mqtt_lines(&received);
+    let got: std::collections::HashSet<String> = delivered.iter().map(signature).collect();
+    let missing: Vec<String> = written.iter().map(signature).filter(|s| !got.contains(s)).collect();
+    println!(
+        "{} events written, {} delivered over MQTT, {} missing",
+        written.len(),
+        delivered.len(),
+        missing.len()
+    );
+    assert!(written.len() >= 10, "{}", written.len());
+    assert!(missing.is_empty(), "lost across the restart: {missing:?}");
+}

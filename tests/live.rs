@@ -474,17 +474,75 @@ fn signature(e: &Value) -> String {
     format!("{} {} {} {}", e["type"], e["modality"], e["track_id"], e["time"])
 }
 
-#[test]
-fn events_reach_mqtt_subscribers_even_across_a_broker_restart() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let clip = clip(dir.path(), 3, 9);
-    // Play the clip in real time (12 s) so the broker can go away and come back mid-run.
-    let template = dir.path().join("realtime.pipeline");
+/// Makes the site at `cfg` play its clip in real time (12 s) instead of as fast as possible.
+fn realtime(dir: &Path, cfg: &Path) {
+    let template = dir.join("realtime.pipeline");
     std::fs::write(
         &template,
         "multifilesrc location=${location} index=0 caps=${caps} ! pngdec ! identity sync=true ! videoconvert ! ${output}\n",
     )
     .expect("template");
+    let text = std::fs::read_to_string(cfg).expect("cfg").replace(
+        &repo("pipelines/images.pipeline").display().to_string(),
+        &template.display().to_string(),
+    );
+    std::fs::write(cfg, text).expect("cfg");
+}
+
+#[test]
+fn sigint_drains_ends_tracks_snapshots_and_exits_zero() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clip = clip(dir.path(), 3, 10);
+    let events_path = dir.path().join("out/events.jsonl");
+    let cfg = site(
+        dir.path(),
+        &clip,
+        None,
+        &format!("[outputs]\nevents = \"{}\"\n", events_path.display()),
+    );
+    realtime(dir.path(), &cfg);
+    let run = bin()
+        .args(["--log", "warn", "run"])
+        .arg(&cfg)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    let asked = std::time::Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &run.id().to_string()])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let out = run.wait_with_output().expect("run");
+    let took = asked.elapsed();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(took.as_secs() < 10, "shutdown took {took:?}");
+    let ev = events(&events_path);
+    assert!(!ev.is_empty());
+    lifecycle(&ev); // every track that began also ended
+    assert!(std::fs::read_dir(dir.path().join("index")).expect("index").count() >= 1);
+    let processed: u64 = text
+        .lines()
+        .find(|l| l.contains("frames processed"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("summary");
+    assert!(processed < 240, "stopped early: {processed} of 240 frames");
+}
+
+#[test]
+fn events_reach_mqtt_subscribers_even_across_a_broker_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clip = clip(dir.path(), 3, 9);
     let port = free_port();
     let store = dir.path().join("broker");
     std::fs::create_dir_all(&store).expect("store");
@@ -501,11 +559,8 @@ fn events_reach_mqtt_subscribers_even_across_a_broker_restart() {
             events_path.display()
         ),
     );
-    let text = std::fs::read_to_string(&cfg).expect("cfg").replace(
-        &repo("pipelines/images.pipeline").display().to_string(),
-        &template.display().to_string(),
-    );
-    std::fs::write(&cfg, text).expect("cfg");
+    // Play the clip in real time so the broker can go away and come back mid-run.
+    realtime(dir.path(), &cfg);
     let run = bin()
         .args(["--log", "warn", "run"])
         .arg(&cfg)

@@ -227,7 +227,24 @@ fn people_keep_one_identity_across_modalities() {
         let dir = tempfile::tempdir().expect("tempdir");
         let clip = clip(dir.path(), 4, seed);
         let video = dir.path().join("out/annotated.mkv");
-        let (ev, text) = run_clip(dir.path(), &clip, &format!("video = \"{}\"\n", video.display()));
+        let thumbs = dir.path().join("out/thumbs");
+        let (ev, text) = run_clip(
+            dir.path(),
+            &clip,
+            &format!(
+                "video = \"{}\"\nthumbnails = \"{}\"\n",
+                video.display(),
+                thumbs.display()
+            ),
+        );
+        // Every new identity comes with its thumbnail, a decodable JPEG.
+        let created: Vec<&Value> = ev.iter().filter(|e| e["new_identity"] == true).collect();
+        assert!(!created.is_empty());
+        for e in &created {
+            let path = e["thumbnail"].as_str().unwrap_or_else(|| panic!("no thumbnail: {e}"));
+            let img = opencv::imgcodecs::imread(path, opencv::imgcodecs::IMREAD_COLOR).expect("imread");
+            assert!(opencv::prelude::MatTraitConst::rows(&img) > 10, "{path}");
+        }
         let scored = score(&ev, &truth(&clip));
         println!(
             "clip {seed}:\n{}{}/{} people consistent",

@@ -264,6 +264,8 @@ pub struct Outputs {
     pub stdout: bool,
     /// Annotated side-by-side video file.
     pub video: Option<PathBuf>,
+    /// Directory for a thumbnail (JPEG) of each new identity.
+    pub thumbnails: Option<PathBuf>,
     /// Prometheus metrics listener, e.g. `127.0.0.1:9464`.
     pub metrics_listen: Option<std::net::SocketAddr>,
     pub mqtt: Option<Mqtt>,
@@ -414,6 +416,7 @@ struct RawOutputs {
     #[serde(default)]
     stdout: bool,
     video: Option<PathBuf>,
+    thumbnails: Option<PathBuf>,
     metrics_listen: Option<Spanned<String>>,
     mqtt: Option<RawMqtt>,
 }
@@ -910,6 +913,7 @@ impl RawOutputs {
             events_keep: check::int(src, "outputs.events_keep", &self.events_keep, 5, 0, 1000)? as usize,
             stdout: self.stdout,
             video: self.video.map(|p| src.resolve(&p)),
+            thumbnails: self.thumbnails.map(|p| src.resolve(&p)),
             metrics_listen,
             mqtt,
         })

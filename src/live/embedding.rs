@@ -60,6 +60,8 @@ pub fn run(
                         };
                         let msg = ToIdentity::Embedded {
                             key: job.key,
+                            pixels: job.pixels,
+                            crop: job.crop,
                             vector,
                             quality: job.quality,
                             bbox: job.bbox,

@@ -56,6 +56,8 @@ pub struct Event {
     pub embeddings: usize,
     /// The track of the other modality fused with this one (same camera pair, same person).
     pub partner_track_id: Option<u64>,
+    /// Thumbnail written for a new identity.
+    pub thumbnail: Option<String>,
 }
 
 impl Event {

@@ -7,7 +7,7 @@
 
 use super::events::{Event, EventKind};
 use super::metrics::Metrics;
-use super::types::{ToIdentity, TrackKey, TrackNote};
+use super::types::{Pixels, ToIdentity, TrackKey, TrackNote};
 use crate::config::SiteConfig;
 use crate::detect::BBox;
 use crate::index::identities::{Decision, IdentityIndex};
@@ -32,6 +32,8 @@ struct TrackState {
     identity: Option<u64>,
     /// The fused track of the other modality.
     partner: Option<TrackKey>,
+    /// The latest crop, for a thumbnail.
+    crop: Option<(Pixels, BBox)>,
     last_match_pts: Option<f64>,
     last: Option<(BBox, f32, f64, Instant)>,
 }
@@ -82,6 +84,7 @@ pub fn run(
         cross_modal: false,
         embeddings: 0,
         partner_track_id: state.partner.map(|p| p.track),
+        thumbnail: None,
     };
     // `hint`: the fused partner's identity, for a track that has none yet.
     let matched = |index: &mut IdentityIndex,
@@ -114,12 +117,19 @@ pub fn run(
         e.distance = decision.distance;
         e.cross_modal = decision.cross_modal;
         e.embeddings = count;
+        if decision.created
+            && let (Some(dir), Some((pixels, crop))) = (&cfg.outputs.thumbnails, &state.crop)
+        {
+            e.thumbnail = thumbnail(dir, decision.identity, pixels, crop);
+        }
         Some((e, arrived))
     };
     for msg in input.iter() {
         let out = match msg {
             ToIdentity::Embedded {
                 key,
+                pixels,
+                crop,
                 vector,
                 quality,
                 bbox,
@@ -131,6 +141,9 @@ pub fn run(
                 let state = tracks.entry(key).or_default();
                 state.mean.add(&vector, quality);
                 state.last = Some((bbox, score, pts_s, arrived));
+                if cfg.outputs.thumbnails.is_some() {
+                    state.crop = Some((pixels, crop));
+                }
                 let due = match state.last_match_pts {
                     None => state.mean.count() >= FIRST_MATCH_CROPS,
                     Some(t) => pts_s - t >= interval,
@@ -226,6 +239,40 @@ pub fn run(
     IdentityOutcome {
         index,
         snapshot: written,
+    }
+}
+
+/// Writes `<dir>/identity-<id>.jpg` from a crop; returns its path, or None (logged) on failure.
+fn thumbnail(dir: &std::path::Path, identity: u64, pixels: &Pixels, crop: &BBox) -> Option<String> {
+    use opencv::core::{Mat, Rect, Vector};
+    use opencv::prelude::*;
+    use opencv::{imgcodecs, imgproc};
+    let path = dir.join(format!("identity-{identity}.jpg"));
+    let write = || -> Result<(), String> {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        let map = pixels.map().map_err(|e| e.to_string())?;
+        let image = map.image().map_err(|e| e.to_string())?;
+        let (x, y, w, h) = crop.pixels(image.width, image.height).ok_or("empty crop")?;
+        image
+            .with_mat(|m| {
+                let roi = Mat::roi(m, Rect::new(x as i32, y as i32, w as i32, h as i32))?;
+                let mut out = Mat::default();
+                if image.format == crate::config::site::PixelFormat::Rgb {
+                    imgproc::cvt_color_def(&roi, &mut out, imgproc::COLOR_RGB2BGR)?;
+                } else {
+                    roi.copy_to(&mut out)?;
+                }
+                imgcodecs::imwrite(&path, &out, &Vector::new())?;
+                Ok(())
+            })
+            .map_err(|e| e.to_string())
+    };
+    match write() {
+        Ok(()) => Some(path.display().to_string()),
+        Err(e) => {
+            tracing::warn!("thumbnail {}: {e}", path.display());
+            None
+        }
     }
 }
 

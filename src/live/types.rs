@@ -104,6 +104,9 @@ pub enum ToEmbed {
 pub enum ToIdentity {
     Embedded {
         key: TrackKey,
+        /// The crop's source and rectangle (for thumbnails).
+        pixels: Pixels,
+        crop: BBox,
         vector: Vec<f32>,
         quality: f32,
         bbox: BBox,

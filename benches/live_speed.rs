@@ -74,7 +74,7 @@ fn embedder_alone(clip: &Path, seconds: f64) -> f64 {
     };
     let embedder = from_site_model(&model, tch::Device::cuda_if_available()).expect("model");
     let img =
-        opencv::imgcodecs::imread(&clip.join("visible/00060.png"), opencv::imgcodecs::IMREAD_COLOR).expect("frame");
+        opencv::imgcodecs::imread(clip.join("visible/00060.png"), opencv::imgcodecs::IMREAD_COLOR).expect("frame");
     let px = img.data_bytes().expect("bytes").to_vec();
     let stride = img.cols() as usize * 3;
     let crops: Vec<Crop<'_>> = (0..16)

@@ -20,15 +20,21 @@ pub struct Cli {
 pub enum Command {
     /// Run the live pipeline of a site file.
     ///
-    /// Opens every camera pair's visible and thermal source and streams them until they end or
-    /// Ctrl-C. At this stage of the project the live pipeline runs its ingest stage only: it reports
-    /// frames, timestamps and pairing per source; detection, embedding and identity events follow.
+    /// Streams every camera pair's visible and thermal source through detection, tracking,
+    /// batched embedding and the identity index to events (file, stdout, MQTT), metrics and the
+    /// annotated video, until the sources end or SIGINT/SIGTERM (drains, snapshots, exits 0).
     Run {
         /// Site configuration (TOML), e.g. config/site.toml.
         site: PathBuf,
         /// Stop each source after this many frames.
         #[arg(long)]
         max_frames: Option<u64>,
+    },
+    /// Draw the figures models are judged by: retrieval grids, co-attention, correspondences,
+    /// training curves.
+    Viz {
+        #[command(subcommand)]
+        figure: VizFigure,
     },
     /// Train the LbA model from a training file (e.g. config/train-sysu.toml).
     ///
@@ -173,6 +179,65 @@ pub struct EvalArgs {
     /// Output folder for summary.json, per_query.csv and cmc.png.
     #[arg(long, default_value = "out/eval")]
     pub out: PathBuf,
+}
+
+/// `reid-pipe viz` figures (PNG).
+#[derive(Debug, Subcommand)]
+pub enum VizFigure {
+    /// Queries and their top-k gallery images, framed green (right identity) or red (wrong).
+    Retrieval {
+        #[command(flatten)]
+        eval: EvalArgs,
+        /// Queries drawn from the first trial (chosen with --seed).
+        #[arg(long, default_value_t = 8)]
+        queries: usize,
+        /// Gallery images per query.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output PNG (a JSON file with the same rows is written beside it).
+        #[arg(long, default_value = "out/viz/retrieval.png")]
+        png: PathBuf,
+    },
+    /// RGB/IR pairs of one person with their person masks and co-attention maps.
+    Coattention {
+        /// Weights (reid-pipe safetensors).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Visible image; repeat, one per --thermal.
+        #[arg(long, required = true)]
+        visible: Vec<PathBuf>,
+        /// Infrared image of the same person; repeat.
+        #[arg(long, required = true)]
+        thermal: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "layer4")]
+        stage: crate::viz::alignment::Stage,
+        #[arg(long, default_value = "out/viz/coattention.png")]
+        out: PathBuf,
+    },
+    /// The top-20 dense correspondences of an RGB/IR pair, one row per checkpoint.
+    Correspondence {
+        /// Weights; repeat to compare models (e.g. ablations) side by side.
+        #[arg(long, required = true)]
+        checkpoint: Vec<PathBuf>,
+        #[arg(long)]
+        visible: PathBuf,
+        #[arg(long)]
+        thermal: PathBuf,
+        #[arg(long, value_enum, default_value = "layer4")]
+        stage: crate::viz::alignment::Stage,
+        #[arg(long, default_value = "out/viz/correspondence.png")]
+        out: PathBuf,
+    },
+    /// Loss terms and evaluation metrics over epochs from a training log.
+    Curves {
+        /// A run's log.jsonl.
+        #[arg(value_name = "LOG_JSONL")]
+        training_log: PathBuf,
+        #[arg(long, default_value = "out/viz/curves.png")]
+        out: PathBuf,
+    },
 }
 
 /// `reid-pipe index` actions.

@@ -11,6 +11,7 @@
 //! - [`eval`]: the benchmarks' evaluation protocols and metrics.
 //! - [`model`]: the LbA network, CMAlign, weights and the batched embedder.
 //! - [`train`]: the LbA trainer.
+//! - [`viz`]: figures (retrieval grids, co-attention, correspondences, training curves).
 //! - [`doctor`]: installation checks.
 
 pub mod atomic;
@@ -29,3 +30,4 @@ pub mod safetensors;
 pub mod synth;
 pub mod track;
 pub mod train;
+pub mod viz;

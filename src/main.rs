@@ -99,6 +99,10 @@ fn run(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Index { action } => index(action),
+        Command::Viz { figure } => {
+            viz(figure)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check { config } => {
             check(&config)?;
             Ok(ExitCode::SUCCESS)
@@ -128,6 +132,62 @@ fn index(action: IndexAction) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn viz(figure: reid_pipe::cli::VizFigure) -> Result<()> {
+    use reid_pipe::cli::VizFigure;
+    use reid_pipe::viz::{alignment, curves, retrieval};
+    match figure {
+        VizFigure::Retrieval {
+            eval,
+            queries,
+            top,
+            seed,
+            png,
+        } => {
+            let rows = retrieval::run(&eval, queries, top, seed, &png)?;
+            let right = rows.iter().filter(|r| r.ranked.first().is_some_and(|g| g.1)).count();
+            println!(
+                "wrote {} ({} queries, {right} right at rank 1)",
+                png.display(),
+                rows.len()
+            );
+        }
+        VizFigure::Coattention {
+            checkpoint,
+            visible,
+            thermal,
+            stage,
+            out,
+        } => {
+            if visible.len() != thermal.len() {
+                anyhow::bail!(
+                    "give one --thermal per --visible ({} vs {})",
+                    visible.len(),
+                    thermal.len()
+                );
+            }
+            let pairs: Vec<_> = visible.into_iter().zip(thermal).collect();
+            alignment::coattention(&checkpoint, &pairs, stage, &out)?;
+            println!("wrote {}", out.display());
+        }
+        VizFigure::Correspondence {
+            checkpoint,
+            visible,
+            thermal,
+            stage,
+            out,
+        } => {
+            alignment::correspondence(&checkpoint, &visible, &thermal, stage, &out)?;
+            println!("wrote {}", out.display());
+        }
+        VizFigure::Curves { training_log, out } => {
+            let (losses, metrics) = curves::read(&training_log)?;
+            curves::draw(&losses, &metrics, &out)?;
+            println!("wrote {}", out.display());
+        }
+    }
+    Ok(())
 }
 
 fn check(path: &Path) -> Result<()> {

@@ -91,13 +91,18 @@ fn run_streams_test_sources_and_isolates_a_failing_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     let site = dir.path().join("site.toml");
     let missing = Path::new("/nonexistent/clip.mkv");
+    // A tiny untrained network: the run needs a model, the test is about the sources.
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let spec = reid_pipe::model::ModelSpec::new(reid_pipe::config::site::Backbone::Tinyresnet, 0, (64, 32));
+    let net = reid_pipe::model::LbaNet::new(&vs.root(), spec);
+    reid_pipe::model::weights::save(&vs, &net.spec, &dir.path().join("w.safetensors")).expect("weights");
     std::fs::write(
         &site,
         format!(
             "[[cameras]]\nname = \"ok\"\n[cameras.visible]\nkind = \"test\"\nframes = 7\n[cameras.thermal]\nkind = \"test\"\nframes = 7\n\
              width = 64\nheight = 48\nformat = \"gray16\"\n\
              [[cameras]]\nname = \"broken\"\n[cameras.visible]\nkind = \"file\"\npath = \"{}\"\n[cameras.thermal]\nkind = \"test\"\nframes = 3\n\
-             [detector]\nkind = \"hog\"\n[model]\nbackbone = \"tinyresnet\"\nweights = \"w.safetensors\"\n",
+             [detector]\nkind = \"hog\"\n[model]\nbackbone = \"tinyresnet\"\nweights = \"w.safetensors\"\ninput_size = [64, 32]\n",
             missing.display()
         ),
     )

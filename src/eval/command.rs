@@ -136,7 +136,7 @@ pub fn run(args: &EvalArgs) -> Result<Outcome, EvalError> {
 }
 
 /// Extracts features of every image any trial uses.
-fn extract_with(
+pub(crate) fn extract_with(
     weights: &Path,
     protocol: &Protocol,
     args: &EvalArgs,

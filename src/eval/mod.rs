@@ -108,7 +108,7 @@ impl FeatureBank {
     }
 
     /// Rows of `items`, in order, as one tensor.
-    fn gather(&self, items: &[Item], protocol: &str, trial: &str) -> Result<Tensor, EvalError> {
+    pub(crate) fn gather(&self, items: &[Item], protocol: &str, trial: &str) -> Result<Tensor, EvalError> {
         let mut idx = Vec::with_capacity(items.len());
         for it in items {
             let row = self.rows.get(&it.path).ok_or_else(|| EvalError::Trial {

@@ -156,6 +156,16 @@ impl LbaEmbedder {
         Self::new(net, vs, half)
     }
 
+    /// The network (for figures that look inside it).
+    pub fn net(&self) -> &LbaNet {
+        &self.net
+    }
+
+    /// The device the network runs on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
     /// Wraps a network whose variables live in `vs`.
     pub fn new(net: LbaNet, mut vs: VarStore, half: bool) -> Result<Self, EmbedError> {
         let device = vs.device();

@@ -125,7 +125,8 @@ pub fn coattention(weights: &Path, pairs: &[(PathBuf, PathBuf)], stage: Stage, o
     save_png(out, &img)
 }
 
-/// One drawn correspondence: visible and infrared points (figure pixels) and the probability.
+/// One correspondence: visible and infrared points (figure pixels once drawn) and the matching
+/// probability.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Match {
     pub from: (i32, i32),
@@ -135,7 +136,7 @@ pub struct Match {
 
 /// The `MATCHES` visible positions inside the person (mask ≥ 0.3) whose best infrared match is
 /// most probable, with that match. Positions are cell centres in tile pixels.
-fn top_matches(o: &CmAlignOutput, (h, w): (i64, i64)) -> Result<Vec<((i32, i32), (i32, i32), f32)>, VizError> {
+fn top_matches(o: &CmAlignOutput, (h, w): (i64, i64)) -> Result<Vec<Match>, VizError> {
     let p = o.matching.get(0); // hw × hw, visible rows over infrared columns
     let (best, arg) = p.max_dim(1, false);
     let best = Vec::<f32>::try_from(best.contiguous())?;
@@ -153,7 +154,11 @@ fn top_matches(o: &CmAlignOutput, (h, w): (i64, i64)) -> Result<Vec<((i32, i32),
     Ok(order
         .into_iter()
         .take(MATCHES)
-        .map(|i| (centre(i as i64), centre(arg[i]), best[i]))
+        .map(|i| Match {
+            from: centre(i as i64),
+            to: centre(arg[i]),
+            probability: best[i],
+        })
         .collect())
 }
 
@@ -182,9 +187,9 @@ pub fn correspondence(
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         label(&mut img, &name, Point::new(GAP, y + TILE.1 + GAP - 1))?;
         let mut row = Vec::new();
-        for (k, (a, b, prob)) in top_matches(&o, size)?.into_iter().enumerate() {
-            let from = Point::new(left.x + a.0, left.y + a.1);
-            let to = Point::new(right.x + b.0, right.y + b.1);
+        for (k, m) in top_matches(&o, size)?.into_iter().enumerate() {
+            let from = Point::new(left.x + m.from.0, left.y + m.from.1);
+            let to = Point::new(right.x + m.to.0, right.y + m.to.1);
             let c = line_colour(k);
             imgproc::line(&mut img, from, to, c, 1, imgproc::LINE_8, 0)?;
             imgproc::circle(&mut img, from, 2, c, -1, imgproc::LINE_8, 0)?;
@@ -192,7 +197,7 @@ pub fn correspondence(
             row.push(Match {
                 from: (from.x, from.y),
                 to: (to.x, to.y),
-                probability: prob,
+                probability: m.probability,
             });
         }
         all.push(row);

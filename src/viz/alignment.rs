@@ -182,9 +182,9 @@ pub fn correspondence(
         let (left, right) = (Point::new(GAP, y), Point::new(2 * GAP + TILE.0, y));
         paste(&mut img, &v, left, TILE)?;
         paste(&mut img, &t, right, TILE)?;
-        let name = weights
-            .file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        // The run folder tells checkpoints named alike apart (runs/a/last…, runs/b/last…).
+        let tail: Vec<String> = weights.iter().rev().take(2).map(|c| c.to_string_lossy().into_owned()).collect();
+        let name = tail.into_iter().rev().collect::<Vec<_>>().join("/");
         label(&mut img, &name, Point::new(GAP, y + TILE.1 + GAP - 1))?;
         let mut row = Vec::new();
         for (k, m) in top_matches(&o, size)?.into_iter().enumerate() {

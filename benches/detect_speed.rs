@@ -65,7 +65,7 @@ fn single(d: &mut StreamDetector, frames: &[Frame], seconds: f64) -> f64 {
 
 fn pooled(factory: DetectorFactory, frames: &[Frame], seconds: f64) -> f64 {
     let mut pool = DetectPool::new(2, 8, factory);
-    let results = pool.results().clone();
+    let results = pool.take_results().expect("results");
     let counter = std::thread::spawn(move || results.iter().count());
     let start = Instant::now();
     let mut n = 0usize;

@@ -281,7 +281,7 @@ fn pool_returns_frames_in_order_with_the_same_detections() {
     let expected: Vec<Vec<Detection>> = frames.iter().map(|f| run(&mut direct, f)).collect();
     let factory: detect::pool::DetectorFactory = Arc::new(move |_| detect::visible(&cfg));
     let mut pool = DetectPool::new(3, 4, factory);
-    let results = pool.results().clone();
+    let results = pool.take_results().expect("results");
     let consumer = std::thread::spawn(move || results.iter().collect::<Vec<_>>());
     for (i, frame) in frames.into_iter().enumerate() {
         pool.submit(Job {

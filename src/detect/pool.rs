@@ -30,7 +30,7 @@ pub struct Done<T> {
 /// jobs, deliver them to whoever still holds [`DetectPool::results`], and exit.
 pub struct DetectPool<T> {
     input: Option<Sender<(u64, Job<T>)>>,
-    output: Receiver<Done<T>>,
+    output: Option<Receiver<Done<T>>>,
     next: u64,
 }
 
@@ -61,7 +61,7 @@ impl<T: Send + 'static> DetectPool<T> {
         }
         Self {
             input: Some(input),
-            output,
+            output: Some(output),
             next: 0,
         }
     }
@@ -90,9 +90,10 @@ impl<T: Send + 'static> DetectPool<T> {
         }
     }
 
-    /// Finished jobs, in submission order.
-    pub fn results(&self) -> &Receiver<Done<T>> {
-        &self.output
+    /// Finished jobs, in submission order. Only the first call gets the receiver: when its
+    /// holder goes away, the workers see it and stop instead of waiting on a full queue.
+    pub fn take_results(&mut self) -> Option<Receiver<Done<T>>> {
+        self.output.take()
     }
 
     /// Jobs waiting for a worker.
@@ -109,7 +110,18 @@ impl<T: Send + 'static> DetectPool<T> {
 fn worker<T>(jobs: &Receiver<(u64, Job<T>)>, finished: &Sender<(u64, Done<T>)>, factory: &DetectorFactory) {
     let mut detectors: HashMap<usize, StreamDetector> = HashMap::new();
     while let Ok((seq, job)) = jobs.recv() {
-        let detections = detect_frame(&mut detectors, factory, job.stream, &job.frame);
+        // A panicking detector fails its frame, not the pool (the ordering thread waits for
+        // every sequence number).
+        let detections = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            detect_frame(&mut detectors, factory, job.stream, &job.frame)
+        }))
+        .unwrap_or_else(|_| {
+            detectors.remove(&job.stream);
+            Err(format!(
+                "{} {:?}: the detector panicked",
+                job.frame.camera, job.frame.modality
+            ))
+        });
         let done = Done {
             stream: job.stream,
             frame: job.frame,

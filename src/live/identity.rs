@@ -146,7 +146,8 @@ pub fn run(
                 }
                 let due = match state.last_match_pts {
                     None => state.mean.count() >= FIRST_MATCH_CROPS,
-                    Some(t) => pts_s - t >= interval,
+                    // A stream whose timestamps restarted (a reconnected live source) counts as due.
+                    Some(t) => pts_s - t >= interval || pts_s < t,
                 };
                 if due {
                     matched(&mut index, key, state, hint).into_iter().collect()

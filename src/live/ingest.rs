@@ -78,21 +78,38 @@ pub fn start(
                 }),
             }
         }
-        // The pairing thread stops reading a source that is `queue` frames ahead of the other
-        // (backpressure: files wait, live sources drop their oldest); the pairer's own bound is a
-        // safety net.
+        // Between two files the pairing thread stops reading the one that is `queue` frames
+        // ahead (it waits). A live source is always read: when its partner is late or gone, the
+        // pairer's bound passes its frames on unpaired instead of stalling the camera.
+        let both_files = !stream::is_live(&cam.visible) && !stream::is_live(&cam.thermal);
         let pairer = Pairer::new(cam.pairing_tolerance_ms, cam.unpaired, queue * 4);
         let name = cam.name.clone();
         let out = out.clone();
+        let stop = Arc::clone(stop);
         let thread = std::thread::Builder::new().name(format!("pair-{name}")).spawn(move || {
-            pair_camera(name, handles, pairer, |paired| {
-                out.send(Arrival {
+            let forward = |paired| {
+                let mut arrival = Arrival {
                     camera: index,
                     paired,
                     at: Instant::now(),
-                })
-                .is_ok()
-            })
+                };
+                // Waits while the pipeline is busy, but not past a stop request.
+                loop {
+                    match out.send_timeout(arrival, Duration::from_millis(200)) {
+                        Ok(()) => return true,
+                        Err(crossbeam_channel::SendTimeoutError::Timeout(a)) if !stop.load(Ordering::Relaxed) => {
+                            arrival = a;
+                        }
+                        Err(crossbeam_channel::SendTimeoutError::Timeout(_)) => return false,
+                        Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => {
+                            // The pipeline behind is gone: stop every source.
+                            stop.store(true, Ordering::Relaxed);
+                            return false;
+                        }
+                    }
+                }
+            };
+            pair_camera(name, handles, pairer, both_files, forward)
         });
         cameras.push((cam.name.clone(), thread, failed));
     }
@@ -129,6 +146,7 @@ fn pair_camera(
     camera: String,
     handles: Vec<SourceHandle>,
     mut pairer: Pairer,
+    backpressure: bool,
     mut forward: impl FnMut(Paired) -> bool,
 ) -> CameraStats {
     let started = Instant::now();
@@ -149,7 +167,7 @@ fn pair_camera(
     };
     let ahead = |pairer: &Pairer, i: usize, open: &[bool]| {
         let others_open = (0..handles.len()).any(|j| j != i && open[j]);
-        others_open && pairer.pending(handles[i].modality) >= handles[i].frames.capacity().unwrap_or(8)
+        backpressure && others_open && pairer.pending(handles[i].modality) >= handles[i].frames.capacity().unwrap_or(8)
     };
     while open.iter().any(|o| *o) {
         let mut sel = crossbeam_channel::Select::new();
@@ -169,7 +187,7 @@ fn pair_camera(
                 observe(&mut sources, i, &frame);
                 for paired in pairer.push(frame) {
                     if !forward(paired) {
-                        // Downstream is gone: stop reading (the sources see their channel close).
+                        // Stopping, or the pipeline behind is gone (`stop` is set either way).
                         open.iter_mut().for_each(|o| *o = false);
                     }
                 }
@@ -182,7 +200,7 @@ fn pair_camera(
     }
     let elapsed = started.elapsed();
     for (s, h) in sources.iter_mut().zip(handles) {
-        // A source blocked on its full queue sees it close and ends.
+        // Sources end at their end or on `stop`; nothing reads their queues any more.
         drop(h.frames);
         let c = &h.counters;
         s.frames = c.frames.load(Ordering::Relaxed);

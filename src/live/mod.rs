@@ -154,7 +154,7 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
         }
     });
     let mut pool = DetectPool::<Tag>::new(cfg.runtime.detector_workers, q, factory);
-    let detected = pool.results().clone();
+    let detected = pool.take_results().expect("a new pool has its results receiver");
     let (embed_tx, embed_rx) = bounded(q * cfg.runtime.batch_size.max(1));
     let (ident_tx, ident_rx) = bounded(q * cfg.runtime.batch_size.max(1));
     let (events_tx, events_rx) = bounded(q * 16);

@@ -3,8 +3,9 @@
 //!
 //! A background thread drives the connection and reconnects (every second) when the broker goes
 //! away. Meanwhile events wait in the client's queue, bounded by `outputs.mqtt.buffer`; events
-//! that find the queue full are dropped and counted. QoS 1 and 2 publications in flight when the
-//! connection broke are sent again after reconnecting; at QoS 0 those are lost.
+//! that find the queue full are dropped and counted. The session is persistent (clean session
+//! off), so QoS 1 and 2 publications in flight when the connection broke are sent again once the
+//! broker resumes the session; at QoS 0, and with a broker that lost its sessions, they are lost.
 
 use super::events::Event;
 use crate::config::site::Mqtt;
@@ -32,6 +33,9 @@ impl MqttSink {
     pub fn start(cfg: &Mqtt, client_id: &str) -> Result<Self, String> {
         let mut opts = MqttOptions::new(client_id, &cfg.host, cfg.port);
         opts.set_keep_alive(Duration::from_secs(10));
+        // A persistent session: after a reconnect the broker resumes it, so publications that
+        // were in flight are sent again instead of being discarded with a fresh session.
+        opts.set_clean_session(false);
         if let Some(user) = &cfg.username {
             let password = match &cfg.password_env {
                 Some(var) => std::env::var(var)
@@ -89,7 +93,9 @@ impl MqttSink {
 
     /// Sends what is queued (waiting up to `grace` for an absent broker), then disconnects.
     pub fn close(mut self, grace: Duration) {
-        let _ = self.client.disconnect();
+        // Never blocks: with the broker away and the queue full, the disconnect is skipped and
+        // the connection thread is left to end at its next timeout.
+        let _ = self.client.try_disconnect();
         let deadline = Instant::now() + grace;
         while let Some(t) = &self.thread {
             if t.is_finished() || Instant::now() >= deadline {
@@ -109,7 +115,8 @@ impl MqttSink {
 fn drive(mut connection: Connection, broker: &str, closing: &AtomicBool, published: &AtomicU64) {
     let mut down_since: Option<Instant> = None;
     loop {
-        match connection.recv_timeout(Duration::from_millis(500)) {
+        // Longer than a connection attempt (TCP, TLS), which a timeout would cancel.
+        match connection.recv_timeout(Duration::from_secs(8)) {
             Ok(Ok(event)) => {
                 use rumqttc::{Event, Outgoing, Packet};
                 match event {

@@ -100,7 +100,8 @@ pub fn run(
     let input_h = cfg.model.input_size.0 as f32;
     let mut waiting_visible: Option<(usize, Annotated)> = None;
     let mut last_pts = HashMap::new();
-    let mut last_arrival = Instant::now();
+    let started = Instant::now();
+    let mut last_arrival = started;
     let mut fusion = Fusion::default();
     for done in results.iter() {
         let tag = done.tag;
@@ -124,7 +125,11 @@ pub fn run(
         metrics
             .counter("reid_detections_total", &labels)
             .fetch_add(detections.len() as u64, Ordering::Relaxed);
-        let pts_s = frame.pts_ns.map_or(0.0, |p| p as f64 / 1e9);
+        // Stream time; frames without a timestamp use the time since the run started.
+        let pts_s = frame.pts_ns.map_or_else(
+            || tag.arrived.saturating_duration_since(started).as_secs_f64(),
+            |p| p as f64 / 1e9,
+        );
         last_pts.insert((tag.camera, modality), pts_s);
         last_arrival = tag.arrived;
         let margin = match modality {
@@ -238,12 +243,16 @@ pub fn run(
                 (Modality::Visible, true) => waiting_visible = Some((tag.camera, part)),
                 (Modality::Thermal, true) => {
                     let visible = waiting_visible.take().filter(|(c, _)| *c == tag.camera).map(|(_, v)| v);
-                    let _ = video.send(VideoFrame {
-                        camera: tag.camera,
-                        pts_ns: frame.pts_ns,
-                        visible,
-                        thermal: Some(part),
-                    });
+                    video_frame(
+                        video,
+                        metrics,
+                        VideoFrame {
+                            camera: tag.camera,
+                            pts_ns: frame.pts_ns,
+                            visible,
+                            thermal: Some(part),
+                        },
+                    );
                 }
                 (m, false) => {
                     let (visible, thermal) = if m == Modality::Visible {
@@ -251,12 +260,16 @@ pub fn run(
                     } else {
                         (None, Some(part))
                     };
-                    let _ = video.send(VideoFrame {
-                        camera: tag.camera,
-                        pts_ns: frame.pts_ns,
-                        visible,
-                        thermal,
-                    });
+                    video_frame(
+                        video,
+                        metrics,
+                        VideoFrame {
+                            camera: tag.camera,
+                            pts_ns: frame.pts_ns,
+                            visible,
+                            thermal,
+                        },
+                    );
                 }
             }
         }
@@ -279,6 +292,16 @@ pub fn run(
                 return;
             }
         }
+    }
+}
+
+/// Hands a frame to the video writer without ever holding up tracking: a full queue drops it
+/// (counted as `reid_dropped_total{stage="video"}`).
+fn video_frame(video: &Sender<VideoFrame>, metrics: &Metrics, frame: VideoFrame) {
+    if video.try_send(frame).is_err() {
+        metrics
+            .counter("reid_dropped_total", "stage=\"video\"")
+            .fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -93,6 +93,15 @@ impl Encoder {
     }
 
     fn push(&self, mat: &Mat, pts_ns: u64) -> Result<(), String> {
+        // A failed encoder or file stops taking buffers; report it instead of waiting forever.
+        if let Some(msg) = self
+            .pipeline
+            .bus()
+            .and_then(|b| b.pop_filtered(&[gst::MessageType::Error]))
+            && let gst::MessageView::Error(e) = msg.view()
+        {
+            return Err(e.error().to_string());
+        }
         let bytes = mat.data_bytes().map_err(|e| e.to_string())?;
         let mut buffer = gst::Buffer::from_slice(bytes.to_vec());
         if let Some(b) = buffer.get_mut() {

@@ -183,7 +183,12 @@ pub fn correspondence(
         paste(&mut img, &v, left, TILE)?;
         paste(&mut img, &t, right, TILE)?;
         // The run folder tells checkpoints named alike apart (runs/a/last…, runs/b/last…).
-        let tail: Vec<String> = weights.iter().rev().take(2).map(|c| c.to_string_lossy().into_owned()).collect();
+        let tail: Vec<String> = weights
+            .iter()
+            .rev()
+            .take(2)
+            .map(|c| c.to_string_lossy().into_owned())
+            .collect();
         let name = tail.into_iter().rev().collect::<Vec<_>>().join("/");
         label(&mut img, &name, Point::new(GAP, y + TILE.1 + GAP - 1))?;
         let mut row = Vec::new();

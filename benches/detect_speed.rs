@@ -3,7 +3,7 @@
 //!
 //!     cargo bench --bench detect_speed          # REID_BENCH_SECONDS (default 5) per measurement
 
-use reid_pipe::config::site::{Detector, DetectorKind, Input, PixelFormat, SourceSpec, ThermalDetector, YoloLayout};
+use reid_pipe::config::site::{Detector, DetectorKind, Input, PixelFormat, SourceSpec, ThermalDetector};
 use reid_pipe::detect::pool::{DetectPool, DetectorFactory, Job};
 use reid_pipe::detect::{self, Image, StreamDetector};
 use reid_pipe::ingest::{Frame, Modality, SourcePipeline};
@@ -36,18 +36,7 @@ fn frames(format: PixelFormat, n: usize) -> Vec<Frame> {
 fn visible(kind: DetectorKind) -> Detector {
     let model = (kind == DetectorKind::Ssd)
         .then(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models/weights/ssdlite_person.pb"));
-    Detector {
-        kind,
-        model,
-        confidence: 0.5,
-        nms_iou: 0.45,
-        min_box: (16, 32),
-        crop_margin: 0.0,
-        roi: None,
-        layout: YoloLayout::Yolov8,
-        input_size: (640, 640),
-        classes: vec![0],
-    }
+    Detector::with_defaults(kind, model)
 }
 
 fn single(d: &mut StreamDetector, frames: &[Frame], seconds: f64) -> f64 {

@@ -18,18 +18,11 @@ use std::time::Duration;
 const VTEST: &str = "/usr/share/doc/opencv-doc/examples/data/vtest.avi";
 const PYTHON: &str = "/opt/reid-torch/bin/python";
 
+/// Defaults, with the ONNX input of the tiny test models.
 fn detector(kind: DetectorKind, model: Option<PathBuf>) -> Detector {
     Detector {
-        kind,
-        model,
-        confidence: 0.5,
-        nms_iou: 0.45,
-        min_box: (16, 32),
-        crop_margin: 0.0,
-        roi: None,
-        layout: YoloLayout::Yolov8,
         input_size: (64, 64),
-        classes: vec![0],
+        ..Detector::with_defaults(kind, model)
     }
 }
 

@@ -33,6 +33,24 @@ pub struct Detector {
     pub classes: Vec<u32>,
 }
 
+impl Detector {
+    /// A detector of `kind` with every other setting at its documented default.
+    pub fn with_defaults(kind: DetectorKind, model: Option<PathBuf>) -> Self {
+        Self {
+            kind,
+            model,
+            confidence: 0.5,
+            nms_iou: 0.45,
+            min_box: (16, 32),
+            crop_margin: 0.0,
+            roi: None,
+            layout: YoloLayout::Yolov8,
+            input_size: (640, 640),
+            classes: vec![0],
+        }
+    }
+}
+
 /// Which detector runs on visible frames (thermal frames use the hot-region detector).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -250,18 +268,7 @@ impl RawDetector {
                 format!("the `{kind:?}` detector needs a `model` file").to_lowercase(),
             ));
         }
-        let d = base.cloned().unwrap_or(Detector {
-            kind,
-            model: None,
-            confidence: 0.5,
-            nms_iou: 0.45,
-            min_box: (16, 32),
-            crop_margin: 0.0,
-            roi: None,
-            layout: YoloLayout::Yolov8,
-            input_size: (640, 640),
-            classes: vec![0],
-        });
+        let d = base.cloned().unwrap_or_else(|| Detector::with_defaults(kind, None));
         let input_size = match &self.input_size {
             None => d.input_size,
             Some(s) => {

@@ -86,6 +86,12 @@ impl BBox {
     }
 }
 
+impl From<opencv::core::Rect> for BBox {
+    fn from(r: opencv::core::Rect) -> Self {
+        BBox::new(r.x as f32, r.y as f32, r.width as f32, r.height as f32)
+    }
+}
+
 /// Greedy non-maximum suppression: keeps the best-scoring box of every group overlapping by more
 /// than `iou`. Equal scores keep their input order.
 pub fn nms(mut detections: Vec<Detection>, iou: f32) -> Vec<Detection> {

@@ -69,7 +69,7 @@ impl Detect for HaarDetector {
                 .iter()
                 .zip(neighbours.iter())
                 .map(|(r, n)| Detection {
-                    bbox: BBox::new(r.x as f32, r.y as f32, r.width as f32, r.height as f32),
+                    bbox: BBox::from(r),
                     score: n as f32 / (n + MIN_NEIGHBORS) as f32,
                 })
                 .collect())

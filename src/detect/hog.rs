@@ -43,7 +43,7 @@ impl Detect for HogDetector {
                 .iter()
                 .zip(weights.iter())
                 .map(|(r, w)| Detection {
-                    bbox: BBox::new(r.x as f32, r.y as f32, r.width as f32, r.height as f32),
+                    bbox: BBox::from(r),
                     score: sigmoid(w as f32),
                 })
                 .collect())

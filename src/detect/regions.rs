@@ -79,7 +79,7 @@ impl Regions {
             let roi = Mat::roi(mask, r)?;
             let fill = core::count_non_zero(&roi)? as f32 / (r.width * r.height) as f32;
             out.push(Detection {
-                bbox: BBox::new(r.x as f32, r.y as f32, r.width as f32, r.height as f32),
+                bbox: BBox::from(r),
                 score: fill,
             });
         }

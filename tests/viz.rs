@@ -261,8 +261,8 @@ fn curves_plot_every_term_and_metric() {
     assert_eq!(losses.len(), 2);
     assert_eq!(metrics["rank-1"].len(), 3, "epochs 1, 3, 5 evaluated");
     let colour = |i: usize| {
-        let (r, g, b) = curves::COLOURS[i];
-        [r as u8, g as u8, b as u8]
+        let c = curves::colour(i);
+        [c[0] as u8, c[1] as u8, c[2] as u8]
     };
     // id (series 0) at epoch 5 is 2/10 of its maximum; tri (series 1) at epoch 2 is 0.7 of its own.
     let p = curves::position(0, 5.0, 5.0, 0.2, 1.0);

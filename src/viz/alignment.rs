@@ -26,13 +26,22 @@ pub enum Stage {
     Layer4,
 }
 
-/// CMAlign on a visible/infrared pair with a checkpoint: row 0 visible, row 1 infrared, each
-/// the other's positive (τ = 50 as in training). Returns the output and the map size (h, w).
-fn align(weights: &Path, visible: &Mat, thermal: &Mat, stage: Stage) -> Result<(CmAlignOutput, (i64, i64)), VizError> {
-    let embedder = LbaEmbedder::from_weights(weights, tch::Device::Cpu, false).map_err(|e| VizError::File {
+/// Loads a checkpoint on the CPU.
+fn load(weights: &Path) -> Result<LbaEmbedder, VizError> {
+    LbaEmbedder::from_weights(weights, tch::Device::Cpu, false).map_err(|e| VizError::File {
         path: weights.to_path_buf(),
         message: e.to_string(),
-    })?;
+    })
+}
+
+/// CMAlign on a visible/infrared pair: row 0 visible, row 1 infrared, each the other's positive
+/// (τ = 50 as in training). Returns the output and the map size (h, w).
+fn align(
+    embedder: &LbaEmbedder,
+    visible: &Mat,
+    thermal: &Mat,
+    stage: Stage,
+) -> Result<(CmAlignOutput, (i64, i64)), VizError> {
     let net = embedder.net();
     let spec = &net.spec;
     let map = |img: &Mat, m: Modality| -> Result<Tensor, VizError> {
@@ -98,9 +107,10 @@ pub fn coattention(weights: &Path, pairs: &[(PathBuf, PathBuf)], stage: Stage, o
     let width = 4 * TILE.0 + 5 * GAP;
     let height = pairs.len() as i32 * (TILE.1 + 2 * GAP) + GAP;
     let mut img = canvas(width, height)?;
+    let embedder = load(weights)?;
     for (r, (v, t)) in pairs.iter().enumerate() {
         let (visible, thermal) = (read_rgb(v)?, read_rgb(t)?);
-        let (o, (h, w)) = align(weights, &visible, &thermal, stage)?;
+        let (o, (h, w)) = align(&embedder, &visible, &thermal, stage)?;
         let y = GAP + r as i32 * (TILE.1 + 2 * GAP);
         let panels = [
             overlay(&visible, &o.mask.get(0).view([h, w]))?,
@@ -177,7 +187,7 @@ pub fn correspondence(
     let mut img = canvas(width, height)?;
     let mut all = Vec::new();
     for (r, weights) in checkpoints.iter().enumerate() {
-        let (o, size) = align(weights, &v, &t, stage)?;
+        let (o, size) = align(&load(weights)?, &v, &t, stage)?;
         let y = GAP + r as i32 * (TILE.1 + 2 * GAP);
         let (left, right) = (Point::new(GAP, y), Point::new(2 * GAP + TILE.0, y));
         paste(&mut img, &v, left, TILE)?;

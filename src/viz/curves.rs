@@ -3,6 +3,7 @@
 //! (rank-1, mAP, mINP in %, right panel) at the epochs that evaluated.
 
 use super::{VizError, canvas, label, save_png};
+use crate::eval::report::CURVE_COLOURS;
 use opencv::core::{Point, Scalar, Vector};
 use opencv::imgproc;
 use std::collections::BTreeMap;
@@ -12,15 +13,11 @@ use std::path::Path;
 pub const PANEL: (i32, i32) = (520, 360);
 const MARGIN: (i32, i32, i32, i32) = (50, 20, 30, 40); // left, right, top, bottom
 
-/// Line colours (RGB), by series order.
-pub const COLOURS: [(f64, f64, f64); 6] = [
-    (31.0, 119.0, 180.0),
-    (255.0, 127.0, 14.0),
-    (44.0, 160.0, 44.0),
-    (214.0, 39.0, 40.0),
-    (148.0, 103.0, 189.0),
-    (140.0, 86.0, 75.0),
-];
+/// Line colour (RGB) of series `i`: the CMC plot's palette (stored BGR there).
+pub fn colour(i: usize) -> Scalar {
+    let (b, g, r) = CURVE_COLOURS[i % CURVE_COLOURS.len()];
+    Scalar::new(r, g, b, 0.0)
+}
 
 /// Series read from a log: name → (epoch, value) points.
 pub type Series = BTreeMap<String, Vec<(f64, f64)>>;
@@ -120,8 +117,7 @@ fn panel(
         Point::new(x0 + PANEL.0 / 2 - 40, PANEL.1 - 12),
     )?;
     for (i, (name, pts)) in series.iter().enumerate() {
-        let (cr, cg, cb) = COLOURS[i % COLOURS.len()];
-        let colour = Scalar::new(cr, cg, cb, 0.0);
+        let colour = colour(i);
         let line: Vector<Point> = pts.iter().map(|&(e, v)| position(x0, e, epochs, v, top)).collect();
         let mut polys = Vector::<Vector<Point>>::new();
         polys.push(line.clone());

@@ -220,12 +220,7 @@ pub fn run(
                 track: id,
             };
             fusion.end(&key);
-            let note = TrackNote::End {
-                key,
-                pts_s,
-                arrived: tag.arrived,
-            };
-            if to_embed.send(ToEmbed::Note(note)).is_err() {
+            if !send_end(to_embed, key, pts_s, tag.arrived) {
                 return;
             }
         }
@@ -283,16 +278,19 @@ pub fn run(
                 modality,
                 track: id,
             };
-            let note = TrackNote::End {
-                key,
-                pts_s,
-                arrived: last_arrival,
-            };
-            if to_embed.send(ToEmbed::Note(note)).is_err() {
+            if !send_end(to_embed, key, pts_s, last_arrival) {
                 return;
             }
         }
     }
+}
+
+/// Tells the embedder (and through it the identity stage) that a track ended; false when the
+/// stages behind are gone.
+fn send_end(to_embed: &Sender<ToEmbed>, key: TrackKey, pts_s: f64, arrived: Instant) -> bool {
+    to_embed
+        .send(ToEmbed::Note(TrackNote::End { key, pts_s, arrived }))
+        .is_ok()
 }
 
 /// Hands a frame to the video writer without ever holding up tracking: a full queue drops it

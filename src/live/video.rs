@@ -12,6 +12,7 @@ use gstreamer_app as gst_app;
 use opencv::core::{self, Mat, Point, Rect, Scalar};
 use opencv::imgproc;
 use opencv::prelude::*;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Frame sizes of the visible and the thermal half.
@@ -143,7 +144,7 @@ fn colour(identity: Option<u64>) -> Scalar {
 }
 
 /// Draws one half into `canvas` at `x0`.
-fn draw_half(canvas: &mut Mat, x0: i32, half: &Annotated, labels: &Labels) -> Result<(), String> {
+fn draw_half(canvas: &mut Mat, x0: i32, half: &Annotated, labels: &HashMap<TrackKey, u64>) -> Result<(), String> {
     let err = |e: opencv::Error| e.to_string();
     let map = half.pixels.map().map_err(|e| e.to_string())?;
     let image = map.image().map_err(|e| e.to_string())?;
@@ -162,7 +163,6 @@ fn draw_half(canvas: &mut Mat, x0: i32, half: &Annotated, labels: &Labels) -> Re
             Ok(())
         })
         .map_err(|e| e.to_string())?;
-    let labels = labels.lock().map(|l| l.clone()).unwrap_or_default();
     for (key, b) in &half.boxes {
         let identity = labels.get(key).copied();
         let c = colour(identity);
@@ -200,11 +200,13 @@ pub fn compose(frame: &VideoFrame, sizes: PairSize, labels: &Labels) -> Result<M
     let (w, h) = ((vw + tw) as i32, vh.max(th) as i32);
     let mut canvas =
         Mat::new_rows_cols_with_default(h, w, core::CV_8UC3, Scalar::all(0.0)).map_err(|e| e.to_string())?;
+    // One look at the identities for both halves, not holding the lock while drawing.
+    let labels = labels.lock().map(|l| l.clone()).unwrap_or_default();
     if let Some(v) = &frame.visible {
-        draw_half(&mut canvas, 0, v, labels)?;
+        draw_half(&mut canvas, 0, v, &labels)?;
     }
     if let Some(t) = &frame.thermal {
-        draw_half(&mut canvas, vw as i32, t, labels)?;
+        draw_half(&mut canvas, vw as i32, t, &labels)?;
     }
     Ok(canvas)
 }

@@ -491,6 +491,17 @@ fn signature(e: &Value) -> String {
     format!("{} {} {} {}", e["type"], e["modality"], e["track_id"], e["time"])
 }
 
+/// Starts `reid-pipe run` on a site file in the background, its output captured.
+fn spawn_run(cfg: &Path) -> std::process::Child {
+    bin()
+        .args(["--log", "warn", "run"])
+        .arg(cfg)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run")
+}
+
 /// Makes the site at `cfg` play its clip in real time (12 s) instead of as fast as possible.
 fn realtime(dir: &Path, cfg: &Path) {
     let template = dir.join("realtime.pipeline");
@@ -518,13 +529,7 @@ fn sigint_drains_ends_tracks_snapshots_and_exits_zero() {
         &format!("[outputs]\nevents = \"{}\"\n", events_path.display()),
     );
     realtime(dir.path(), &cfg);
-    let run = bin()
-        .args(["--log", "warn", "run"])
-        .arg(&cfg)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run");
+    let run = spawn_run(&cfg);
     std::thread::sleep(std::time::Duration::from_secs(5));
     let asked = std::time::Instant::now();
     assert!(
@@ -578,13 +583,7 @@ fn events_reach_mqtt_subscribers_even_across_a_broker_restart() {
     );
     // Play the clip in real time so the broker can go away and come back mid-run.
     realtime(dir.path(), &cfg);
-    let run = bin()
-        .args(["--log", "warn", "run"])
-        .arg(&cfg)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run");
+    let run = spawn_run(&cfg);
     // Down from 4 s to 7 s of the 12 s clip.
     std::thread::sleep(std::time::Duration::from_secs(4));
     stop(b);

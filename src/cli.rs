@@ -100,6 +100,31 @@ pub enum Command {
         #[command(subcommand)]
         action: IndexAction,
     },
+    /// Convert a weight file into reid-pipe's own format (safetensors with the network's
+    /// description), so that later commands need no flags.
+    ///
+    /// Reads official LbA checkpoints (`sysu_pretrained.t`: torch.save with the state dict under
+    /// `net`), other torch.save checkpoints (`state_dict`, `model`; DataParallel `module.`
+    /// prefixes), torchvision's ImageNet ResNet-50 (`resnet50-19c8e357.pth`) and safetensors state
+    /// dicts, without Python. The network is inferred from the tensors.
+    Import {
+        /// The file to convert (.t, .pt, .pth, .tar, .safetensors).
+        input: PathBuf,
+        /// The reid-pipe weight file to write.
+        output: PathBuf,
+        /// Identities the classifier must have (a check against importing the wrong checkpoint).
+        #[arg(long)]
+        classes: Option<i64>,
+        /// Input height and width the network was trained at (default 288 144, the recipe's).
+        #[arg(long, num_args = 2, value_names = ["H", "W"], value_parser = clap::value_parser!(i64).range(16..=2048))]
+        input_size: Option<Vec<i64>>,
+        /// RegDB trial (1..=10) the model was trained on; `eval` then scores that trial.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10))]
+        trial: Option<u32>,
+        /// Replace OUTPUT if it exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// Validate a site or training file and print it resolved.
     Check {
         /// Configuration file (site or training; told apart by its keys).
@@ -151,10 +176,15 @@ pub struct EvalArgs {
     /// Feature file (safetensors: `features` N×D and metadata `paths`); repeat for several runs.
     #[arg(long, required_unless_present = "checkpoint", conflicts_with = "checkpoint")]
     pub features: Vec<PathBuf>,
-    /// Weights to extract features with (reid-pipe safetensors); repeat for several runs. The
-    /// features are saved as <out>/features-<n>.safetensors for later --features runs.
+    /// Weights to extract features with: a reid-pipe file, an official LbA checkpoint
+    /// (`sysu_pretrained.t`), any torch.save or safetensors state dict of a known layout; repeat
+    /// for several runs. The features are saved as <out>/features-<n>.safetensors for later
+    /// --features runs.
     #[arg(long)]
     pub checkpoint: Vec<PathBuf>,
+    /// Input height and width for weights that do not record theirs (default 288 144).
+    #[arg(long, num_args = 2, value_names = ["H", "W"], value_parser = clap::value_parser!(i64).range(16..=2048))]
+    pub input_size: Option<Vec<i64>>,
     /// Device for extraction and ranking: auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
@@ -170,7 +200,8 @@ pub struct EvalArgs {
     /// RegDB direction.
     #[arg(long, value_enum, default_value = "v2t")]
     pub direction: DirectionArg,
-    /// Trials, e.g. `0-9` or `1,3` (default: SYSU 0-9, RegDB 1-10).
+    /// Trials, e.g. `0-9`, `1,3` or `all` (default: SYSU 0-9; RegDB: the trial a checkpoint was
+    /// trained on, else 1-10).
     #[arg(long)]
     pub trials: Option<String>,
     /// Queries ranked per block (bounds memory).
@@ -202,7 +233,7 @@ pub enum VizFigure {
     },
     /// RGB/IR pairs of one person with their person masks and co-attention maps.
     Coattention {
-        /// Weights (reid-pipe safetensors).
+        /// Weights (any file `import` reads).
         #[arg(long)]
         checkpoint: PathBuf,
         /// Visible image; repeat, one per --thermal.
@@ -213,6 +244,9 @@ pub enum VizFigure {
         thermal: Vec<PathBuf>,
         #[arg(long, value_enum, default_value = "layer4")]
         stage: crate::viz::alignment::Stage,
+        /// Input height and width for weights that do not record theirs (default 288 144).
+        #[arg(long, num_args = 2, value_names = ["H", "W"], value_parser = clap::value_parser!(i64).range(16..=2048))]
+        input_size: Option<Vec<i64>>,
         #[arg(long, default_value = "out/viz/coattention.png")]
         out: PathBuf,
     },
@@ -227,6 +261,9 @@ pub enum VizFigure {
         thermal: PathBuf,
         #[arg(long, value_enum, default_value = "layer4")]
         stage: crate::viz::alignment::Stage,
+        /// Input height and width for weights that do not record theirs (default 288 144).
+        #[arg(long, num_args = 2, value_names = ["H", "W"], value_parser = clap::value_parser!(i64).range(16..=2048))]
+        input_size: Option<Vec<i64>>,
         #[arg(long, default_value = "out/viz/correspondence.png")]
         out: PathBuf,
     },

@@ -129,7 +129,10 @@ fn check_sources(cfg: &SiteConfig, r: &mut Report) {
 fn check_models(cfg: &SiteConfig, r: &mut Report) {
     let w = &cfg.model.weights;
     r.push(
-        format!("model weights ({:?})", cfg.model.backbone).to_lowercase(),
+        match cfg.model.backbone {
+            Some(b) => format!("model weights ({b:?})").to_lowercase(),
+            None => "model weights".to_owned(),
+        },
         w.display().to_string(),
         w.is_file(),
     );

@@ -12,6 +12,7 @@
 //! - [`model`]: the LbA network, CMAlign, weights and the batched embedder.
 //! - [`train`]: the LbA trainer.
 //! - [`viz`]: figures (retrieval grids, co-attention, correspondences, training curves).
+//! - [`resample`]: Pillow-exact antialiased Lanczos resizing of 8-bit images.
 //! - [`doctor`]: installation checks.
 
 pub mod atomic;
@@ -25,6 +26,7 @@ pub mod index;
 pub mod ingest;
 pub mod live;
 pub mod model;
+pub mod resample;
 pub mod runtime;
 pub mod safetensors;
 pub mod synth;

@@ -103,6 +103,26 @@ fn run(command: Command) -> Result<ExitCode> {
             viz(figure)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Import {
+            input,
+            output,
+            classes,
+            input_size,
+            trial,
+            force,
+        } => {
+            let request = reid_pipe::model::import::Request {
+                input: &input,
+                output: &output,
+                classes,
+                input_size: size_arg(input_size),
+                trial,
+                overwrite: force,
+            };
+            let done = reid_pipe::model::import::run(&request)?;
+            println!("{done}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check { config } => {
             check(&config)?;
             Ok(ExitCode::SUCCESS)
@@ -158,6 +178,7 @@ fn viz(figure: reid_pipe::cli::VizFigure) -> Result<()> {
             visible,
             thermal,
             stage,
+            input_size,
             out,
         } => {
             if visible.len() != thermal.len() {
@@ -168,7 +189,7 @@ fn viz(figure: reid_pipe::cli::VizFigure) -> Result<()> {
                 );
             }
             let pairs: Vec<_> = visible.into_iter().zip(thermal).collect();
-            alignment::coattention(&checkpoint, &pairs, stage, &out)?;
+            alignment::coattention(&checkpoint, size_arg(input_size), &pairs, stage, &out)?;
             println!("wrote {}", out.display());
         }
         VizFigure::Correspondence {
@@ -176,9 +197,10 @@ fn viz(figure: reid_pipe::cli::VizFigure) -> Result<()> {
             visible,
             thermal,
             stage,
+            input_size,
             out,
         } => {
-            alignment::correspondence(&checkpoint, &visible, &thermal, stage, &out)?;
+            alignment::correspondence(&checkpoint, size_arg(input_size), &visible, &thermal, stage, &out)?;
             println!("wrote {}", out.display());
         }
         VizFigure::Curves { training_log, out } => {
@@ -188,6 +210,11 @@ fn viz(figure: reid_pipe::cli::VizFigure) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--input-size H W` as (height, width); clap makes sure there are two values.
+fn size_arg(v: Option<Vec<i64>>) -> Option<(i64, i64)> {
+    v.and_then(|v| Some((*v.first()?, *v.get(1)?)))
 }
 
 fn check(path: &Path) -> Result<()> {

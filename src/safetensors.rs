@@ -1,6 +1,7 @@
 //! The safetensors format (8-byte little-endian header length, JSON header, raw little-endian
 //! data), read and written with its `__metadata__` string map, which tch's own reader drops.
-//! Writing is atomic. Supported element types: F32, I64 and U8.
+//! Writing is atomic. Written element types: F32, I64 and U8; read also: F16, BF16, F64 and I32
+//! (as exported by other tools).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -86,15 +87,21 @@ pub fn read(path: &Path) -> Result<File, SafetensorsError> {
             "F32" => (Kind::Float, 4),
             "I64" => (Kind::Int64, 8),
             "U8" => (Kind::Uint8, 1),
-            other => return Err(bad(format!("element type {other} is not supported (F32, I64, U8)"))),
+            "F16" => (Kind::Half, 2),
+            "BF16" => (Kind::BFloat16, 2),
+            "F64" => (Kind::Double, 8),
+            "I32" => (Kind::Int, 4),
+            other => {
+                return Err(bad(format!(
+                    "element type {other} is not supported (F32, F16, BF16, F64, I64, I32, U8)"
+                )));
+            }
         };
         let [start, end] = entry.data_offsets;
-        let numel: i64 = entry.shape.iter().product();
-        if entry.shape.iter().any(|&d| d < 0)
-            || end < start
-            || end > data.len()
-            || (end - start) != numel as usize * width
-        {
+        let bytes_needed = entry.shape.iter().try_fold(width as usize, |n: usize, &d| {
+            usize::try_from(d).ok().and_then(|d| n.checked_mul(d))
+        });
+        if end < start || end > data.len() || bytes_needed != Some(end - start) {
             return Err(bad(format!(
                 "shape {:?} of {} does not fit data bytes {start}..{end} of {}",
                 entry.shape,

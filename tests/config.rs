@@ -69,7 +69,7 @@ fn shipped_site_file_parses() {
         matches!(&cam.thermal.input, Input::Template { template, .. } if template.ends_with("thermal-standin.pipeline"))
     );
     assert_eq!(cam.thermal.format, PixelFormat::Gray8);
-    assert_eq!(cfg.model.backbone, Backbone::Mobilenetv2);
+    assert_eq!(cfg.model.backbone, Some(Backbone::Mobilenetv2));
     assert!(
         cfg.model.weights.starts_with(repo("config")),
         "relative paths resolve from the file's directory"

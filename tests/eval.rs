@@ -307,7 +307,7 @@ fn eval_with_a_checkpoint_extracts_saves_and_scores() {
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
     let net = LbaNet::new(&vs.root(), ModelSpec::new(Backbone::Tinyresnet, 0, (64, 32)));
     let w = dir.path().join("tiny.safetensors");
-    weights::save(&vs, &net.spec, &w).expect("save");
+    weights::save(&vs, &net.spec, &Default::default(), &w).expect("save");
     let out = dir.path().join("report");
     let run = |root: &Path| {
         Command::new(env!("CARGO_BIN_EXE_reid-pipe"))

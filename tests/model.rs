@@ -7,6 +7,7 @@ use reid_pipe::ingest::Modality;
 use reid_pipe::model::cmalign::CmAlign;
 use reid_pipe::model::embedder::{Crop, Embed, LbaEmbedder};
 use reid_pipe::model::torchscript::{self, ScriptEmbedder};
+use reid_pipe::model::weights::{Fit, Provenance, WeightFile};
 use reid_pipe::model::{LbaNet, ModelSpec, weights};
 use reid_pipe::safetensors;
 use std::path::{Path, PathBuf};
@@ -44,7 +45,8 @@ fn resnet50_equals_torchvision_with_the_same_weights() {
     let dir = reference("resnet50");
     let mut vs = VarStore::new(Device::Cpu);
     let net = LbaNet::new(&vs.root(), ModelSpec::new(Backbone::Resnet50, 0, (64, 32)));
-    let report = weights::load(&mut vs, &dir.path().join("resnet50_weights.safetensors")).expect("load");
+    let file = WeightFile::read(&dir.path().join("resnet50_weights.safetensors")).expect("read");
+    let report = weights::load(&mut vs, &file, Fit::Exact).expect("load");
     // fc.weight and fc.bias are the ImageNet head: ignored; the BN neck keeps its initial values.
     assert_eq!(report.ignored, 2);
     assert!(
@@ -74,7 +76,8 @@ fn mobilenetv2_equals_deep_sort_realtimes_model_with_the_shipped_weights() {
         ..ModelSpec::new(Backbone::Mobilenetv2, 0, (128, 64))
     };
     let net = LbaNet::new(&vs.root(), spec);
-    weights::load(&mut vs, &weights_file).expect("the converted set-up weights load");
+    let file = WeightFile::read(&weights_file).expect("the converted set-up weights");
+    weights::load(&mut vs, &file, Fit::Exact).expect("the converted set-up weights load");
     let io = safetensors::read(&dir.path().join("mobilenetv2_io.safetensors")).expect("io");
     let x = tensor(&io, "input");
     let got = tch::no_grad(|| {
@@ -151,10 +154,10 @@ fn save_load_round_trip_gives_identical_embeddings() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("tiny.safetensors");
     let (vs, net) = tiny(5);
-    weights::save(&vs, &net.spec, &path).expect("save");
+    weights::save(&vs, &net.spec, &Provenance::default(), &path).expect("save");
     assert_eq!(weights::read_spec(&path).expect("spec"), net.spec);
     let a = LbaEmbedder::new(net, vs, false).expect("embedder");
-    let b = LbaEmbedder::from_weights(&path, Device::Cpu, false).expect("load");
+    let b = LbaEmbedder::open(&path, None, Device::Cpu, false).expect("load");
     let crops = sample_crops();
     let ea = a.embed(&crops).expect("embed");
     let eb = b.embed(&crops).expect("embed");
@@ -174,21 +177,29 @@ fn a_wrong_shape_weight_file_names_the_parameter() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("five.safetensors");
     let (vs, net) = tiny(5);
-    weights::save(&vs, &net.spec, &path).expect("save");
+    weights::save(&vs, &net.spec, &Provenance::default(), &path).expect("save");
     let (mut vs7, _net7) = {
         let vs = VarStore::new(Device::Cpu);
         let net = LbaNet::new(&vs.root(), ModelSpec::new(Backbone::Tinyresnet, 7, (64, 32)));
         (vs, net)
     };
-    let e = weights::load(&mut vs7, &path).expect_err("5 vs 7 classes");
+    let file = WeightFile::read(&path).expect("read");
+    let e = weights::load(&mut vs7, &file, Fit::Exact).expect_err("5 vs 7 classes");
     let s = e.to_string();
     assert!(
         s.contains("five.safetensors") && s.contains("classifier.weight [5, 256] vs [7, 256]"),
         "{s}"
     );
-    // A torch.save file is refused with the converter to use.
-    let e = weights::load(&mut vs7, &dir.path().join("x.pth")).expect_err("pth");
-    assert!(e.to_string().contains("pth_to_safetensors.py"), "{e}");
+    // As an initialisation for training, the classifier of other identities starts fresh.
+    let report = weights::load(&mut vs7, &file, Fit::Initialise).expect("initialise");
+    assert_eq!(report.initialised, ["classifier.weight"]);
+    // A file without a description names the command that gives it one.
+    let plain = dir.path().join("plain.safetensors");
+    let vars = vs.variables();
+    let named: Vec<(&str, &Tensor)> = vars.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    safetensors::write(&plain, &named, &Default::default()).expect("write");
+    let e = weights::read_spec(&plain).expect_err("no spec");
+    assert!(e.to_string().contains("reid-pipe import"), "{e}");
 }
 
 #[test]
@@ -292,20 +303,15 @@ fn exported_network_runs_as_torchscript_with_the_same_embeddings() {
 }
 
 #[test]
-fn official_lba_checkpoint_imports_through_the_converter() {
+fn official_lba_checkpoint_loads_as_it_is() {
     let dir = reference("official");
-    let converted = dir.path().join("lba.safetensors");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/pth_to_safetensors.py");
-    let out = Command::new(PYTHON)
-        .arg(script)
-        .arg(dir.path().join("sysu_pretrained.t"))
-        .arg(&converted)
-        .output()
-        .expect("runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let file = WeightFile::read(&dir.path().join("sysu_pretrained.t")).expect("torch.save read without Python");
+    assert_eq!(file.provenance.epoch, Some(80));
+    let spec = file.spec(Some((64, 32))).expect("inferred");
+    assert_eq!((spec.backbone, spec.classes, spec.parts), (Backbone::Resnet50, 395, 1));
     let mut vs = VarStore::new(Device::Cpu);
-    let net = LbaNet::new(&vs.root(), ModelSpec::new(Backbone::Resnet50, 395, (64, 32)));
-    let report = weights::load(&mut vs, &converted).expect("official layout loads");
+    let net = LbaNet::new(&vs.root(), spec);
+    let report = weights::load(&mut vs, &file, Fit::Exact).expect("official layout loads");
     assert!(report.initialised.is_empty(), "{:?}", report.initialised);
     // The unused parts: layer1..4 + fc of both stems, conv1/bn1/fc of the body.
     assert!(report.ignored > 300, "{}", report.ignored);
@@ -316,7 +322,7 @@ fn official_lba_checkpoint_imports_through_the_converter() {
     // The same file into a network of another class count fails, naming the classifier.
     let mut vs2 = VarStore::new(Device::Cpu);
     let _ = LbaNet::new(&vs2.root(), ModelSpec::new(Backbone::Resnet50, 206, (64, 32)));
-    let e = weights::load(&mut vs2, &converted).expect_err("206 vs 395 classes");
+    let e = weights::load(&mut vs2, &file, Fit::Exact).expect_err("206 vs 395 classes");
     assert!(
         e.to_string().contains("classifier.weight [395, 2048] vs [206, 2048]"),
         "{e}"

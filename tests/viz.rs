@@ -40,7 +40,7 @@ fn tiny(dir: &Path, seed: i64) -> PathBuf {
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
     let net = LbaNet::new(&vs.root(), ModelSpec::new(Backbone::Tinyresnet, 0, (64, 32)));
     let w = dir.join(format!("tiny-{seed}.safetensors"));
-    weights::save(&vs, &net.spec, &w).expect("save");
+    weights::save(&vs, &net.spec, &Default::default(), &w).expect("save");
     w
 }
 

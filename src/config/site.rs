@@ -212,11 +212,13 @@ impl PixelFormat {
 /// Embedding model settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Model {
-    pub backbone: Backbone,
-    /// Weights file (safetensors).
+    /// The backbone the weights must be (checked when given; otherwise read from the file).
+    pub backbone: Option<Backbone>,
+    /// Weights file: any format `reid-pipe import` reads, or a TorchScript manifest (`.toml`).
     pub weights: PathBuf,
-    /// Network input height × width.
-    pub input_size: (u32, u32),
+    /// Network input height × width for weights that do not record theirs (default: the
+    /// recipe's 288 × 144).
+    pub input_size: Option<(u32, u32)>,
     /// Half precision on CUDA.
     pub half: bool,
 }
@@ -388,7 +390,7 @@ enum SourceKind {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawModel {
-    backbone: Backbone,
+    backbone: Option<Backbone>,
     weights: Spanned<PathBuf>,
     input_size: Option<Spanned<[i64; 2]>>,
     #[serde(default)]
@@ -811,7 +813,7 @@ fn check_source(
 impl RawModel {
     fn check(self, src: &Source<'_>) -> Result<Model, ConfigError> {
         let input_size = match &self.input_size {
-            None => (288, 144),
+            None => None,
             Some(s) => {
                 let [h, w] = *s.get_ref();
                 if !(16..=2048).contains(&h) || !(16..=2048).contains(&w) {
@@ -821,7 +823,7 @@ impl RawModel {
                         format!("expected [height, width], each in [16, 2048], found [{h}, {w}]"),
                     ));
                 }
-                (h as u32, w as u32)
+                Some((h as u32, w as u32))
             }
         };
         if self.weights.get_ref().as_os_str().is_empty() {

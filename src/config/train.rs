@@ -49,12 +49,38 @@ pub enum DatasetKind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainModel {
     pub backbone: Backbone,
-    /// ImageNet weights for the backbone (safetensors); `None` trains from scratch.
-    pub pretrained: Option<PathBuf>,
+    /// The starting point of training.
+    pub pretrained: Pretrained,
     /// Input height × width.
     pub input_size: (u32, u32),
     /// Split the pooled feature into this many horizontal parts (PCB); 1 = global pooling.
     pub parts: u32,
+}
+
+/// Where training starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pretrained {
+    /// Random initialisation (`pretrained = "none"`, or a backbone without ImageNet weights).
+    None,
+    /// A weight file (any format `reid-pipe import` reads): ImageNet weights, or a re-ID model to
+    /// fine-tune.
+    File(PathBuf),
+}
+
+/// Where a backbone's ImageNet weights come from, for the message that asks for them.
+fn imagenet_source(backbone: Backbone) -> Option<&'static str> {
+    match backbone {
+        Backbone::Resnet50 => Some(
+            "the LbA recipe starts from torchvision's ImageNet ResNet-50 `resnet50-19c8e357.pth`: convert it once with \
+             `reid-pipe import resnet50-19c8e357.pth models/weights/resnet50_imagenet.safetensors` and name that file \
+             here (models/README.md says where the file comes from)",
+        ),
+        Backbone::Mobilenetv2 => Some(
+            "MobileNetV2 starts from ImageNet weights: models/weights/mobilenetv2_imagenet.safetensors, made by \
+             scripts/setup.sh",
+        ),
+        Backbone::Tinyresnet => None,
+    }
 }
 
 /// Loss terms and their weights; a weight of 0 switches a term off.
@@ -163,8 +189,8 @@ fn yes() -> bool {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTrainModel {
-    backbone: Backbone,
-    pretrained: Option<PathBuf>,
+    backbone: Spanned<Backbone>,
+    pretrained: Option<Spanned<PathBuf>>,
     input_size: Option<Spanned<[i64; 2]>>,
     parts: Option<Spanned<i64>>,
 }
@@ -250,9 +276,35 @@ impl RawTrain {
                 (h as u32, w as u32)
             }
         };
+        let backbone = *m.backbone.get_ref();
+        let pretrained = match &m.pretrained {
+            Some(p) if p.get_ref().as_os_str() == "none" => Pretrained::None,
+            Some(p) if p.get_ref().as_os_str().is_empty() => {
+                return Err(src.error(
+                    "model.pretrained",
+                    p.span(),
+                    "expected the path of a weight file, or \"none\" to start from random weights",
+                ));
+            }
+            Some(p) => Pretrained::File(src.resolve(p.get_ref())),
+            None => match imagenet_source(backbone) {
+                // Training the recipe from random weights by omission is a silent catastrophe.
+                Some(source) => {
+                    return Err(src.error(
+                        "model.pretrained",
+                        m.backbone.span(),
+                        format!(
+                            "not set: {source}; or write pretrained = \"none\" to train from random weights \
+                             (far below the published numbers)"
+                        ),
+                    ));
+                }
+                None => Pretrained::None,
+            },
+        };
         let model = TrainModel {
-            backbone: m.backbone,
-            pretrained: m.pretrained.as_ref().map(|p| src.resolve(p)),
+            backbone,
+            pretrained,
             input_size,
             parts: check::int(src, "model.parts", &m.parts, 1, 1, 16)? as u32,
         };

@@ -7,6 +7,7 @@ use super::{EvalError, FeatureBank, TrialResult};
 use crate::cli::{DirectionArg, EvalArgs, EvalDataset, ShotsArg, SysuModeArg};
 use crate::config::train::DatasetKind;
 use crate::model::embedder::LbaEmbedder;
+use crate::model::weights::WeightFile;
 use std::path::Path;
 
 /// What an evaluation printed and wrote.
@@ -18,8 +19,14 @@ pub struct Outcome {
     pub overall: Summary,
 }
 
-/// Parses `0-9`, `1,3,5` or `2`.
-pub fn parse_trials(s: &str) -> Result<Vec<u64>, String> {
+/// Longest trial range accepted (the benchmarks have 10).
+const MAX_TRIALS: u64 = 100;
+
+/// Parses `0-9`, `1,3,5`, `2` or `all` (= `all`, the dataset's whole list).
+pub fn parse_trials(s: &str, all: &[u64]) -> Result<Vec<u64>, String> {
+    if s.trim() == "all" {
+        return Ok(all.to_vec());
+    }
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let num = |x: &str| {
@@ -33,6 +40,9 @@ pub fn parse_trials(s: &str) -> Result<Vec<u64>, String> {
                 if a > b {
                     return Err(format!("trial range {part:?} runs backwards"));
                 }
+                if b - a >= MAX_TRIALS {
+                    return Err(format!("trial range {part:?}: at most {MAX_TRIALS} trials"));
+                }
                 out.extend(a..=b);
             }
             None => out.push(num(part)?),
@@ -44,13 +54,12 @@ pub fn parse_trials(s: &str) -> Result<Vec<u64>, String> {
     Ok(out)
 }
 
-/// Builds the protocol the arguments name.
-pub fn protocol(args: &EvalArgs) -> Result<Protocol, EvalError> {
-    let trials = |default: &str| {
-        parse_trials(args.trials.as_deref().unwrap_or(default)).map_err(|message| EvalError::Features {
-            path: "--trials".into(),
-            message,
-        })
+/// Builds the protocol the arguments name. A RegDB model trained on one trial (`trained`) is
+/// scored on that trial unless `--trials` says otherwise.
+pub fn protocol(args: &EvalArgs, trained: Option<u32>) -> Result<Protocol, EvalError> {
+    let bad_trials = |message: String| EvalError::Features {
+        path: "--trials".into(),
+        message,
     };
     Ok(match args.dataset {
         EvalDataset::Sysu => {
@@ -62,19 +71,26 @@ pub fn protocol(args: &EvalArgs) -> Result<Protocol, EvalError> {
                 ShotsArg::Single => Shots::Single,
                 ShotsArg::Multi => Shots::Multi,
             };
-            protocols::sysu(&args.root, mode, shots, &trials("0-9")?)?
+            let all: Vec<u64> = (0..=9).collect();
+            let trials = parse_trials(args.trials.as_deref().unwrap_or("all"), &all).map_err(bad_trials)?;
+            protocols::sysu(&args.root, mode, shots, &trials)?
         }
         EvalDataset::Regdb => {
             let direction = match args.direction {
                 DirectionArg::V2t => RegdbDirection::VisibleToThermal,
                 DirectionArg::T2v => RegdbDirection::ThermalToVisible,
             };
-            let t: Vec<u32> = trials("1-10")?.into_iter().map(|t| t as u32).collect();
+            let all: Vec<u64> = (1..=10).collect();
+            let t: Vec<u32> = match (&args.trials, trained) {
+                (None, Some(own)) => vec![own],
+                (given, _) => parse_trials(given.as_deref().unwrap_or("all"), &all)
+                    .map_err(bad_trials)?
+                    .into_iter()
+                    .map(|t| t.min(u64::from(u32::MAX)) as u32)
+                    .collect(),
+            };
             if let Some(bad) = t.iter().find(|&&t| !(1..=10).contains(&t)) {
-                return Err(EvalError::Features {
-                    path: "--trials".into(),
-                    message: format!("RegDB trials are 1..10, found {bad}"),
-                });
+                return Err(bad_trials(format!("RegDB trials are 1..10, found {bad}")));
             }
             protocols::regdb(&args.root, direction, &t)?
         }
@@ -83,12 +99,47 @@ pub fn protocol(args: &EvalArgs) -> Result<Protocol, EvalError> {
     })
 }
 
+/// The input size `--input-size` gives, if any.
+fn input_size(args: &EvalArgs) -> Option<(i64, i64)> {
+    match args.input_size.as_deref() {
+        Some(&[h, w]) => Some((h, w)),
+        _ => None,
+    }
+}
+
+/// The RegDB trial a checkpoint was trained on (from its metadata), warning when the trials to
+/// score include others: their test identities overlap the ones it trained on.
+fn trained_trial(args: &EvalArgs, file: &WeightFile) -> Option<u32> {
+    if args.dataset != EvalDataset::Regdb {
+        return None;
+    }
+    let own = file.provenance.trial?;
+    if let Some(given) = &args.trials {
+        let all: Vec<u64> = (1..=10).collect();
+        let others: Vec<String> = parse_trials(given, &all)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|&t| t != u64::from(own))
+            .map(|t| t.to_string())
+            .collect();
+        if !others.is_empty() {
+            tracing::warn!(
+                "{} was trained on RegDB trial {own}: the test identities of trial(s) {} include identities it \
+                 trained on, so its scores there are not test results (score per-trial models on their own trials)",
+                file.path.display(),
+                others.join(", ")
+            );
+        }
+    }
+    Some(own)
+}
+
 /// Runs the evaluation and writes summary.json, per_query.csv and cmc.png into `args.out`.
 pub fn run(args: &EvalArgs) -> Result<Outcome, EvalError> {
-    let protocol = protocol(args)?;
     let mut rows = Vec::new();
     let mut runs = Vec::new();
     let mut all_trials: Vec<Vec<TrialResult>> = Vec::new();
+    let mut first_protocol = None;
     let device = crate::config::site::parse_device(&args.device)
         .map(crate::model::device)
         .ok_or_else(|| EvalError::Features {
@@ -97,27 +148,39 @@ pub fn run(args: &EvalArgs) -> Result<Outcome, EvalError> {
         })?;
     let runs_in = args.features.len().max(args.checkpoint.len());
     for i in 0..runs_in {
-        let mut bank = match (args.features.get(i), args.checkpoint.get(i)) {
-            (Some(path), _) => FeatureBank::load(path)?,
+        let (protocol, mut bank) = match (args.features.get(i), args.checkpoint.get(i)) {
+            (Some(path), _) => (protocol(args, None)?, FeatureBank::load(path)?),
             (None, Some(weights)) => {
-                let bank = extract_with(weights, &protocol, args, device)?;
+                let file = WeightFile::read(weights).map_err(|e| EvalError::Features {
+                    path: weights.clone(),
+                    message: format!("{e:#}"),
+                })?;
+                let embedder = embedder(&file, args, device)?;
+                let protocol = protocol(args, trained_trial(args, &file))?;
+                let bank = extract_with(&embedder, &protocol, args)?;
                 bank.save(&args.out.join(format!("features-{}.safetensors", i + 1)))?;
-                bank
+                (protocol, bank)
             }
             (None, None) => unreachable!("i < max(len)"),
         };
         bank.features = bank.features.to_device(device);
         let trials = super::evaluate(&protocol, &bank, args.block.max(1))?;
         let summary = Summary::of(&trials.iter().map(|t| t.metrics.clone()).collect::<Vec<_>>());
-        let label = if runs_in == 1 {
-            format!("{} ({} trials)", protocol.name, trials.len())
-        } else {
-            format!("run {} ({} trials)", i + 1, trials.len())
+        let names: Vec<&str> = trials.iter().map(|t| t.name.as_str()).collect();
+        let label = match (runs_in, trials.len()) {
+            (1, n) => format!("{} ({n} trials)", protocol.name),
+            (_, 1) => format!("run {} ({})", i + 1, names[0]),
+            (_, n) => format!("run {} ({n} trials)", i + 1),
         };
         rows.push((label, summary.clone()));
         runs.push(summary);
         all_trials.push(trials);
+        first_protocol.get_or_insert(protocol);
     }
+    let protocol = first_protocol.ok_or_else(|| EvalError::Features {
+        path: args.root.clone(),
+        message: "give --checkpoint or --features".to_owned(),
+    })?;
     let overall = if runs.len() == 1 {
         runs[0].clone()
     } else {
@@ -135,24 +198,27 @@ pub fn run(args: &EvalArgs) -> Result<Outcome, EvalError> {
     })
 }
 
+/// The embedder of a weight file at the `--input-size` given (if the file records none).
+pub(crate) fn embedder(file: &WeightFile, args: &EvalArgs, device: tch::Device) -> Result<LbaEmbedder, EvalError> {
+    LbaEmbedder::from_file(file, input_size(args), device, false).map_err(|e| EvalError::Features {
+        path: file.path.clone(),
+        message: format!("{e:#}"),
+    })
+}
+
 /// Extracts features of every image any trial uses.
 pub(crate) fn extract_with(
-    weights: &Path,
+    embedder: &LbaEmbedder,
     protocol: &Protocol,
     args: &EvalArgs,
-    device: tch::Device,
 ) -> Result<FeatureBank, EvalError> {
-    let embedder = LbaEmbedder::from_weights(weights, device, false).map_err(|e| EvalError::Features {
-        path: weights.to_path_buf(),
-        message: e.to_string(),
-    })?;
     let dataset = match args.dataset {
         EvalDataset::Sysu => DatasetKind::Sysu,
         EvalDataset::Regdb => DatasetKind::Regdb,
         EvalDataset::Market => DatasetKind::Market,
         EvalDataset::Duke => DatasetKind::Duke,
     };
-    super::extract::extract_protocol(&embedder, &args.root, protocol, dataset, args.batch)
+    super::extract::extract_protocol(embedder, &args.root, protocol, dataset, args.batch)
 }
 
 fn write_outputs(
@@ -207,10 +273,12 @@ mod tests {
 
     #[test]
     fn trial_lists() {
-        assert_eq!(parse_trials("0-3").expect("ok"), vec![0, 1, 2, 3]);
-        assert_eq!(parse_trials("1, 5,7-8").expect("ok"), vec![1, 5, 7, 8]);
-        assert!(parse_trials("3-1").is_err());
-        assert!(parse_trials("x").is_err());
-        assert!(parse_trials("").is_err());
+        let all = [1, 2, 3];
+        assert_eq!(parse_trials("0-3", &all).expect("ok"), vec![0, 1, 2, 3]);
+        assert_eq!(parse_trials("1, 5,7-8", &all).expect("ok"), vec![1, 5, 7, 8]);
+        assert_eq!(parse_trials("all", &all).expect("ok"), vec![1, 2, 3]);
+        assert!(parse_trials("3-1", &all).is_err());
+        assert!(parse_trials("x", &all).is_err());
+        assert!(parse_trials("", &all).is_err());
     }
 }

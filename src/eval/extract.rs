@@ -106,7 +106,9 @@ fn image_error(path: &Path, e: opencv::Error) -> EvalError {
 
 /// Decodes an image file as contiguous 8-bit RGB (grey images are replicated to 3 channels).
 pub fn read_rgb(path: &Path) -> Result<Mat, EvalError> {
-    let bgr = imgcodecs::imread(path, imgcodecs::IMREAD_COLOR).map_err(|e| image_error(path, e))?;
+    // Pillow (the reference's decoder) does not apply EXIF orientation; neither does this.
+    let bgr = imgcodecs::imread(path, imgcodecs::IMREAD_COLOR | imgcodecs::IMREAD_IGNORE_ORIENTATION)
+        .map_err(|e| image_error(path, e))?;
     if bgr.empty() {
         let why = if path.is_file() {
             "not a readable image"

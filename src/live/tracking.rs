@@ -97,7 +97,10 @@ pub fn run(
     metrics: &Metrics,
 ) {
     let mut trackers: HashMap<(usize, Modality), Tracker> = HashMap::new();
-    let input_h = cfg.model.input_size.0 as f32;
+    let input_h = cfg
+        .model
+        .input_size
+        .map_or(crate::model::weights::RECIPE_INPUT_SIZE.0 as f32, |s| s.0 as f32);
     let mut waiting_visible: Option<(usize, Annotated)> = None;
     let mut last_pts = HashMap::new();
     let started = Instant::now();

@@ -2,11 +2,10 @@
 //! L2-normalised embeddings out. Each crop is resized once, straight into its slot of the batch
 //! tensor (the only copy of its pixels); normalisation runs on the device.
 
-use super::weights::{self, WeightsError};
+use super::weights::{self, WeightFile, WeightsError};
 use super::{LbaNet, ModelSpec};
 use crate::ingest::Modality;
-use opencv::core::{Mat, Size};
-use opencv::imgproc;
+use crate::resample;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
@@ -26,8 +25,6 @@ pub struct Crop<'a> {
 pub enum EmbedError {
     #[error("crop {index}: {message}")]
     Crop { index: usize, message: String },
-    #[error("resizing crop {index}: {source}")]
-    Resize { index: usize, source: opencv::Error },
     #[error(transparent)]
     Weights(#[from] WeightsError),
     #[error("libtorch: {0}")]
@@ -44,14 +41,16 @@ pub trait Embed: Send {
     fn embed(&self, crops: &[Crop<'_>]) -> Result<Tensor, EmbedError>;
 }
 
-/// Resizes every crop into one u8 batch tensor, B×H×W×3 (grey crops are replicated to RGB).
-/// Shrinking uses area averaging (closest to the antialiased Lanczos of training images in the
-/// reference), enlarging Lanczos-4.
+/// Resizes every crop into one u8 batch tensor, B×H×W×3 (grey crops are replicated to RGB),
+/// with Pillow's antialiased Lanczos ([`crate::resample`]): the same pixels as the reference
+/// code's `Image.resize((W, H), Image.ANTIALIAS)`, on every path (evaluation, training, live).
 pub fn batch_pixels(crops: &[Crop<'_>], (height, width): (i64, i64)) -> Result<Tensor, EmbedError> {
     let batch = Tensor::zeros([crops.len() as i64, height, width, 3], (Kind::Uint8, Device::Cpu));
     let slot_bytes = (height * width * 3) as usize;
-    let base = batch.data_ptr() as *mut u8;
-    for (index, c) in crops.iter().enumerate() {
+    // SAFETY: `batch` is a contiguous CPU u8 tensor of exactly crops.len() × slot_bytes bytes,
+    // owned here and not aliased while the slice lives.
+    let all = unsafe { std::slice::from_raw_parts_mut(batch.data_ptr() as *mut u8, crops.len() * slot_bytes) };
+    for ((index, c), slot) in crops.iter().enumerate().zip(all.chunks_exact_mut(slot_bytes)) {
         let bad = |message: String| EmbedError::Crop { index, message };
         if c.width == 0 || c.height == 0 {
             return Err(bad(format!("empty crop {}x{}", c.width, c.height)));
@@ -69,49 +68,14 @@ pub fn batch_pixels(crops: &[Crop<'_>], (height, width): (i64, i64)) -> Result<T
                 c.stride
             )));
         }
-        let typ = if c.channels == 1 {
-            opencv::core::CV_8UC1
-        } else {
-            opencv::core::CV_8UC3
+        let view = resample::View {
+            pixels: c.pixels,
+            width: c.width,
+            height: c.height,
+            stride: c.stride,
+            channels: c.channels,
         };
-        let resize = |source| EmbedError::Resize { index, source };
-        // SAFETY: the header borrows `c.pixels`, whose size was checked against rows × stride
-        // above, and lives only within this iteration; OpenCV only reads through it.
-        let src = unsafe {
-            Mat::new_rows_cols_with_data_unsafe(
-                c.height as i32,
-                c.width as i32,
-                typ,
-                c.pixels.as_ptr() as *mut _,
-                c.stride,
-            )
-        }
-        .map_err(resize)?;
-        // SAFETY: slot `index` of the contiguous B×H×W×3 u8 tensor `batch`, which outlives `dst`.
-        let mut dst = unsafe {
-            Mat::new_rows_cols_with_data_unsafe(
-                height as i32,
-                width as i32,
-                opencv::core::CV_8UC3,
-                base.add(index * slot_bytes) as *mut _,
-                (width * 3) as usize,
-            )
-        }
-        .map_err(resize)?;
-        let shrink = (c.width as i64) >= width && (c.height as i64) >= height;
-        let interp = if shrink {
-            imgproc::INTER_AREA
-        } else {
-            imgproc::INTER_LANCZOS4
-        };
-        let size = Size::new(width as i32, height as i32);
-        if c.channels == 3 {
-            imgproc::resize(&src, &mut dst, size, 0.0, 0.0, interp).map_err(resize)?;
-        } else {
-            let mut grey = Mat::default();
-            imgproc::resize(&src, &mut grey, size, 0.0, 0.0, interp).map_err(resize)?;
-            imgproc::cvt_color_def(&grey, &mut dst, imgproc::COLOR_GRAY2RGB).map_err(resize)?;
-        }
+        resample::lanczos_rgb(view, width as usize, height as usize, slot);
     }
     Ok(batch)
 }
@@ -142,18 +106,27 @@ pub struct LbaEmbedder {
 }
 
 impl LbaEmbedder {
-    /// Loads a reid-pipe weight file; `half` runs in float16 (CUDA only).
-    pub fn from_weights(path: &std::path::Path, device: Device, half: bool) -> Result<Self, EmbedError> {
-        let spec = weights::read_spec(path)?;
-        Self::with_spec(path, spec, device, half)
+    /// Opens any weight file (see [`weights`]) as an embedder: the network the file describes, or
+    /// the one its tensors imply at `input_size` (default: the recipe's). A classifier in the
+    /// file is not used. `half` runs in float16 (CUDA only).
+    pub fn open(
+        path: &std::path::Path,
+        input_size: Option<(i64, i64)>,
+        device: Device,
+        half: bool,
+    ) -> Result<Self, EmbedError> {
+        Self::from_file(&WeightFile::read(path)?, input_size, device, half)
     }
 
-    /// Loads weights of either layout (an ImageNet backbone too) into a network built from `spec`.
-    pub fn with_spec(path: &std::path::Path, spec: ModelSpec, device: Device, half: bool) -> Result<Self, EmbedError> {
-        let mut vs = VarStore::new(device);
-        let net = LbaNet::new(&vs.root(), spec);
-        weights::load(&mut vs, path)?;
-        Self::new(net, vs, half)
+    /// Like [`LbaEmbedder::open`], for a file already read.
+    pub fn from_file(
+        file: &WeightFile,
+        input_size: Option<(i64, i64)>,
+        device: Device,
+        half: bool,
+    ) -> Result<Self, EmbedError> {
+        let opened = weights::open(file, input_size, weights::Head::Embedding, device)?;
+        Self::new(opened.net, opened.vs, half)
     }
 
     /// The network (for figures that look inside it).
@@ -250,30 +223,9 @@ pub(crate) fn per_modality(
     Ok(out)
 }
 
-/// The network a site file's LbA weights describe: the file's own description, checked against
-/// the configured backbone, or (weights without reid-pipe metadata, an ImageNet backbone) one built
-/// from the configured backbone and input size.
-pub fn site_model_spec(model: &crate::config::site::Model) -> Result<ModelSpec, EmbedError> {
-    match weights::read_spec(&model.weights) {
-        Ok(spec) if spec.backbone != model.backbone => Err(EmbedError::Model(format!(
-            "{}: the weights are a {:?} network, the configuration says {:?}",
-            model.weights.display(),
-            spec.backbone,
-            model.backbone
-        ))),
-        Ok(spec) => Ok(spec),
-        Err(WeightsError::Metadata { .. }) => Ok(ModelSpec::new(
-            model.backbone,
-            0,
-            (i64::from(model.input_size.0), i64::from(model.input_size.1)),
-        )),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// The embedder a site file's `[model]` names: a TorchScript manifest (`.toml`), or LbA weights
-/// (safetensors). Weights without reid-pipe metadata (an ImageNet backbone) are built from the
-/// configured backbone and input size.
+/// The embedder a site file's `[model]` names: a TorchScript manifest (`.toml`), or any weight
+/// file (see [`weights`]); the network is the file's own description, or the one its tensors
+/// imply at the configured input size. A configured `model.backbone` must match the file.
 pub fn from_site_model(model: &crate::config::site::Model, device: Device) -> Result<Box<dyn Embed>, EmbedError> {
     if model.weights.extension().is_some_and(|e| e == "toml") {
         return Ok(Box::new(super::torchscript::ScriptEmbedder::load(
@@ -281,11 +233,42 @@ pub fn from_site_model(model: &crate::config::site::Model, device: Device) -> Re
             device,
         )?));
     }
-    let spec = site_model_spec(model)?;
-    Ok(Box::new(LbaEmbedder::with_spec(
-        &model.weights,
-        spec,
+    let file = site_weights(model)?;
+    Ok(Box::new(LbaEmbedder::from_file(
+        &file,
+        site_input_size(model),
         device,
         model.half,
     )?))
+}
+
+/// Reads a site's weight file and checks it against the configured `model.backbone` and
+/// `model.input_size`.
+pub fn site_weights(model: &crate::config::site::Model) -> Result<WeightFile, EmbedError> {
+    let file = WeightFile::read(&model.weights)?;
+    let spec = file.spec(site_input_size(model))?;
+    if let Some(b) = model.backbone
+        && b != spec.backbone
+    {
+        return Err(EmbedError::Model(format!(
+            "{}: the weights are a {:?} network, model.backbone says {b:?}",
+            model.weights.display(),
+            spec.backbone,
+        )));
+    }
+    if let (Some(_), Some((h, w))) = (&file.spec, model.input_size)
+        && (i64::from(h), i64::from(w)) != spec.input_size
+    {
+        tracing::warn!(
+            "{}: the network was made for {:?} inputs; model.input_size [{h}, {w}] is not used",
+            model.weights.display(),
+            spec.input_size
+        );
+    }
+    Ok(file)
+}
+
+/// The configured input size (height, width), if any.
+pub fn site_input_size(model: &crate::config::site::Model) -> Option<(i64, i64)> {
+    model.input_size.map(|(h, w)| (i64::from(h), i64::from(w)))
 }

@@ -4,6 +4,7 @@
 
 pub mod cmalign;
 pub mod embedder;
+pub mod import;
 mod layers;
 pub mod mobilenetv2;
 pub mod resnet;
@@ -50,6 +51,32 @@ impl ModelSpec {
             last_stride: 1,
             parts: 1,
         }
+    }
+
+    /// Checks the values a file may carry: identities ≥ 0, input sides in [16, 2048], parts in
+    /// [1, 16] and at most one per 16 rows of input, last stride 1 or 2, positive std.
+    pub fn validate(&self) -> Result<(), String> {
+        let (h, w) = self.input_size;
+        if self.classes < 0 {
+            return Err(format!("classes {} is negative", self.classes));
+        }
+        if !(16..=2048).contains(&h) || !(16..=2048).contains(&w) {
+            return Err(format!("input_size [{h}, {w}]: each side must be in [16, 2048]"));
+        }
+        if !(1..=16).contains(&self.parts) || self.parts > h / 16 {
+            return Err(format!(
+                "parts {} for an input {h} pixels high: between 1 and {}",
+                self.parts,
+                (h / 16).clamp(1, 16)
+            ));
+        }
+        if !matches!(self.last_stride, 1 | 2) {
+            return Err(format!("last_stride {} (1 or 2)", self.last_stride));
+        }
+        if self.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) || self.mean.iter().any(|m| !m.is_finite()) {
+            return Err(format!("mean {:?} / std {:?}: finite, std > 0", self.mean, self.std));
+        }
+        Ok(())
     }
 
     /// Channels of the last stage.

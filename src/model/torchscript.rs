@@ -153,7 +153,7 @@ pub fn export_site(model: &crate::config::site::Model, dir: &Path, stem: &str) -
             model.weights.display()
         )));
     }
-    let spec = super::embedder::site_model_spec(model)?;
-    let embedder = LbaEmbedder::with_spec(&model.weights, spec, Device::Cpu, false)?;
+    let file = super::embedder::site_weights(model)?;
+    let embedder = LbaEmbedder::from_file(&file, super::embedder::site_input_size(model), Device::Cpu, false)?;
     export(&embedder, dir, stem)
 }

@@ -13,11 +13,12 @@ use super::sgd::{Group, Sgd};
 use super::step;
 use crate::config::TrainConfig;
 use crate::config::train::DatasetKind;
+use crate::config::train::Pretrained;
 use crate::eval::metrics::Metrics;
 use crate::eval::protocols::{self, RegdbDirection, Shots, SysuMode};
 use crate::eval::pyrandom::PyRandom;
 use crate::model::embedder::{LbaEmbedder, normalise};
-use crate::model::weights::{self, WeightsError};
+use crate::model::weights::{self, Fit, Provenance, WeightFile, WeightsError};
 use crate::model::{LbaNet, ModelSpec};
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -123,14 +124,8 @@ fn train_run(cfg: &TrainConfig, set: &TrainSet, dir: &Path, seed: u64, resume: b
     };
     let mut vs = VarStore::new(device);
     let net = LbaNet::new(&vs.root(), spec.clone());
-    if let Some(pre) = &cfg.model.pretrained {
-        let report = weights::load(&mut vs, pre)?;
-        tracing::info!(
-            "{}: {} tensors loaded, {} initialised",
-            pre.display(),
-            report.loaded,
-            report.initialised.len()
-        );
+    if let Pretrained::File(pre) = &cfg.model.pretrained {
+        initialise_from(&mut vs, pre, &spec)?;
     }
     // Channels-last convolution weights (inputs are channels-last already): faster kernels.
     crate::model::vars_channels_last(&vs);
@@ -222,7 +217,13 @@ fn train_run(cfg: &TrainConfig, set: &TrainSet, dir: &Path, seed: u64, resume: b
         let images_per_s = steps * (2 * p * k) as f64 / started.elapsed().as_secs_f64();
         // Weights first, then the checkpoint that makes the epoch count as done.
         let last = dir.join("last.safetensors");
-        weights::save(&vs, &spec, &last)?;
+        let provenance = Provenance {
+            dataset: Some(format!("{:?}", cfg.dataset.kind).to_lowercase()),
+            trial: (cfg.dataset.kind == DatasetKind::Regdb).then_some(cfg.dataset.trial),
+            epoch: Some(i64::from(epoch + 1)),
+            imported_from: None,
+        };
+        weights::save(&vs, &spec, &provenance, &last)?;
         save_checkpoint(&checkpoint, &vs, &sgd, epoch + 1, seed, &spec)?;
         let done = epoch + 1;
         let evaluate_now = done == s.epochs || (s.eval_every > 0 && done % s.eval_every == 0);
@@ -263,6 +264,43 @@ fn train_run(cfg: &TrainConfig, set: &TrainSet, dir: &Path, seed: u64, resume: b
     })
 }
 
+/// Loads a starting point into the network: any weight file (see [`weights`]) whose backbone is
+/// the configured one; a head that does not fit the training identities starts fresh.
+fn initialise_from(vs: &mut VarStore, path: &Path, spec: &ModelSpec) -> Result<(), TrainError> {
+    let file = WeightFile::read(path)?;
+    let theirs = file.spec(Some(spec.input_size))?;
+    if theirs.backbone != spec.backbone {
+        return Err(TrainError::Unsupported(format!(
+            "model.pretrained: {} holds a {:?} network, model.backbone is {:?}",
+            path.display(),
+            theirs.backbone,
+            spec.backbone
+        )));
+    }
+    let report = weights::load(vs, &file, Fit::Initialise)?;
+    tracing::info!(
+        "{}: {} tensors loaded, {} ignored{}",
+        path.display(),
+        report.loaded,
+        report.ignored,
+        if report.initialised.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; starting fresh: {}",
+                report
+                    .initialised
+                    .iter()
+                    .filter(|n| n.ends_with("weight"))
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    );
+    Ok(())
+}
+
 /// Gathers images, flips each horizontally with probability 0.5 (the recipe's only effective
 /// augmentation, spec §5.2) and normalises them on `device`.
 fn augment(pixels: &Tensor, rows: &[usize], rng: &mut PyRandom, spec: &ModelSpec, device: Device) -> Tensor {
@@ -288,7 +326,7 @@ fn evaluate(cfg: &TrainConfig, weights_path: &Path, device: Device) -> Result<Me
             protocols::market(&d.root, "test").map_err(crate::eval::EvalError::from)?
         }
     };
-    let embedder = LbaEmbedder::from_weights(weights_path, device, false).map_err(|e| io_err(weights_path, e))?;
+    let embedder = LbaEmbedder::open(weights_path, None, device, false).map_err(|e| io_err(weights_path, e))?;
     let bank = crate::eval::extract::extract_protocol(&embedder, &d.root, &protocol, d.kind, 64)?;
     let results = crate::eval::evaluate(&protocol, &bank, 256)?;
     Ok(results

@@ -27,10 +27,10 @@ pub enum Stage {
 }
 
 /// Loads a checkpoint on the CPU.
-fn load(weights: &Path) -> Result<LbaEmbedder, VizError> {
-    LbaEmbedder::from_weights(weights, tch::Device::Cpu, false).map_err(|e| VizError::File {
+fn load(weights: &Path, input_size: Option<(i64, i64)>) -> Result<LbaEmbedder, VizError> {
+    LbaEmbedder::open(weights, input_size, tch::Device::Cpu, false).map_err(|e| VizError::File {
         path: weights.to_path_buf(),
-        message: e.to_string(),
+        message: format!("{e:#}"),
     })
 }
 
@@ -103,11 +103,18 @@ fn overlay(img: &Mat, map: &Tensor) -> Result<Mat, VizError> {
 
 /// Fig. S4 for each (visible, infrared) pair: both images with their person masks, then both
 /// with their co-attention maps. One row per pair.
-pub fn coattention(weights: &Path, pairs: &[(PathBuf, PathBuf)], stage: Stage, out: &Path) -> Result<(), VizError> {
+/// Weights without a recorded input size are read at `input_size` (default: the recipe's).
+pub fn coattention(
+    weights: &Path,
+    input_size: Option<(i64, i64)>,
+    pairs: &[(PathBuf, PathBuf)],
+    stage: Stage,
+    out: &Path,
+) -> Result<(), VizError> {
     let width = 4 * TILE.0 + 5 * GAP;
     let height = pairs.len() as i32 * (TILE.1 + 2 * GAP) + GAP;
     let mut img = canvas(width, height)?;
-    let embedder = load(weights)?;
+    let embedder = load(weights, input_size)?;
     for (r, (v, t)) in pairs.iter().enumerate() {
         let (visible, thermal) = (read_rgb(v)?, read_rgb(t)?);
         let (o, (h, w)) = align(&embedder, &visible, &thermal, stage)?;
@@ -176,6 +183,7 @@ fn top_matches(o: &CmAlignOutput, (h, w): (i64, i64)) -> Result<Vec<Match>, VizE
 /// lines for the top matches; writes the matches as JSON beside the PNG.
 pub fn correspondence(
     checkpoints: &[PathBuf],
+    input_size: Option<(i64, i64)>,
     visible: &Path,
     thermal: &Path,
     stage: Stage,
@@ -187,7 +195,7 @@ pub fn correspondence(
     let mut img = canvas(width, height)?;
     let mut all = Vec::new();
     for (r, weights) in checkpoints.iter().enumerate() {
-        let (o, size) = align(&load(weights)?, &v, &t, stage)?;
+        let (o, size) = align(&load(weights, input_size)?, &v, &t, stage)?;
         let y = GAP + r as i32 * (TILE.1 + 2 * GAP);
         let (left, right) = (Point::new(GAP, y), Point::new(2 * GAP + TILE.0, y));
         paste(&mut img, &v, left, TILE)?;

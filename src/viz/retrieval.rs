@@ -7,6 +7,7 @@ use crate::cli::EvalArgs;
 use crate::eval::extract::read_rgb;
 use crate::eval::pyrandom::PyRandom;
 use crate::eval::{FeatureBank, command, ranking};
+use crate::model::weights::WeightFile;
 use opencv::core::{Point, Rect};
 use opencv::imgproc;
 use std::path::Path;
@@ -28,11 +29,6 @@ pub struct Row {
 /// Draws `queries` rows (chosen with `seed` from the first trial, or all when fewer) of the `top`
 /// best gallery images to `out` (PNG) and `out` with extension `json`.
 pub fn run(args: &EvalArgs, queries: usize, top: usize, seed: u64, out: &Path) -> Result<Vec<Row>, VizError> {
-    let protocol = command::protocol(args)?;
-    let trial = protocol
-        .trials
-        .first()
-        .ok_or_else(|| VizError::Args("the protocol has no trials".into()))?;
     let device = crate::config::site::parse_device(&args.device)
         .map(crate::model::device)
         .ok_or_else(|| {
@@ -41,9 +37,25 @@ pub fn run(args: &EvalArgs, queries: usize, top: usize, seed: u64, out: &Path) -
                 args.device
             ))
         })?;
-    let bank = match (args.features.first(), args.checkpoint.first()) {
+    let model = match (args.features.first(), args.checkpoint.first()) {
+        (None, Some(w)) => {
+            let file = WeightFile::read(w).map_err(|e| VizError::File {
+                path: w.clone(),
+                message: format!("{e:#}"),
+            })?;
+            Some((command::embedder(&file, args, device)?, file.provenance.trial))
+        }
+        _ => None,
+    };
+    let trained = model.as_ref().and_then(|(_, t)| *t);
+    let protocol = command::protocol(args, trained.filter(|_| args.dataset == crate::cli::EvalDataset::Regdb))?;
+    let trial = protocol
+        .trials
+        .first()
+        .ok_or_else(|| VizError::Args("the protocol has no trials".into()))?;
+    let bank = match (args.features.first(), &model) {
         (Some(f), _) => FeatureBank::load(f)?,
-        (None, Some(w)) => command::extract_with(w, &protocol, args, device)?,
+        (None, Some((embedder, _))) => command::extract_with(embedder, &protocol, args)?,
         (None, None) => return Err(VizError::Args("give --checkpoint or --features".into())),
     };
     let mut chosen: Vec<usize> = (0..trial.query.len()).collect();

@@ -67,9 +67,9 @@ fn site(dir: &Path, clip: &Path, pairs: usize, looping: bool, realtime: bool) ->
 fn embedder_alone(clip: &Path, seconds: f64) -> f64 {
     use opencv::prelude::*;
     let model = Model {
-        backbone: Backbone::Mobilenetv2,
+        backbone: Some(Backbone::Mobilenetv2),
         weights: Path::new(env!("CARGO_MANIFEST_DIR")).join("models/weights/mobilenetv2_imagenet.safetensors"),
-        input_size: (256, 128),
+        input_size: Some((256, 128)),
         half: false,
     };
     let embedder = from_site_model(&model, tch::Device::cuda_if_available()).expect("model");

@@ -2,6 +2,7 @@
 //! the file, the key and the line.
 
 use reid_pipe::config::site::{Backbone, DetectorKind, Input, PixelFormat};
+use reid_pipe::config::train::Pretrained;
 use reid_pipe::config::{ConfigError, SiteConfig, TrainConfig};
 use std::path::{Path, PathBuf};
 
@@ -35,6 +36,7 @@ kind = "sysu"
 root = "/data/SYSU-MM01"
 [model]
 backbone = "resnet50"
+pretrained = "none"
 "#;
 
 fn site_err(text: &[u8]) -> ConfigError {
@@ -252,13 +254,13 @@ fn training_batch_must_allow_distinct_negatives() {
     let e = train_err(&format!(
         "{TRAIN}[schedule]\nidentities_per_batch = 4\nimages_per_identity = 4\n"
     ));
-    expect(&e, "schedule.identities_per_batch", 8, "must be > images_per_identity");
+    expect(&e, "schedule.identities_per_batch", 9, "must be > images_per_identity");
 }
 
 #[test]
 fn training_unknown_loss_term() {
     let e = train_err(&format!("{TRAIN}[loss]\ncenter = 0.1\n"));
-    expect(&e, "loss.center", 8, "unknown field `center`");
+    expect(&e, "loss.center", 9, "unknown field `center`");
 }
 
 #[test]
@@ -270,7 +272,7 @@ fn training_trial_only_for_regdb() {
 #[test]
 fn training_milestones_must_increase() {
     let e = train_err(&format!("{TRAIN}[schedule]\nmilestones = [50, 20]\n"));
-    expect(&e, "schedule.milestones", 8, "increasing epochs");
+    expect(&e, "schedule.milestones", 9, "increasing epochs");
 }
 
 #[test]
@@ -335,4 +337,43 @@ fn celsius_thresholds_need_a_calibrated_16_bit_camera() {
     )
     .unwrap();
     assert_eq!(cfg.cameras[0].calibration.map(|c| c.gain), Some(0.01));
+}
+
+#[test]
+fn the_paper_recipe_needs_imagenet_weights_or_an_explicit_none() {
+    let without = TRAIN.replace("pretrained = \"none\"\n", "");
+    let e = train_err(&without);
+    expect(&e, "model.pretrained", 6, "resnet50-19c8e357.pth");
+    let text = e.to_string();
+    assert!(
+        text.contains("reid-pipe import")
+            && text.contains("pretrained = \"none\"")
+            && text.contains("models/README.md"),
+        "{text}"
+    );
+    let none = TrainConfig::from_bytes(Path::new("t.toml"), TRAIN.as_bytes()).expect("explicit none");
+    assert_eq!(none.model.pretrained, Pretrained::None);
+    let file = TrainConfig::from_bytes(
+        Path::new("/etc/reid/t.toml"),
+        TRAIN.replace("\"none\"", "\"w/r50.pth\"").as_bytes(),
+    )
+    .expect("a file");
+    assert_eq!(file.model.pretrained, Pretrained::File("/etc/reid/w/r50.pth".into()));
+    // MobileNetV2 has ImageNet weights too; the test ResNet has none and needs no key.
+    let e = train_err(&without.replace("resnet50", "mobilenetv2"));
+    expect(&e, "model.pretrained", 6, "mobilenetv2_imagenet.safetensors");
+    let tiny = TrainConfig::from_bytes(
+        Path::new("t.toml"),
+        without.replace("resnet50", "tinyresnet").as_bytes(),
+    )
+    .expect("tiny");
+    assert_eq!(tiny.model.pretrained, Pretrained::None);
+    // The shipped recipes name the converted torchvision file.
+    for f in ["config/train-sysu.toml", "config/train-regdb.toml"] {
+        let cfg = TrainConfig::load(&repo(f)).expect("loads");
+        assert!(
+            matches!(&cfg.model.pretrained, Pretrained::File(p) if p.ends_with("models/weights/resnet50_imagenet.safetensors")),
+            "{f}"
+        );
+    }
 }

@@ -347,3 +347,86 @@ fn eval_with_a_checkpoint_extracts_saves_and_scores() {
         "{err}"
     );
 }
+
+#[test]
+fn regdb_checkpoints_are_scored_on_the_trial_they_trained_on() {
+    use reid_pipe::config::site::Backbone;
+    use reid_pipe::model::weights::{self, Provenance};
+    use reid_pipe::model::{LbaNet, ModelSpec};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("RegDB");
+    let bin = || Command::new(env!("CARGO_BIN_EXE_reid-pipe"));
+    let o = bin()
+        .args(["synth", "--format", "regdb", "--identities", "6", "--out"])
+        .arg(&root)
+        .output()
+        .expect("synth");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let net = LbaNet::new(&vs.root(), ModelSpec::new(Backbone::Tinyresnet, 0, (64, 32)));
+    let model = |trial: Option<u32>, name: &str| {
+        let path = dir.path().join(name);
+        let provenance = Provenance {
+            dataset: trial.map(|_| "regdb".to_owned()),
+            trial,
+            ..Provenance::default()
+        };
+        weights::save(&vs, &net.spec, &provenance, &path).expect("save");
+        path
+    };
+    let (two, five, plain) = (
+        model(Some(2), "t2.safetensors"),
+        model(Some(5), "t5.safetensors"),
+        model(None, "x.safetensors"),
+    );
+    let eval = |checkpoints: &[&Path], extra: &[&str]| {
+        let mut cmd = bin();
+        cmd.args(["eval", "--dataset", "regdb", "--device", "cpu", "--root"])
+            .arg(&root)
+            .arg("--out")
+            .arg(dir.path().join("report"))
+            .args(extra);
+        for c in checkpoints {
+            cmd.arg("--checkpoint").arg(c);
+        }
+        let o = cmd.output().expect("eval");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(o.status.success(), "{text}");
+        text
+    };
+    // One model per trial (the paper's protocol): each run on its own trial, then the mean.
+    let text = eval(&[&two, &five], &[]);
+    assert!(
+        text.contains("run 1 (trial 2)") && text.contains("run 2 (trial 5)") && text.contains("mean over 2 runs"),
+        "{text}"
+    );
+    assert!(!text.contains("WARN"), "{text}");
+    // Asked for other trials: scored, with a warning naming them.
+    let text = eval(&[&two], &["--trials", "1-3"]);
+    assert!(text.contains("(3 trials)"), "{text}");
+    assert!(
+        text.contains("trained on RegDB trial 2") && text.contains("trial(s) 1, 3"),
+        "{text}"
+    );
+    // A model that does not say: every trial, as before.
+    let text = eval(&[&plain], &[]);
+    assert!(text.contains("(10 trials)"), "{text}");
+    // `import --trial` records it.
+    let imported = dir.path().join("imported.safetensors");
+    let o = bin()
+        .arg("import")
+        .arg(&plain)
+        .arg(&imported)
+        .args(["--trial", "7"])
+        .output()
+        .expect("import");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = eval(&[&imported], &[]);
+    assert!(text.contains("(trial 7)"), "{text}");
+    let summary = std::fs::read_to_string(dir.path().join("report/summary.json")).expect("summary");
+    assert!(summary.contains("\"trial 7\""), "{summary}");
+}

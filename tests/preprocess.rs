@@ -82,7 +82,7 @@ fn vtest_crops() -> Vec<Sample> {
         }
         let map = frame.buffer.map_readable().expect("map");
         let data = map.as_slice();
-        let (fw, fh, stride) = (frame.width as usize, frame.height as usize, frame.stride as usize);
+        let (fw, fh, stride) = (frame.width as usize, frame.height as usize, frame.stride);
         for (i, &(x, y, w, h)) in boxes.iter().enumerate() {
             let (w, h): (usize, usize) = (w.min(fw - x), h.min(fh - y));
             let mut pixels = Vec::with_capacity(w * h * 3);

@@ -224,3 +224,47 @@ fn the_pcb_head_trains_and_evaluates() {
     let o = bin().arg("train").arg(&cfg).output().expect("train");
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("model.parts = 5"));
 }
+
+#[test]
+fn a_torch_save_checkpoint_of_another_dataset_initialises_training() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dataset(dir.path());
+    ok(bin()
+        .arg("train")
+        .arg(config(dir.path(), &root, "first", 1, ""))
+        .output()
+        .expect("train"));
+    let pth = dir.path().join("theirs.pth");
+    ok(Command::new(PYTHON)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/weights_refs.py"))
+        .arg("torchsave")
+        .arg(dir.path().join("first/last.safetensors"))
+        .arg(&pth)
+        .output()
+        .expect("python"));
+    let cfg = config(dir.path(), &root, "second", 1, "");
+    let text = std::fs::read_to_string(&cfg).expect("config").replace(
+        "input_size = [64, 32]",
+        &format!("input_size = [64, 32]\npretrained = \"{}\"", pth.display()),
+    );
+    std::fs::write(&cfg, text).expect("config");
+    let out = ok(bin().arg("train").arg(&cfg).output().expect("train"));
+    // Everything but the 10-identity classifier (45 here) is taken from the file.
+    assert!(
+        out.contains("theirs.pth: ")
+            && out.contains("tensors loaded")
+            && out.contains("starting fresh: classifier.weight"),
+        "{out}"
+    );
+    // A backbone that is not the configured one is refused, naming both.
+    let text = std::fs::read_to_string(&cfg)
+        .expect("config")
+        .replace("backbone = \"tinyresnet\"", "backbone = \"mobilenetv2\"");
+    std::fs::write(&cfg, text).expect("config");
+    let o = bin().arg("train").arg(&cfg).output().expect("train");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("model.pretrained") && err.contains("Tinyresnet"),
+        "{err}"
+    );
+}

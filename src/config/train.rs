@@ -454,7 +454,7 @@ mod tests {
     fn default_schedule_is_the_papers() {
         let cfg = TrainConfig::from_bytes(
             Path::new("t.toml"),
-            b"output_dir = \"runs/x\"\n[dataset]\nkind = \"sysu\"\nroot = \"/d\"\n[model]\nbackbone = \"resnet50\"\n",
+            b"output_dir = \"runs/x\"\n[dataset]\nkind = \"sysu\"\nroot = \"/d\"\n[model]\nbackbone = \"resnet50\"\npretrained = \"none\"\n",
         )
         .expect("valid");
         let s = &cfg.schedule;

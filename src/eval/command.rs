@@ -168,6 +168,7 @@ pub fn run(args: &EvalArgs) -> Result<Outcome, EvalError> {
         let summary = Summary::of(&trials.iter().map(|t| t.metrics.clone()).collect::<Vec<_>>());
         let names: Vec<&str> = trials.iter().map(|t| t.name.as_str()).collect();
         let label = match (runs_in, trials.len()) {
+            (1, 1) => format!("{} ({})", protocol.name, names[0]),
             (1, n) => format!("{} ({n} trials)", protocol.name),
             (_, 1) => format!("run {} ({})", i + 1, names[0]),
             (_, n) => format!("run {} ({n} trials)", i + 1),

@@ -16,6 +16,8 @@ torchvision and Pillow (independently of reid-pipe).
                              eval mode, GeM p=3, L2): tensor `features`, metadata `paths`
     weights_refs.py bad OUT            unusable files: truncated.t, list.pt, notes.pt (no tensors),
                                       resnet18.pth (another architecture), encoder.pth (unknown keys)
+    weights_refs.py torchsave IN OUT   a reid-pipe file IN as a torch.save checkpoint OUT (DataParallel
+                                      names under `state_dict`, the classifier cut to 10 identities)
     weights_refs.py pil DIR            for every DIR/*.png: Pillow's
                                       Image.resize((144, 288), Image.LANCZOS) of it, as RGB, into
                                       DIR/<name>.pil.rgb (raw uint8, 288x144x3)
@@ -131,6 +133,16 @@ def bad(out):
     torch.save({"encoder.weight": torch.randn(4, 4), "decoder.weight": torch.randn(4, 4)}, os.path.join(out, "encoder.pth"))
 
 
+def torchsave(src, out):
+    """A reid-pipe safetensors file as someone else's checkpoint: DataParallel names under
+    `state_dict`, and a classifier of 10 identities."""
+    from safetensors.torch import load_file
+
+    sd = {"module." + k: v for k, v in load_file(src).items()}
+    sd["module.classifier.weight"] = sd["module.classifier.weight"][:10].clone()
+    torch.save({"state_dict": sd, "epoch": 1}, out)
+
+
 def pil(d):
     for p in sorted(glob.glob(os.path.join(d, "*.png"))):
         img = Image.open(p)
@@ -145,6 +157,8 @@ if __name__ == "__main__":
         resnet(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "bad":
         bad(sys.argv[2])
+    elif sys.argv[1] == "torchsave":
+        torchsave(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "pil":
         pil(sys.argv[2])
     else:

@@ -26,9 +26,12 @@ pub struct TorchFile {
 }
 
 /// Tells a `torch.save` file from its first bytes: a ZIP archive (PyTorch ≥ 1.6), a pickle
-/// (the legacy format starts with the PROTO opcode) or a TAR archive (before 0.1.10).
+/// (the legacy format starts with the PROTO opcode) or a TAR archive (before 0.1.10). A
+/// safetensors file (an 8-byte header length, then `{`) is not one, whatever its first byte.
 pub fn is_torch_save(head: &[u8]) -> bool {
-    head.starts_with(b"PK\x03\x04") || head.first() == Some(&0x80) || head.get(257..262) == Some(b"ustar")
+    let safetensors = head.get(8) == Some(&b'{');
+    !safetensors
+        && (head.starts_with(b"PK\x03\x04") || head.first() == Some(&0x80) || head.get(257..262) == Some(b"ustar"))
 }
 
 /// Reads the state dict of a `torch.save` file.
@@ -74,6 +77,23 @@ pub fn read(path: &Path) -> Result<TorchFile, WeightsError> {
         container,
         scalars,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_torch_save;
+
+    #[test]
+    fn formats_are_told_apart_by_their_first_bytes() {
+        assert!(is_torch_save(b"PK\x03\x04archive"));
+        assert!(is_torch_save(b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20"));
+        // A safetensors header of 0x0280 bytes starts with 0x80 too.
+        assert!(!is_torch_save(b"\x80\x02\0\0\0\0\0\0{\"a\":"));
+        let mut tar = vec![0u8; 300];
+        tar[257..262].copy_from_slice(b"ustar");
+        assert!(is_torch_save(&tar));
+        assert!(!is_torch_save(b"hello"));
+    }
 }
 
 fn to_tch(path: &Path, name: &str, t: &pytorch_reader::Tensor) -> Result<Tensor, WeightsError> {

@@ -89,15 +89,20 @@ fn config(dir: &Path, root: &Path, name: &str, epochs: u32, extra: &str) -> Path
     path
 }
 
-fn rank1(text: &str) -> f64 {
-    let row = text
+/// The rank-1 and mAP columns (%) of the result row that starts with `row`.
+fn scores(text: &str, row: &str) -> (f64, f64) {
+    let line = text
         .lines()
-        .find(|l| l.starts_with("seed 0"))
-        .unwrap_or_else(|| panic!("no result row: {text}"));
-    row.split_whitespace()
-        .nth(2)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{row}"))
+        .find(|l| l.starts_with(row))
+        .unwrap_or_else(|| panic!("no {row:?} row: {text}"));
+    let cols: Vec<&str> = line.trim_start_matches(row).split_whitespace().collect();
+    let num = |i: usize| {
+        cols.get(i)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"))
+    };
+    // value ± std per metric: rank-1, rank-5, rank-10, rank-20, mAP, mINP.
+    (num(0), num(12))
 }
 
 #[test]
@@ -105,22 +110,28 @@ fn trains_far_above_chance_on_generated_data() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dataset(dir.path());
     let started = Instant::now();
+    // One run varies by ±10 points with the seed (seeds 0–3 here: rank-1 11.8–35.3 %), so the
+    // claim is about the mean of three.
     let text = ok(bin()
         .arg("train")
         .arg(config(dir.path(), &root, "full", 30, ""))
+        .args(["--runs", "3"])
         .output()
         .expect("train"));
-    let r1 = rank1(&text);
-    // 15 test identities: chance rank-1 (distinct-identity CMC) is 1/15 ≈ 6.7 %.
-    assert!(r1 >= 20.0, "rank-1 {r1} % is not far above chance (6.7 %): {text}");
-    let log = std::fs::read_to_string(dir.path().join("full/log.jsonl")).expect("log");
+    let (r1, map) = scores(&text, "mean over 3 runs");
+    // 15 test identities: chance rank-1 (distinct-identity CMC) is 1/15 ≈ 6.7 %, chance mAP about 10 %.
+    assert!(
+        r1 >= 15.0 && map >= 20.0,
+        "rank-1 {r1} %, mAP {map} % are not far above chance: {text}"
+    );
+    let log = std::fs::read_to_string(dir.path().join("full/run-1/log.jsonl")).expect("log");
     assert_eq!(log.lines().count(), 30);
     let last: serde_json::Value = serde_json::from_str(log.lines().last().expect("line")).expect("json");
     for term in ["id", "tri", "ic", "dt"] {
         assert!(last["loss"][term].as_f64().is_some(), "{term} missing: {last}");
     }
     eprintln!(
-        "trained 30 epochs in {:.1} s, rank-1 {r1} %",
+        "trained 3 × 30 epochs in {:.1} s, mean rank-1 {r1} %, mAP {map} %",
         started.elapsed().as_secs_f64()
     );
 }

@@ -71,9 +71,10 @@ pub enum Pretrained {
 fn imagenet_source(backbone: Backbone) -> Option<&'static str> {
     match backbone {
         Backbone::Resnet50 => Some(
-            "the LbA recipe starts from torchvision's ImageNet ResNet-50 `resnet50-19c8e357.pth`: convert it once with \
-             `reid-pipe import resnet50-19c8e357.pth models/weights/resnet50_imagenet.safetensors` and name that file \
-             here (models/README.md says where the file comes from)",
+            "the LbA recipe starts from torchvision's ImageNet ResNet-50 `resnet50-19c8e357.pth` (what \
+             `torchvision.models.resnet50(pretrained=True)` downloads; newer torchvision: `IMAGENET1K_V1`, see \
+             models/README.md): convert it once with \
+             `reid-pipe import resnet50-19c8e357.pth models/weights/resnet50_imagenet.safetensors` and name that file here",
         ),
         Backbone::Mobilenetv2 => Some(
             "MobileNetV2 starts from ImageNet weights: models/weights/mobilenetv2_imagenet.safetensors, made by \

@@ -131,35 +131,48 @@ impl<'a> View<'a> {
 /// One pass along rows: `rows` of `src`, each resampled to `taps.first.len()` samples, into
 /// `out` (tightly packed, `src.channels` per pixel).
 fn horizontal(src: &View<'_>, rows: std::ops::Range<usize>, taps: &Taps, out: &mut [u8]) {
-    let c = src.channels;
+    match src.channels {
+        1 => horizontal_n::<1>(src, rows, taps, out),
+        _ => horizontal_n::<3>(src, rows, taps, out),
+    }
+}
+
+fn horizontal_n<const C: usize>(src: &View<'_>, rows: std::ops::Range<usize>, taps: &Taps, out: &mut [u8]) {
     let out_w = taps.first.len();
-    for (line, y) in out.chunks_exact_mut(out_w * c).zip(rows) {
+    for (line, y) in out.chunks_exact_mut(out_w * C).zip(rows) {
         let row = src.row(y);
-        for x in 0..out_w {
+        for (x, px) in line.chunks_exact_mut(C).enumerate() {
             let (lo, w) = taps.of(x);
-            for ch in 0..c {
-                let mut acc = 1i32 << (PRECISION_BITS - 1);
-                for (j, &wj) in w.iter().enumerate() {
-                    acc += i32::from(row[(lo + j) * c + ch]) * wj;
+            let mut acc = [1i32 << (PRECISION_BITS - 1); C];
+            for (input, &wj) in row[lo * C..].chunks_exact(C).zip(w) {
+                for ch in 0..C {
+                    acc[ch] += i32::from(input[ch]) * wj;
                 }
-                line[x * c + ch] = clip8(acc);
+            }
+            for ch in 0..C {
+                px[ch] = clip8(acc[ch]);
             }
         }
     }
 }
 
 /// One pass along columns: output row `y` from rows `taps.of(y)` of `src`, shifted up by
-/// `first_row` (the first row `src` holds), into `out` (tightly packed).
+/// `first_row` (the first row `src` holds), into `out` (tightly packed). Whole rows are
+/// accumulated at a time, which the compiler vectorises.
 fn vertical(src: &View<'_>, first_row: usize, taps: &Taps, out: &mut [u8]) {
     let n = src.width * src.channels;
+    let mut acc = vec![0i32; n];
     for (y, line) in out.chunks_exact_mut(n).enumerate() {
         let (lo, w) = taps.of(y);
-        for (x, v) in line.iter_mut().enumerate() {
-            let mut acc = 1i32 << (PRECISION_BITS - 1);
-            for (j, &wj) in w.iter().enumerate() {
-                acc += i32::from(src.pixels[(lo - first_row + j) * src.stride + x]) * wj;
+        acc.fill(1 << (PRECISION_BITS - 1));
+        for (j, &wj) in w.iter().enumerate() {
+            let row = src.row(lo - first_row + j);
+            for (a, &v) in acc.iter_mut().zip(row) {
+                *a += i32::from(v) * wj;
             }
-            *v = clip8(acc);
+        }
+        for (v, &a) in line.iter_mut().zip(&acc) {
+            *v = clip8(a);
         }
     }
 }

@@ -1,22 +1,19 @@
 //! Person detection and tracking: detectors on the real pedestrian video and on generated thermal
 //! scenes, a YOLO ONNX model made by the installed torch, the worker pool, and the SORT tracker.
 
+mod common;
+
+use common::vtest_frames;
 use reid_pipe::config::site::{
-    Calibration, Detector, DetectorKind, Input, PixelFormat, SourceSpec, ThermalDetector, Tracker as TrackerConfig,
-    YoloLayout,
+    Calibration, Detector, DetectorKind, PixelFormat, ThermalDetector, Tracker as TrackerConfig, YoloLayout,
 };
 use reid_pipe::detect::pool::{DetectPool, Job};
 use reid_pipe::detect::{self, BBox, Detection, Image, StreamDetector};
-use reid_pipe::ingest::{Frame, Modality, SourcePipeline};
+use reid_pipe::ingest::Frame;
 use reid_pipe::synth::scene::Scene;
 use reid_pipe::track::Tracker;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
-use std::time::Duration;
-
-const VTEST: &str = "/usr/share/doc/opencv-doc/examples/data/vtest.avi";
-const PYTHON: &str = "/opt/reid-torch/bin/python";
 
 /// Defaults, with the ONNX input of the tiny test models.
 fn detector(kind: DetectorKind, model: Option<PathBuf>) -> Detector {
@@ -28,28 +25,6 @@ fn detector(kind: DetectorKind, model: Option<PathBuf>) -> Detector {
 
 fn ssd_model() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("models/weights/ssdlite_person.pb")
-}
-
-/// The first `n` frames of vtest.avi, RGB.
-fn vtest_frames(n: usize) -> Vec<Frame> {
-    let spec = SourceSpec {
-        input: Input::File { path: VTEST.into() },
-        size: None,
-        fps: None,
-        format: PixelFormat::Rgb,
-        looping: false,
-    };
-    let source = SourcePipeline::build("vtest", Modality::Visible, &spec, 4, false).unwrap();
-    source.start().unwrap();
-    let mut frames = Vec::new();
-    while frames.len() < n {
-        match source.pull(Duration::from_secs(10)).unwrap() {
-            Some(f) => frames.push(f),
-            None => break,
-        }
-    }
-    assert_eq!(frames.len(), n, "vtest.avi has at least {n} frames");
-    frames
 }
 
 fn run(d: &mut StreamDetector, f: &Frame) -> Vec<Detection> {
@@ -218,7 +193,7 @@ fn onnx_yolo_layouts_run_through_opencv() {
     for (layout, name) in [(YoloLayout::Yolov5, "yolov5"), (YoloLayout::Yolov8, "yolov8")] {
         let model = dir.path().join(format!("{name}.onnx"));
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/tiny_yolo.py");
-        let status = Command::new(PYTHON)
+        let status = common::python()
             .args([script.as_os_str(), model.as_os_str()])
             .args([name, "64", "4"])
             .status()

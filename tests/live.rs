@@ -1,91 +1,21 @@
 //! `reid-pipe run` end to end on a generated camera-pair clip: people cross a visible and a
 //! thermal view; the events must give each person one identity across both modalities.
 
+mod common;
+
+use common::{bin, clip, ok, repo, scene_site};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_reid-pipe"))
-}
-
-fn repo(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
-}
-
-fn ok(out: Output) -> String {
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "exit {:?}: {text}", out.status.code());
-    text
-}
-
-/// Writes a clip of `people` walkers under `dir/clip`.
-fn clip(dir: &Path, people: usize, seed: u64) -> PathBuf {
-    let root = dir.join("clip");
-    ok(bin()
-        .args([
-            "synth",
-            "--format",
-            "scene",
-            "--identities",
-            &people.to_string(),
-            "--seed",
-            &seed.to_string(),
-            "--out",
-        ])
-        .arg(&root)
-        .output()
-        .expect("synth"));
-    root
-}
-
-/// A site file for the clip; `extra` is appended (more sections or overrides).
+/// A site file for the clip with the ImageNet MobileNetV2 set-up converts; `extra` is appended.
 fn site(dir: &Path, clip: &Path, thermal_location: Option<&str>, extra: &str) -> PathBuf {
-    let template = repo("pipelines/images.pipeline");
-    let thermal = thermal_location.map_or_else(|| format!("{}/thermal/%05d.png", clip.display()), str::to_owned);
-    let text = format!(
-        r#"[runtime]
-device = "cpu"
-batch_size = 16
-[[cameras]]
-name = "gate"
-pairing_tolerance_ms = 20
-[cameras.visible]
-kind = "template"
-template = "{template}"
-params = {{ location = "{clip}/visible/%05d.png", caps = "image/png,framerate=10/1" }}
-[cameras.thermal]
-kind = "template"
-template = "{template}"
-params = {{ location = "{thermal}", caps = "image/png,framerate=10/1" }}
-format = "gray8"
-[detector]
-kind = "motion"
-min_box = [16, 40]
-[thermal_detector]
-min_area = 300
-[model]
-backbone = "mobilenetv2"
-weights = "{weights}"
-input_size = [256, 128]
-[index]
-same_modality_threshold = 0.04
-cross_modality_threshold = 0.08
-snapshot_dir = "{dir}/index"
-{extra}"#,
-        template = template.display(),
-        clip = clip.display(),
-        weights = repo("models/weights/mobilenetv2_imagenet.safetensors").display(),
-        dir = dir.display(),
+    let model = format!(
+        "backbone = \"mobilenetv2\"\nweights = \"{}\"\ninput_size = [256, 128]",
+        repo("models/weights/mobilenetv2_imagenet.safetensors").display()
     );
-    let path = dir.join("site.toml");
-    std::fs::write(&path, text).expect("site");
-    path
+    scene_site(dir, clip, thermal_location, &model, extra)
 }
 
 fn events(path: &Path) -> Vec<Value> {

@@ -5,17 +5,13 @@
 
 mod common;
 
-use common::reference;
+use common::{reference, vtest_frames};
 use opencv::core::{Mat, Vector};
 use opencv::prelude::*;
 use opencv::{imgcodecs, imgproc};
-use reid_pipe::config::site::{Input, PixelFormat, SourceSpec};
-use reid_pipe::ingest::{Modality, SourcePipeline};
+use reid_pipe::ingest::Modality;
 use reid_pipe::model::embedder::{Crop, batch_pixels};
 use std::path::Path;
-use std::time::Duration;
-
-const VTEST: &str = "/usr/share/doc/opencv-doc/examples/data/vtest.avi";
 
 /// An image to resize: tightly packed pixels.
 struct Sample {
@@ -56,30 +52,17 @@ fn generated(width: usize, height: usize, channels: usize, seed: u64) -> Sample 
     }
 }
 
-/// Person-sized crops of the first frames of vtest.avi, RGB.
+/// Person-sized crops of frames 0 and 40 of vtest.avi, RGB.
 fn vtest_crops() -> Vec<Sample> {
-    let spec = SourceSpec {
-        input: Input::File { path: VTEST.into() },
-        size: None,
-        fps: None,
-        format: PixelFormat::Rgb,
-        looping: false,
-    };
-    let source = SourcePipeline::build("vtest", Modality::Visible, &spec, 4, false).expect("pipeline");
-    source.start().expect("start");
     let mut out = Vec::new();
-    // (x, y, w, h): people and background of various shapes, in frames 0 and 40.
+    // (x, y, w, h): people and background of various shapes.
     let boxes = [
         (250, 90, 48, 110),
         (390, 120, 70, 190),
         (100, 200, 198, 360),
         (500, 300, 260, 90),
     ];
-    for frame_no in 0..=40 {
-        let frame = source.pull(Duration::from_secs(10)).expect("pull").expect("a frame");
-        if frame_no % 40 != 0 {
-            continue;
-        }
+    for (frame_no, frame) in vtest_frames(41).into_iter().enumerate().step_by(40) {
         let map = frame.buffer.map_readable().expect("map");
         let data = map.as_slice();
         let (fw, fh, stride) = (frame.width as usize, frame.height as usize, frame.stride);

@@ -1,34 +1,21 @@
 //! Training: loss terms against PyTorch, an end-to-end run on generated SYSU-MM01 data, exact
 //! resumption after a kill, and a clean stop on a non-finite loss.
 
+mod common;
+
+use common::{bin, ok, python};
 use reid_pipe::safetensors;
 use reid_pipe::train::losses::{batch_hard_triplet, cross_entropy};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tch::Kind;
-
-const PYTHON: &str = "/opt/reid-torch/bin/python";
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_reid-pipe"))
-}
-
-fn ok(o: Output) -> String {
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(o.status.success(), "{text}");
-    text
-}
 
 #[test]
 fn losses_match_pytorch_including_gradients() {
     let dir = tempfile::tempdir().expect("tempdir");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/model_refs.py");
-    ok(Command::new(PYTHON)
+    ok(python()
         .arg(script)
         .arg("losses")
         .arg(dir.path())
@@ -246,7 +233,7 @@ fn a_torch_save_checkpoint_of_another_dataset_initialises_training() {
         .output()
         .expect("train"));
     let pth = dir.path().join("theirs.pth");
-    ok(Command::new(PYTHON)
+    ok(python()
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/weights_refs.py"))
         .arg("torchsave")
         .arg(dir.path().join("first/last.safetensors"))

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{bin, fails, ok, reference, repo};
+use common::{bin, clip, fails, ok, reference, scene_site};
 use reid_pipe::safetensors;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -129,46 +129,14 @@ fn official_torchvision_and_reid_pipe_weights_give_torchs_features() {
     assert_same_features(&out.join("features-2.safetensors"), &torchvision);
 
     // The official file as a site's model, no flags.
-    let clip = dir.path().join("clip");
-    ok(bin()
-        .args(["synth", "--format", "scene", "--identities", "2", "--out"])
-        .arg(&clip)
-        .output()
-        .expect("synth"));
-    let site = dir.path().join("site.toml");
-    std::fs::write(
-        &site,
-        format!(
-            r#"[runtime]
-device = "cpu"
-[[cameras]]
-name = "gate"
-[cameras.visible]
-kind = "template"
-template = "{template}"
-params = {{ location = "{clip}/visible/%05d.png", caps = "image/png,framerate=10/1" }}
-[cameras.thermal]
-kind = "template"
-template = "{template}"
-params = {{ location = "{clip}/thermal/%05d.png", caps = "image/png,framerate=10/1" }}
-format = "gray8"
-[detector]
-kind = "motion"
-min_box = [16, 40]
-[model]
-weights = "{weights}"
-[outputs]
-events = "{dir}/events.jsonl"
-[index]
-snapshot_dir = "{dir}/index"
-"#,
-            template = repo("pipelines/images.pipeline").display(),
-            clip = clip.display(),
-            weights = official.display(),
-            dir = dir.path().display(),
-        ),
-    )
-    .expect("site");
+    let clip = clip(dir.path(), 2, 0);
+    let site = scene_site(
+        dir.path(),
+        &clip,
+        None,
+        &format!("weights = \"{}\"", official.display()),
+        &format!("[outputs]\nevents = \"{}/events.jsonl\"", dir.path().display()),
+    );
     let said = ok(bin()
         .arg("run")
         .arg(&site)

@@ -1,8 +1,14 @@
 //! Helpers the integration tests share: the built binary, repository paths, the reference Python.
 #![allow(dead_code)] // each test binary uses its own subset
 
+use reid_pipe::config::site::{Input, PixelFormat, SourceSpec};
+use reid_pipe::ingest::{Frame, Modality, SourcePipeline};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
+
+/// The real pedestrian video Debian's `opencv-doc` installs (768×576, 795 frames).
+pub const VTEST: &str = "/usr/share/doc/opencv-doc/examples/data/vtest.avi";
 
 /// The `reid-pipe` binary under test.
 pub fn bin() -> Command {
@@ -59,4 +65,88 @@ pub fn reference<S: AsRef<std::ffi::OsStr>>(script: &str, args: impl IntoIterato
         "{script}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The first `n` frames of vtest.avi, RGB.
+pub fn vtest_frames(n: usize) -> Vec<Frame> {
+    let spec = SourceSpec {
+        input: Input::File { path: VTEST.into() },
+        size: None,
+        fps: None,
+        format: PixelFormat::Rgb,
+        looping: false,
+    };
+    let source = SourcePipeline::build("vtest", Modality::Visible, &spec, 4, false).expect("pipeline");
+    source.start().expect("start");
+    let mut frames = Vec::new();
+    while frames.len() < n {
+        match source.pull(Duration::from_secs(10)).expect("pull") {
+            Some(f) => frames.push(f),
+            None => break,
+        }
+    }
+    assert_eq!(frames.len(), n, "vtest.avi has at least {n} frames");
+    frames
+}
+
+/// Writes a generated camera-pair clip of `people` walkers under `dir/clip`.
+pub fn clip(dir: &Path, people: usize, seed: u64) -> PathBuf {
+    let root = dir.join("clip");
+    ok(bin()
+        .args([
+            "synth",
+            "--format",
+            "scene",
+            "--identities",
+            &people.to_string(),
+            "--seed",
+            &seed.to_string(),
+            "--out",
+        ])
+        .arg(&root)
+        .output()
+        .expect("synth"));
+    root
+}
+
+/// A site file playing `clip` (thermal frames from `thermal_location` if given) with the motion
+/// detector, `model` as the body of its `[model]` table; `extra` is appended.
+pub fn scene_site(dir: &Path, clip: &Path, thermal_location: Option<&str>, model: &str, extra: &str) -> PathBuf {
+    let template = repo("pipelines/images.pipeline");
+    let thermal = thermal_location.map_or_else(|| format!("{}/thermal/%05d.png", clip.display()), str::to_owned);
+    let text = format!(
+        r#"[runtime]
+device = "cpu"
+batch_size = 16
+[[cameras]]
+name = "gate"
+pairing_tolerance_ms = 20
+[cameras.visible]
+kind = "template"
+template = "{template}"
+params = {{ location = "{clip}/visible/%05d.png", caps = "image/png,framerate=10/1" }}
+[cameras.thermal]
+kind = "template"
+template = "{template}"
+params = {{ location = "{thermal}", caps = "image/png,framerate=10/1" }}
+format = "gray8"
+[detector]
+kind = "motion"
+min_box = [16, 40]
+[thermal_detector]
+min_area = 300
+[model]
+{model}
+[index]
+same_modality_threshold = 0.04
+cross_modality_threshold = 0.08
+snapshot_dir = "{dir}/index"
+{extra}"#,
+        template = template.display(),
+        clip = clip.display(),
+        dir = dir.display(),
+    );
+    let path = dir.join("site.toml");
+    std::fs::write(&path, text).expect("site");
+    path
 }

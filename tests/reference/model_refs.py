@@ -145,40 +145,17 @@ def cmalign(out):
 
 
 def official(out):
-    """A checkpoint in the official LbA layout (sysu_pretrained.t): three whole ResNet-50s, the
-    BN neck and a 395-way classifier under `net`, saved with torch.save; plus a reference feature."""
-    import torchvision
+    """A checkpoint in the official LbA layout (sysu_pretrained.t) saved with torch.save, plus the
+    test-time feature of the thermal path (thermal stem, shared body with layer4 stride 1, GeM,
+    L2) on random inputs."""
+    from weights_refs import feature, last_stride_one, official_state_dict
 
-    torch.manual_seed(0)
-    net = {}
-    for prefix in ("visible_module.visible.", "thermal_module.thermal.", "base_resnet.base."):
-        m = torchvision.models.resnet50()
-        with torch.no_grad():
-            randomize_bn(m)
-        for k, v in m.state_dict().items():
-            net[prefix + k] = v
-    net["bottleneck.weight"] = torch.randn(2048) * 0.01 + 1
-    net["bottleneck.bias"] = torch.zeros(2048)
-    net["bottleneck.running_mean"] = torch.randn(2048)
-    net["bottleneck.running_var"] = torch.rand(2048) + 0.5
-    net["bottleneck.num_batches_tracked"] = torch.tensor(100)
-    net["classifier.weight"] = torch.randn(395, 2048) * 0.001
+    net, parts = official_state_dict()
     torch.save({"net": net, "mAP": 0.5522, "epoch": 80}, os.path.join(out, "sysu_pretrained.t"))
-    # The test-time feature of the thermal path: thermal stem, shared body (layer4 stride 1), GeM, L2.
-    stem = torchvision.models.resnet50()
-    stem.load_state_dict({k[len("thermal_module.thermal."):]: v for k, v in net.items() if k.startswith("thermal_module.thermal.")})
-    body = torchvision.models.resnet50()
-    body.load_state_dict({k[len("base_resnet.base."):]: v for k, v in net.items() if k.startswith("base_resnet.base.")})
-    body.layer4[0].conv2.stride = (1, 1)
-    body.layer4[0].downsample[0].stride = (1, 1)
-    stem.eval()
-    body.eval()
+    stem = parts["thermal_module.thermal."].eval()
+    body = last_stride_one(parts["base_resnet.base."]).eval()
     x = torch.randn(2, 3, 64, 32)
-    with torch.no_grad():
-        f = body.layer4(body.layer3(body.layer2(body.layer1(stem.maxpool(stem.relu(stem.bn1(stem.conv1(x))))))))
-        g = (f.flatten(2).pow(3).mean(-1) + 1e-12).pow(1 / 3)
-        y = F.normalize(g, dim=1)
-    save_file({"input": x, "output": y}, os.path.join(out, "official_io.safetensors"))
+    save_file({"input": x, "output": feature(stem, body, x)}, os.path.join(out, "official_io.safetensors"))
 
 
 def losses(out):

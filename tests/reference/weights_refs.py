@@ -80,11 +80,10 @@ def save_features(out, name, rows, paths):
     save_file({"features": torch.cat(rows).contiguous()}, os.path.join(out, name), metadata={"paths": json.dumps(paths)})
 
 
-def resnet(root, out):
-    rels = images(root)
-    for rel in rels:
-        p = os.path.join(root, rel)
-        Image.open(p).convert("RGB").resize(SIZE, Image.LANCZOS).save(p, quality=95)
+def official_state_dict():
+    """The official LbA model's state dict (sysu_pretrained.t layout): three whole ResNet-50s with
+    random weights and BN statistics, the BN neck and a 395-way classifier; and the three
+    ResNets by prefix."""
     torch.manual_seed(0)
     parts = {}
     net = {}
@@ -99,6 +98,15 @@ def resnet(root, out):
     net["bottleneck.running_var"] = torch.rand(2048) + 0.5
     net["bottleneck.num_batches_tracked"] = torch.tensor(100)
     net["classifier.weight"] = torch.randn(395, 2048) * 0.001
+    return net, parts
+
+
+def resnet(root, out):
+    rels = images(root)
+    for rel in rels:
+        p = os.path.join(root, rel)
+        Image.open(p).convert("RGB").resize(SIZE, Image.LANCZOS).save(p, quality=95)
+    net, parts = official_state_dict()
     torch.save({"net": net, "epoch": 80}, os.path.join(out, "sysu_pretrained.t"))
     tv = randomize(torchvision.models.resnet50(), 7)
     torch.save(tv.state_dict(), os.path.join(out, "resnet50.pth"))

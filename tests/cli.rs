@@ -27,6 +27,7 @@ fn every_subcommand_has_help() {
         ("eval", "--features <FEATURES>"),
         ("doctor", "Exits non-zero"),
         ("check", "site or training"),
+        ("import", "sysu_pretrained.t"),
     ] {
         let o = reid(&[sub, "--help"]);
         assert!(o.status.success(), "{sub}: {}", text(&o));
@@ -138,4 +139,66 @@ fn run_streams_test_sources_and_isolates_a_failing_one() {
         broken.contains("camera broken (visible)") && broken.contains("clip.mkv"),
         "{broken}"
     );
+}
+
+/// A GPU that is not there is an error naming the setting, for every command that takes one
+/// (index 99: no machine this runs on has a hundred GPUs).
+#[test]
+fn a_missing_cuda_device_is_a_named_error_not_a_crash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let o = reid(&[
+        "synth",
+        "--format",
+        "sysu",
+        "--identities",
+        "6",
+        "--out",
+        d.join("S").to_str().expect("utf-8"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let train = d.join("t.toml");
+    std::fs::write(
+        &train,
+        format!(
+            "output_dir = \"{}\"\ndevice = \"cuda:99\"\n[dataset]\nkind = \"sysu\"\nroot = \"{}\"\n[model]\nbackbone = \"tinyresnet\"\n",
+            d.join("run").display(),
+            d.join("S").display()
+        ),
+    )
+    .expect("write");
+    let site = d.join("site.toml");
+    std::fs::write(
+        &site,
+        "[runtime]\ndevice = \"cuda:99\"\n[[cameras]]\nname = \"a\"\n[cameras.visible]\nkind = \"test\"\n\
+         [cameras.thermal]\nkind = \"test\"\n[detector]\nkind = \"hog\"\n[model]\nweights = \"x.safetensors\"\n",
+    )
+    .expect("write");
+    let root = d.join("S");
+    for (args, key) in [
+        (vec!["train", train.to_str().expect("utf-8")], "device = cuda:99"),
+        (vec!["run", site.to_str().expect("utf-8")], "runtime.device = cuda:99"),
+        (
+            vec![
+                "eval",
+                "--dataset",
+                "sysu",
+                "--root",
+                root.to_str().expect("utf-8"),
+                "--features",
+                "f.safetensors",
+                "--device",
+                "cuda:99",
+            ],
+            "--device = cuda:99",
+        ),
+    ] {
+        let o = reid(&args);
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {t}");
+        assert!(
+            t.contains(key) && t.contains("\"auto\"") && !t.contains("panicked"),
+            "{args:?}: {t}"
+        );
+    }
 }

@@ -1,6 +1,9 @@
 //! Evaluation protocols on generated data in the datasets' exact layouts, checked against the
 //! published Python code run by the installed Python, and the `eval` command end to end.
 
+mod common;
+
+use common::{bin, ok};
 use reid_pipe::data::Item;
 use reid_pipe::eval::protocols::{self, Exclusion, RegdbDirection, Shots, SysuMode};
 use reid_pipe::eval::{FeatureBank, evaluate};
@@ -249,7 +252,7 @@ fn eval_command_writes_reports() {
     bank_for(&items, 0.3, 3).save(&feats[0]).expect("save");
     bank_for(&items, 3.0, 4).save(&feats[1]).expect("save");
     let out = dir.path().join("report");
-    let o = Command::new(env!("CARGO_BIN_EXE_reid-pipe"))
+    let o = bin()
         .args(["eval", "--dataset", "sysu", "--root"])
         .arg(&root)
         .arg("--features")
@@ -310,7 +313,7 @@ fn eval_with_a_checkpoint_extracts_saves_and_scores() {
     weights::save(&vs, &net.spec, &Default::default(), &w).expect("save");
     let out = dir.path().join("report");
     let run = |root: &Path| {
-        Command::new(env!("CARGO_BIN_EXE_reid-pipe"))
+        bin()
             .args([
                 "eval",
                 "--dataset",
@@ -355,13 +358,11 @@ fn regdb_checkpoints_are_scored_on_the_trial_they_trained_on() {
     use reid_pipe::model::{LbaNet, ModelSpec};
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("RegDB");
-    let bin = || Command::new(env!("CARGO_BIN_EXE_reid-pipe"));
-    let o = bin()
+    ok(bin()
         .args(["synth", "--format", "regdb", "--identities", "6", "--out"])
         .arg(&root)
         .output()
-        .expect("synth");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        .expect("synth"));
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
     let net = LbaNet::new(&vs.root(), ModelSpec::new(Backbone::Tinyresnet, 0, (64, 32)));
     let model = |trial: Option<u32>, name: &str| {
@@ -389,14 +390,7 @@ fn regdb_checkpoints_are_scored_on_the_trial_they_trained_on() {
         for c in checkpoints {
             cmd.arg("--checkpoint").arg(c);
         }
-        let o = cmd.output().expect("eval");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        assert!(o.status.success(), "{text}");
-        text
+        ok(cmd.output().expect("eval"))
     };
     // One model per trial (the paper's protocol): each run on its own trial, then the mean.
     let text = eval(&[&two, &five], &[]);
@@ -417,16 +411,79 @@ fn regdb_checkpoints_are_scored_on_the_trial_they_trained_on() {
     assert!(text.contains("(10 trials)"), "{text}");
     // `import --trial` records it.
     let imported = dir.path().join("imported.safetensors");
-    let o = bin()
+    ok(bin()
         .arg("import")
         .arg(&plain)
         .arg(&imported)
         .args(["--trial", "7"])
         .output()
-        .expect("import");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        .expect("import"));
     let text = eval(&[&imported], &[]);
     assert!(text.contains("(trial 7)"), "{text}");
     let summary = std::fs::read_to_string(dir.path().join("report/summary.json")).expect("summary");
     assert!(summary.contains("\"trial 7\""), "{summary}");
+}
+
+#[test]
+fn garbage_features_are_refused_naming_the_file_and_row() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("SYSU-MM01");
+    make_sysu(&root);
+    let p = protocols::sysu(&root, SysuMode::All, Shots::Single, &[0]).expect("protocol");
+    let mut items: Vec<Item> = p.trials[0].query.iter().chain(&p.trials[0].gallery).cloned().collect();
+    items.sort();
+    items.dedup();
+    let good = bank_for(&items, 0.3, 3).features;
+    let paths: Vec<String> = items.iter().map(|i| i.path.clone()).collect();
+    let write = |name: &str, features: Tensor| {
+        let path = dir.path().join(name);
+        let meta = BTreeMap::from([("paths".to_owned(), serde_json::to_string(&paths).expect("json"))]);
+        reid_pipe::safetensors::write(&path, &[("features", &features)], &meta).expect("write");
+        path
+    };
+    let n = paths.len() as i64;
+    let nan = good.copy();
+    let _ = nan.get(5).fill_(f64::NAN);
+    let zero = good.copy();
+    let _ = zero.get(7).fill_(0.0);
+    for (file, features, wants) in [
+        ("nan.safetensors", nan, format!("row 5 ({})", paths[5])),
+        (
+            "all-nan.safetensors",
+            Tensor::full([n, 8], f64::NAN, tch::kind::FLOAT_CPU),
+            "row 0".to_owned(),
+        ),
+        ("zero.safetensors", zero, format!("row 7 ({}) is all zeros", paths[7])),
+        (
+            "all-zero.safetensors",
+            Tensor::zeros([n, 8], tch::kind::FLOAT_CPU),
+            "all zeros".to_owned(),
+        ),
+        (
+            "empty.safetensors",
+            Tensor::zeros([n, 0], tch::kind::FLOAT_CPU),
+            "dimension 0".to_owned(),
+        ),
+    ] {
+        let path = write(file, features);
+        let o = bin()
+            .args(["eval", "--dataset", "sysu", "--trials", "0", "--root"])
+            .arg(&root)
+            .arg("--features")
+            .arg(&path)
+            .arg("--out")
+            .arg(dir.path().join("report"))
+            .output()
+            .expect("runs");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{file}: {err}");
+        assert!(
+            err.contains(file) && err.contains(&wants),
+            "{file}: expected {wants:?} in {err}"
+        );
+        assert!(
+            !dir.path().join("report/summary.json").exists(),
+            "{file}: a report was written"
+        );
+    }
 }

@@ -141,11 +141,11 @@ pub fn run(args: &EvalArgs) -> Result<Outcome, EvalError> {
     let mut all_trials: Vec<Vec<TrialResult>> = Vec::new();
     let mut first_protocol = None;
     let device = crate::config::site::parse_device(&args.device)
-        .map(crate::model::device)
         .ok_or_else(|| EvalError::Features {
             path: "--device".into(),
             message: format!("expected auto, cpu, cuda or cuda:N, found {:?}", args.device),
-        })?;
+        })
+        .and_then(|d| Ok(crate::model::device(d, "--device")?))?;
     let runs_in = args.features.len().max(args.checkpoint.len());
     for i in 0..runs_in {
         let (protocol, mut bank) = match (args.features.get(i), args.checkpoint.get(i)) {

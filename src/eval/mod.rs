@@ -34,6 +34,8 @@ pub enum EvalError {
         trial: String,
         message: String,
     },
+    #[error(transparent)]
+    Device(#[from] crate::model::DeviceError),
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
 }
@@ -60,6 +62,26 @@ impl FeatureBank {
             return Err(bad(format!(
                 "`features` has shape {size:?}, expected [{}, D] to match `paths`",
                 paths.len()
+            )));
+        }
+        if size[1] == 0 {
+            return Err(bad("the features have dimension 0".to_owned()));
+        }
+        // Garbage must not be scored as a result: NaN or infinite values, or rows without a
+        // direction (all zeros), rank in gallery order and give plausible-looking numbers.
+        let f = features.f_to_kind(tch::Kind::Float)?;
+        let finite: Vec<bool> = Vec::try_from(f.f_isfinite()?.f_all_dim(1, false)?.to_device(tch::Device::Cpu))?;
+        if let Some(row) = finite.iter().position(|ok| !ok) {
+            return Err(bad(format!(
+                "row {row} ({}) has NaN or infinite values: not features a model produces",
+                paths[row]
+            )));
+        }
+        let nonzero: Vec<bool> = Vec::try_from(f.f_ne(0.0)?.f_any_dim(1, false)?.to_device(tch::Device::Cpu))?;
+        if let Some(row) = nonzero.iter().position(|ok| !ok) {
+            return Err(bad(format!(
+                "row {row} ({}) is all zeros: it has no direction to rank by",
+                paths[row]
             )));
         }
         let mut rows = HashMap::with_capacity(paths.len());

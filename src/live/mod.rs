@@ -52,6 +52,8 @@ pub enum LiveError {
     Mqtt(String),
     #[error("cannot start a pipeline thread: {0}")]
     Thread(#[from] std::io::Error),
+    #[error(transparent)]
+    Device(#[from] crate::model::DeviceError),
 }
 
 /// Options of one run.
@@ -103,7 +105,7 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
         )?),
         None => None,
     };
-    let device = crate::model::device(cfg.runtime.device);
+    let device = crate::model::device(cfg.runtime.device, "runtime.device")?;
     let embedder = crate::model::embedder::from_site_model(&cfg.model, device).map_err(|e| LiveError::Model {
         path: cfg.model.weights.clone(),
         message: e.to_string(),

@@ -330,12 +330,37 @@ pub fn vars_channels_last(vs: &nn::VarStore) {
     });
 }
 
-/// Resolves a device setting: `Auto` picks CUDA when present.
-pub fn device(choice: crate::config::site::Device) -> Device {
+/// A device setting this machine cannot honour.
+#[derive(Debug, thiserror::Error)]
+#[error("{key} = cuda:{index}: {reason}; use \"auto\" to run on the CPU when there is no GPU")]
+pub struct DeviceError {
+    /// The setting: a configuration key or a command-line option.
+    pub key: String,
+    pub index: usize,
+    pub reason: String,
+}
+
+/// Resolves the device setting `key`: `Auto` picks CUDA when present; CUDA asked for where
+/// libtorch sees no such device is an error (before anything is allocated on it).
+pub fn device(choice: crate::config::site::Device, key: &str) -> Result<Device, DeviceError> {
     use crate::config::site::DeviceKind;
     match choice.kind {
-        DeviceKind::Cpu => Device::Cpu,
-        DeviceKind::Cuda => Device::Cuda(choice.cuda_index),
-        DeviceKind::Auto => Device::cuda_if_available(),
+        DeviceKind::Cpu => Ok(Device::Cpu),
+        DeviceKind::Auto => Ok(Device::cuda_if_available()),
+        DeviceKind::Cuda => {
+            let present = tch::Cuda::device_count().max(0) as usize;
+            if choice.cuda_index < present {
+                Ok(Device::Cuda(choice.cuda_index))
+            } else {
+                Err(DeviceError {
+                    key: key.to_owned(),
+                    index: choice.cuda_index,
+                    reason: match present {
+                        0 => "libtorch sees no CUDA device on this machine".to_owned(),
+                        n => format!("this machine has {n} CUDA device(s), numbered from 0"),
+                    },
+                })
+            }
+        }
     }
 }

@@ -49,6 +49,11 @@ pub enum TrainError {
     Checkpoint { path: PathBuf, message: String },
     #[error("{0}")]
     Unsupported(String),
+    #[error("{}: {source}", file.display())]
+    Device {
+        file: PathBuf,
+        source: crate::model::DeviceError,
+    },
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
 }
@@ -89,6 +94,10 @@ pub fn train(cfg: &TrainConfig, opts: Options) -> Result<Vec<RunResult>, TrainEr
             cfg.file.display()
         )));
     }
+    let device = crate::model::device(cfg.device, "device").map_err(|source| TrainError::Device {
+        file: cfg.file.clone(),
+        source,
+    })?;
     tch::set_num_threads(cfg.threads as i32);
     let size = (i64::from(cfg.model.input_size.0), i64::from(cfg.model.input_size.1));
     let cache = cfg.dataset.cache.then(|| cfg.output_dir.join("cache"));
@@ -101,7 +110,7 @@ pub fn train(cfg: &TrainConfig, opts: Options) -> Result<Vec<RunResult>, TrainEr
         } else {
             cfg.output_dir.clone()
         };
-        results.push(train_run(cfg, &set, &dir, cfg.seed + run as u64, opts.resume)?);
+        results.push(train_run(cfg, &set, &dir, cfg.seed + run as u64, opts.resume, device)?);
     }
     Ok(results)
 }
@@ -113,9 +122,15 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
     }
 }
 
-fn train_run(cfg: &TrainConfig, set: &TrainSet, dir: &Path, seed: u64, resume: bool) -> Result<RunResult, TrainError> {
+fn train_run(
+    cfg: &TrainConfig,
+    set: &TrainSet,
+    dir: &Path,
+    seed: u64,
+    resume: bool,
+    device: Device,
+) -> Result<RunResult, TrainError> {
     std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-    let device = crate::model::device(cfg.device);
     tch::manual_seed(seed as i64);
     let size = (i64::from(cfg.model.input_size.0), i64::from(cfg.model.input_size.1));
     let spec = ModelSpec {

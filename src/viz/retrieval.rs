@@ -30,13 +30,13 @@ pub struct Row {
 /// best gallery images to `out` (PNG) and `out` with extension `json`.
 pub fn run(args: &EvalArgs, queries: usize, top: usize, seed: u64, out: &Path) -> Result<Vec<Row>, VizError> {
     let device = crate::config::site::parse_device(&args.device)
-        .map(crate::model::device)
         .ok_or_else(|| {
             VizError::Args(format!(
                 "--device: expected auto, cpu, cuda or cuda:N, found {:?}",
                 args.device
             ))
-        })?;
+        })
+        .and_then(|d| crate::model::device(d, "--device").map_err(|e| VizError::Args(e.to_string())))?;
     let model = match (args.features.first(), args.checkpoint.first()) {
         (None, Some(w)) => {
             let file = WeightFile::read(w).map_err(|e| VizError::File {

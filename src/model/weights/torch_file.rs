@@ -79,23 +79,6 @@ pub fn read(path: &Path) -> Result<TorchFile, WeightsError> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::is_torch_save;
-
-    #[test]
-    fn formats_are_told_apart_by_their_first_bytes() {
-        assert!(is_torch_save(b"PK\x03\x04archive"));
-        assert!(is_torch_save(b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20"));
-        // A safetensors header of 0x0280 bytes starts with 0x80 too.
-        assert!(!is_torch_save(b"\x80\x02\0\0\0\0\0\0{\"a\":"));
-        let mut tar = vec![0u8; 300];
-        tar[257..262].copy_from_slice(b"ustar");
-        assert!(is_torch_save(&tar));
-        assert!(!is_torch_save(b"hello"));
-    }
-}
-
 fn to_tch(path: &Path, name: &str, t: &pytorch_reader::Tensor) -> Result<Tensor, WeightsError> {
     let bad = |message: String| WeightsError::Tensor {
         path: path.to_path_buf(),
@@ -118,4 +101,21 @@ fn to_tch(path: &Path, name: &str, t: &pytorch_reader::Tensor) -> Result<Tensor,
     let bytes = t.read().map_err(|e| bad(format!("cannot read its data: {e}")))?;
     let shape: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
     Tensor::f_from_data_size(&bytes, &shape, kind).map_err(|e| bad(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_torch_save;
+
+    #[test]
+    fn formats_are_told_apart_by_their_first_bytes() {
+        assert!(is_torch_save(b"PK\x03\x04archive"));
+        assert!(is_torch_save(b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20"));
+        // A safetensors header of 0x0280 bytes starts with 0x80 too.
+        assert!(!is_torch_save(b"\x80\x02\0\0\0\0\0\0{\"a\":"));
+        let mut tar = vec![0u8; 300];
+        tar[257..262].copy_from_slice(b"ustar");
+        assert!(is_torch_save(&tar));
+        assert!(!is_torch_save(b"hello"));
+    }
 }

@@ -202,3 +202,120 @@ fn a_missing_cuda_device_is_a_named_error_not_a_crash() {
         );
     }
 }
+
+/// Settings `check` accepts but a run cannot honour fail at once with the setting named, and
+/// nothing already on disk is replaced.
+#[test]
+fn impossible_runs_fail_before_writing_anything() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let data = d.join("S");
+    let o = reid(&[
+        "synth",
+        "--format",
+        "sysu",
+        "--identities",
+        "6",
+        "--out",
+        data.to_str().expect("utf-8"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    // synth never writes into a folder that has something in it.
+    let before = std::fs::read(data.join("exp/test_id.txt")).expect("ids");
+    let o = reid(&[
+        "synth",
+        "--format",
+        "sysu",
+        "--identities",
+        "9",
+        "--out",
+        data.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        o.status.code() == Some(1) && text(&o).contains("is not empty"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(std::fs::read(data.join("exp/test_id.txt")).expect("ids"), before);
+    let train = |name: &str, extra: &str| {
+        let path = d.join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "output_dir = \"{}\"\ndevice = \"cpu\"\n[dataset]\nkind = \"sysu\"\nroot = \"{}\"\n\
+                 [model]\nbackbone = \"tinyresnet\"\ninput_size = [64, 32]\n{extra}",
+                d.join(name).display(),
+                data.display()
+            ),
+        )
+        .expect("write");
+        reid(&["train", path.to_str().expect("utf-8")])
+    };
+    // Eight identities per batch from a training set of four.
+    let o = train("p", "");
+    assert!(
+        o.status.code() == Some(1)
+            && text(&o).contains("identities_per_batch = 8, but the training set has 4 identities"),
+        "{}",
+        text(&o)
+    );
+    // Every loss switched off: nothing to train (a configuration error, so `check` says it too).
+    let o = train(
+        "zero",
+        "[loss]\nid = 0\ntriplet = 0\nid_consistency = 0\ndense_triplet = 0\n",
+    );
+    assert!(
+        o.status.code() == Some(1) && text(&o).contains("key `loss`"),
+        "{}",
+        text(&o)
+    );
+    // A new run into an earlier run's folder.
+    std::fs::create_dir_all(d.join("old")).expect("mkdir");
+    std::fs::write(d.join("old/log.jsonl"), "{\"epoch\": 1}\n").expect("log");
+    let o = train("old", "[schedule]\nidentities_per_batch = 3\nimages_per_identity = 2\n");
+    assert!(
+        o.status.code() == Some(1) && text(&o).contains("old/log.jsonl") && text(&o).contains("--resume"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.join("old/log.jsonl")).expect("log"),
+        "{\"epoch\": 1}\n"
+    );
+}
+
+/// A model whose embeddings are not finite never starts a pipeline.
+#[test]
+fn nan_weights_stop_run_before_the_first_frame() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let good = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/weights/mobilenetv2_imagenet.safetensors");
+    let file = reid_pipe::safetensors::read(&good).expect("set-up weights");
+    let nan = tch::Tensor::full([32, 3, 3, 3], f64::NAN, tch::kind::FLOAT_CPU);
+    let tensors: Vec<(&str, &tch::Tensor)> = file
+        .tensors
+        .iter()
+        .map(|(n, t)| (n.as_str(), if n == "features.0.0.weight" { &nan } else { t }))
+        .collect();
+    let weights = d.join("nan.safetensors");
+    reid_pipe::safetensors::write(&weights, &tensors, &file.metadata).expect("write");
+    let site = d.join("site.toml");
+    std::fs::write(
+        &site,
+        format!(
+            "[runtime]\ndevice = \"cpu\"\n[[cameras]]\nname = \"a\"\n[cameras.visible]\nkind = \"test\"\nframes = 5\n\
+             [cameras.thermal]\nkind = \"test\"\nframes = 5\n[detector]\nkind = \"hog\"\n[model]\nweights = \"{}\"\n\
+             [outputs]\nevents = \"{}\"\n",
+            weights.display(),
+            d.join("events.jsonl").display()
+        ),
+    )
+    .expect("write");
+    let o = reid(&["run", site.to_str().expect("utf-8")]);
+    let t = text(&o);
+    assert!(
+        o.status.code() == Some(1) && t.contains("nan.safetensors") && t.contains("not finite"),
+        "{t}"
+    );
+    assert!(!t.contains("frames processed"), "{t}");
+}

@@ -353,7 +353,7 @@ impl RawLoss {
                 v
             }
         };
-        Ok(Loss {
+        let loss = Loss {
             id_weight: w("id", &self.id, 1.0)?,
             triplet_weight: w("triplet", &self.triplet, 1.0)?,
             triplet_margin: w("triplet_margin", &self.triplet_margin, 0.3)?,
@@ -363,7 +363,28 @@ impl RawLoss {
             dense_triplet_weighting: self.dense_triplet_weighting.unwrap_or(DenseTripletWeighting::Code),
             cmalign_temperature: check::positive(src, "loss.cmalign_temperature", &self.cmalign_temperature, 50.0)?,
             cmalign_stages: stages,
-        })
+        };
+        let weights = [
+            loss.id_weight,
+            loss.triplet_weight,
+            loss.id_consistency_weight,
+            loss.dense_triplet_weight,
+        ];
+        if weights.iter().all(|&w| w == 0.0) {
+            let span = [&self.id, &self.triplet, &self.id_consistency, &self.dense_triplet]
+                .into_iter()
+                .flatten()
+                .map(Spanned::span)
+                .next()
+                .unwrap_or(0..0);
+            return Err(src.error(
+                "loss",
+                span,
+                "every loss weight (id, triplet, id_consistency, dense_triplet) is 0: there is nothing to train; \
+                 switch at least one on",
+            ));
+        }
+        Ok(loss)
     }
 }
 

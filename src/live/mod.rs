@@ -106,10 +106,12 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
         None => None,
     };
     let device = crate::model::device(cfg.runtime.device, "runtime.device")?;
-    let embedder = crate::model::embedder::from_site_model(&cfg.model, device).map_err(|e| LiveError::Model {
-        path: cfg.model.weights.clone(),
-        message: e.to_string(),
-    })?;
+    let embedder = crate::model::embedder::from_site_model(&cfg.model, device)
+        .and_then(|e| crate::model::embedder::probe(e.as_ref()).map(|()| e))
+        .map_err(|e| LiveError::Model {
+            path: cfg.model.weights.clone(),
+            message: e.to_string(),
+        })?;
     let settings = index_settings(cfg, embedder.dim() as usize);
     let index = match snapshot::load(&cfg.index.snapshot_dir, settings) {
         Ok(Some((path, index))) => {

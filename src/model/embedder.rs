@@ -223,6 +223,40 @@ pub(crate) fn per_modality(
     Ok(out)
 }
 
+/// Embeds a generated visible and a generated thermal crop and checks the result: one finite row
+/// of the announced dimension per crop. Run before a pipeline starts, so that a model that cannot
+/// work (NaN weights, a TorchScript module of another output size) stops it at once.
+pub fn probe(embedder: &dyn Embed) -> Result<(), EmbedError> {
+    let (w, h) = (48usize, 128usize);
+    let rgb: Vec<u8> = (0..w * h * 3).map(|i| ((i * 7 + i / 97) % 256) as u8).collect();
+    let grey: Vec<u8> = (0..w * h).map(|i| ((i / w) * 2 % 256) as u8).collect();
+    let crops =
+        [(&rgb, 3, Modality::Visible), (&grey, 1, Modality::Thermal)].map(|(pixels, channels, modality)| Crop {
+            pixels,
+            width: w,
+            height: h,
+            stride: w * channels,
+            channels,
+            modality,
+        });
+    let out = embedder.embed(&crops)?;
+    if out.size() != [2, embedder.dim()] {
+        return Err(EmbedError::Model(format!(
+            "a test batch of 2 crops gave embeddings of shape {:?}, expected [2, {}]",
+            out.size(),
+            embedder.dim()
+        )));
+    }
+    let finite: Vec<bool> = Vec::try_from(out.f_isfinite()?.f_all_dim(1, false)?)?;
+    if let Some(row) = finite.iter().position(|ok| !ok) {
+        let modality = if row == 0 { "visible" } else { "thermal" };
+        return Err(EmbedError::Model(format!(
+            "the embedding of a test {modality} crop is not finite (NaN or infinite weights?)"
+        )));
+    }
+    Ok(())
+}
+
 /// The embedder a site file's `[model]` names: a TorchScript manifest (`.toml`), or any weight
 /// file (see [`weights`]); the network is the file's own description, or the one its tensors
 /// imply at the configured input size. A configured `model.backbone` must match the file.

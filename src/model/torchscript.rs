@@ -57,8 +57,15 @@ impl ScriptEmbedder {
         let bad = |m: String| EmbedError::Model(format!("{}: {m}", manifest_path.display()));
         let text = std::fs::read_to_string(manifest_path).map_err(|e| bad(format!("cannot read: {e}")))?;
         let manifest: Manifest = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
-        if manifest.output_dim <= 0 || manifest.input_size.0 < 8 || manifest.input_size.1 < 8 {
-            return Err(bad("output_dim must be > 0 and input_size at least [8, 8]".to_owned()));
+        let sides = 8..=2048;
+        if !(1..=65_536).contains(&manifest.output_dim)
+            || !sides.contains(&manifest.input_size.0)
+            || !sides.contains(&manifest.input_size.1)
+        {
+            return Err(bad(format!(
+                "output_dim {} must be in [1, 65536] and input_size {:?} each in [8, 2048]",
+                manifest.output_dim, manifest.input_size
+            )));
         }
         let dir = manifest_path.parent().unwrap_or(Path::new("."));
         let open = |p: &Path| {

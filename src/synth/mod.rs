@@ -319,7 +319,23 @@ fn render_to(path: &Path, person: &Person, thermal: bool, rng: &mut PyRandom) ->
 }
 
 /// Writes a dataset of `identities` people in `format` under `out`; deterministic for a seed.
+/// `out` must not exist or be empty: the layouts use the real datasets' file names, so writing
+/// over a real copy would overwrite it, and over an earlier set would mix identities.
 pub fn generate(format: Format, identities: usize, out: &Path, seed: u64) -> Result<(), SynthError> {
+    if let Ok(mut entries) = std::fs::read_dir(out)
+        && entries.next().is_some()
+    {
+        return Err(SynthError::Write {
+            path: out.to_path_buf(),
+            message: "is not empty; give a new folder (nothing was written)".to_owned(),
+        });
+    }
+    if out.exists() && !out.is_dir() {
+        return Err(SynthError::Write {
+            path: out.to_path_buf(),
+            message: "is a file, not a folder".to_owned(),
+        });
+    }
     match format {
         Format::Sysu => sysu(identities, out, seed),
         Format::Regdb => regdb(identities, out, seed),

@@ -58,6 +58,9 @@ pub enum TrainError {
     Torch(#[from] tch::TchError),
 }
 
+/// Files a run writes into its directory; a new run (without `--resume`) refuses to start over them.
+const RUN_FILES: [&str; 3] = ["checkpoint.safetensors", "last.safetensors", "log.jsonl"];
+
 /// How to train.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
@@ -98,19 +101,43 @@ pub fn train(cfg: &TrainConfig, opts: Options) -> Result<Vec<RunResult>, TrainEr
         file: cfg.file.clone(),
         source,
     })?;
+    let dirs: Vec<PathBuf> = (0..opts.runs.max(1))
+        .map(|run| {
+            if opts.runs > 1 {
+                cfg.output_dir.join(format!("run-{}", run + 1))
+            } else {
+                cfg.output_dir.clone()
+            }
+        })
+        .collect();
+    if !opts.resume {
+        // A new run never replaces what an earlier one wrote.
+        for dir in &dirs {
+            if let Some(file) = RUN_FILES.iter().map(|f| dir.join(f)).find(|p| p.exists()) {
+                return Err(TrainError::Checkpoint {
+                    path: file,
+                    message: "an earlier run's output: pass --resume to continue it, or set another output_dir"
+                        .to_owned(),
+                });
+            }
+        }
+    }
     tch::set_num_threads(cfg.threads as i32);
     let size = (i64::from(cfg.model.input_size.0), i64::from(cfg.model.input_size.1));
     let cache = cfg.dataset.cache.then(|| cfg.output_dir.join("cache"));
     let set = dataset::load(&cfg.dataset, size, cache.as_deref())?;
     tracing::info!("{}", set.summary);
-    let mut results = Vec::with_capacity(opts.runs);
-    for run in 0..opts.runs.max(1) {
-        let dir = if opts.runs > 1 {
-            cfg.output_dir.join(format!("run-{}", run + 1))
-        } else {
-            cfg.output_dir.clone()
-        };
-        results.push(train_run(cfg, &set, &dir, cfg.seed + run as u64, opts.resume, device)?);
+    let p = cfg.schedule.identities_per_batch;
+    if p > set.classes {
+        return Err(TrainError::Unsupported(format!(
+            "{}: schedule.identities_per_batch = {p}, but the training set has {} identities",
+            cfg.file.display(),
+            set.classes
+        )));
+    }
+    let mut results = Vec::with_capacity(dirs.len());
+    for (run, dir) in dirs.iter().enumerate() {
+        results.push(train_run(cfg, &set, dir, cfg.seed + run as u64, opts.resume, device)?);
     }
     Ok(results)
 }

@@ -257,7 +257,9 @@ fn a_torch_save_checkpoint_of_another_dataset_initialises_training() {
     // A backbone that is not the configured one is refused, naming both.
     let text = std::fs::read_to_string(&cfg)
         .expect("config")
-        .replace("backbone = \"tinyresnet\"", "backbone = \"mobilenetv2\"");
+        .replace("backbone = \"tinyresnet\"", "backbone = \"mobilenetv2\"")
+        .replace("second", "third");
+    let cfg = dir.path().join("third.toml");
     std::fs::write(&cfg, text).expect("config");
     let o = bin().arg("train").arg(&cfg).output().expect("train");
     let err = String::from_utf8_lossy(&o.stderr);

@@ -215,6 +215,8 @@ fn bad_weight_files_are_named_errors() {
                 .output()
                 .expect("runs"),
         );
-        assert!(e.contains(name), "{name}: eval: {e}");
+        for w in &wants {
+            assert!(e.contains(w), "{name}: eval: expected {w:?} in: {e}");
+        }
     }
 }

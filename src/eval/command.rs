@@ -151,10 +151,7 @@ pub fn run(args: &EvalArgs) -> Result<Outcome, EvalError> {
         let (protocol, mut bank) = match (args.features.get(i), args.checkpoint.get(i)) {
             (Some(path), _) => (protocol(args, None)?, FeatureBank::load(path)?),
             (None, Some(weights)) => {
-                let file = WeightFile::read(weights).map_err(|e| EvalError::Features {
-                    path: weights.clone(),
-                    message: format!("{e:#}"),
-                })?;
+                let file = WeightFile::read(weights)?;
                 let embedder = embedder(&file, args, device)?;
                 let protocol = protocol(args, trained_trial(args, &file))?;
                 let bank = extract_with(&embedder, &protocol, args)?;
@@ -201,10 +198,7 @@ pub fn run(args: &EvalArgs) -> Result<Outcome, EvalError> {
 
 /// The embedder of a weight file at the `--input-size` given (if the file records none).
 pub(crate) fn embedder(file: &WeightFile, args: &EvalArgs, device: tch::Device) -> Result<LbaEmbedder, EvalError> {
-    LbaEmbedder::from_file(file, input_size(args), device, false).map_err(|e| EvalError::Features {
-        path: file.path.clone(),
-        message: format!("{e:#}"),
-    })
+    Ok(LbaEmbedder::from_file(file, input_size(args), device, false)?)
 }
 
 /// Extracts features of every image any trial uses.

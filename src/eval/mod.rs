@@ -36,6 +36,10 @@ pub enum EvalError {
     },
     #[error(transparent)]
     Device(#[from] crate::model::DeviceError),
+    #[error(transparent)]
+    Weights(#[from] crate::model::weights::WeightsError),
+    #[error(transparent)]
+    Embed(#[from] crate::model::embedder::EmbedError),
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
 }

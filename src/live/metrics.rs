@@ -172,6 +172,21 @@ impl Metrics {
 }
 
 /// Serves `metrics` on `addr` until `stop` is set. Returns the bound address (port 0 picks one).
+/// Reads a request up to the end of its headers (at most 8 KiB, or what arrives before the read
+/// timeout): answering and closing with part of a request unread makes the kernel reset the
+/// connection, and the client loses the answer.
+fn read_head(conn: &mut std::net::TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while head.len() < 8192 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
 pub fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
@@ -186,9 +201,7 @@ pub fn serve(
                 Ok((mut conn, _)) => {
                     let _ = conn.set_nonblocking(false);
                     let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-                    let mut buf = [0u8; 1024];
-                    let n = conn.read(&mut buf).unwrap_or(0);
-                    let request = String::from_utf8_lossy(&buf[..n]);
+                    let request = read_head(&mut conn);
                     let (status, body) = if request.starts_with("GET /metrics") {
                         ("200 OK", metrics.render())
                     } else {

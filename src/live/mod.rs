@@ -41,8 +41,12 @@ use tracking::Tag;
 pub enum LiveError {
     #[error(transparent)]
     Events(#[from] EventFileError),
-    #[error("model {}: {message}", path.display())]
-    Model { path: PathBuf, message: String },
+    #[error("model.weights {}", path.display())]
+    Model {
+        path: PathBuf,
+        #[source]
+        source: Box<crate::model::embedder::EmbedError>,
+    },
     #[error("outputs.metrics_listen {addr}: {message}")]
     Metrics {
         addr: std::net::SocketAddr,
@@ -108,9 +112,9 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
     let device = crate::model::device(cfg.runtime.device, "runtime.device")?;
     let embedder = crate::model::embedder::from_site_model(&cfg.model, device)
         .and_then(|e| crate::model::embedder::probe(e.as_ref()).map(|()| e))
-        .map_err(|e| LiveError::Model {
+        .map_err(|source| LiveError::Model {
             path: cfg.model.weights.clone(),
-            message: e.to_string(),
+            source: Box::new(source),
         })?;
     let settings = index_settings(cfg, embedder.dim() as usize);
     let index = match snapshot::load(&cfg.index.snapshot_dir, settings) {

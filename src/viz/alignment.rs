@@ -28,10 +28,7 @@ pub enum Stage {
 
 /// Loads a checkpoint on the CPU.
 fn load(weights: &Path, input_size: Option<(i64, i64)>) -> Result<LbaEmbedder, VizError> {
-    LbaEmbedder::open(weights, input_size, tch::Device::Cpu, false).map_err(|e| VizError::File {
-        path: weights.to_path_buf(),
-        message: format!("{e:#}"),
-    })
+    Ok(LbaEmbedder::open(weights, input_size, tch::Device::Cpu, false)?)
 }
 
 /// CMAlign on a visible/infrared pair: row 0 visible, row 1 infrared, each the other's positive

@@ -20,6 +20,10 @@ pub enum VizError {
     Args(String),
     #[error(transparent)]
     Eval(#[from] crate::eval::EvalError),
+    #[error(transparent)]
+    Weights(#[from] crate::model::weights::WeightsError),
+    #[error(transparent)]
+    Embed(#[from] crate::model::embedder::EmbedError),
     #[error("drawing: {0}")]
     OpenCv(#[from] opencv::Error),
     #[error("libtorch: {0}")]

@@ -39,10 +39,7 @@ pub fn run(args: &EvalArgs, queries: usize, top: usize, seed: u64, out: &Path) -
         .and_then(|d| crate::model::device(d, "--device").map_err(|e| VizError::Args(e.to_string())))?;
     let model = match (args.features.first(), args.checkpoint.first()) {
         (None, Some(w)) => {
-            let file = WeightFile::read(w).map_err(|e| VizError::File {
-                path: w.clone(),
-                message: format!("{e:#}"),
-            })?;
+            let file = WeightFile::read(w)?;
             Some((command::embedder(&file, args, device)?, file.provenance.trial))
         }
         _ => None,

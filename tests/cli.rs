@@ -141,12 +141,8 @@ fn run_streams_test_sources_and_isolates_a_failing_one() {
     );
 }
 
-/// A GPU that is not there is an error naming the setting, for every command that takes one
-/// (index 99: no machine this runs on has a hundred GPUs).
-#[test]
-fn a_missing_cuda_device_is_a_named_error_not_a_crash() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let d = dir.path();
+/// Writes a generated SYSU-MM01 set of 6 identities (4 for training) to `out`.
+fn synth_sysu(out: &Path) {
     let o = reid(&[
         "synth",
         "--format",
@@ -154,9 +150,18 @@ fn a_missing_cuda_device_is_a_named_error_not_a_crash() {
         "--identities",
         "6",
         "--out",
-        d.join("S").to_str().expect("utf-8"),
+        out.to_str().expect("utf-8"),
     ]);
     assert!(o.status.success(), "{}", text(&o));
+}
+
+/// A GPU that is not there is an error naming the setting, for every command that takes one
+/// (index 99: no machine this runs on has a hundred GPUs).
+#[test]
+fn a_missing_cuda_device_is_a_named_error_not_a_crash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    synth_sysu(&d.join("S"));
     let train = d.join("t.toml");
     std::fs::write(
         &train,
@@ -210,16 +215,7 @@ fn impossible_runs_fail_before_writing_anything() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let data = d.join("S");
-    let o = reid(&[
-        "synth",
-        "--format",
-        "sysu",
-        "--identities",
-        "6",
-        "--out",
-        data.to_str().expect("utf-8"),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    synth_sysu(&data);
     // synth never writes into a folder that has something in it.
     let before = std::fs::read(data.join("exp/test_id.txt")).expect("ids");
     let o = reid(&[

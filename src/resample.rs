@@ -181,18 +181,25 @@ fn vertical(src: &View<'_>, first_row: usize, taps: &Taps, out: &mut [u8]) {
 /// `out_h`×`out_w`×3 buffer; a grey image is replicated to three channels. The caller checks
 /// that `src` holds its rows and that `dst` is `out_h * out_w * 3` bytes.
 ///
-/// Pass order as in Pillow ≥ 13: rows first, unless the height shrinks by more than twice as many
-/// pixels as the width (then columns first). Pillow before 13 always went rows first; on natural
-/// images the two orders differ by at most one grey level in a few pixels.
+/// Pass order as in Pillow 13: rows first, unless the height shrinks by more than twice as many
+/// pixels as the width (`Resample.c`) or the image is over 100 times taller than wide and its
+/// height shrinks (`Image.resize`): then columns first. Pillow before 13 always went rows first
+/// (but for the second rule, from 12.2); on natural images the orders differ by at most one grey
+/// level in a few pixels.
 pub fn lanczos_rgb(src: View<'_>, out_w: usize, out_h: usize, dst: &mut [u8]) {
     let c = src.channels;
-    debug_assert!(c == 1 || c == 3);
-    debug_assert_eq!(dst.len(), out_w * out_h * 3);
+    assert!(c == 1 || c == 3, "lanczos_rgb takes 1 or 3 channels, not {c}");
+    assert_eq!(
+        dst.len(),
+        out_w * out_h * 3,
+        "lanczos_rgb: the destination is not out_h × out_w × 3"
+    );
     let (in_w, in_h) = (src.width as i64, src.height as i64);
     let need_h = out_w != src.width;
     let need_v = out_h != src.height;
     let shrink_v = in_h - out_h as i64;
-    let rows_first = !(shrink_v > 0 && shrink_v > (in_w - out_w as i64) * 2);
+    let tall = in_h > in_w * 100 && shrink_v > 0;
+    let rows_first = !(tall || (shrink_v > 0 && shrink_v > (in_w - out_w as i64) * 2));
     // The last pass writes straight into `dst` for RGB; grey goes through one buffer and is
     // spread to three channels.
     let mut grey = vec![0u8; if c == 1 { out_w * out_h } else { 0 }];

@@ -155,7 +155,7 @@ fn save_load_round_trip_gives_identical_embeddings() {
     let path = dir.path().join("tiny.safetensors");
     let (vs, net) = tiny(5);
     weights::save(&vs, &net.spec, &Provenance::default(), &path).expect("save");
-    assert_eq!(weights::read_spec(&path).expect("spec"), net.spec);
+    assert_eq!(WeightFile::read(&path).expect("read").spec, Some(net.spec.clone()));
     let a = LbaEmbedder::new(net, vs, false).expect("embedder");
     let b = LbaEmbedder::open(&path, None, Device::Cpu, false).expect("load");
     let crops = sample_crops();
@@ -193,13 +193,16 @@ fn a_wrong_shape_weight_file_names_the_parameter() {
     // As an initialisation for training, the classifier of other identities starts fresh.
     let report = weights::load(&mut vs7, &file, Fit::Initialise).expect("initialise");
     assert_eq!(report.initialised, ["classifier.weight"]);
-    // A file without a description names the command that gives it one.
+    // A file without a description: the network is inferred from its tensors.
     let plain = dir.path().join("plain.safetensors");
     let vars = vs.variables();
     let named: Vec<(&str, &Tensor)> = vars.iter().map(|(n, t)| (n.as_str(), t)).collect();
     safetensors::write(&plain, &named, &Default::default()).expect("write");
-    let e = weights::read_spec(&plain).expect_err("no spec");
-    assert!(e.to_string().contains("reid-pipe import"), "{e}");
+    let inferred = WeightFile::read(&plain)
+        .expect("read")
+        .spec(Some((64, 32)))
+        .expect("inferred");
+    assert_eq!((inferred.backbone, inferred.classes), (Backbone::Tinyresnet, 5));
 }
 
 #[test]

@@ -188,7 +188,7 @@ fn bad_weight_files_are_named_errors() {
             "misshaped.safetensors",
             vec!["misshaped.safetensors", bad_name, "[3, 3]"],
         ),
-        ("noise.bin", vec!["noise.bin", "not a safetensors file"]),
+        ("noise.bin", vec!["noise.bin", "neither a torch.save file"]),
     ] {
         let path = dir.path().join(name);
         let e = fails(

@@ -81,17 +81,14 @@ pub fn protocol(args: &EvalArgs, trained: Option<u32>) -> Result<Protocol, EvalE
                 DirectionArg::T2v => RegdbDirection::ThermalToVisible,
             };
             let all: Vec<u64> = (1..=10).collect();
-            let t: Vec<u32> = match (&args.trials, trained) {
-                (None, Some(own)) => vec![own],
-                (given, _) => parse_trials(given.as_deref().unwrap_or("all"), &all)
-                    .map_err(bad_trials)?
-                    .into_iter()
-                    .map(|t| t.min(u64::from(u32::MAX)) as u32)
-                    .collect(),
+            let t: Vec<u64> = match (&args.trials, trained) {
+                (None, Some(own)) => vec![u64::from(own)],
+                (given, _) => parse_trials(given.as_deref().unwrap_or("all"), &all).map_err(bad_trials)?,
             };
             if let Some(bad) = t.iter().find(|&&t| !(1..=10).contains(&t)) {
                 return Err(bad_trials(format!("RegDB trials are 1..10, found {bad}")));
             }
+            let t: Vec<u32> = t.into_iter().map(|t| t as u32).collect();
             protocols::regdb(&args.root, direction, &t)?
         }
         EvalDataset::Market => protocols::market(&args.root, "Market-1501")?,
@@ -109,7 +106,7 @@ fn input_size(args: &EvalArgs) -> Option<(i64, i64)> {
 
 /// The RegDB trial a checkpoint was trained on (from its metadata), warning when the trials to
 /// score include others: their test identities overlap the ones it trained on.
-fn trained_trial(args: &EvalArgs, file: &WeightFile) -> Option<u32> {
+pub(crate) fn trained_trial(args: &EvalArgs, file: &WeightFile) -> Option<u32> {
     if args.dataset != EvalDataset::Regdb {
         return None;
     }

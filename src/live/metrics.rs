@@ -171,7 +171,6 @@ impl Metrics {
     }
 }
 
-/// Serves `metrics` on `addr` until `stop` is set. Returns the bound address (port 0 picks one).
 /// Reads a request up to the end of its headers (at most 8 KiB, or what arrives before the read
 /// timeout): answering and closing with part of a request unread makes the kernel reset the
 /// connection, and the client loses the answer.
@@ -187,6 +186,7 @@ fn read_head(conn: &mut std::net::TcpStream) -> String {
     String::from_utf8_lossy(&head).into_owned()
 }
 
+/// Serves `metrics` on `addr` until `stop` is set. Returns the bound address (port 0 picks one).
 pub fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,

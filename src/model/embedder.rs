@@ -47,6 +47,9 @@ pub trait Embed: Send {
 pub fn batch_pixels(crops: &[Crop<'_>], (height, width): (i64, i64)) -> Result<Tensor, EmbedError> {
     let batch = Tensor::zeros([crops.len() as i64, height, width, 3], (Kind::Uint8, Device::Cpu));
     let slot_bytes = (height * width * 3) as usize;
+    if crops.is_empty() {
+        return Ok(batch);
+    }
     // SAFETY: `batch` is a contiguous CPU u8 tensor of exactly crops.len() × slot_bytes bytes,
     // owned here and not aliased while the slice lives.
     let all = unsafe { std::slice::from_raw_parts_mut(batch.data_ptr() as *mut u8, crops.len() * slot_bytes) };

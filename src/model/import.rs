@@ -121,11 +121,7 @@ pub fn run(req: &Request<'_>) -> Result<Imported, ImportError> {
             None => file.provenance.dataset.clone(),
         },
         epoch: file.provenance.epoch,
-        imported_from: req
-            .input
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .or_else(|| file.provenance.imported_from.clone()),
+        imported_from: req.input.file_name().map(|n| n.to_string_lossy().into_owned()),
     };
     let vars = opened.vs.variables();
     let from_file: Vec<(&str, &tch::Tensor)> = vars

@@ -49,7 +49,7 @@ pub enum TrainError {
     Checkpoint { path: PathBuf, message: String },
     #[error("{0}")]
     Unsupported(String),
-    #[error("{}: {source}", file.display())]
+    #[error("{}", file.display())]
     Device {
         file: PathBuf,
         source: crate::model::DeviceError,

@@ -40,12 +40,14 @@ pub fn run(args: &EvalArgs, queries: usize, top: usize, seed: u64, out: &Path) -
     let model = match (args.features.first(), args.checkpoint.first()) {
         (None, Some(w)) => {
             let file = WeightFile::read(w)?;
-            Some((command::embedder(&file, args, device)?, file.provenance.trial))
+            Some((
+                command::embedder(&file, args, device)?,
+                command::trained_trial(args, &file),
+            ))
         }
         _ => None,
     };
-    let trained = model.as_ref().and_then(|(_, t)| *t);
-    let protocol = command::protocol(args, trained.filter(|_| args.dataset == crate::cli::EvalDataset::Regdb))?;
+    let protocol = command::protocol(args, model.as_ref().and_then(|(_, t)| *t))?;
     let trial = protocol
         .trials
         .first()

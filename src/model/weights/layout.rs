@@ -80,8 +80,11 @@ pub fn infer(layout: Layout, tensors: &Tensors) -> Result<Inferred, String> {
     } else if tensors.contains_key(&format!("{body}layer4.0.conv3.weight")) {
         let width = tensors
             .get(&format!("{stem}conv1.weight"))
-            .map(|t| t.size()[0])
-            .ok_or_else(|| format!("a ResNet body without its stem: no {stem}conv1.weight"))?;
+            .ok_or_else(|| format!("a ResNet body without its stem: no {stem}conv1.weight"))?
+            .size()
+            .first()
+            .copied()
+            .ok_or_else(|| format!("{stem}conv1.weight is a scalar, not a convolution"))?;
         let mut blocks = [0i64; 4];
         for (stage, n) in blocks.iter_mut().enumerate() {
             while tensors.contains_key(&format!("{body}layer{}.{n}.conv1.weight", stage + 1)) {
@@ -135,7 +138,11 @@ pub fn infer(layout: Layout, tensors: &Tensors) -> Result<Inferred, String> {
     } else {
         "classifier.weight".to_owned()
     };
-    let classes = tensors.get(&classifier).map_or(0, |t| t.size()[0]);
+    // A classifier of the wrong shape is named by the load that follows.
+    let classes = tensors
+        .get(&classifier)
+        .and_then(|t| t.size().first().copied())
+        .unwrap_or(0);
     Ok(Inferred {
         backbone,
         classes,

@@ -33,7 +33,7 @@ pub const RECIPE_INPUT_SIZE: (i64, i64) = (288, 144);
 /// Errors of reading, loading or saving weights; each names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         path: PathBuf,
         #[source]
@@ -53,11 +53,6 @@ pub enum WeightsError {
         name: String,
         message: String,
     },
-    #[error(
-        "{}: no `spec` in the metadata: not a reid-pipe weight file (convert it with `reid-pipe import {} OUT.safetensors`)",
-        path.display(), path.display()
-    )]
-    NotReidPipe { path: PathBuf },
     #[error("{}: metadata `spec` is not a model description", path.display())]
     BadSpec {
         path: PathBuf,
@@ -68,6 +63,8 @@ pub enum WeightsError {
     InvalidSpec { path: PathBuf, message: String },
     #[error("{}: holds no tensors", path.display())]
     Empty { path: PathBuf },
+    #[error("{}: neither a torch.save file (ZIP, pickle or TAR) nor safetensors", path.display())]
+    UnknownFormat { path: PathBuf },
     #[error(
         "{}: not a known weight layout; {found}\nknown layouts:\n  {}\n  {}\n  {}",
         path.display(), Layout::Lba.expects(), Layout::TorchvisionResnet.expects(), Layout::Mobilenetv2.expects()
@@ -186,6 +183,11 @@ impl WeightFile {
         std::fs::File::open(path)
             .and_then(|f| f.take(512).read_to_end(&mut head))
             .map_err(io)?;
+        if !torch_file::is_torch_save(&head) && head.get(8) != Some(&b'{') {
+            return Err(WeightsError::UnknownFormat {
+                path: path.to_path_buf(),
+            });
+        }
         let (named, spec, provenance) = if torch_file::is_torch_save(&head) {
             let file = torch_file::read(path)?;
             let provenance = Provenance {
@@ -427,12 +429,4 @@ pub fn save_vars<'a>(
     provenance.to_metadata(&mut meta);
     tch::no_grad(|| safetensors::write(path, &tensors, &meta))?;
     Ok(())
-}
-
-/// The network description stored in a reid-pipe weight file (other files have none: an error
-/// that names the `import` command).
-pub fn read_spec(path: &Path) -> Result<ModelSpec, WeightsError> {
-    WeightFile::read(path)?.spec.ok_or_else(|| WeightsError::NotReidPipe {
-        path: path.to_path_buf(),
-    })
 }

@@ -13,14 +13,12 @@ use std::path::Path;
 use tch::{Kind, Tensor};
 
 /// Keys a checkpoint dict keeps its state dict under, in the order they are tried.
-pub const STATE_DICT_KEYS: [&str; 4] = ["net", "state_dict", "model", "model_state_dict"];
+const STATE_DICT_KEYS: [&str; 4] = ["net", "state_dict", "model", "model_state_dict"];
 
 /// The state dict of a `torch.save` file, every tensor on the CPU, plus the scalars saved
 /// beside it.
 pub struct TorchFile {
     pub tensors: Vec<(String, Tensor)>,
-    /// The checkpoint dict key the state dict was found under, if any.
-    pub container: Option<&'static str>,
     /// Top-level numbers and strings of a checkpoint dict (e.g. `epoch`).
     pub scalars: BTreeMap<String, String>,
 }
@@ -34,49 +32,45 @@ pub fn is_torch_save(head: &[u8]) -> bool {
         && (head.starts_with(b"PK\x03\x04") || head.first() == Some(&0x80) || head.get(257..262) == Some(b"ustar"))
 }
 
-/// Reads the state dict of a `torch.save` file.
+/// Reads the state dict of a `torch.save` file: the dict under the first of
+/// [`STATE_DICT_KEYS`] the top-level dict has (tensors beside it, such as optimiser state, are
+/// not weights), else the whole file.
 pub fn read(path: &Path) -> Result<TorchFile, WeightsError> {
-    let reader = PytorchReader::new(path).map_err(|source| WeightsError::TorchSave {
+    let unreadable = |source| WeightsError::TorchSave {
         path: path.to_path_buf(),
         source: Box::new(source),
-    })?;
-    let names: Vec<String> = reader.keys();
+    };
+    let top = match PytorchReader::read_pickle_data(path, None).map_err(unreadable)? {
+        PickleValue::Dict(d) => d,
+        _ => Default::default(),
+    };
     let container = STATE_DICT_KEYS
         .into_iter()
-        .find(|k| names.iter().any(|n| n.starts_with(&format!("{k}."))));
-    let mut tensors = Vec::new();
-    for (name, t) in reader.into_tensors() {
-        let key = match container {
-            Some(c) => match name.strip_prefix(c).and_then(|r| r.strip_prefix('.')) {
-                Some(rest) => rest.to_owned(),
-                // Tensors beside the state dict (optimiser state…) are not weights.
-                None => continue,
-            },
-            None => name.clone(),
-        };
-        tensors.push((key, to_tch(path, &name, &t)?));
+        .find(|k| matches!(top.get(*k), Some(PickleValue::Dict(_))));
+    let reader = match container {
+        Some(key) => PytorchReader::with_top_level_key(path, key),
+        None => PytorchReader::new(path),
     }
+    .map_err(unreadable)?;
+    let mut tensors = reader
+        .tensors()
+        .iter()
+        .map(|(name, t)| Ok((name.clone(), to_tch(path, name, t)?)))
+        .collect::<Result<Vec<_>, WeightsError>>()?;
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    let scalars = match PytorchReader::read_pickle_data(path, None) {
-        Ok(PickleValue::Dict(d)) => d
-            .into_iter()
-            .filter_map(|(k, v)| {
-                let v = match v {
-                    PickleValue::Int(i) => i.to_string(),
-                    PickleValue::Float(f) => f.to_string(),
-                    PickleValue::String(s) if s.len() <= 200 => s,
-                    _ => return None,
-                };
-                Some((k, v))
-            })
-            .collect(),
-        _ => BTreeMap::new(),
-    };
-    Ok(TorchFile {
-        tensors,
-        container,
-        scalars,
-    })
+    let scalars = top
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let v = match v {
+                PickleValue::Int(i) => i.to_string(),
+                PickleValue::Float(f) => f.to_string(),
+                PickleValue::String(s) if s.len() <= 200 => s,
+                _ => return None,
+            };
+            Some((k, v))
+        })
+        .collect();
+    Ok(TorchFile { tensors, scalars })
 }
 
 fn to_tch(path: &Path, name: &str, t: &pytorch_reader::Tensor) -> Result<Tensor, WeightsError> {
@@ -99,6 +93,13 @@ fn to_tch(path: &Path, name: &str, t: &pytorch_reader::Tensor) -> Result<Tensor,
         other => return Err(bad(format!("element type {other:?} is not supported"))),
     };
     let bytes = t.read().map_err(|e| bad(format!("cannot read its data: {e}")))?;
+    if bytes.len() != t.byte_len() {
+        return Err(bad(format!(
+            "{} bytes of data for {} expected",
+            bytes.len(),
+            t.byte_len()
+        )));
+    }
     let shape: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
     Tensor::f_from_data_size(&bytes, &shape, kind).map_err(|e| bad(e.to_string()))
 }

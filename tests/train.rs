@@ -268,3 +268,40 @@ fn a_torch_save_checkpoint_of_another_dataset_initialises_training() {
         "{err}"
     );
 }
+
+/// The decoded-image cache is used only when it was made from the same images the same way: a
+/// cache written by another resize (an earlier reid-pipe) is rebuilt, never trusted.
+#[test]
+fn the_image_cache_is_rebuilt_when_it_was_made_another_way() {
+    use reid_pipe::config::train::{Dataset, DatasetKind};
+    use reid_pipe::train::dataset;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("SYSU");
+    reid_pipe::synth::generate(reid_pipe::synth::Format::Sysu, 6, &root, 0).expect("synth");
+    let d = Dataset {
+        kind: DatasetKind::Sysu,
+        root,
+        trial: 1,
+        cache: true,
+    };
+    let cache = dir.path().join("cache");
+    let fresh = dataset::load(&d, (64, 32), Some(&cache)).expect("decode");
+    let file = cache.join("sysu-t1-visible-64x32.safetensors");
+    let written = safetensors::read(&file).expect("cache written");
+    // The same cache with other pixels, as another resize would have left it.
+    let stale = tch::Tensor::zeros_like(written.get("pixels").expect("pixels"));
+    let mut meta = written.metadata.clone();
+    safetensors::write(&file, &[("pixels", &stale)], &meta).expect("write");
+    let same_way = dataset::load(&d, (64, 32), Some(&cache)).expect("cached");
+    assert!(
+        same_way.visible.pixels.equal(&stale),
+        "a cache made the same way is used"
+    );
+    meta.insert("resize".to_owned(), "opencv-area".to_owned());
+    safetensors::write(&file, &[("pixels", &stale)], &meta).expect("write");
+    let rebuilt = dataset::load(&d, (64, 32), Some(&cache)).expect("rebuilt");
+    assert!(
+        rebuilt.visible.pixels.equal(&fresh.visible.pixels),
+        "another resize's cache is rebuilt"
+    );
+}

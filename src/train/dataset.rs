@@ -209,6 +209,7 @@ fn images(
         && let Some(t) = file.get("pixels")
         && t.size() == expected
         && file.metadata.get("paths").map(String::as_str) == Some(&paths_digest(items))
+        && file.metadata.get("resize").map(String::as_str) == Some(RESIZE)
     {
         return Ok(Images {
             pixels: t.shallow_clone(),
@@ -253,7 +254,10 @@ fn images(
     bar.finish_and_clear();
     let pixels = Tensor::cat(&parts, 0).to_kind(Kind::Uint8);
     if let Some(path) = &cache {
-        let meta = BTreeMap::from([("paths".to_owned(), paths_digest(items))]);
+        let meta = BTreeMap::from([
+            ("paths".to_owned(), paths_digest(items)),
+            ("resize".to_owned(), RESIZE.to_owned()),
+        ]);
         // A cache that cannot be written only costs time next run.
         if let Err(e) = crate::safetensors::write(path, &[("pixels", &pixels)], &meta) {
             tracing::warn!("cannot write the image cache: {e}");
@@ -266,6 +270,9 @@ fn images(
         modality,
     })
 }
+
+/// How the cached pixels were resized: a cache made another way (an earlier reid-pipe) is rebuilt.
+const RESIZE: &str = "pillow-lanczos-13";
 
 /// A short fingerprint of the image list a cache was built from.
 fn paths_digest(items: &[(Item, i64)]) -> String {

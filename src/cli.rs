@@ -1,4 +1,4 @@
-//! Command-line interface (clap derive types only; no logic).
+//! Command-line interface: clap derive types, and one conversion of their values (no other logic).
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -130,6 +130,14 @@ pub enum Command {
         /// Configuration file (site or training; told apart by its keys).
         config: PathBuf,
     },
+}
+
+/// The (height, width) of an `--input-size H W` argument (clap makes sure there are two values).
+pub fn input_size(arg: Option<&[i64]>) -> Option<(i64, i64)> {
+    match arg {
+        Some(&[h, w]) => Some((h, w)),
+        _ => None,
+    }
 }
 
 /// Dataset layouts `eval` knows.

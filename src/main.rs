@@ -115,7 +115,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 input: &input,
                 output: &output,
                 classes,
-                input_size: size_arg(input_size),
+                input_size: reid_pipe::cli::input_size(input_size.as_deref()),
                 trial,
                 overwrite: force,
             };
@@ -189,7 +189,13 @@ fn viz(figure: reid_pipe::cli::VizFigure) -> Result<()> {
                 );
             }
             let pairs: Vec<_> = visible.into_iter().zip(thermal).collect();
-            alignment::coattention(&checkpoint, size_arg(input_size), &pairs, stage, &out)?;
+            alignment::coattention(
+                &checkpoint,
+                reid_pipe::cli::input_size(input_size.as_deref()),
+                &pairs,
+                stage,
+                &out,
+            )?;
             println!("wrote {}", out.display());
         }
         VizFigure::Correspondence {
@@ -200,7 +206,14 @@ fn viz(figure: reid_pipe::cli::VizFigure) -> Result<()> {
             input_size,
             out,
         } => {
-            alignment::correspondence(&checkpoint, size_arg(input_size), &visible, &thermal, stage, &out)?;
+            alignment::correspondence(
+                &checkpoint,
+                reid_pipe::cli::input_size(input_size.as_deref()),
+                &visible,
+                &thermal,
+                stage,
+                &out,
+            )?;
             println!("wrote {}", out.display());
         }
         VizFigure::Curves { training_log, out } => {
@@ -210,11 +223,6 @@ fn viz(figure: reid_pipe::cli::VizFigure) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// `--input-size H W` as (height, width); clap makes sure there are two values.
-fn size_arg(v: Option<Vec<i64>>) -> Option<(i64, i64)> {
-    v.and_then(|v| Some((*v.first()?, *v.get(1)?)))
 }
 
 fn check(path: &Path) -> Result<()> {

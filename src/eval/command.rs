@@ -96,14 +96,6 @@ pub fn protocol(args: &EvalArgs, trained: Option<u32>) -> Result<Protocol, EvalE
     })
 }
 
-/// The input size `--input-size` gives, if any.
-fn input_size(args: &EvalArgs) -> Option<(i64, i64)> {
-    match args.input_size.as_deref() {
-        Some(&[h, w]) => Some((h, w)),
-        _ => None,
-    }
-}
-
 /// The RegDB trial a checkpoint was trained on (from its metadata), warning when the trials to
 /// score include others: their test identities overlap the ones it trained on.
 pub(crate) fn trained_trial(args: &EvalArgs, file: &WeightFile) -> Option<u32> {
@@ -195,7 +187,12 @@ pub fn run(args: &EvalArgs) -> Result<Outcome, EvalError> {
 
 /// The embedder of a weight file at the `--input-size` given (if the file records none).
 pub(crate) fn embedder(file: &WeightFile, args: &EvalArgs, device: tch::Device) -> Result<LbaEmbedder, EvalError> {
-    Ok(LbaEmbedder::from_file(file, input_size(args), device, false)?)
+    Ok(LbaEmbedder::from_file(
+        file,
+        crate::cli::input_size(args.input_size.as_deref()),
+        device,
+        false,
+    )?)
 }
 
 /// Extracts features of every image any trial uses.

@@ -13,9 +13,9 @@
 use std::f64::consts::PI;
 
 /// Fixed-point precision of the taps (Pillow's `PRECISION_BITS`).
-const PRECISION_BITS: u32 = 32 - 8 - 2;
+pub const PRECISION_BITS: u32 = 32 - 8 - 2;
 /// Half-width of the Lanczos-3 kernel at scale 1.
-const SUPPORT: f64 = 3.0;
+pub const SUPPORT: f64 = 3.0;
 
 fn sinc(x: f64) -> f64 {
     if x == 0.0 {
@@ -177,15 +177,24 @@ fn vertical(src: &View<'_>, first_row: usize, taps: &Taps, out: &mut [u8]) {
     }
 }
 
+/// Whether Pillow 13 resamples an `in_w`×`in_h` image to `out_w`×`out_h` rows first (the
+/// horizontal pass, then the vertical one): unless the height shrinks by more than twice as many
+/// pixels as the width (`Resample.c`) or the image is over 100 times taller than wide and its
+/// height shrinks (`Image.resize`). Pillow before 13 always went rows first (but for the second
+/// rule, from 12.2); on natural images the orders differ by at most one grey level in a few
+/// pixels.
+pub fn rows_first(in_w: usize, in_h: usize, out_w: usize, out_h: usize) -> bool {
+    let (in_w, in_h, out_w, out_h) = (in_w as i64, in_h as i64, out_w as i64, out_h as i64);
+    let shrink_v = in_h - out_h;
+    let tall = in_h > in_w * 100 && shrink_v > 0;
+    !(tall || (shrink_v > 0 && shrink_v > (in_w - out_w) * 2))
+}
+
 /// Resizes `src` (1 or 3 channels) to `out_w`×`out_h` into `dst`, a tightly packed
 /// `out_h`×`out_w`×3 buffer; a grey image is replicated to three channels. The caller checks
 /// that `src` holds its rows and that `dst` is `out_h * out_w * 3` bytes.
 ///
-/// Pass order as in Pillow 13: rows first, unless the height shrinks by more than twice as many
-/// pixels as the width (`Resample.c`) or the image is over 100 times taller than wide and its
-/// height shrinks (`Image.resize`): then columns first. Pillow before 13 always went rows first
-/// (but for the second rule, from 12.2); on natural images the orders differ by at most one grey
-/// level in a few pixels.
+/// Pass order as in Pillow 13 ([`rows_first`]).
 pub fn lanczos_rgb(src: View<'_>, out_w: usize, out_h: usize, dst: &mut [u8]) {
     let c = src.channels;
     assert!(c == 1 || c == 3, "lanczos_rgb takes 1 or 3 channels, not {c}");
@@ -194,12 +203,9 @@ pub fn lanczos_rgb(src: View<'_>, out_w: usize, out_h: usize, dst: &mut [u8]) {
         out_w * out_h * 3,
         "lanczos_rgb: the destination is not out_h × out_w × 3"
     );
-    let (in_w, in_h) = (src.width as i64, src.height as i64);
     let need_h = out_w != src.width;
     let need_v = out_h != src.height;
-    let shrink_v = in_h - out_h as i64;
-    let tall = in_h > in_w * 100 && shrink_v > 0;
-    let rows_first = !(tall || (shrink_v > 0 && shrink_v > (in_w - out_w as i64) * 2));
+    let rows_first = rows_first(src.width, src.height, out_w, out_h);
     // The last pass writes straight into `dst` for RGB; grey goes through one buffer and is
     // spread to three channels.
     let mut grey = vec![0u8; if c == 1 { out_w * out_h } else { 0 }];

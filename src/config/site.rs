@@ -219,8 +219,24 @@ pub struct Model {
     /// Network input height × width for weights that do not record theirs (default: the
     /// recipe's 288 × 144).
     pub input_size: Option<(u32, u32)>,
-    /// Half precision on CUDA.
-    pub half: bool,
+    /// Half precision (float16): `None` is the default, on for CUDA and off on the CPU.
+    pub half: Option<bool>,
+    /// Where crops are resized and normalised.
+    pub preprocess: Preprocess,
+}
+
+/// Where an embedder resizes and normalises its crops (`model.preprocess`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preprocess {
+    /// `tensor` on CUDA, `host` on the CPU.
+    #[default]
+    Auto,
+    /// On the CPU, one crop at a time, Pillow's Lanczos exactly.
+    Host,
+    /// As batched tensor operations on the model's device (the same taps; within one grey level
+    /// of `host`).
+    Tensor,
 }
 
 /// Backbone network of the embedder.
@@ -393,8 +409,9 @@ struct RawModel {
     backbone: Option<Backbone>,
     weights: Spanned<PathBuf>,
     input_size: Option<Spanned<[i64; 2]>>,
+    half: Option<bool>,
     #[serde(default)]
-    half: bool,
+    preprocess: Preprocess,
 }
 
 #[derive(Deserialize, Default)]
@@ -838,6 +855,7 @@ impl RawModel {
             weights: src.resolve(self.weights.get_ref()),
             input_size,
             half: self.half,
+            preprocess: self.preprocess,
         })
     }
 }

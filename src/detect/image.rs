@@ -4,7 +4,7 @@
 use super::{BBox, DetectError};
 use crate::config::site::PixelFormat;
 use crate::ingest::Modality;
-use crate::model::embedder::Crop;
+use crate::model::preprocess::Crop;
 use opencv::core::Mat;
 
 /// Pixels of one frame: packed RGB, 8-bit grey or 16-bit grey (little-endian), rows `stride`

@@ -2,13 +2,31 @@
 //! batch closes when it holds `batch_size` crops or `max_batch_wait_ms` after its first crop,
 //! so the model runs full batches under load and small ones when idle. Track notes pass through
 //! in order (the batch before them is embedded first).
+//!
+//! Two threads: the batcher stages each batch on the host (the embedder's [`Stager`]: resizing,
+//! or packing the crops' pixels for the device) while the embedder runs the one before, one
+//! batch ahead at most. Each batch's phases go to `reid_embed_phase_seconds`.
 
-use super::metrics::{BATCH_BUCKETS, Metrics};
-use super::types::{CropJob, Mapped, ToEmbed, ToIdentity};
-use crate::model::embedder::{Crop, Embed};
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use std::sync::atomic::Ordering;
+use super::metrics::{BATCH_BUCKETS, Histogram, Metrics, PHASE_BUCKETS};
+use super::types::{CropJob, Mapped, ToEmbed, ToIdentity, TrackNote};
+use crate::model::embedder::{Crop, Embed, Phases};
+use crate::model::preprocess::{Staged, Stager};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+/// What the batcher hands the embedder, in order.
+enum Work {
+    /// A staged batch: the jobs, and for each the row of its crop in `staged` (`None`: its crop
+    /// could not be cut).
+    Batch {
+        jobs: Vec<CropJob>,
+        staged: Result<(Staged, Vec<Option<usize>>), String>,
+        started: Instant,
+    },
+    Note(TrackNote),
+}
 
 /// Runs until `input` closes and everything queued is embedded and forwarded.
 pub fn run(
@@ -19,10 +37,31 @@ pub fn run(
     max_wait: Duration,
     metrics: &Metrics,
 ) {
+    let stager = embedder.stager();
+    let (staged_tx, staged_rx) = bounded(1);
+    std::thread::scope(|scope| {
+        let batcher = std::thread::Builder::new()
+            .name("embed-stage".into())
+            .spawn_scoped(scope, move || {
+                batch(&stager, input, &staged_tx, batch_size, max_wait, metrics);
+            });
+        match batcher {
+            Ok(_) => infer(embedder, &staged_rx, output, metrics),
+            Err(e) => tracing::error!("cannot start the embedder's staging thread: {e}"),
+        }
+    });
+}
+
+/// Gathers crops into batches and stages them.
+fn batch(
+    stager: &Stager,
+    input: &Receiver<ToEmbed>,
+    out: &Sender<Work>,
+    batch_size: usize,
+    max_wait: Duration,
+    metrics: &Metrics,
+) {
     let sizes = metrics.histogram("reid_batch_size", "", &BATCH_BUCKETS);
-    let latency = metrics.latency("reid_stage_seconds", "stage=\"embed\"");
-    let embedded = metrics.counter("reid_crops_embedded_total", "");
-    let failed = metrics.counter("reid_dropped_total", "stage=\"embed\"");
     let depth = metrics.gauge("reid_queue_depth", "queue=\"embed\"");
     let mut batch: Vec<CropJob> = Vec::with_capacity(batch_size);
     let mut deadline = Instant::now();
@@ -49,39 +88,13 @@ pub fn run(
             let started = Instant::now();
             let jobs = std::mem::take(&mut batch);
             sizes.observe(jobs.len() as f64);
-            match embed(embedder, &jobs) {
-                Ok(vectors) => {
-                    latency.observe(started.elapsed().as_secs_f64() / jobs.len() as f64);
-                    embedded.fetch_add(jobs.len() as u64, Ordering::Relaxed);
-                    for (job, vector) in jobs.into_iter().zip(vectors) {
-                        let Some(vector) = vector else {
-                            failed.fetch_add(1, Ordering::Relaxed);
-                            continue;
-                        };
-                        let msg = ToIdentity::Embedded {
-                            key: job.key,
-                            pixels: job.pixels,
-                            crop: job.crop,
-                            vector,
-                            quality: job.quality,
-                            bbox: job.bbox,
-                            score: job.score,
-                            pts_s: job.pts_s,
-                            arrived: job.arrived,
-                        };
-                        if output.send(msg).is_err() {
-                            return;
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::error!("embedding a batch of {} crops: {e}", jobs.len());
-                    failed.fetch_add(jobs.len() as u64, Ordering::Relaxed);
-                }
+            let staged = stage(stager, &jobs);
+            if out.send(Work::Batch { jobs, staged, started }).is_err() {
+                return;
             }
         }
         if let Some(note) = pass
-            && output.send(ToIdentity::Note(note)).is_err()
+            && out.send(Work::Note(note)).is_err()
         {
             return;
         }
@@ -91,8 +104,95 @@ pub fn run(
     }
 }
 
-/// Embeds a batch; crops that cannot be cut (outside their frame) get `None`.
-fn embed(embedder: &dyn Embed, jobs: &[CropJob]) -> Result<Vec<Option<Vec<f32>>>, String> {
+/// The per-batch phase histograms.
+struct PhaseMetrics([Arc<Histogram>; 4]);
+
+impl PhaseMetrics {
+    fn new(metrics: &Metrics) -> Self {
+        Self(
+            ["prepare", "upload", "network", "download"]
+                .map(|p| metrics.histogram("reid_embed_phase_seconds", &format!("phase=\"{p}\""), &PHASE_BUCKETS)),
+        )
+    }
+
+    fn observe(&self, p: &Phases) {
+        for (h, d) in self.0.iter().zip([p.prepare, p.upload, p.network, p.download]) {
+            h.observe(d.as_secs_f64());
+        }
+    }
+}
+
+/// Embeds staged batches and forwards results and notes in order.
+fn infer(embedder: &dyn Embed, input: &Receiver<Work>, output: &Sender<ToIdentity>, metrics: &Metrics) {
+    let latency = metrics.latency("reid_stage_seconds", "stage=\"embed\"");
+    let embedded = metrics.counter("reid_crops_embedded_total", "");
+    let failed = metrics.counter("reid_dropped_total", "stage=\"embed\"");
+    let phases = PhaseMetrics::new(metrics);
+    for work in input.iter() {
+        let (jobs, staged, started) = match work {
+            Work::Note(note) => {
+                if output.send(ToIdentity::Note(note)).is_err() {
+                    return;
+                }
+                continue;
+            }
+            Work::Batch { jobs, staged, started } => (jobs, staged, started),
+        };
+        let vectors = staged.and_then(|(staged, slot)| {
+            let mut p = Phases::default();
+            let rows = embedder.infer(staged, &mut p).map_err(|e| e.to_string())?;
+            phases.observe(&p);
+            split(&rows, embedder.dim() as usize, slot)
+        });
+        match vectors {
+            Ok(vectors) => {
+                latency.observe(started.elapsed().as_secs_f64() / jobs.len() as f64);
+                if !forward(jobs, vectors, output, &embedded, &failed) {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::error!("embedding a batch of {} crops: {e}", jobs.len());
+                failed.fetch_add(jobs.len() as u64, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Sends each embedded job on; false when the stage behind is gone.
+fn forward(
+    jobs: Vec<CropJob>,
+    vectors: Vec<Option<Vec<f32>>>,
+    output: &Sender<ToIdentity>,
+    embedded: &AtomicU64,
+    failed: &AtomicU64,
+) -> bool {
+    for (job, vector) in jobs.into_iter().zip(vectors) {
+        let Some(vector) = vector else {
+            failed.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        embedded.fetch_add(1, Ordering::Relaxed);
+        let msg = ToIdentity::Embedded {
+            key: job.key,
+            pixels: job.pixels,
+            crop: job.crop,
+            vector,
+            quality: job.quality,
+            bbox: job.bbox,
+            score: job.score,
+            pts_s: job.pts_s,
+            arrived: job.arrived,
+        };
+        if output.send(msg).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// Stages a batch; crops that cannot be cut (outside their frame) get no row.
+fn stage(stager: &Stager, jobs: &[CropJob]) -> Result<(Staged, Vec<Option<usize>>), String> {
     let maps: Vec<Mapped<'_>> = jobs
         .iter()
         .map(|j| j.pixels.map())
@@ -114,11 +214,12 @@ fn embed(embedder: &dyn Embed, jobs: &[CropJob]) -> Result<Vec<Option<Vec<f32>>>
             None => slot.push(None),
         }
     }
-    if crops.is_empty() {
-        return Ok(vec![None; jobs.len()]);
-    }
-    let rows = embedder.embed(&crops).map_err(|e| e.to_string())?;
-    let dim = embedder.dim() as usize;
+    let staged = stager.stage(&crops).map_err(|e| e.to_string())?;
+    Ok((staged, slot))
+}
+
+/// One vector per job from the embedder's rows.
+fn split(rows: &tch::Tensor, dim: usize, slot: Vec<Option<usize>>) -> Result<Vec<Option<Vec<f32>>>, String> {
     let flat = Vec::<f32>::try_from(rows.flatten(0, -1)).map_err(|e| e.to_string())?;
     Ok(slot
         .into_iter()

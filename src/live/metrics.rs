@@ -14,6 +14,10 @@ use std::time::Duration;
 const LATENCY_BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 /// Upper bounds of the batch-size histogram's buckets.
 pub const BATCH_BUCKETS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+/// Upper bounds (seconds) of the embedder's per-batch phase histograms.
+pub const PHASE_BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
 
 /// A histogram with fixed buckets.
 pub struct Histogram {
@@ -86,6 +90,9 @@ fn help(name: &str) -> &'static str {
         "reid_active_tracks" => "Confirmed tracks alive",
         "reid_batch_size" => "Embedder batch sizes",
         "reid_stage_seconds" => "Time spent per item in a stage",
+        "reid_embed_phase_seconds" => {
+            "Time per embedder batch: prepare (host), upload (and device preprocessing), network, download"
+        }
         "reid_frame_to_event_seconds" => "From a frame leaving the pairer to the event it caused",
         _ => "",
     }

@@ -1,30 +1,24 @@
 //! Batched feature extraction for the live pipeline and for evaluation: crops of any size in,
-//! L2-normalised embeddings out. Each crop is resized once, straight into its slot of the batch
-//! tensor (the only copy of its pixels); normalisation runs on the device.
+//! L2-normalised float32 embeddings out. An embedder works in two halves ([`super::preprocess`]):
+//! its [`Stager`] prepares a batch on the host, [`Embed::infer`] runs the rest on the device, so
+//! that a pipeline can stage batch n+1 while batch n runs.
 
+use super::preprocess::{Normalisation, PreprocessError, Stager, Staged};
 use super::weights::{self, WeightFile, WeightsError};
 use super::{LbaNet, ModelSpec};
+use crate::config::site::Preprocess;
 use crate::ingest::Modality;
-use crate::resample;
+use std::time::{Duration, Instant};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-/// One crop: 8-bit pixels, rows `stride` bytes apart, 1 (grey) or 3 (RGB) channels.
-#[derive(Debug, Clone, Copy)]
-pub struct Crop<'a> {
-    pub pixels: &'a [u8],
-    pub width: usize,
-    pub height: usize,
-    pub stride: usize,
-    pub channels: usize,
-    pub modality: Modality,
-}
+pub use super::preprocess::Crop;
 
 /// Errors of feature extraction, naming the crop or tensor involved.
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {
-    #[error("crop {index}: {message}")]
-    Crop { index: usize, message: String },
+    #[error(transparent)]
+    Preprocess(#[from] PreprocessError),
     #[error(transparent)]
     Weights(#[from] WeightsError),
     #[error("libtorch: {0}")]
@@ -33,70 +27,110 @@ pub enum EmbedError {
     Model(String),
 }
 
+/// Where the time of one batch went (host wall-clock; on CUDA each device phase ends with a
+/// synchronisation, so a phase holds its own device work).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Phases {
+    /// Staging on the host (resizing, or packing the crops' pixels).
+    pub prepare: Duration,
+    /// Upload, and on the tensor way the device's crop, resize and normalisation.
+    pub upload: Duration,
+    /// The network.
+    pub network: Duration,
+    /// The embeddings back to the host.
+    pub download: Duration,
+}
+
 /// Anything that maps crops to embeddings.
 pub trait Embed: Send {
     /// Embedding dimension.
     fn dim(&self) -> i64;
-    /// One L2-normalised row per crop, on the CPU, in the crops' order.
-    fn embed(&self, crops: &[Crop<'_>]) -> Result<Tensor, EmbedError>;
+    /// The host half, for a thread that stages batches while this one runs them.
+    fn stager(&self) -> Stager;
+    /// One L2-normalised float32 row per crop of a staged batch, on the CPU, in the crops'
+    /// order; records where the time went in `phases`.
+    fn infer(&self, staged: Staged, phases: &mut Phases) -> Result<Tensor, EmbedError>;
+    /// Stages and runs `crops` in one go.
+    fn embed(&self, crops: &[Crop<'_>]) -> Result<Tensor, EmbedError> {
+        self.infer(self.stager().stage(crops)?, &mut Phases::default())
+    }
 }
 
-/// Resizes every crop into one u8 batch tensor, B×H×W×3 (grey crops are replicated to RGB),
-/// with Pillow's antialiased Lanczos ([`crate::resample`]): the same pixels as the reference
-/// code's `Image.resize((W, H), Image.ANTIALIAS)`, on every path (evaluation, training, live).
-pub fn batch_pixels(crops: &[Crop<'_>], (height, width): (i64, i64)) -> Result<Tensor, EmbedError> {
-    let batch = Tensor::zeros([crops.len() as i64, height, width, 3], (Kind::Uint8, Device::Cpu));
-    let slot_bytes = (height * width * 3) as usize;
-    if crops.is_empty() {
-        return Ok(batch);
+/// The device half shared by the embedders: input, `network` per modality (on rows of one
+/// modality), download; the host buffer goes back to the stager once the result is home.
+pub(crate) fn run_staged(
+    staged: Staged,
+    phases: &mut Phases,
+    norm: &Normalisation,
+    (device, kind): (Device, Kind),
+    dim: i64,
+    mut network: impl FnMut(&Tensor, Modality) -> Result<Tensor, EmbedError>,
+) -> Result<Tensor, EmbedError> {
+    phases.prepare = staged.prepare;
+    if staged.is_empty() {
+        return Ok(Tensor::f_zeros([0, dim], (Kind::Float, Device::Cpu))?);
     }
-    // SAFETY: `batch` is a contiguous CPU u8 tensor of exactly crops.len() × slot_bytes bytes,
-    // owned here and not aliased while the slice lives.
-    let all = unsafe { std::slice::from_raw_parts_mut(batch.data_ptr() as *mut u8, crops.len() * slot_bytes) };
-    for ((index, c), slot) in crops.iter().enumerate().zip(all.chunks_exact_mut(slot_bytes)) {
-        let bad = |message: String| EmbedError::Crop { index, message };
-        if c.width == 0 || c.height == 0 {
-            return Err(bad(format!("empty crop {}x{}", c.width, c.height)));
-        }
-        if c.channels != 1 && c.channels != 3 {
-            return Err(bad(format!("{} channels; expected 1 (grey) or 3 (RGB)", c.channels)));
-        }
-        if c.stride < c.width * c.channels || c.pixels.len() < c.stride * (c.height - 1) + c.width * c.channels {
-            return Err(bad(format!(
-                "{} bytes cannot hold {}x{}x{} with stride {}",
-                c.pixels.len(),
-                c.width,
-                c.height,
-                c.channels,
-                c.stride
+    let started = Instant::now();
+    let x = staged.input(norm, device, kind)?;
+    synchronize(device);
+    phases.upload = started.elapsed();
+    let started = Instant::now();
+    let y = per_modality(&staged.modalities, &x, dim, &mut network)?;
+    synchronize(device);
+    phases.network = started.elapsed();
+    let started = Instant::now();
+    let out = y.f_to_device(Device::Cpu)?;
+    phases.download = started.elapsed();
+    staged.recycle();
+    Ok(out)
+}
+
+/// Waits for the device's queued work (no-op on the CPU).
+fn synchronize(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+/// Runs `network` on the rows of `x` of each modality and returns float32 rows on `x`'s device,
+/// in the batch's order.
+fn per_modality(
+    modalities: &[Modality],
+    x: &Tensor,
+    dim: i64,
+    network: &mut impl FnMut(&Tensor, Modality) -> Result<Tensor, EmbedError>,
+) -> Result<Tensor, EmbedError> {
+    let run = |network: &mut dyn FnMut(&Tensor, Modality) -> Result<Tensor, EmbedError>,
+               part: &Tensor,
+               modality: Modality| {
+        let rows = part.size()[0];
+        let y = network(part, modality)?;
+        if y.size() != [rows, dim] {
+            return Err(EmbedError::Model(format!(
+                "the {modality} network returned shape {:?}, expected [{rows}, {dim}]",
+                y.size()
             )));
         }
-        let view = resample::View {
-            pixels: c.pixels,
-            width: c.width,
-            height: c.height,
-            stride: c.stride,
-            channels: c.channels,
-        };
-        resample::lanczos_rgb(view, width as usize, height as usize, slot);
+        Ok(y.f_to_kind(Kind::Float)?)
+    };
+    if let Some(&only) = modalities.first()
+        && modalities.iter().all(|&m| m == only)
+    {
+        return run(network, x, only);
     }
-    Ok(batch)
-}
-
-/// Turns a u8 B×H×W×3 batch into the network's normalised float B×3×H×W input on `device`.
-pub fn normalise(batch: &Tensor, spec: &ModelSpec, device: Device, kind: Kind) -> Tensor {
-    let mean = Tensor::from_slice(&spec.mean)
-        .to_kind(Kind::Float)
-        .view([1, 3, 1, 1])
-        .to_device(device);
-    let std = Tensor::from_slice(&spec.std)
-        .to_kind(Kind::Float)
-        .view([1, 3, 1, 1])
-        .to_device(device);
-    // The u8 batch is B×H×W×3, so the permuted view is already channels-last; the arithmetic
-    // keeps that layout.
-    let x = batch.to_device(device).permute([0, 3, 1, 2]).to_kind(Kind::Float) / 255.0;
-    ((x - mean) / std).to_kind(kind)
+    let mut out = Tensor::f_zeros([modalities.len() as i64, dim], (Kind::Float, x.device()))?;
+    for modality in [Modality::Visible, Modality::Thermal] {
+        let rows: Vec<i64> = (0..modalities.len() as i64)
+            .filter(|&i| modalities[i as usize] == modality)
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let index = Tensor::from_slice(&rows).f_to_device(x.device())?;
+        let y = run(network, &x.f_index_select(0, &index)?, modality)?;
+        let _ = out.f_index_copy_(0, &index, &y)?;
+    }
+    Ok(out)
 }
 
 /// The built-in LbA network as an embedder.
@@ -106,6 +140,7 @@ pub struct LbaEmbedder {
     _vs: VarStore,
     device: Device,
     kind: Kind,
+    stager: Stager,
 }
 
 impl LbaEmbedder {
@@ -142,7 +177,8 @@ impl LbaEmbedder {
         self.device
     }
 
-    /// Wraps a network whose variables live in `vs`.
+    /// Wraps a network whose variables live in `vs`; crops are prepared the `auto` way (see
+    /// [`LbaEmbedder::with_preprocess`]).
     pub fn new(net: LbaNet, mut vs: VarStore, half: bool) -> Result<Self, EmbedError> {
         let device = vs.device();
         if half && device == Device::Cpu {
@@ -159,17 +195,30 @@ impl LbaEmbedder {
         };
         // Channels-last weights and inputs select the faster convolution kernels (BENCHMARKS.md).
         super::vars_channels_last(&vs);
+        let stager = Stager::new(net.spec.input_size, Preprocess::Auto, device);
         Ok(Self {
             net,
             _vs: vs,
             device,
             kind,
+            stager,
         })
+    }
+
+    /// Prepares crops the given way (`model.preprocess`).
+    pub fn with_preprocess(mut self, preprocess: Preprocess) -> Self {
+        self.stager = Stager::new(self.net.spec.input_size, preprocess, self.device);
+        self
     }
 
     /// The network description.
     pub fn spec(&self) -> &ModelSpec {
         &self.net.spec
+    }
+
+    /// The element type the network runs in (float32, or float16 in half precision).
+    pub fn kind(&self) -> Kind {
+        self.kind
     }
 
     /// Embeds a normalised B×3×H×W input of one modality.
@@ -183,47 +232,16 @@ impl Embed for LbaEmbedder {
         self.net.spec.feature_dim()
     }
 
-    fn embed(&self, crops: &[Crop<'_>]) -> Result<Tensor, EmbedError> {
-        let batch = batch_pixels(crops, self.net.spec.input_size)?;
-        let x = normalise(&batch, &self.net.spec, self.device, self.kind);
-        per_modality(crops, &x, self.dim(), |part, modality| {
-            Ok(self.embed_input(part, modality))
+    fn stager(&self) -> Stager {
+        self.stager.clone()
+    }
+
+    fn infer(&self, staged: Staged, phases: &mut Phases) -> Result<Tensor, EmbedError> {
+        let norm = self.net.spec.normalisation();
+        run_staged(staged, phases, &norm, (self.device, self.kind), self.dim(), |x, modality| {
+            Ok(self.embed_input(x, modality))
         })
     }
-}
-
-/// Runs `embed` on the rows of `x` of each modality (as the crops say) and returns the outputs
-/// as float rows on the CPU, in crop order.
-pub(crate) fn per_modality(
-    crops: &[Crop<'_>],
-    x: &Tensor,
-    dim: i64,
-    mut embed: impl FnMut(&Tensor, Modality) -> Result<Tensor, EmbedError>,
-) -> Result<Tensor, EmbedError> {
-    let mut out = Tensor::zeros([crops.len() as i64, dim], (Kind::Float, Device::Cpu));
-    for modality in [Modality::Visible, Modality::Thermal] {
-        let rows: Vec<i64> = crops
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.modality == modality)
-            .map(|(i, _)| i as i64)
-            .collect();
-        if rows.is_empty() {
-            continue;
-        }
-        let idx = Tensor::from_slice(&rows);
-        let part = x.f_index_select(0, &idx.to_device(x.device()))?;
-        let y = embed(&part, modality)?.to_kind(Kind::Float).to_device(Device::Cpu);
-        if y.size() != [rows.len() as i64, dim] {
-            return Err(EmbedError::Model(format!(
-                "the {modality} network returned shape {:?}, expected [{}, {dim}]",
-                y.size(),
-                rows.len()
-            )));
-        }
-        let _ = out.f_index_copy_(0, &idx, &y)?;
-    }
-    Ok(out)
 }
 
 /// Embeds a generated visible and a generated thermal crop and checks the result: one finite row
@@ -265,18 +283,15 @@ pub fn probe(embedder: &dyn Embed) -> Result<(), EmbedError> {
 /// imply at the configured input size. A configured `model.backbone` must match the file.
 pub fn from_site_model(model: &crate::config::site::Model, device: Device) -> Result<Box<dyn Embed>, EmbedError> {
     if model.weights.extension().is_some_and(|e| e == "toml") {
-        return Ok(Box::new(super::torchscript::ScriptEmbedder::load(
-            &model.weights,
-            device,
-        )?));
+        return Ok(Box::new(
+            super::torchscript::ScriptEmbedder::load(&model.weights, device)?.with_preprocess(model.preprocess),
+        ));
     }
     let file = site_weights(model)?;
-    Ok(Box::new(LbaEmbedder::from_file(
-        &file,
-        site_input_size(model),
-        device,
-        model.half,
-    )?))
+    let half = model.half.unwrap_or(device.is_cuda());
+    Ok(Box::new(
+        LbaEmbedder::from_file(&file, site_input_size(model), device, half)?.with_preprocess(model.preprocess),
+    ))
 }
 
 /// Reads a site's weight file and checks it against the configured `model.backbone` and

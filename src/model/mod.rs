@@ -7,6 +7,7 @@ pub mod embedder;
 pub mod import;
 mod layers;
 pub mod mobilenetv2;
+pub mod preprocess;
 pub mod resnet;
 pub mod torchscript;
 pub mod weights;
@@ -91,6 +92,14 @@ impl ModelSpec {
     /// Dimension of the embedding: the last stage's channels times the parts.
     pub fn feature_dim(&self) -> i64 {
         self.channels() * self.parts.max(1)
+    }
+
+    /// The input normalisation.
+    pub fn normalisation(&self) -> preprocess::Normalisation {
+        preprocess::Normalisation {
+            mean: self.mean,
+            std: self.std,
+        }
     }
 }
 

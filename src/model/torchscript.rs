@@ -13,9 +13,10 @@
 //! ```
 //! Outputs are L2-normalised by reid-pipe whatever the module returns.
 
-use super::embedder::{Crop, Embed, EmbedError, LbaEmbedder, batch_pixels, normalise, per_modality};
+use super::embedder::{Embed, EmbedError, LbaEmbedder, Phases, run_staged};
+use super::preprocess::{Staged, Stager};
 use super::{IMAGENET_MEAN, IMAGENET_STD, ModelSpec};
-use crate::config::site::Backbone;
+use crate::config::site::{Backbone, Preprocess};
 use crate::ingest::Modality;
 use std::path::{Path, PathBuf};
 use tch::{CModule, Device, Kind, Tensor};
@@ -49,6 +50,7 @@ pub struct ScriptEmbedder {
     manifest: Manifest,
     spec: ModelSpec,
     device: Device,
+    stager: Stager,
 }
 
 impl ScriptEmbedder {
@@ -85,13 +87,23 @@ impl ScriptEmbedder {
             last_stride: 1,
             parts: 1,
         };
+        let stager = Stager::new(spec.input_size, Preprocess::Auto, device);
         Ok(Self {
             visible,
             thermal,
             manifest,
             spec,
             device,
+            stager,
         })
+    }
+}
+
+impl ScriptEmbedder {
+    /// Prepares crops the given way (`model.preprocess`).
+    pub fn with_preprocess(mut self, preprocess: Preprocess) -> Self {
+        self.stager = Stager::new(self.spec.input_size, preprocess, self.device);
+        self
     }
 }
 
@@ -100,18 +112,29 @@ impl Embed for ScriptEmbedder {
         self.manifest.output_dim
     }
 
-    fn embed(&self, crops: &[Crop<'_>]) -> Result<Tensor, EmbedError> {
-        let batch = batch_pixels(crops, self.spec.input_size)?;
-        let x = normalise(&batch, &self.spec, self.device, Kind::Float);
-        per_modality(crops, &x, self.dim(), |part, modality| {
+    fn stager(&self) -> Stager {
+        self.stager.clone()
+    }
+
+    fn infer(&self, staged: Staged, phases: &mut Phases) -> Result<Tensor, EmbedError> {
+        let norm = self.spec.normalisation();
+        let dim = self.dim();
+        run_staged(staged, phases, &norm, (self.device, Kind::Float), dim, |part, modality| {
             let module = if modality == Modality::Visible {
                 &self.visible
             } else {
                 &self.thermal
             };
             let y = tch::no_grad(|| module.forward_ts(&[part]))?;
+            let rows = part.size()[0];
+            if y.size() != [rows, dim] {
+                return Err(EmbedError::Model(format!(
+                    "the {modality} TorchScript module returned shape {:?}, expected [{rows}, {dim}]",
+                    y.size()
+                )));
+            }
             // Scripted modules may return unnormalised vectors.
-            Ok(crate::eval::ranking::normalize_rows(&y.to_kind(Kind::Float)))
+            Ok(crate::eval::ranking::normalize_rows(&y.f_to_kind(Kind::Float)?))
         })
     }
 }

@@ -5,7 +5,7 @@ use crate::config::train::{Dataset, DatasetKind};
 use crate::data::{DataError, Item, market, regdb, sysu};
 use crate::eval::extract::{crop_of, read_rgb};
 use crate::ingest::Modality;
-use crate::model::embedder::batch_pixels;
+use crate::model::preprocess::batch_pixels;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};

@@ -17,7 +17,8 @@ use crate::config::train::Pretrained;
 use crate::eval::metrics::Metrics;
 use crate::eval::protocols::{self, RegdbDirection, Shots, SysuMode};
 use crate::eval::pyrandom::PyRandom;
-use crate::model::embedder::{LbaEmbedder, normalise};
+use crate::model::embedder::LbaEmbedder;
+use crate::model::preprocess::{PreprocessError, normalise};
 use crate::model::weights::{self, Fit, Provenance, WeightFile, WeightsError};
 use crate::model::{LbaNet, ModelSpec};
 use std::collections::BTreeMap;
@@ -56,6 +57,8 @@ pub enum TrainError {
     },
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+    #[error(transparent)]
+    Preprocess(#[from] PreprocessError),
 }
 
 /// Files a run writes into its directory; a new run (without `--resume`) refuses to start over them.
@@ -209,8 +212,8 @@ fn train_run(
         let mut sums: BTreeMap<&'static str, f64> = BTreeMap::new();
         let started = Instant::now();
         for (step_index, b) in batches.iter().enumerate() {
-            let xv = augment(&set.visible.pixels, &b.visible, &mut aug, &spec, device);
-            let xt = augment(&set.infrared.pixels, &b.infrared, &mut aug, &spec, device);
+            let xv = augment(&set.visible.pixels, &b.visible, &mut aug, &spec, device)?;
+            let xt = augment(&set.infrared.pixels, &b.infrared, &mut aug, &spec, device)?;
             let labels: Vec<i64> = b
                 .visible
                 .iter()
@@ -345,13 +348,19 @@ fn initialise_from(vs: &mut VarStore, path: &Path, spec: &ModelSpec) -> Result<(
 
 /// Gathers images, flips each horizontally with probability 0.5 (the recipe's only effective
 /// augmentation, spec §5.2) and normalises them on `device`.
-fn augment(pixels: &Tensor, rows: &[usize], rng: &mut PyRandom, spec: &ModelSpec, device: Device) -> Tensor {
+fn augment(
+    pixels: &Tensor,
+    rows: &[usize],
+    rng: &mut PyRandom,
+    spec: &ModelSpec,
+    device: Device,
+) -> Result<Tensor, PreprocessError> {
     let idx: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
     let x = pixels.index_select(0, &Tensor::from_slice(&idx));
     let flip: Vec<bool> = rows.iter().map(|_| rng.getrandbits(1) == 1).collect();
     let mask = Tensor::from_slice(&flip).view([-1, 1, 1, 1]);
     let x = x.flip([2i64].as_slice()).where_self(&mask, &x);
-    normalise(&x, spec, device, Kind::Float)
+    normalise(&x, &spec.normalisation(), device, Kind::Float)
 }
 
 /// The test protocol's first trial (SYSU trial 0 all-search single-shot, RegDB V→T of the

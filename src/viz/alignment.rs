@@ -7,7 +7,8 @@ use crate::config::train::DenseTripletWeighting;
 use crate::eval::extract::{crop_of, read_rgb};
 use crate::ingest::Modality;
 use crate::model::cmalign::{CmAlign, CmAlignOutput};
-use crate::model::embedder::{LbaEmbedder, batch_pixels, normalise};
+use crate::model::embedder::LbaEmbedder;
+use crate::model::preprocess::{batch_pixels, normalise};
 use opencv::core::{Mat, Point, Scalar};
 use opencv::imgproc;
 use std::path::{Path, PathBuf};
@@ -44,7 +45,9 @@ fn align(
     let map = |img: &Mat, m: Modality| -> Result<Tensor, VizError> {
         let crop = crop_of(img, m)?;
         let pixels = batch_pixels(&[crop], spec.input_size).map_err(|e| VizError::Args(e.to_string()))?;
-        let x = normalise(&pixels, spec, embedder.device(), Kind::Float).contiguous();
+        let x = normalise(&pixels, &spec.normalisation(), embedder.device(), Kind::Float)
+            .map_err(|e| VizError::Args(e.to_string()))?
+            .contiguous();
         let l3 = net.to_layer3(&net.stem(&x, m, false), false);
         Ok(match stage {
             Stage::Layer3 => l3,

@@ -5,21 +5,21 @@
 //! against exact search, at several ef. Clustered data (500 centres) and random unit vectors.
 //!
 //!     cargo bench --bench index_speed            # REID_BENCH_N (default 10000), dim 2048
-//! hnswlib comes from PyPI: /opt/reid-torch/bin/pip install hnswlib==0.8.0 (the bench installs it
+//! hnswlib comes from PyPI: `$REID_TORCH_PYTHON -m pip install hnswlib==0.8.0` (the bench installs it
 //! when missing).
+
+mod common;
 
 use hnsw_rs::anndists::dist::DistDot;
 use hnsw_rs::hnsw::Hnsw;
 use reid_pipe::index::backend::{Backend, ExactBackend, HnswBackend, HnswParams};
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 const DIM: usize = 2048;
 const QUERIES: usize = 1000;
 const EFS: [usize; 4] = [16, 32, 64, 128];
-const PYTHON: &str = "/opt/reid-torch/bin/python";
 
 fn unit_rows(x: &Tensor) -> Vec<Vec<f32>> {
     let x = reid_pipe::eval::ranking::normalize_rows(x);
@@ -69,12 +69,12 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10_000);
-    let have_hnswlib = Command::new(PYTHON)
+    let have_hnswlib = common::python()
         .args(["-c", "import hnswlib"])
         .status()
         .is_ok_and(|s| s.success())
-        || Command::new("/opt/reid-torch/bin/pip")
-            .args(["install", "-q", "hnswlib==0.8.0"])
+        || common::python()
+            .args(["-m", "pip", "install", "-q", "hnswlib==0.8.0"])
             .status()
             .is_ok_and(|s| s.success());
     println!("n={n}, dim={DIM}, {QUERIES} queries, M=16, ef_construction=200, 2 threads");
@@ -166,7 +166,7 @@ fn main() {
             write_f32(&qp, &queries);
             let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/reference/hnswlib_bench.py");
             let efs: Vec<String> = EFS.iter().map(usize::to_string).collect();
-            let out = Command::new(PYTHON)
+            let out = common::python()
                 .arg(script)
                 .arg(&dp)
                 .arg(&qp)

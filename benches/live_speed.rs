@@ -70,7 +70,8 @@ fn embedder_alone(clip: &Path, seconds: f64) -> f64 {
         backbone: Some(Backbone::Mobilenetv2),
         weights: Path::new(env!("CARGO_MANIFEST_DIR")).join("models/weights/mobilenetv2_imagenet.safetensors"),
         input_size: Some((256, 128)),
-        half: false,
+        half: None,
+        preprocess: Default::default(),
     };
     let embedder = from_site_model(&model, tch::Device::cuda_if_available()).expect("model");
     let img =

@@ -6,11 +6,12 @@
 //!
 //!     cargo bench --bench resize_speed          # REID_BENCH_SECONDS=3 per engine by default
 
+mod common;
+
 use opencv::core::{Mat, Size};
 use opencv::imgproc;
 use opencv::prelude::*;
 use reid_pipe::resample::{self, View};
-use std::process::Command;
 use std::time::Instant;
 
 const OUT: (usize, usize) = (288, 144);
@@ -83,9 +84,8 @@ fn main() {
         let size = Size::new(OUT.1 as i32, OUT.0 as i32);
         imgproc::resize(&mats[i], &mut out, size, 0.0, 0.0, interp).expect("resize");
     });
-    let python = std::env::var_os("REID_TORCH_PYTHON").unwrap_or_else(|| "/opt/reid-torch/bin/python".into());
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/reference/resize_pil.py");
-    let output = Command::new(python)
+    let output = common::python()
         .arg(script)
         .args([OUT.0.to_string(), OUT.1.to_string(), seconds.to_string()])
         .args(CROPS.iter().map(|(w, h)| format!("{w}x{h}")))

@@ -2,7 +2,10 @@
 //! layer4, all four loss terms, SGD) next to the same step in PyTorch eager
 //! (benches/reference/train_step.py) in the same invocation, with the ratio.
 //!
-//!     cargo bench --bench train_speed        # REID_BENCH_STEPS (default 3), P=4, K=2 (16 images)
+//!     cargo bench --bench train_speed        # REID_BENCH_STEPS (default 3); P=4, K=2 (16 images)
+//!                                            # on the CPU, the paper's P=8, K=4 (64) on CUDA
+
+mod common;
 
 use reid_pipe::config::site::Backbone;
 use reid_pipe::config::train::{DenseTripletWeighting, Loss, Stage};
@@ -12,14 +15,11 @@ use reid_pipe::model::{LbaNet, ModelSpec};
 use reid_pipe::train::sgd::{Group, Sgd};
 use reid_pipe::train::step;
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 const SIZE: (i64, i64) = (288, 144);
-const P: usize = 4;
-const K: usize = 2;
 
 fn main() {
     reid_pipe::runtime::tune_allocator();
@@ -28,24 +28,36 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
     let device = Device::cuda_if_available();
+    // The paper's batch (P=8, K=4) on CUDA; a smaller one on the CPU.
+    let (p, k): (usize, usize) = if device.is_cuda() { (8, 4) } else { (4, 2) };
     println!(
-        "device {device:?}, libtorch threads {}, P={P} K={K} ({} images a step), {steps} steps",
+        "device {device:?}, libtorch threads {}, P={p} K={k} ({} images a step), {steps} steps",
         tch::get_num_threads(),
-        2 * P * K
+        2 * p * k
     );
-    let reference = (device == Device::Cpu).then(|| {
+    let reference = {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/reference/train_step.py");
-        let out = Command::new("/opt/reid-torch/bin/python")
+        let out = common::python()
             .arg(script)
-            .args([P, K].map(|v| v.to_string()))
+            .args([p, k].map(|v| v.to_string()))
             .args([SIZE.0, SIZE.1].map(|v| v.to_string()))
             .arg(steps.to_string())
-            .output()
-            .expect("the torch venv runs");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-        v["images_per_s"].as_f64().unwrap_or(0.0)
-    });
+            .arg(if device.is_cuda() { "cuda" } else { "cpu" })
+            .output();
+        match out {
+            Ok(out) if out.status.success() => serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                .ok()
+                .and_then(|v| v["images_per_s"].as_f64()),
+            Ok(out) => {
+                eprintln!("the PyTorch reference failed: {}", String::from_utf8_lossy(&out.stderr));
+                None
+            }
+            Err(e) => {
+                eprintln!("the PyTorch reference cannot run (set REID_TORCH_PYTHON): {e}");
+                None
+            }
+        }
+    };
     tch::manual_seed(0);
     let vs = VarStore::new(device);
     let net = LbaNet::new(&vs.root(), ModelSpec::new(Backbone::Resnet50, 395, SIZE));
@@ -62,11 +74,11 @@ fn main() {
         cmalign_temperature: 50.0,
         cmalign_stages: vec![Stage::Layer3, Stage::Layer4],
     };
-    let labels: Vec<i64> = (0..2 * P * K).map(|i| ((i % (P * K)) / K) as i64).collect();
+    let labels: Vec<i64> = (0..2 * p * k).map(|i| ((i % (p * k)) / k) as i64).collect();
     let labels = Tensor::from_slice(&labels).to_device(device);
     let mut rng = PyRandom::new(0);
     let mut one_step = || {
-        let n = (P * K) as i64;
+        let n = (p * k) as i64;
         let xv = reid_pipe::model::channels_last(&Tensor::randn([n, 3, SIZE.0, SIZE.1], (Kind::Float, device)));
         let xt = reid_pipe::model::channels_last(&Tensor::randn([n, 3, SIZE.0, SIZE.1], (Kind::Float, device)));
         let out = step::forward(
@@ -76,7 +88,7 @@ fn main() {
             (Modality::Visible, Modality::Thermal),
             &labels,
             &loss,
-            (P, K),
+            (p, k),
             &mut rng,
         );
         sgd.zero_grad();
@@ -84,11 +96,13 @@ fn main() {
         sgd.step(|g| if g == Group::Backbone { 0.01 } else { 0.1 });
     };
     one_step();
+    common::synchronize(device);
     let start = Instant::now();
     for _ in 0..steps {
         one_step();
     }
-    let ours = (steps * 2 * P * K) as f64 / start.elapsed().as_secs_f64();
+    common::synchronize(device);
+    let ours = (steps * 2 * p * k) as f64 / start.elapsed().as_secs_f64();
     match reference {
         Some(theirs) => println!(
             "reid-pipe {ours:.2} images/s, PyTorch eager {theirs:.2} images/s, ratio {:.2}",

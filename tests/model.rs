@@ -358,3 +358,29 @@ fn pcb_parts_pool_horizontal_stripes_with_their_own_heads() {
     assert!(names.contains_key("bottleneck.3.weight") && names.contains_key("classifier.3.weight"));
     assert!(!names.contains_key("classifier.weight"));
 }
+
+/// Half precision, the default on CUDA: embeddings come back float32 and within a cosine of
+/// 1e-3 of float32 ones (ResNet-50, random weights). The comparison needs CUDA and is skipped,
+/// with a message, without it; on the CPU half precision is refused with a message naming
+/// `model.half`.
+#[test]
+fn half_precision_embeddings_match_float32() {
+    let (vs, net) = tiny(0);
+    let refused = LbaEmbedder::new(net, vs, true).err().expect("half refused on the CPU");
+    assert!(refused.to_string().contains("model.half"), "{refused}");
+    if !tch::Cuda::is_available() {
+        eprintln!("skipped the float16 comparison: it needs CUDA, and this machine has none");
+        return;
+    }
+    let crops = sample_crops();
+    let embed = |half| {
+        tch::manual_seed(1);
+        let vs = VarStore::new(Device::Cuda(0));
+        let net = LbaNet::new(&vs.root(), ModelSpec::new(Backbone::Resnet50, 0, (288, 144)));
+        LbaEmbedder::new(net, vs, half).expect("embedder").embed(&crops).expect("embed")
+    };
+    let (full, half) = (embed(false), embed(true));
+    assert_eq!(half.kind(), Kind::Float);
+    let cos: Vec<f32> = Vec::try_from((&full * &half).sum_dim_intlist(1, false, Kind::Float)).expect("cosines");
+    assert!(cos.iter().all(|&c| c > 0.999), "float16 vs float32 cosines {cos:?}");
+}

@@ -4,7 +4,9 @@ shared ResNet-50 body with last stride 1, CMAlign at layer3 and layer4, ID + tri
 losses, SGD with Nesterov momentum), written after the reference implementation. Prints JSON:
 {"images_per_s": …, "setting": …}.
 
-    train_step.py P K HEIGHT WIDTH STEPS
+    train_step.py P K HEIGHT WIDTH STEPS [DEVICE]
+
+On CUDA the modules and inputs are channels-last and the clock is read after a synchronisation.
 """
 import json
 import random
@@ -78,6 +80,8 @@ def triplet(x, y, margin=0.3):
 
 def main():
     p, k, h, w, steps = (int(a) for a in sys.argv[1:6])
+    device = torch.device(sys.argv[6] if len(sys.argv) > 6 else "cpu")
+    layout = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     torch.manual_seed(0)
     random.seed(0)
     vis, th, body = torchvision.models.resnet50(), torchvision.models.resnet50(), torchvision.models.resnet50()
@@ -95,12 +99,13 @@ def main():
         lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True,
     )
     for m in (vis, th, body, neck, cls):
-        m.train()
+        m.to(device=device, memory_format=layout).train()
     n = p * k
-    labels = torch.arange(p).repeat_interleave(k).repeat(2)
+    labels = torch.arange(p).repeat_interleave(k).repeat(2).to(device)
 
     def step():
-        xv, xt = torch.randn(n, 3, h, w), torch.randn(n, 3, h, w)
+        xv = torch.randn(n, 3, h, w, device=device).to(memory_format=layout)
+        xt = torch.randn(n, 3, h, w, device=device).to(memory_format=layout)
         x = torch.cat([stem(vis, xv), stem(th, xt)])
         f3 = body.layer3(body.layer2(body.layer1(x)))
         f4 = body.layer4(f3)
@@ -117,12 +122,16 @@ def main():
         loss.backward()
         opt.step()
 
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     step()
+    sync()
     start = time.perf_counter()
     for _ in range(steps):
         step()
+    sync()
     secs = time.perf_counter() - start
-    print(json.dumps({"images_per_s": steps * 2 * n / secs, "setting": "eager, float32, contiguous"}))
+    setting = "eager, float32, " + ("channels_last" if device.type == "cuda" else "contiguous")
+    print(json.dumps({"images_per_s": steps * 2 * n / secs, "setting": setting}))
 
 
 if __name__ == "__main__":

@@ -240,7 +240,7 @@ pub enum Preprocess {
 }
 
 /// Backbone network of the embedder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Backbone {
     Resnet50,

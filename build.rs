@@ -1,6 +1,8 @@
 //! Link-time settings for libtorch, so the built binary runs without any environment set by hand:
 //! an rpath to the libtorch directory, and `libtorch_cuda.so` kept in the NEEDED list when it exists
-//! (the linker would otherwise drop it as unused and CUDA would silently be unavailable).
+//! (the linker would otherwise drop it as unused and CUDA would silently be unavailable); and the
+//! two autocast calls tch does not wrap (src/train/autocast.cpp), compiled against libtorch's
+//! headers.
 use std::env;
 use std::path::Path;
 
@@ -32,4 +34,25 @@ fn main() {
         .unwrap_or_else(|| "unknown".to_owned());
     println!("cargo:rustc-env=REID_LIBTORCH_VERSION={version}");
     println!("cargo:rustc-env=REID_LIBTORCH_LIB={lib_dir}");
+    compile_autocast(lib);
+}
+
+fn compile_autocast(lib: &Path) {
+    println!("cargo:rerun-if-changed=src/train/autocast.cpp");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    let Some(include) = lib.parent().map(|torch| torch.join("include")) else {
+        return;
+    };
+    cc::Build::new()
+        .cpp(true)
+        .file("src/train/autocast.cpp")
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag(format!(
+            "-D_GLIBCXX_USE_CXX11_ABI={}",
+            env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_owned())
+        ))
+        .warnings(false)
+        .compile("reid_autocast");
 }

@@ -255,6 +255,13 @@ fn impossible_runs_fail_before_writing_anything() {
         "{}",
         text(&o)
     );
+    // Mixed precision on the CPU: refused before any data is read.
+    let o = train("amp", "[schedule]\namp = true\n");
+    assert!(
+        o.status.code() == Some(1) && text(&o).contains("schedule.amp (mixed precision) needs a CUDA device"),
+        "{}",
+        text(&o)
+    );
     // Every loss switched off: nothing to train (a configuration error, so `check` says it too).
     let o = train(
         "zero",

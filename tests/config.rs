@@ -377,3 +377,33 @@ fn the_paper_recipe_needs_imagenet_weights_or_an_explicit_none() {
         );
     }
 }
+
+#[test]
+fn model_preprocess_and_half_are_checked() {
+    let e = site_err(format!("{SITE}preprocess = \"gpu\"\n").as_bytes());
+    expect(&e, "model.preprocess", 19, "unknown variant `gpu`");
+    let cfg = SiteConfig::from_bytes(Path::new("site.toml"), format!("{SITE}preprocess = \"tensor\"\n").as_bytes())
+        .expect("valid");
+    assert_eq!(cfg.model.preprocess, reid_pipe::config::site::Preprocess::Tensor);
+    assert_eq!(cfg.model.half, None, "unset: float16 on CUDA, float32 on the CPU");
+}
+
+#[test]
+fn training_mixed_precision_and_loader_settings_are_checked() {
+    let e = train_err(&format!("{TRAIN}[schedule]\namp_dtype = \"float16\"\n"));
+    expect(&e, "schedule.amp_dtype", 9, "schedule.amp is false");
+    let e = train_err(&format!("{TRAIN}[schedule]\namp = true\namp_dtype = \"fp8\"\n"));
+    expect(&e, "schedule.amp_dtype", 10, "unknown variant `fp8`");
+    let e = train_err(&format!("{TRAIN}[loader]\nworkers = 0\n"));
+    expect(&e, "loader.workers", 9, "");
+    let e = train_err(&format!("{TRAIN}[loader]\nprefetch = 1000\n"));
+    expect(&e, "loader.prefetch", 9, "");
+    let cfg = TrainConfig::from_bytes(
+        Path::new("train.toml"),
+        format!("{TRAIN}[schedule]\namp = true\namp_dtype = \"bfloat16\"\n[loader]\nworkers = 3\n").as_bytes(),
+    )
+    .expect("valid");
+    assert!(cfg.schedule.amp);
+    assert_eq!(cfg.schedule.amp_dtype, reid_pipe::config::train::AmpDtype::Bfloat16);
+    assert_eq!((cfg.loader.workers, cfg.loader.prefetch), (3, 4));
+}

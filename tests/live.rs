@@ -11,8 +11,13 @@ use std::process::Command;
 
 /// A site file for the clip with the ImageNet MobileNetV2 set-up converts; `extra` is appended.
 fn site(dir: &Path, clip: &Path, thermal_location: Option<&str>, extra: &str) -> PathBuf {
+    site_with_model(dir, clip, thermal_location, "", extra)
+}
+
+/// Like [`site`], with `model` added to the `[model]` table.
+fn site_with_model(dir: &Path, clip: &Path, thermal_location: Option<&str>, model: &str, extra: &str) -> PathBuf {
     let model = format!(
-        "backbone = \"mobilenetv2\"\nweights = \"{}\"\ninput_size = [256, 128]",
+        "backbone = \"mobilenetv2\"\nweights = \"{}\"\ninput_size = [256, 128]\n{model}",
         repo("models/weights/mobilenetv2_imagenet.safetensors").display()
     );
     scene_site(dir, clip, thermal_location, &model, extra)
@@ -138,22 +143,25 @@ fn score(events: &[Value], truth: &Truth) -> Scored {
 
 /// Runs the binary on a clip with an events file (and `extra` outputs); returns the events and
 /// the run's output.
-fn run_clip(dir: &Path, clip: &Path, extra: &str) -> (Vec<Value>, String) {
+fn run_clip(dir: &Path, clip: &Path, model: &str, extra: &str) -> (Vec<Value>, String) {
     let events_path = dir.join("out/events.jsonl");
-    let cfg = site(
+    let cfg = site_with_model(
         dir,
         clip,
         None,
+        model,
         &format!("[outputs]\nevents = \"{}\"\n{extra}", events_path.display()),
     );
     let text = ok(bin().args(["--log", "warn", "run"]).arg(&cfg).output().expect("run"));
     (events(&events_path), text)
 }
 
+/// Three clips; the last with the crops resized and normalised as tensors (the GPU's way, on the
+/// CPU here) instead of on the host.
 #[test]
 fn people_keep_one_identity_across_modalities() {
     let (mut consistent, mut people) = (0, 0);
-    for seed in [3, 4, 5] {
+    for (seed, model) in [(3, ""), (4, ""), (5, "preprocess = \"tensor\"")] {
         let dir = tempfile::tempdir().expect("tempdir");
         let clip = clip(dir.path(), 4, seed);
         let video = dir.path().join("out/annotated.mkv");
@@ -161,6 +169,7 @@ fn people_keep_one_identity_across_modalities() {
         let (ev, text) = run_clip(
             dir.path(),
             &clip,
+            model,
             &format!(
                 "video = \"{}\"\nthumbnails = \"{}\"\n",
                 video.display(),
@@ -536,4 +545,26 @@ fn events_reach_mqtt_subscribers_even_across_a_broker_restart() {
     );
     assert!(written.len() >= 10, "{}", written.len());
     assert!(missing.is_empty(), "lost across the restart: {missing:?}");
+}
+
+/// The embedding stage records, for every batch, the time of each phase.
+#[test]
+fn the_embedder_reports_where_batch_time_goes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clip = clip(dir.path(), 2, 7);
+    let cfg = site_with_model(dir.path(), &clip, None, "preprocess = \"tensor\"", "");
+    let cfg = reid_pipe::config::SiteConfig::load(&cfg).expect("site");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s = reid_pipe::live::run(&cfg, &reid_pipe::live::RunOptions::default(), &stop).expect("run");
+    let m = &s.metrics;
+    let batches = m.histogram("reid_batch_size", "", &[]).count();
+    assert!(batches > 0, "no batch was embedded");
+    for phase in ["prepare", "upload", "network", "download"] {
+        let h = m.histogram("reid_embed_phase_seconds", &format!("phase=\"{phase}\""), &[]);
+        assert_eq!(h.count(), batches, "{phase}: one observation per batch");
+    }
+    let network = m.histogram("reid_embed_phase_seconds", "phase=\"network\"", &[]);
+    assert!(network.quantile(0.5).is_some_and(|q| q > 0.0));
+    let text = m.render();
+    assert!(text.contains("reid_embed_phase_seconds_bucket{phase=\"upload\",le=\"0.001\"}"), "{text}");
 }

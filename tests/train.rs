@@ -285,21 +285,21 @@ fn the_image_cache_is_rebuilt_when_it_was_made_another_way() {
         cache: true,
     };
     let cache = dir.path().join("cache");
-    let fresh = dataset::load(&d, (64, 32), Some(&cache)).expect("decode");
+    let fresh = dataset::load(&d, (64, 32), Some(&cache), 2).expect("decode");
     let file = cache.join("sysu-t1-visible-64x32.safetensors");
     let written = safetensors::read(&file).expect("cache written");
     // The same cache with other pixels, as another resize would have left it.
     let stale = tch::Tensor::zeros_like(written.get("pixels").expect("pixels"));
     let mut meta = written.metadata.clone();
     safetensors::write(&file, &[("pixels", &stale)], &meta).expect("write");
-    let same_way = dataset::load(&d, (64, 32), Some(&cache)).expect("cached");
+    let same_way = dataset::load(&d, (64, 32), Some(&cache), 2).expect("cached");
     assert!(
         same_way.visible.pixels.equal(&stale),
         "a cache made the same way is used"
     );
     meta.insert("resize".to_owned(), "opencv-area".to_owned());
     safetensors::write(&file, &[("pixels", &stale)], &meta).expect("write");
-    let rebuilt = dataset::load(&d, (64, 32), Some(&cache)).expect("rebuilt");
+    let rebuilt = dataset::load(&d, (64, 32), Some(&cache), 2).expect("rebuilt");
     assert!(
         rebuilt.visible.pixels.equal(&fresh.visible.pixels),
         "another resize's cache is rebuilt"

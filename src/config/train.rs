@@ -22,6 +22,29 @@ pub struct TrainConfig {
     pub schedule: Schedule,
     pub device: Device,
     pub threads: usize,
+    pub loader: Loader,
+}
+
+/// The training loader (`[loader]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Loader {
+    /// Threads that decode the dataset and assemble batches.
+    pub workers: usize,
+    /// Batches assembled ahead of the training step.
+    pub prefetch: usize,
+}
+
+/// The element type of mixed-precision training (`schedule.amp_dtype`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AmpDtype {
+    /// bfloat16 where the GPU runs it natively (compute capability 8.0 and newer), else float16.
+    #[default]
+    Auto,
+    /// bfloat16: float32's range, no loss scaling needed.
+    Bfloat16,
+    /// float16 with dynamic loss scaling.
+    Float16,
 }
 
 /// Which dataset and where it is.
@@ -141,6 +164,8 @@ pub struct Schedule {
     pub eval_every: u32,
     /// Mixed precision (CUDA only).
     pub amp: bool,
+    /// Its element type.
+    pub amp_dtype: AmpDtype,
 }
 
 impl TrainConfig {
@@ -171,6 +196,15 @@ struct RawTrain {
     loss: RawLoss,
     #[serde(default)]
     schedule: RawSchedule,
+    #[serde(default)]
+    loader: RawLoader,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLoader {
+    workers: Option<Spanned<i64>>,
+    prefetch: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -227,6 +261,7 @@ struct RawSchedule {
     eval_every: Option<Spanned<i64>>,
     #[serde(default)]
     amp: bool,
+    amp_dtype: Option<Spanned<AmpDtype>>,
 }
 
 impl RawTrain {
@@ -333,8 +368,17 @@ impl RawTrain {
             schedule,
             device,
             threads: check::int(src, "threads", &self.threads, 2, 1, 1024)? as usize,
+            loader: Loader {
+                workers: check::int(src, "loader.workers", &self.loader.workers, default_workers(), 1, 64)? as usize,
+                prefetch: check::int(src, "loader.prefetch", &self.loader.prefetch, 4, 1, 64)? as usize,
+            },
         })
     }
+}
+
+/// Loader threads by default: the cores, at most 8.
+fn default_workers() -> i64 {
+    std::thread::available_parallelism().map_or(2, |n| n.get().min(8) as i64)
 }
 
 impl RawLoss {
@@ -447,6 +491,17 @@ impl RawSchedule {
             gamma: check::float(src, "schedule.gamma", &self.gamma, 0.1, 0.0, 1.0)?,
             eval_every: check::int(src, "schedule.eval_every", &self.eval_every, 40, 0, 100_000)? as u32,
             amp: self.amp,
+            amp_dtype: match &self.amp_dtype {
+                Some(d) if !self.amp => {
+                    return Err(src.error(
+                        "schedule.amp_dtype",
+                        d.span(),
+                        "set, but schedule.amp is false: add `amp = true` or remove amp_dtype",
+                    ));
+                }
+                Some(d) => *d.get_ref(),
+                None => AmpDtype::Auto,
+            },
         })
     }
 }

@@ -8,6 +8,8 @@ use crate::ingest::Modality;
 use crate::model::preprocess::batch_pixels;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tch::{Kind, Tensor};
 
 /// Errors naming the file involved.
@@ -91,7 +93,10 @@ pub fn list(d: &Dataset) -> Result<(Labelled, Labelled, usize), DatasetError> {
 }
 
 /// Loads (or reads from the cache) a dataset's training images at `size` (height, width).
-pub fn load(d: &Dataset, size: (i64, i64), cache_dir: Option<&Path>) -> Result<TrainSet, DatasetError> {
+///
+/// Images are decoded and resized by `workers` threads (chunk by chunk; the result does not
+/// depend on the count).
+pub fn load(d: &Dataset, size: (i64, i64), cache_dir: Option<&Path>, workers: usize) -> Result<TrainSet, DatasetError> {
     let (vis, ir, classes) = list(d)?;
     if vis.is_empty() || ir.is_empty() {
         return Err(DatasetError::Layout {
@@ -130,6 +135,7 @@ pub fn load(d: &Dataset, size: (i64, i64), cache_dir: Option<&Path>) -> Result<T
         size,
         Modality::Visible,
         cache_dir.map(|c| c.join(format!("{kind}-t{}-visible-{}x{}.safetensors", d.trial, size.0, size.1))),
+        workers,
     )?;
     let infrared = if single {
         Images {
@@ -151,6 +157,7 @@ pub fn load(d: &Dataset, size: (i64, i64), cache_dir: Option<&Path>) -> Result<T
                     d.trial, size.0, size.1
                 ))
             }),
+            workers,
         )?
     };
     let summary = summary(&kind, classes, &vis, &ir, single);
@@ -197,6 +204,7 @@ fn images(
     size: (i64, i64),
     modality: Modality,
     cache: Option<PathBuf>,
+    workers: usize,
 ) -> Result<Images, DatasetError> {
     let labels: Vec<i64> = items.iter().map(|(_, l)| *l).collect();
     let mut by_label = vec![Vec::new(); classes];
@@ -223,33 +231,33 @@ fn images(
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.set_message(modality.to_string());
-    let mut parts = Vec::new();
-    for chunk in items.chunks(256) {
-        let decoded = chunk
-            .iter()
-            .map(|(it, _)| {
-                let path = root.join(&it.path);
-                read_rgb(&path).map_err(|e| DatasetError::Image {
-                    path,
-                    message: e.to_string(),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let crops = decoded
-            .iter()
-            .zip(chunk)
-            .map(|(img, (it, _))| {
-                crop_of(img, modality).map_err(|e| DatasetError::Image {
-                    path: root.join(&it.path),
-                    message: e.to_string(),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        parts.push(batch_pixels(&crops, size).map_err(|e| DatasetError::Image {
-            path: root.to_path_buf(),
-            message: e.to_string(),
-        })?);
-        bar.inc(chunk.len() as u64);
+    let chunks: Vec<&[(Item, i64)]> = items.chunks(64).collect();
+    let done: Vec<Mutex<Option<Result<Tensor, DatasetError>>>> = chunks.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for _ in 0..workers.clamp(1, chunks.len().max(1)) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= chunks.len() || failed.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let result = decode(root, chunks[i], size, modality);
+                    failed.fetch_or(result.is_err(), Ordering::Relaxed);
+                    bar.inc(chunks[i].len() as u64);
+                    *done[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+                }
+            });
+        }
+    });
+    // In chunk order: the first failure in the list is the one reported.
+    let mut parts = Vec::with_capacity(chunks.len());
+    for slot in done {
+        match slot.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(part) => parts.push(part?),
+            None => break,
+        }
     }
     bar.finish_and_clear();
     let pixels = Tensor::cat(&parts, 0).to_kind(Kind::Uint8);
@@ -268,6 +276,34 @@ fn images(
         labels,
         by_label,
         modality,
+    })
+}
+
+/// Decodes, crops and resizes one chunk of images: u8 n×H×W×3.
+fn decode(root: &Path, chunk: &[(Item, i64)], size: (i64, i64), modality: Modality) -> Result<Tensor, DatasetError> {
+    let decoded = chunk
+        .iter()
+        .map(|(it, _)| {
+            let path = root.join(&it.path);
+            read_rgb(&path).map_err(|e| DatasetError::Image {
+                path,
+                message: e.to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let crops = decoded
+        .iter()
+        .zip(chunk)
+        .map(|(img, (it, _))| {
+            crop_of(img, modality).map_err(|e| DatasetError::Image {
+                path: root.join(&it.path),
+                message: e.to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    batch_pixels(&crops, size).map_err(|e| DatasetError::Image {
+        path: root.to_path_buf(),
+        message: e.to_string(),
     })
 }
 

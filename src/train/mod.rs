@@ -1,6 +1,8 @@
 //! Offline training of the LbA model (`reid-pipe train`).
 
+pub mod amp;
 pub mod dataset;
+pub mod loader;
 pub mod losses;
 pub mod sampler;
 pub mod sgd;

@@ -99,6 +99,15 @@ impl Sgd {
         });
     }
 
+    /// The gradients of the optimised variables that have one (handles to the same storage).
+    pub fn gradients(&self) -> Vec<Tensor> {
+        self.params
+            .iter()
+            .map(|(_, _, p)| p.grad())
+            .filter(Tensor::defined)
+            .collect()
+    }
+
     /// Momentum buffers by variable name, for checkpoints.
     pub fn state(&self) -> &BTreeMap<String, Tensor> {
         &self.buffers

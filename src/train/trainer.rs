@@ -3,11 +3,19 @@
 //! log, evaluation on the test protocol, and several runs with a mean ± std summary.
 //!
 //! Files in the output directory (one per run with `--runs N > 1`: `run-<i>/`):
-//! - `checkpoint.safetensors`: model, momentum buffers, next epoch, seed (for `--resume`);
+//! - `checkpoint.safetensors`: model, momentum buffers, the float16 loss scaler's state, next
+//!   epoch, seed (for `--resume`);
 //! - `last.safetensors`: the model alone (for `eval --checkpoint`, `export`, a site file);
-//! - `log.jsonl`: one line per epoch: lr, mean of each loss term, images/s, evaluation metrics.
+//! - `log.jsonl`: one line per epoch: lr, mean of each loss term, images/s, the fraction of the
+//!   epoch spent waiting for data, precision (and skipped steps and loss scale in float16),
+//!   evaluation metrics.
+//!
+//! Batches come from the parallel [`loader`](super::loader); the forward pass runs in mixed
+//! precision with `schedule.amp` ([`amp`](super::amp)).
 
+use super::amp::{AmpError, Precision, Stepped};
 use super::dataset::{self, DatasetError, TrainSet};
+use super::loader::{self, Loader};
 use super::sampler::epoch_batches;
 use super::sgd::{Group, Sgd};
 use super::step;
@@ -24,7 +32,7 @@ use crate::model::{LbaNet, ModelSpec};
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
@@ -59,7 +67,21 @@ pub enum TrainError {
     Torch(#[from] tch::TchError),
     #[error(transparent)]
     Preprocess(#[from] PreprocessError),
+    #[error("{}: {source}", file.display())]
+    Amp { file: PathBuf, source: AmpError },
+    #[error(
+        "epoch {epoch}, step {step}: {skipped} steps in a row had non-finite gradients even at loss scale {scale}; stopped. The checkpoint of the last completed epoch is kept"
+    )]
+    ScalerGaveUp {
+        epoch: u32,
+        step: usize,
+        skipped: usize,
+        scale: f64,
+    },
 }
+
+/// Float16 steps in a row with non-finite gradients after which training stops as diverged.
+const MAX_SKIPPED_IN_A_ROW: usize = 50;
 
 /// Files a run writes into its directory; a new run (without `--resume`) refuses to start over them.
 const RUN_FILES: [&str; 3] = ["checkpoint.safetensors", "last.safetensors", "log.jsonl"];
@@ -94,16 +116,12 @@ pub fn train(cfg: &TrainConfig, opts: Options) -> Result<Vec<RunResult>, TrainEr
             cfg.model.input_size.0
         )));
     }
-    if cfg.schedule.amp {
-        return Err(TrainError::Unsupported(format!(
-            "{}: schedule.amp (mixed precision) is not implemented yet",
-            cfg.file.display()
-        )));
-    }
     let device = crate::model::device(cfg.device, "device").map_err(|source| TrainError::Device {
         file: cfg.file.clone(),
         source,
     })?;
+    // Refused before any data is read: mixed precision on the CPU.
+    precision(cfg, device)?;
     let dirs: Vec<PathBuf> = (0..opts.runs.max(1))
         .map(|run| {
             if opts.runs > 1 {
@@ -128,7 +146,7 @@ pub fn train(cfg: &TrainConfig, opts: Options) -> Result<Vec<RunResult>, TrainEr
     tch::set_num_threads(cfg.threads as i32);
     let size = (i64::from(cfg.model.input_size.0), i64::from(cfg.model.input_size.1));
     let cache = cfg.dataset.cache.then(|| cfg.output_dir.join("cache"));
-    let set = dataset::load(&cfg.dataset, size, cache.as_deref())?;
+    let set = dataset::load(&cfg.dataset, size, cache.as_deref(), cfg.loader.workers)?;
     tracing::info!("{}", set.summary);
     let p = cfg.schedule.identities_per_batch;
     if p > set.classes {
@@ -143,6 +161,14 @@ pub fn train(cfg: &TrainConfig, opts: Options) -> Result<Vec<RunResult>, TrainEr
         results.push(train_run(cfg, &set, dir, cfg.seed + run as u64, opts.resume, device)?);
     }
     Ok(results)
+}
+
+/// The precision the configuration asks for on `device`.
+fn precision(cfg: &TrainConfig, device: Device) -> Result<Precision, TrainError> {
+    Precision::new(cfg.schedule.amp, cfg.schedule.amp_dtype, device).map_err(|source| TrainError::Amp {
+        file: cfg.file.clone(),
+        source,
+    })
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
@@ -176,11 +202,12 @@ fn train_run(
     crate::model::vars_channels_last(&vs);
     let s = &cfg.schedule;
     let mut sgd = Sgd::new(&vs.variables(), s.momentum, s.nesterov, s.weight_decay);
+    let mut precision = precision(cfg, device)?;
     let checkpoint = dir.join("checkpoint.safetensors");
     let log_path = dir.join("log.jsonl");
     let mut start = 0;
     if resume && checkpoint.exists() {
-        start = restore(&checkpoint, &mut vs, &mut sgd, seed, &spec)?;
+        start = restore(&checkpoint, &mut vs, &mut sgd, &mut precision, seed, &spec)?;
         trim_log(&log_path, start)?;
         tracing::info!("resuming {} at epoch {start}", checkpoint.display());
     } else if log_path.exists() {
@@ -199,6 +226,7 @@ fn train_run(
                 .wrapping_add(u64::from(epoch))
                 .wrapping_add(1 << 40),
         );
+        let plan = loader::plan(&batches, || aug.getrandbits(1) == 1);
         let mut pairs = PyRandom::new(
             seed.wrapping_mul(37)
                 .wrapping_add(u64::from(epoch))
@@ -210,56 +238,99 @@ fn train_run(
         );
         bar.set_prefix(format!("{}/{}", epoch + 1, s.epochs));
         let mut sums: BTreeMap<&'static str, f64> = BTreeMap::new();
+        let (mut counted, mut skipped, mut in_a_row) = (0usize, 0usize, 0usize);
         let started = Instant::now();
-        for (step_index, b) in batches.iter().enumerate() {
-            let xv = augment(&set.visible.pixels, &b.visible, &mut aug, &spec, device)?;
-            let xt = augment(&set.infrared.pixels, &b.infrared, &mut aug, &spec, device)?;
-            let labels: Vec<i64> = b
-                .visible
-                .iter()
-                .map(|&i| labels_v[i])
-                .chain(b.infrared.iter().map(|&i| labels_t[i]))
-                .collect();
-            let labels = Tensor::from_slice(&labels).to_device(device);
-            let out = step::forward(
-                &net,
-                &xv,
-                &xt,
-                (set.visible.modality, set.infrared.modality),
-                &labels,
-                &cfg.loss,
-                (p, k),
-                &mut pairs,
-            );
-            for (term, value) in &out.terms {
-                let v = value.double_value(&[]);
-                if !v.is_finite() {
+        let waited = std::thread::scope(|scope| -> Result<Duration, TrainError> {
+            let pixels = (&set.visible.pixels, &set.infrared.pixels);
+            let mut batches_in = Loader::start(scope, pixels, plan, cfg.loader.workers, cfg.loader.prefetch, device);
+            for (step_index, b) in batches.iter().enumerate() {
+                let assembled = batches_in
+                    .next_batch()
+                    .ok_or_else(|| TrainError::Unsupported("the loader ended before the epoch".to_owned()))??;
+                let xv = input(&assembled.visible, &spec, device)?;
+                let xt = input(&assembled.infrared, &spec, device)?;
+                let labels: Vec<i64> = b
+                    .visible
+                    .iter()
+                    .map(|&i| labels_v[i])
+                    .chain(b.infrared.iter().map(|&i| labels_t[i]))
+                    .collect();
+                let labels = Tensor::from_slice(&labels).to_device(device);
+                let out = precision
+                    .forward(|| {
+                        step::forward(
+                            &net,
+                            &xv,
+                            &xt,
+                            (set.visible.modality, set.infrared.modality),
+                            &labels,
+                            &cfg.loss,
+                            (p, k),
+                            &mut pairs,
+                        )
+                    })
+                    .map_err(|source| TrainError::Amp {
+                        file: cfg.file.clone(),
+                        source,
+                    })?;
+                let values: Vec<(&'static str, f64)> =
+                    out.terms.iter().map(|(t, v)| (*t, v.double_value(&[]))).collect();
+                // A non-finite loss is divergence, but in float16 it is the loss scaler's: the
+                // step is skipped and the scale lowered.
+                if let Some((term, value)) = values.iter().find(|(_, v)| !v.is_finite())
+                    && !precision.skips_non_finite()
+                {
                     bar.abandon();
                     return Err(TrainError::NonFinite {
                         epoch,
                         step: step_index,
                         term,
-                        value: v,
+                        value: *value,
                     });
                 }
-                *sums.entry(term).or_default() += v;
+                let lr = |g| if g == Group::Backbone { backbone_lr } else { head_lr };
+                match precision.backward_and_step(&out.total, &mut sgd, lr)? {
+                    Stepped::Updated => {
+                        in_a_row = 0;
+                        counted += 1;
+                        for (term, v) in &values {
+                            *sums.entry(term).or_default() += v;
+                        }
+                    }
+                    Stepped::Skipped => {
+                        skipped += 1;
+                        in_a_row += 1;
+                        if in_a_row >= MAX_SKIPPED_IN_A_ROW {
+                            bar.abandon();
+                            return Err(TrainError::ScalerGaveUp {
+                                epoch,
+                                step: step_index,
+                                skipped: in_a_row,
+                                scale: precision.loss_scale(),
+                            });
+                        }
+                    }
+                }
+                let images = ((step_index + 1) * 2 * p * k) as f64;
+                let elapsed = started.elapsed().as_secs_f64();
+                let terms: Vec<String> = sums
+                    .iter()
+                    .map(|(t, v)| format!("{t} {:.3}", v / counted.max(1) as f64))
+                    .collect();
+                bar.set_message(format!(
+                    "{} | {:.1} img/s, data {:.0}%",
+                    terms.join(" "),
+                    images / elapsed,
+                    100.0 * batches_in.waited.as_secs_f64() / elapsed
+                ));
+                bar.inc(1);
             }
-            sgd.zero_grad();
-            out.total.backward();
-            sgd.step(|g| if g == Group::Backbone { backbone_lr } else { head_lr });
-            let n = (step_index + 1) as f64;
-            let images = n * (2 * p * k) as f64;
-            let terms: Vec<String> = sums.iter().map(|(t, v)| format!("{t} {:.3}", v / n)).collect();
-            bar.set_message(format!(
-                "{} | {:.1} img/s",
-                terms.join(" "),
-                images / started.elapsed().as_secs_f64()
-            ));
-            bar.inc(1);
-        }
+            Ok(batches_in.waited)
+        })?;
         bar.finish_and_clear();
-        let steps = batches.len() as f64;
-        let images_per_s = steps * (2 * p * k) as f64 / started.elapsed().as_secs_f64();
+        let elapsed = started.elapsed().as_secs_f64();
+        let images_per_s = (batches.len() * 2 * p * k) as f64 / elapsed;
+        let data_wait = waited.as_secs_f64() / elapsed;
         // Weights first, then the checkpoint that makes the epoch count as done.
         let last = dir.join("last.safetensors");
         let provenance = Provenance {
@@ -269,33 +340,41 @@ fn train_run(
             imported_from: None,
         };
         weights::save(&vs, &spec, &provenance, &last)?;
-        save_checkpoint(&checkpoint, &vs, &sgd, epoch + 1, seed, &spec)?;
+        save_checkpoint(&checkpoint, &vs, &sgd, &precision, epoch + 1, seed, &spec)?;
         let done = epoch + 1;
         let evaluate_now = done == s.epochs || (s.eval_every > 0 && done % s.eval_every == 0);
         if evaluate_now {
             metrics = Some(evaluate(cfg, &last, device)?);
         }
-        let mean: BTreeMap<&str, f64> = sums.iter().map(|(t, v)| (*t, v / steps)).collect();
-        let line = serde_json::json!({
+        let mean: BTreeMap<&str, f64> = sums.iter().map(|(t, v)| (*t, v / counted.max(1) as f64)).collect();
+        let mut line = serde_json::json!({
             "epoch": done,
             "lr": head_lr,
             "backbone_lr": backbone_lr,
             "loss": mean,
             "images_per_s": images_per_s,
+            "data_wait": data_wait,
+            "precision": precision.name(),
             "eval": if evaluate_now { serde_json::to_value(&metrics).ok() } else { None },
         });
+        if precision.skips_non_finite() {
+            line["skipped_steps"] = skipped.into();
+            line["loss_scale"] = precision.loss_scale().into();
+        }
         append_line(&log_path, &line.to_string())?;
         let eval_text = match (&metrics, evaluate_now) {
             (Some(m), true) => format!(", rank-1 {:.2}%, mAP {:.2}%", 100.0 * m.rank(1), 100.0 * m.map),
             _ => String::new(),
         };
         tracing::info!(
-            "epoch {done}/{}: {} | {images_per_s:.1} img/s{eval_text}",
+            "epoch {done}/{}: {} | {images_per_s:.1} img/s ({}), {:.0}% waiting for data{eval_text}",
             s.epochs,
             mean.iter()
                 .map(|(t, v)| format!("{t} {v:.4}"))
                 .collect::<Vec<_>>()
-                .join(" ")
+                .join(" "),
+            precision.name(),
+            100.0 * data_wait
         );
     }
     if metrics.is_none() {
@@ -346,21 +425,11 @@ fn initialise_from(vs: &mut VarStore, path: &Path, spec: &ModelSpec) -> Result<(
     Ok(())
 }
 
-/// Gathers images, flips each horizontally with probability 0.5 (the recipe's only effective
-/// augmentation, spec §5.2) and normalises them on `device`.
-fn augment(
-    pixels: &Tensor,
-    rows: &[usize],
-    rng: &mut PyRandom,
-    spec: &ModelSpec,
-    device: Device,
-) -> Result<Tensor, PreprocessError> {
-    let idx: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
-    let x = pixels.index_select(0, &Tensor::from_slice(&idx));
-    let flip: Vec<bool> = rows.iter().map(|_| rng.getrandbits(1) == 1).collect();
-    let mask = Tensor::from_slice(&flip).view([-1, 1, 1, 1]);
-    let x = x.flip([2i64].as_slice()).where_self(&mask, &x);
-    normalise(&x, &spec.normalisation(), device, Kind::Float)
+/// An assembled u8 batch (pinned on CUDA) as the network's input on `device`: uploaded without
+/// blocking, normalised there.
+fn input(pixels: &Tensor, spec: &ModelSpec, device: Device) -> Result<Tensor, TrainError> {
+    let on_device = pixels.f_to_device_(device, Kind::Uint8, true, false)?;
+    Ok(normalise(&on_device, &spec.normalisation(), device, Kind::Float)?)
 }
 
 /// The test protocol's first trial (SYSU trial 0 all-search single-shot, RegDB V→T of the
@@ -391,6 +460,7 @@ fn save_checkpoint(
     path: &Path,
     vs: &VarStore,
     sgd: &Sgd,
+    precision: &Precision,
     next_epoch: u32,
     seed: u64,
     spec: &ModelSpec,
@@ -403,6 +473,7 @@ fn save_checkpoint(
         .map(|n| (format!("model/{n}"), vars[n].shallow_clone()))
         .collect();
     keyed.extend(sgd.state().iter().map(|(n, t)| (format!("sgd/{n}"), t.shallow_clone())));
+    keyed.extend(precision.state());
     let tensors: Vec<(&str, &Tensor)> = keyed.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let meta = BTreeMap::from([
         ("format".to_owned(), "reid-pipe-checkpoint".to_owned()),
@@ -417,7 +488,14 @@ fn save_checkpoint(
 }
 
 /// Restores model and optimiser state; returns the epoch to continue with.
-fn restore(path: &Path, vs: &mut VarStore, sgd: &mut Sgd, seed: u64, spec: &ModelSpec) -> Result<u32, TrainError> {
+fn restore(
+    path: &Path,
+    vs: &mut VarStore,
+    sgd: &mut Sgd,
+    precision: &mut Precision,
+    seed: u64,
+    spec: &ModelSpec,
+) -> Result<u32, TrainError> {
     let file = crate::safetensors::read(path).map_err(|e| io_err(path, e))?;
     let meta = |k: &str| {
         file.metadata
@@ -442,6 +520,7 @@ fn restore(path: &Path, vs: &mut VarStore, sgd: &mut Sgd, seed: u64, spec: &Mode
     let next: u32 = meta("next_epoch")?.parse().map_err(|e| io_err(path, e))?;
     let mut vars = vs.variables();
     let mut buffers = BTreeMap::new();
+    let mut scaler = BTreeMap::new();
     tch::no_grad(|| -> Result<(), TrainError> {
         for (name, t) in &file.tensors {
             if let Some(var_name) = name.strip_prefix("model/") {
@@ -452,11 +531,14 @@ fn restore(path: &Path, vs: &mut VarStore, sgd: &mut Sgd, seed: u64, spec: &Mode
                     .map_err(|e| io_err(path, format!("`{var_name}`: {e}")))?;
             } else if let Some(var_name) = name.strip_prefix("sgd/") {
                 buffers.insert(var_name.to_owned(), t.shallow_clone());
+            } else if Precision::owns(name) {
+                scaler.insert(name.clone(), t.shallow_clone());
             }
         }
         Ok(())
     })?;
     sgd.load_state(buffers).map_err(|m| io_err(path, m))?;
+    precision.load_state(&scaler).map_err(|e| io_err(path, e))?;
     Ok(next)
 }
 

@@ -1,6 +1,8 @@
 //! Training throughput: images/s of one full LbA step (ResNet-50, 288×144, CMAlign at layer3 and
 //! layer4, all four loss terms, SGD) next to the same step in PyTorch eager
-//! (benches/reference/train_step.py) in the same invocation, with the ratio.
+//! (benches/reference/train_step.py) on the same device in the same invocation, with the ratio.
+//! On CUDA also in mixed precision (`schedule.amp`: bfloat16 autocast where native, else float16
+//! with loss scaling) against PyTorch's `torch.autocast` (+ `GradScaler` for float16).
 //!
 //!     cargo bench --bench train_speed        # REID_BENCH_STEPS (default 3); P=4, K=2 (16 images)
 //!                                            # on the CPU, the paper's P=8, K=4 (64) on CUDA
@@ -12,6 +14,8 @@ use reid_pipe::config::train::{DenseTripletWeighting, Loss, Stage};
 use reid_pipe::eval::pyrandom::PyRandom;
 use reid_pipe::ingest::Modality;
 use reid_pipe::model::{LbaNet, ModelSpec};
+use reid_pipe::config::train::AmpDtype;
+use reid_pipe::train::amp::Precision;
 use reid_pipe::train::sgd::{Group, Sgd};
 use reid_pipe::train::step;
 use std::path::Path;
@@ -35,29 +39,53 @@ fn main() {
         tch::get_num_threads(),
         2 * p * k
     );
-    let reference = {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/reference/train_step.py");
-        let out = common::python()
-            .arg(script)
-            .args([p, k].map(|v| v.to_string()))
-            .args([SIZE.0, SIZE.1].map(|v| v.to_string()))
-            .arg(steps.to_string())
-            .arg(if device.is_cuda() { "cuda" } else { "cpu" })
-            .output();
-        match out {
-            Ok(out) if out.status.success() => serde_json::from_slice::<serde_json::Value>(&out.stdout)
-                .ok()
-                .and_then(|v| v["images_per_s"].as_f64()),
-            Ok(out) => {
-                eprintln!("the PyTorch reference failed: {}", String::from_utf8_lossy(&out.stderr));
-                None
-            }
-            Err(e) => {
-                eprintln!("the PyTorch reference cannot run (set REID_TORCH_PYTHON): {e}");
-                None
-            }
+    let modes: &[bool] = if device.is_cuda() { &[false, true] } else { &[false] };
+    let mut float32 = None;
+    for &amp in modes {
+        let precision = Precision::new(amp, AmpDtype::Auto, device).expect("precision");
+        let name = precision.name();
+        let theirs = reference(device, (p, k), steps, name);
+        let ours = rate(device, (p, k), steps, precision);
+        let vs_float32 = float32.map_or(String::new(), |f: f64| format!(", {:.2}x reid-pipe float32", ours / f));
+        float32.get_or_insert(ours);
+        match theirs {
+            Some(theirs) => println!(
+                "{name}: reid-pipe {ours:.2} images/s, PyTorch eager {theirs:.2} images/s, ratio {:.2}{vs_float32}",
+                ours / theirs
+            ),
+            None => println!("{name}: reid-pipe {ours:.2} images/s{vs_float32}"),
         }
-    };
+    }
+}
+
+/// PyTorch's images/s for the same step in `precision` ("float32", "bfloat16", "float16").
+fn reference(device: Device, (p, k): (usize, usize), steps: usize, precision: &str) -> Option<f64> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/reference/train_step.py");
+    let out = common::python()
+        .arg(script)
+        .args([p, k].map(|v| v.to_string()))
+        .args([SIZE.0, SIZE.1].map(|v| v.to_string()))
+        .arg(steps.to_string())
+        .arg(if device.is_cuda() { "cuda" } else { "cpu" })
+        .arg(precision)
+        .output();
+    match out {
+        Ok(out) if out.status.success() => serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v["images_per_s"].as_f64()),
+        Ok(out) => {
+            eprintln!("the PyTorch reference failed: {}", String::from_utf8_lossy(&out.stderr));
+            None
+        }
+        Err(e) => {
+            eprintln!("the PyTorch reference cannot run (set REID_TORCH_PYTHON): {e}");
+            None
+        }
+    }
+}
+
+/// reid-pipe's images/s over `steps` steps after one warm-up step.
+fn rate(device: Device, (p, k): (usize, usize), steps: usize, mut precision: Precision) -> f64 {
     tch::manual_seed(0);
     let vs = VarStore::new(device);
     let net = LbaNet::new(&vs.root(), ModelSpec::new(Backbone::Resnet50, 395, SIZE));
@@ -81,19 +109,27 @@ fn main() {
         let n = (p * k) as i64;
         let xv = reid_pipe::model::channels_last(&Tensor::randn([n, 3, SIZE.0, SIZE.1], (Kind::Float, device)));
         let xt = reid_pipe::model::channels_last(&Tensor::randn([n, 3, SIZE.0, SIZE.1], (Kind::Float, device)));
-        let out = step::forward(
-            &net,
-            &xv,
-            &xt,
-            (Modality::Visible, Modality::Thermal),
-            &labels,
-            &loss,
-            (p, k),
-            &mut rng,
-        );
-        sgd.zero_grad();
-        out.total.backward();
-        sgd.step(|g| if g == Group::Backbone { 0.01 } else { 0.1 });
+        let out = precision
+            .forward(|| {
+                step::forward(
+                    &net,
+                    &xv,
+                    &xt,
+                    (Modality::Visible, Modality::Thermal),
+                    &labels,
+                    &loss,
+                    (p, k),
+                    &mut rng,
+                )
+            })
+            .expect("forward");
+        // The trainer reads every loss term each step (its non-finite guard); so does this.
+        for (_, v) in &out.terms {
+            let _ = v.double_value(&[]);
+        }
+        precision
+            .backward_and_step(&out.total, &mut sgd, |g| if g == Group::Backbone { 0.01 } else { 0.1 })
+            .expect("step");
     };
     one_step();
     common::synchronize(device);
@@ -102,12 +138,5 @@ fn main() {
         one_step();
     }
     common::synchronize(device);
-    let ours = (steps * 2 * p * k) as f64 / start.elapsed().as_secs_f64();
-    match reference {
-        Some(theirs) => println!(
-            "reid-pipe {ours:.2} images/s, PyTorch eager {theirs:.2} images/s, ratio {:.2}",
-            ours / theirs
-        ),
-        None => println!("reid-pipe {ours:.2} images/s"),
-    }
+    (steps * 2 * p * k) as f64 / start.elapsed().as_secs_f64()
 }

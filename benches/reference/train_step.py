@@ -4,9 +4,11 @@ shared ResNet-50 body with last stride 1, CMAlign at layer3 and layer4, ID + tri
 losses, SGD with Nesterov momentum), written after the reference implementation. Prints JSON:
 {"images_per_s": …, "setting": …}.
 
-    train_step.py P K HEIGHT WIDTH STEPS [DEVICE]
+    train_step.py P K HEIGHT WIDTH STEPS [DEVICE [PRECISION]]
 
-On CUDA the modules and inputs are channels-last and the clock is read after a synchronisation.
+PRECISION: float32 (default), bfloat16 (torch.autocast) or float16 (torch.autocast and a
+GradScaler). On CUDA the modules and inputs are channels-last and the clock is read after a
+synchronisation. Like reid-pipe's trainer, each step reads the loss value.
 """
 import json
 import random
@@ -81,6 +83,9 @@ def triplet(x, y, margin=0.3):
 def main():
     p, k, h, w, steps = (int(a) for a in sys.argv[1:6])
     device = torch.device(sys.argv[6] if len(sys.argv) > 6 else "cpu")
+    precision = sys.argv[7] if len(sys.argv) > 7 else "float32"
+    amp_dtype = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[precision]
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     layout = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     torch.manual_seed(0)
     random.seed(0)
@@ -106,6 +111,19 @@ def main():
     def step():
         xv = torch.randn(n, 3, h, w, device=device).to(memory_format=layout)
         xt = torch.randn(n, 3, h, w, device=device).to(memory_format=layout)
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            loss = forward(xv, xt)
+        loss.item()
+        opt.zero_grad()
+        if scaler is None:
+            loss.backward()
+            opt.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+
+    def forward(xv, xt):
         x = torch.cat([stem(vis, xv), stem(th, xt)])
         f3 = body.layer3(body.layer2(body.layer1(x)))
         f4 = body.layer4(f3)
@@ -117,10 +135,7 @@ def main():
         r4, dt4 = cmalign(f4, pos, neg)
         ic4 = cls(neck(gem(r4)))
         logits = cls(neck(feat))
-        loss = F.cross_entropy(logits, labels) + triplet(feat, labels) + F.cross_entropy(ic3, labels) + F.cross_entropy(ic4, labels) + 0.5 * (dt3 + dt4)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        return F.cross_entropy(logits, labels) + triplet(feat, labels) + F.cross_entropy(ic3, labels) + F.cross_entropy(ic4, labels) + 0.5 * (dt3 + dt4)
 
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     step()
@@ -130,7 +145,7 @@ def main():
         step()
     sync()
     secs = time.perf_counter() - start
-    setting = "eager, float32, " + ("channels_last" if device.type == "cuda" else "contiguous")
+    setting = f"eager, {precision}, " + ("channels_last" if device.type == "cuda" else "contiguous")
     print(json.dumps({"images_per_s": steps * 2 * n / secs, "setting": setting}))
 
 

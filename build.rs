@@ -1,7 +1,7 @@
 //! Link-time settings for libtorch, so the built binary runs without any environment set by hand:
 //! an rpath to the libtorch directory, and `libtorch_cuda.so` kept in the NEEDED list when it exists
 //! (the linker would otherwise drop it as unused and CUDA would silently be unavailable); and the
-//! two autocast calls tch does not wrap (src/train/autocast.cpp), compiled against libtorch's
+//! libtorch calls tch does not wrap (src/libtorch.cpp), compiled against libtorch's
 //! headers.
 use std::env;
 use std::path::Path;
@@ -34,18 +34,18 @@ fn main() {
         .unwrap_or_else(|| "unknown".to_owned());
     println!("cargo:rustc-env=REID_LIBTORCH_VERSION={version}");
     println!("cargo:rustc-env=REID_LIBTORCH_LIB={lib_dir}");
-    compile_autocast(lib);
+    compile_extras(lib);
 }
 
-fn compile_autocast(lib: &Path) {
-    println!("cargo:rerun-if-changed=src/train/autocast.cpp");
+fn compile_extras(lib: &Path) {
+    println!("cargo:rerun-if-changed=src/libtorch.cpp");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     let Some(include) = lib.parent().map(|torch| torch.join("include")) else {
         return;
     };
     cc::Build::new()
         .cpp(true)
-        .file("src/train/autocast.cpp")
+        .file("src/libtorch.cpp")
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")
@@ -54,5 +54,5 @@ fn compile_autocast(lib: &Path) {
             env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_owned())
         ))
         .warnings(false)
-        .compile("reid_autocast");
+        .compile("reid_libtorch");
 }

@@ -5,7 +5,9 @@
 //! - network: a device-resident batch through the network alone;
 //! - end to end: `Embed::embed` on crops of 48–198 × 110–360 pixels (staging, upload, resize and
 //!   normalisation, network, download); the PyTorch reference resizes with Pillow per crop, as
-//!   the LbA code does. On CUDA also reid-pipe's host way (`model.preprocess = "host"`).
+//!   the LbA code does. On CUDA also reid-pipe's host way (`model.preprocess = "host"`), and
+//!   "e2e-pipelined": a second thread stages batch n+1 while batch n runs, as the live
+//!   pipeline's embedding stage does. For each end-to-end row, where a batch's time went.
 //!
 //! The clock is read after a device synchronisation. On CUDA the bench also prints how far
 //! float16 embeddings are from float32 ones (lowest cosine over the crops).
@@ -17,7 +19,7 @@ mod common;
 
 use reid_pipe::config::site::{Backbone, Preprocess};
 use reid_pipe::ingest::Modality;
-use reid_pipe::model::embedder::{Crop, Embed, LbaEmbedder};
+use reid_pipe::model::embedder::{Crop, Embed, LbaEmbedder, Phases};
 use reid_pipe::model::preprocess::Stager;
 use reid_pipe::model::{LbaNet, ModelSpec};
 use std::collections::HashMap;
@@ -43,6 +45,8 @@ enum Mode {
     EndToEnd,
     /// End to end with the crops resized on the host.
     EndToEndHost,
+    /// End to end, staging on a second thread.
+    Pipelined,
 }
 
 impl Config {
@@ -56,6 +60,7 @@ impl Config {
             Mode::Network => "network",
             Mode::EndToEnd => "e2e",
             Mode::EndToEndHost => "e2e-host",
+            Mode::Pipelined => "e2e-pipelined",
         };
         (backbone, kind, mode)
     }
@@ -69,7 +74,7 @@ fn configs(cuda: bool) -> Vec<Config> {
         batch,
     };
     use Backbone::{Mobilenetv2 as M, Resnet50 as R};
-    use Mode::{EndToEnd as E, EndToEndHost as H, Network as N};
+    use Mode::{EndToEnd as E, EndToEndHost as H, Network as N, Pipelined as P};
     if cuda {
         vec![
             c(R, false, N, 32),
@@ -83,6 +88,8 @@ fn configs(cuda: bool) -> Vec<Config> {
             c(R, true, E, 128),
             c(R, true, E, 256),
             c(R, true, H, 128),
+            c(R, true, P, 128),
+            c(R, true, P, 256),
             c(M, true, N, 256),
             c(M, true, E, 256),
         ]
@@ -122,6 +129,23 @@ fn crops(pixels: &[(Vec<u8>, usize, usize)]) -> Vec<Crop<'_>> {
         .collect()
 }
 
+/// Phases summed over batches.
+#[derive(Default)]
+struct Total {
+    sum: Phases,
+    batches: u32,
+}
+
+impl Total {
+    fn add(&mut self, p: &Phases) {
+        self.sum.prepare += p.prepare;
+        self.sum.upload += p.upload;
+        self.sum.network += p.network;
+        self.sum.download += p.download;
+        self.batches += 1;
+    }
+}
+
 /// Best of two timed rounds of `step` (which handles `batch` crops), synchronised.
 fn rate(device: Device, batch: usize, seconds: f64, mut step: impl FnMut()) -> f64 {
     let mut best = 0.0f64;
@@ -153,7 +177,10 @@ fn embedder(backbone: Backbone, half: bool, device: Device, preprocess: Preproce
 /// The PyTorch eager reference's crops/s per configuration.
 fn reference(device: Device, seconds: f64, configs: &[Config]) -> HashMap<Config, (f64, String)> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/reference/embed_eager.py");
-    let wanted: Vec<&Config> = configs.iter().filter(|c| c.mode != Mode::EndToEndHost).collect();
+    let wanted: Vec<&Config> = configs
+        .iter()
+        .filter(|c| matches!(c.mode, Mode::Network | Mode::EndToEnd))
+        .collect();
     let device_name = if device.is_cuda() { "cuda" } else { "cpu" };
     let mut cmd = common::python();
     cmd.arg(script)
@@ -210,6 +237,7 @@ fn main() {
     let pixels = crop_pixels(biggest);
     let all_crops = crops(&pixels);
     let mut ours = HashMap::new();
+    let mut phases = Vec::new();
     println!("| backbone | precision | what | batch | reid-pipe crops/s | PyTorch eager crops/s (setting) | ratio |");
     println!("|---|---|---|---|---|---|---|");
     for c in &configs {
@@ -230,9 +258,40 @@ fn main() {
             }
             Mode::EndToEnd | Mode::EndToEndHost => {
                 let batch = &all_crops[..c.batch];
-                rate(device, c.batch, seconds, || {
-                    let _ = e.embed(batch).expect("embed");
-                })
+                let stager = e.stager();
+                let mut total = Total::default();
+                let r = rate(device, c.batch, seconds, || {
+                    let mut p = Phases::default();
+                    let _ = e.infer(stager.stage(batch).expect("stage"), &mut p).expect("embed");
+                    total.add(&p);
+                });
+                phases.push((*c, total));
+                r
+            }
+            Mode::Pipelined => {
+                let batch = &all_crops[..c.batch];
+                let stager = e.stager();
+                let (tx, rx) = crossbeam_channel::bounded(1);
+                let mut total = Total::default();
+                let r = std::thread::scope(|scope| {
+                    scope.spawn(move || {
+                        while let Ok(staged) = stager.stage(batch) {
+                            if tx.send(staged).is_err() {
+                                return;
+                            }
+                        }
+                    });
+                    let r = rate(device, c.batch, seconds, || {
+                        let mut p = Phases::default();
+                        let staged = rx.recv().expect("staged");
+                        let _ = e.infer(staged, &mut p).expect("embed");
+                        total.add(&p);
+                    });
+                    drop(rx);
+                    r
+                });
+                phases.push((*c, total));
+                r
             }
         };
         ours.insert(*c, r);
@@ -253,6 +312,21 @@ fn main() {
             let (b, k, m) = c.names();
             println!("| {b} | {k} | {m} | {} | {:.2} |", c.batch, e2e / net);
         }
+    }
+    println!("\nWhere a batch's time went (ms per batch, mean; prepare runs on the staging thread in e2e-pipelined):\n");
+    println!("| backbone | precision | what | batch | prepare | upload + device resize | network | download |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for (c, t) in &phases {
+        let (b, k, m) = c.names();
+        let ms = |d: std::time::Duration| 1000.0 * d.as_secs_f64() / t.batches.max(1) as f64;
+        println!(
+            "| {b} | {k} | {m} | {} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            c.batch,
+            ms(t.sum.prepare),
+            ms(t.sum.upload),
+            ms(t.sum.network),
+            ms(t.sum.download)
+        );
     }
     if device.is_cuda() {
         let batch = &all_crops[..biggest.min(128)];

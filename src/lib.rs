@@ -14,6 +14,7 @@
 //! - [`viz`]: figures (retrieval grids, co-attention, correspondences, training curves).
 //! - [`resample`]: Pillow-exact antialiased Lanczos resizing of 8-bit images.
 //! - [`doctor`]: installation checks.
+//! - [`libtorch`]: the few libtorch calls tch does not wrap (autocast type, pinned memory).
 
 pub mod atomic;
 pub mod cli;
@@ -24,6 +25,7 @@ pub mod doctor;
 pub mod eval;
 pub mod index;
 pub mod ingest;
+pub mod libtorch;
 pub mod live;
 pub mod model;
 pub mod resample;

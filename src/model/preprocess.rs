@@ -154,8 +154,8 @@ pub struct Stager {
     buffers: Arc<Mutex<Vec<Tensor>>>,
 }
 
-/// Buffers kept for reuse: one being filled, one being uploaded.
-const KEEP_BUFFERS: usize = 2;
+/// Buffers kept for reuse: one being filled, one waiting, one being uploaded, and a spare.
+const KEEP_BUFFERS: usize = 4;
 
 impl Stager {
     /// A stager for a network of `size` (height, width) on `device`; `Auto` is the tensor way
@@ -240,7 +240,7 @@ impl Stager {
         let capacity = bytes.next_power_of_two().max(1 << 20) as i64;
         let buffer = Tensor::f_empty([capacity], (Kind::Uint8, Device::Cpu))?;
         Ok(if self.device.is_cuda() {
-            buffer.f_pin_memory(self.device)?
+            crate::libtorch::pin_memory(&buffer)?
         } else {
             buffer
         })
@@ -297,10 +297,14 @@ impl Staged {
             Pixels::Packed { bytes, used, geometry } => {
                 let bytes = bytes.as_ref().expect("a staged buffer is only taken by recycle");
                 let on_device = bytes.f_narrow(0, 0, *used)?.f_to_device_(device, Kind::Uint8, true, false)?;
-                let resized = resize_packed(&on_device, geometry, self.size, device)?;
+                let x = resize_packed(&on_device, geometry, self.size, device)?;
+                // Per channel, with scalars (no upload): (x / 255 − mean) / std.
+                for c in 0..3 {
+                    let mut channel = x.f_narrow(2, c as i64, 1)?;
+                    let _ = channel.f_div_scalar_(255.0 * norm.std[c])?;
+                    let _ = channel.f_sub_scalar_(norm.mean[c] / norm.std[c])?;
+                }
                 // B×H×3×W → B×H×W×3 memory, viewed as B×3×H×W: channels-last.
-                let (mean, std) = norm.tensors([1, 1, 3, 1], device)?;
-                let x = resized.f_div_scalar(255.0)?.f_sub(&mean)?.f_div(&std)?;
                 Ok(x.f_permute([0, 1, 3, 2])?
                     .f_contiguous()?
                     .f_permute([0, 3, 1, 2])?
@@ -332,27 +336,39 @@ fn resize_packed(
     (out_h, out_w): (i64, i64),
     device: Device,
 ) -> Result<Tensor, PreprocessError> {
+    // Crops grouped by pass order (Pillow's rule), rows first before columns first.
+    let rows_first = |g: &Geometry| {
+        resample::rows_first(g.width as usize, g.height as usize, out_w as usize, out_h as usize)
+    };
+    let mut order: Vec<usize> = (0..geometry.len()).collect();
+    order.sort_by_key(|&i| !rows_first(&geometry[i]));
+    // Every per-crop number in one upload: offset, width, height, channels, batch position.
+    let numbers: Vec<i64> = order
+        .iter()
+        .flat_map(|&i| {
+            let g = geometry[i];
+            [g.offset, g.width, g.height, g.channels, i as i64]
+        })
+        .collect();
+    let numbers = Tensor::from_slice(&numbers)
+        .f_view([geometry.len() as i64, 5])?
+        .f_to_device(device)?;
     let mut out = Tensor::f_empty([geometry.len() as i64, out_h, 3, out_w], (Kind::Float, device))?;
-    for rows_first in [true, false] {
-        let group: Vec<i64> = (0..geometry.len())
-            .filter(|&i| {
-                let g = geometry[i];
-                resample::rows_first(g.width as usize, g.height as usize, out_w as usize, out_h as usize) == rows_first
-            })
-            .map(|i| i as i64)
-            .collect();
+    let split = order.iter().take_while(|&&i| rows_first(&geometry[i])).count();
+    for (first, group) in [(true, &order[..split]), (false, &order[split..])] {
         if group.is_empty() {
             continue;
         }
         let n = group.len() as i64;
-        let of = |f: fn(&Geometry) -> i64| -> Result<Tensor, PreprocessError> {
-            let v: Vec<i64> = group.iter().map(|&i| f(&geometry[i as usize])).collect();
-            Ok(Tensor::from_slice(&v).f_view([n, 1, 1, 1])?.f_to_device(device)?)
+        let start = if first { 0 } else { split as i64 };
+        let column = |c: i64| -> Result<Tensor, PreprocessError> {
+            Ok(numbers.f_narrow(0, start, n)?.f_select(1, c)?.f_view([n, 1, 1, 1])?)
         };
-        let (offset, width, height, channels) =
-            (of(|g| g.offset)?, of(|g| g.width)?, of(|g| g.height)?, of(|g| g.channels)?);
-        let hm = group.iter().map(|&i| geometry[i as usize].height).max().unwrap_or(1);
-        let wm = group.iter().map(|&i| geometry[i as usize].width).max().unwrap_or(1);
+        let (offset, width, height, channels) = (column(0)?, column(1)?, column(2)?, column(3)?);
+        let widths: Vec<i64> = group.iter().map(|&i| geometry[i].width).collect();
+        let heights: Vec<i64> = group.iter().map(|&i| geometry[i].height).collect();
+        let hm = heights.iter().copied().max().unwrap_or(1);
+        let wm = widths.iter().copied().max().unwrap_or(1);
         // Index of every sample of the group's crops, padded to hm × wm by repeating the last
         // row and column (their taps are zero), grey repeated over the three channels.
         let long = (Kind::Int64, device);
@@ -368,17 +384,17 @@ fn resize_packed(
             .f_mul(&channels)?
             .f_add(&channel)?;
         let x = bytes.f_take(&rows.f_add(&cols)?)?.f_to_kind(Kind::Float)?; // n×hm×3×wm
-        let wx = taps(&width, wm, out_w, device)?.f_transpose(1, 2)?; // n×wm×out_w
-        let wy = taps(&height, hm, out_h, device)?; // n×out_h×hm
-        let y = if rows_first {
+        let wx = taps(&width, &widths, wm, out_w, device)?.f_transpose(1, 2)?; // n×wm×out_w
+        let wy = taps(&height, &heights, hm, out_h, device)?; // n×out_h×hm
+        let y = if first {
             let mid = to_8bit(&x.f_view([n, hm * 3, wm])?.f_bmm(&wx)?)?; // n×(hm·3)×out_w
             to_8bit(&wy.f_bmm(&mid.f_view([n, hm, 3 * out_w])?)?)?
         } else {
             let mid = to_8bit(&wy.f_bmm(&x.f_view([n, hm, 3 * wm])?)?)?; // n×out_h×(3·wm)
             to_8bit(&mid.f_view([n, out_h * 3, wm])?.f_bmm(&wx)?)?
         };
-        let index = Tensor::from_slice(&group).f_to_device(device)?;
-        let _ = out.f_index_copy_(0, &index, &y.f_view([n, out_h, 3, out_w])?)?;
+        let position = numbers.f_narrow(0, start, n)?.f_select(1, 4)?;
+        let _ = out.f_index_copy_(0, &position, &y.f_view([n, out_h, 3, out_w])?)?;
     }
     Ok(out)
 }
@@ -389,9 +405,16 @@ fn to_8bit(x: &Tensor) -> Result<Tensor, PreprocessError> {
 }
 
 /// Lanczos taps of one axis for each crop, as [`resample`] computes them (double precision,
-/// normalised, rounded to Pillow's fixed point): n×`out`×`in_max` float32, where crop i's
-/// input size is `sizes[i]` (n×1×1×1, int64) and columns from its size on are zero.
-fn taps(sizes: &Tensor, in_max: i64, out: i64, device: Device) -> Result<Tensor, PreprocessError> {
+/// normalised, rounded to Pillow's fixed point): n×`out`×`in_max` float32, where crop i's input
+/// size is `sizes[i]` (n×1×1×1, int64, the same numbers as `host_sizes`) and columns from its
+/// size on are zero. Each output sample's window (at most Pillow's `ceil(support)·2 + 1` inputs)
+/// is computed, then scattered into the dense matrix.
+fn taps(sizes: &Tensor, host_sizes: &[i64], in_max: i64, out: i64, device: Device) -> Result<Tensor, PreprocessError> {
+    let window = host_sizes
+        .iter()
+        .map(|&s| ((resample::SUPPORT * (s as f64 / out as f64).max(1.0)).ceil() as i64) * 2 + 1)
+        .max()
+        .unwrap_or(1);
     let double = (Kind::Double, device);
     let size = sizes.f_view([-1, 1, 1])?.f_to_kind(Kind::Double)?;
     let scale = size.f_div_scalar(out as f64)?;
@@ -404,8 +427,9 @@ fn taps(sizes: &Tensor, in_max: i64, out: i64, device: Device) -> Result<Tensor,
     // C's `(int)` truncates toward zero.
     let lo = center.f_sub(&support)?.f_add_scalar(0.5)?.f_trunc()?.f_clamp_min(0.0)?;
     let hi = center.f_add(&support)?.f_add_scalar(0.5)?.f_trunc()?.f_minimum(&size)?;
-    let x = Tensor::f_arange(in_max, double)?.f_view([1, 1, in_max])?;
-    let inside = x.f_ge_tensor(&lo)?.f_logical_and(&x.f_lt_tensor(&hi)?)?;
+    // Input positions of each output sample's window: n×out×window.
+    let x = Tensor::f_arange(window, double)?.f_view([1, 1, window])?.f_add(&lo)?;
+    let inside = x.f_lt_tensor(&hi)?;
     let arg = x.f_sub(&center)?.f_add_scalar(0.5)?.f_div(&filter_scale)?;
     let k = lanczos(&arg)?.f_mul(&inside)?;
     let sum = k.f_sum_dim_intlist(-1, true, Kind::Double)?;
@@ -414,7 +438,11 @@ fn taps(sizes: &Tensor, in_max: i64, out: i64, device: Device) -> Result<Tensor,
     let fixed = k.f_div(&sum)?.f_mul_scalar(one)?;
     // Rounded half away from zero, as Pillow's `(int)(±0.5 + w * one)`.
     let rounded = fixed.f_sign()?.f_mul_scalar(0.5)?.f_add(&fixed)?.f_trunc()?;
-    Ok(rounded.f_div_scalar(one)?.f_to_kind(Kind::Float)?)
+    let weights = rounded.f_div_scalar(one)?.f_to_kind(Kind::Float)?;
+    // Positions past the input carry zero weight; clamped, they add nothing.
+    let columns = x.f_clamp_max((in_max - 1) as f64)?.f_to_kind(Kind::Int64)?;
+    let dense = Tensor::f_zeros([host_sizes.len() as i64, out, in_max], (Kind::Float, device))?;
+    Ok(dense.f_scatter_add(2, &columns, &weights)?)
 }
 
 /// Pillow's Lanczos-3 kernel: sinc(x)·sinc(x/3) on [-3, 3), zero elsewhere.

@@ -10,11 +10,6 @@ use crate::config::train::AmpDtype;
 use std::collections::BTreeMap;
 use tch::{Device, Kind, Tensor};
 
-unsafe extern "C" {
-    fn reid_set_cuda_autocast_dtype(bfloat16: i32) -> i32;
-    fn reid_cuda_native_bfloat16() -> i32;
-}
-
 /// Why mixed precision cannot run.
 #[derive(Debug, thiserror::Error)]
 pub enum AmpError {
@@ -73,8 +68,7 @@ impl Precision {
         let bfloat16 = match dtype {
             AmpDtype::Bfloat16 => true,
             AmpDtype::Float16 => false,
-            // SAFETY: a plain libtorch query without arguments; exceptions are caught in C++.
-            AmpDtype::Auto => (unsafe { reid_cuda_native_bfloat16() }) == 1,
+            AmpDtype::Auto => crate::libtorch::cuda_native_bfloat16(),
         };
         let scaler = (!bfloat16).then(|| Scaler {
             scale: Tensor::full([1], INITIAL_SCALE, (Kind::Float, device)),
@@ -107,10 +101,7 @@ impl Precision {
             return Ok(f());
         };
         // The autocast type is thread-local in libtorch: set it on the thread that runs `f`.
-        // SAFETY: sets one thread-local libtorch setting; exceptions are caught in C++.
-        if unsafe { reid_set_cuda_autocast_dtype(i32::from(kind == Kind::BFloat16)) } != 0 {
-            return Err(AmpError::Dtype);
-        }
+        crate::libtorch::set_cuda_autocast_kind(kind).map_err(|_| AmpError::Dtype)?;
         Ok(tch::autocast(true, f))
     }
 

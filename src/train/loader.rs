@@ -88,7 +88,7 @@ impl Loader {
             scope.spawn(move || {
                 for planned in mine {
                     let assembled = (|| {
-                        let pin = |t: Tensor| if device.is_cuda() { t.f_pin_memory(device) } else { Ok(t) };
+                        let pin = |t: Tensor| if device.is_cuda() { crate::libtorch::pin_memory(&t) } else { Ok(t) };
                         Ok(Assembled {
                             visible: pin(assemble_half(&visible, &planned.visible)?)?,
                             infrared: pin(assemble_half(&infrared, &planned.infrared)?)?,

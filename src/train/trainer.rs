@@ -69,6 +69,8 @@ pub enum TrainError {
     Preprocess(#[from] PreprocessError),
     #[error("{}: {source}", file.display())]
     Amp { file: PathBuf, source: AmpError },
+    #[error("the training loader stopped before the end of the epoch (a worker thread failed)")]
+    LoaderStopped,
     #[error(
         "epoch {epoch}, step {step}: {skipped} steps in a row had non-finite gradients even at loss scale {scale}; stopped. The checkpoint of the last completed epoch is kept"
     )]
@@ -246,7 +248,7 @@ fn train_run(
             for (step_index, b) in batches.iter().enumerate() {
                 let assembled = batches_in
                     .next_batch()
-                    .ok_or_else(|| TrainError::Unsupported("the loader ended before the epoch".to_owned()))??;
+                    .ok_or(TrainError::LoaderStopped)??;
                 let xv = input(&assembled.visible, &spec, device)?;
                 let xt = input(&assembled.infrared, &spec, device)?;
                 let labels: Vec<i64> = b

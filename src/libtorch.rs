@@ -4,18 +4,30 @@
 use tch::{Kind, TchError, Tensor};
 
 unsafe extern "C" {
-    fn reid_set_cuda_autocast_dtype(bfloat16: i32) -> i32;
+    fn reid_cuda_autocast_enter(bfloat16: i32) -> i32;
+    fn reid_cuda_autocast_exit(was: i32) -> i32;
     fn reid_cuda_native_bfloat16() -> i32;
     fn reid_pin_memory(t: *const torch_sys::C_tensor) -> *mut torch_sys::C_tensor;
 }
 
-/// Sets the element type CUDA autocast casts to on this thread: bfloat16 or float16.
-pub fn set_cuda_autocast_kind(kind: Kind) -> Result<(), TchError> {
-    // SAFETY: sets one thread-local libtorch setting; exceptions are caught in C++.
-    match unsafe { reid_set_cuda_autocast_dtype(i32::from(kind == Kind::BFloat16)) } {
-        0 => Ok(()),
-        _ => Err(TchError::Torch(format!("cannot set the CUDA autocast type to {kind:?}"))),
+/// Runs `f` under CUDA autocast casting to `kind` (bfloat16 or float16) on this thread; the
+/// earlier autocast state comes back afterwards, also when `f` panics.
+pub fn cuda_autocast<T>(kind: Kind, f: impl FnOnce() -> T) -> Result<T, TchError> {
+    struct Region(i32);
+    impl Drop for Region {
+        fn drop(&mut self) {
+            // SAFETY: leaves the region entered below; exceptions are caught in C++ (and a
+            // failure to restore cannot be reported from a destructor).
+            let _ = unsafe { reid_cuda_autocast_exit(self.0) };
+        }
     }
+    // SAFETY: thread-local libtorch settings; exceptions are caught in C++.
+    let was = unsafe { reid_cuda_autocast_enter(i32::from(kind == Kind::BFloat16)) };
+    if was < 0 {
+        return Err(TchError::Torch(format!("cannot enter CUDA autocast to {kind:?}")));
+    }
+    let _region = Region(was);
+    Ok(f())
 }
 
 /// Whether the current CUDA device runs bfloat16 natively (compute capability 8.0 or newer).

@@ -15,8 +15,8 @@ use tch::{Device, Kind, Tensor};
 pub enum AmpError {
     #[error("schedule.amp (mixed precision) needs a CUDA device; this run's device is the CPU")]
     NeedsCuda,
-    #[error("libtorch refused to set the autocast element type")]
-    Dtype,
+    #[error("libtorch refused to enter CUDA autocast")]
+    Autocast,
     #[error("the checkpoint's loss scaler state: {0}")]
     State(String),
 }
@@ -100,9 +100,7 @@ impl Precision {
         let Some(kind) = self.autocast else {
             return Ok(f());
         };
-        // The autocast type is thread-local in libtorch: set it on the thread that runs `f`.
-        crate::libtorch::set_cuda_autocast_kind(kind).map_err(|_| AmpError::Dtype)?;
-        Ok(tch::autocast(true, f))
+        crate::libtorch::cuda_autocast(kind, f).map_err(|_| AmpError::Autocast)
     }
 
     /// Back-propagates `loss` and steps `sgd` with the learning rate of each group. With the

@@ -161,12 +161,13 @@ impl Precision {
             .unwrap_or(1.0)
     }
 
-    /// The scaler's state for a checkpoint (nothing without a scaler).
+    /// The scaler's state for a checkpoint (nothing without a scaler): the scale (float32) and
+    /// the growth tracker (stored as int64, which checkpoints hold; libtorch counts in int32).
     pub fn state(&self) -> Vec<(String, Tensor)> {
         self.scaler.as_ref().map_or_else(Vec::new, |s| {
             vec![
                 (SCALE_KEY.to_owned(), s.scale.shallow_clone()),
-                (GROWTH_KEY.to_owned(), s.growth_tracker.shallow_clone()),
+                (GROWTH_KEY.to_owned(), s.growth_tracker.to_kind(Kind::Int64)),
             ]
         })
     }
@@ -248,8 +249,13 @@ mod tests {
         assert_eq!(p.backward_and_step(&loss, &mut sgd, |_| 0.1).expect("step"), Stepped::Skipped);
         assert!(weight(&vs).iter().all(|v| (v - 0.7).abs() < 1e-6));
         assert_eq!(p.loss_scale(), INITIAL_SCALE * BACKOFF_FACTOR);
-        // The state survives a checkpoint round trip; a bad one is refused.
-        let state: BTreeMap<String, Tensor> = p.state().into_iter().collect();
+        // The state survives a checkpoint file round trip; a bad one is refused.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("checkpoint.safetensors");
+        let saved = p.state();
+        let named: Vec<(&str, &Tensor)> = saved.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        crate::safetensors::write(&path, &named, &BTreeMap::new()).expect("write");
+        let state: BTreeMap<String, Tensor> = crate::safetensors::read(&path).expect("read").tensors.into_iter().collect();
         let mut q = scaler_on(Device::Cpu);
         q.load_state(&state).expect("load");
         assert_eq!(q.loss_scale(), INITIAL_SCALE * BACKOFF_FACTOR);

@@ -69,6 +69,8 @@ pub enum TrainError {
     Preprocess(#[from] PreprocessError),
     #[error("{}: {source}", file.display())]
     Amp { file: PathBuf, source: AmpError },
+    #[error(transparent)]
+    Save(#[from] crate::safetensors::SafetensorsError),
     #[error("the training loader stopped before the end of the epoch (a worker thread failed)")]
     LoaderStopped,
     #[error(
@@ -486,7 +488,7 @@ fn save_checkpoint(
             serde_json::to_string(spec).map_err(|e| io_err(path, e))?,
         ),
     ]);
-    tch::no_grad(|| crate::safetensors::write(path, &tensors, &meta)).map_err(|e| io_err(path, e))
+    Ok(tch::no_grad(|| crate::safetensors::write(path, &tensors, &meta))?)
 }
 
 /// Restores model and optimiser state; returns the epoch to continue with.

@@ -109,7 +109,9 @@ fn crop_pixels(n: usize) -> Vec<(Vec<u8>, usize, usize)> {
     (0..n)
         .map(|i| {
             let (w, h) = (48 + (i * 37) % 151, 110 + (i * 53) % 251);
-            let px = (0..w * h * 3).map(|j| ((j * 7 + j / 97 + i * 13) % 256) as u8).collect();
+            let px = (0..w * h * 3)
+                .map(|j| ((j * 7 + j / 97 + i * 13) % 256) as u8)
+                .collect();
             (px, w, h)
         })
         .collect()
@@ -297,7 +299,11 @@ fn main() {
         ours.insert(*c, r);
         let (b, k, m) = c.names();
         match theirs.get(c) {
-            Some((t, setting)) => println!("| {b} | {k} | {m} | {} | {r:.1} | {t:.1} ({setting}) | {:.2} |", c.batch, r / t),
+            Some((t, setting)) => println!(
+                "| {b} | {k} | {m} | {} | {r:.1} | {t:.1} ({setting}) | {:.2} |",
+                c.batch,
+                r / t
+            ),
             None => println!("| {b} | {k} | {m} | {} | {r:.1} | - | - |", c.batch),
         }
     }
@@ -313,7 +319,9 @@ fn main() {
             println!("| {b} | {k} | {m} | {} | {:.2} |", c.batch, e2e / net);
         }
     }
-    println!("\nWhere a batch's time went (ms per batch, mean; prepare runs on the staging thread in e2e-pipelined):\n");
+    println!(
+        "\nWhere a batch's time went (ms per batch, mean; prepare runs on the staging thread in e2e-pipelined):\n"
+    );
     println!("| backbone | precision | what | batch | prepare | upload + device resize | network | download |");
     println!("|---|---|---|---|---|---|---|---|");
     for (c, t) in &phases {
@@ -330,8 +338,12 @@ fn main() {
     }
     if device.is_cuda() {
         let batch = &all_crops[..biggest.min(128)];
-        let full = embedder(Backbone::Resnet50, false, device, Preprocess::Auto).embed(batch).expect("float32");
-        let half = embedder(Backbone::Resnet50, true, device, Preprocess::Auto).embed(batch).expect("float16");
+        let full = embedder(Backbone::Resnet50, false, device, Preprocess::Auto)
+            .embed(batch)
+            .expect("float32");
+        let half = embedder(Backbone::Resnet50, true, device, Preprocess::Auto)
+            .embed(batch)
+            .expect("float16");
         let cos = (&full * &half).sum_dim_intlist(1, false, Kind::Float);
         println!(
             "\nResNet-50 float16 vs float32 embeddings of {} crops: lowest cosine {:.6}, mean {:.6}",
@@ -343,7 +355,10 @@ fn main() {
         let norm = reid_pipe::model::ModelSpec::new(Backbone::Resnet50, 0, SIZE).normalisation();
         let input = |way| {
             let staged = Stager::new(SIZE, way, device).stage(batch).expect("stage");
-            staged.input(&norm, device, Kind::Float).expect("input").to_device(Device::Cpu)
+            staged
+                .input(&norm, device, Kind::Float)
+                .expect("input")
+                .to_device(Device::Cpu)
         };
         let std = Tensor::from_slice(&norm.std).to_kind(Kind::Float).view([1, 3, 1, 1]) * 255.0;
         let diff = ((input(Preprocess::Host) - input(Preprocess::Tensor)) * std).abs();

@@ -382,8 +382,11 @@ fn the_paper_recipe_needs_imagenet_weights_or_an_explicit_none() {
 fn model_preprocess_and_half_are_checked() {
     let e = site_err(format!("{SITE}preprocess = \"gpu\"\n").as_bytes());
     expect(&e, "model.preprocess", 19, "unknown variant `gpu`");
-    let cfg = SiteConfig::from_bytes(Path::new("site.toml"), format!("{SITE}preprocess = \"tensor\"\n").as_bytes())
-        .expect("valid");
+    let cfg = SiteConfig::from_bytes(
+        Path::new("site.toml"),
+        format!("{SITE}preprocess = \"tensor\"\n").as_bytes(),
+    )
+    .expect("valid");
     assert_eq!(cfg.model.preprocess, reid_pipe::config::site::Preprocess::Tensor);
     assert_eq!(cfg.model.half, None, "unset: float16 on CUDA, float32 on the CPU");
 }

@@ -566,5 +566,8 @@ fn the_embedder_reports_where_batch_time_goes() {
     let network = m.histogram("reid_embed_phase_seconds", "phase=\"network\"", &[]);
     assert!(network.quantile(0.5).is_some_and(|q| q > 0.0));
     let text = m.render();
-    assert!(text.contains("reid_embed_phase_seconds_bucket{phase=\"upload\",le=\"0.001\"}"), "{text}");
+    assert!(
+        text.contains("reid_embed_phase_seconds_bucket{phase=\"upload\",le=\"0.001\"}"),
+        "{text}"
+    );
 }

@@ -377,7 +377,10 @@ fn half_precision_embeddings_match_float32() {
         tch::manual_seed(1);
         let vs = VarStore::new(Device::Cuda(0));
         let net = LbaNet::new(&vs.root(), ModelSpec::new(Backbone::Resnet50, 0, (288, 144)));
-        LbaEmbedder::new(net, vs, half).expect("embedder").embed(&crops).expect("embed")
+        LbaEmbedder::new(net, vs, half)
+            .expect("embedder")
+            .embed(&crops)
+            .expect("embed")
     };
     let (full, half) = (embed(false), embed(true));
     assert_eq!(half.kind(), Kind::Float);

@@ -276,13 +276,22 @@ fn the_tensor_way_is_within_one_grey_level_of_pillow() {
     let (host, tensor) = (input(Preprocess::Host), input(Preprocess::Tensor));
     assert_eq!(tensor.size(), [crops.len() as i64, 3, 288, 144]);
     // Back to grey levels: x · std · 255 + mean · 255.
-    let std = Tensor::from_slice(&IMAGENET_STD).to_kind(Kind::Float).view([1, 3, 1, 1]) * 255.0;
+    let std = Tensor::from_slice(&IMAGENET_STD)
+        .to_kind(Kind::Float)
+        .view([1, 3, 1, 1])
+        * 255.0;
     let levels = |x: &Tensor| x * &std;
     let diff = (levels(&host) - levels(&tensor)).abs();
     let worst = diff.max().double_value(&[]);
     let off = diff.gt(0.01).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
-    eprintln!("tensor way vs Pillow: largest difference {worst:.3} grey levels, {:.4}% of samples off", off * 100.0);
-    assert!(worst < 1.01, "the tensor way differs from Pillow by {worst} grey levels");
+    eprintln!(
+        "tensor way vs Pillow: largest difference {worst:.3} grey levels, {:.4}% of samples off",
+        off * 100.0
+    );
+    assert!(
+        worst < 1.01,
+        "the tensor way differs from Pillow by {worst} grey levels"
+    );
     assert!(off < 0.01, "{:.2}% of the samples differ from Pillow", off * 100.0);
     // Per crop too: no crop may be far off on average (a wrong crop offset or pass order would be).
     let per_crop = diff.mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float);
@@ -308,7 +317,10 @@ fn the_tensor_way_gives_the_host_ways_embeddings() {
     assert_eq!(tensor.kind(), Kind::Float);
     let cos: Vec<f32> = Vec::try_from((&host * &tensor).sum_dim_intlist(1, false, Kind::Float)).expect("cosines");
     let worst = cos.iter().copied().fold(1.0f32, f32::min);
-    eprintln!("tensor way vs host way: lowest cosine {worst:.7} over {} crops", cos.len());
+    eprintln!(
+        "tensor way vs host way: lowest cosine {worst:.7} over {} crops",
+        cos.len()
+    );
     assert!(worst > 0.9999, "embeddings of the two ways differ: cosine {worst}");
     // And the check has teeth: crops shifted by a few pixels are further apart than that.
     let shifted: Vec<Crop<'_>> = crops

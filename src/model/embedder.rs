@@ -3,7 +3,7 @@
 //! its [`Stager`] prepares a batch on the host, [`Embed::infer`] runs the rest on the device, so
 //! that a pipeline can stage batch n+1 while batch n runs.
 
-use super::preprocess::{Normalisation, PreprocessError, Stager, Staged};
+use super::preprocess::{Normalisation, PreprocessError, Staged, Stager};
 use super::weights::{self, WeightFile, WeightsError};
 use super::{LbaNet, ModelSpec};
 use crate::config::site::Preprocess;
@@ -238,9 +238,14 @@ impl Embed for LbaEmbedder {
 
     fn infer(&self, staged: Staged, phases: &mut Phases) -> Result<Tensor, EmbedError> {
         let norm = self.net.spec.normalisation();
-        run_staged(staged, phases, &norm, (self.device, self.kind), self.dim(), |x, modality| {
-            Ok(self.embed_input(x, modality))
-        })
+        run_staged(
+            staged,
+            phases,
+            &norm,
+            (self.device, self.kind),
+            self.dim(),
+            |x, modality| Ok(self.embed_input(x, modality)),
+        )
     }
 }
 

@@ -124,23 +124,26 @@ pub struct Normalisation {
 impl Normalisation {
     /// Mean and std as float tensors of `shape` (three elements) on `device`.
     fn tensors(&self, shape: [i64; 4], device: Device) -> Result<(Tensor, Tensor), PreprocessError> {
-        let t = |v: &[f64; 3]| Tensor::from_slice(v).f_to_kind(Kind::Float)?.f_view(shape)?.f_to_device(device);
+        let t = |v: &[f64; 3]| {
+            Tensor::from_slice(v)
+                .f_to_kind(Kind::Float)?
+                .f_view(shape)?
+                .f_to_device(device)
+        };
         Ok((t(&self.mean)?, t(&self.std)?))
     }
 }
 
 /// Turns a u8 B×H×W×3 batch into the network's normalised B×3×H×W input on `device`, laid out
 /// channels-last, in `kind`.
-pub fn normalise(
-    batch: &Tensor,
-    norm: &Normalisation,
-    device: Device,
-    kind: Kind,
-) -> Result<Tensor, PreprocessError> {
+pub fn normalise(batch: &Tensor, norm: &Normalisation, device: Device, kind: Kind) -> Result<Tensor, PreprocessError> {
     let (mean, std) = norm.tensors([1, 3, 1, 1], device)?;
     // The u8 batch is B×H×W×3, so the permuted view is already channels-last; the arithmetic
     // keeps that layout.
-    let x = batch.f_to_device(device)?.f_permute([0, 3, 1, 2])?.f_to_kind(Kind::Float)?;
+    let x = batch
+        .f_to_device(device)?
+        .f_permute([0, 3, 1, 2])?
+        .f_to_kind(Kind::Float)?;
     Ok(x.f_div_scalar(255.0)?.f_sub(&mean)?.f_div(&std)?.f_to_kind(kind)?)
 }
 
@@ -296,7 +299,9 @@ impl Staged {
             Pixels::Resized(batch) => normalise(batch, norm, device, kind),
             Pixels::Packed { bytes, used, geometry } => {
                 let bytes = bytes.as_ref().expect("a staged buffer is only taken by recycle");
-                let on_device = bytes.f_narrow(0, 0, *used)?.f_to_device_(device, Kind::Uint8, true, false)?;
+                let on_device = bytes
+                    .f_narrow(0, 0, *used)?
+                    .f_to_device_(device, Kind::Uint8, true, false)?;
                 let x = resize_packed(&on_device, geometry, self.size, device)?;
                 // Per channel, with scalars (no upload): (x / 255 − mean) / std.
                 for c in 0..3 {
@@ -337,9 +342,8 @@ fn resize_packed(
     device: Device,
 ) -> Result<Tensor, PreprocessError> {
     // Crops grouped by pass order (Pillow's rule), rows first before columns first.
-    let rows_first = |g: &Geometry| {
-        resample::rows_first(g.width as usize, g.height as usize, out_w as usize, out_h as usize)
-    };
+    let rows_first =
+        |g: &Geometry| resample::rows_first(g.width as usize, g.height as usize, out_w as usize, out_h as usize);
     let mut order: Vec<usize> = (0..geometry.len()).collect();
     order.sort_by_key(|&i| !rows_first(&geometry[i]));
     // Every per-crop number in one upload: offset, width, height, channels, batch position.
@@ -377,7 +381,9 @@ fn resize_packed(
             .f_minimum(&(&height - 1))?
             .f_mul(&(&width * &channels))?
             .f_add(&offset)?;
-        let channel = Tensor::f_arange(3, long)?.f_view([1, 1, 3, 1])?.f_minimum(&(&channels - 1))?;
+        let channel = Tensor::f_arange(3, long)?
+            .f_view([1, 1, 3, 1])?
+            .f_minimum(&(&channels - 1))?;
         let cols = Tensor::f_arange(wm, long)?
             .f_view([1, 1, 1, wm])?
             .f_minimum(&(&width - 1))?

@@ -119,23 +119,30 @@ impl Embed for ScriptEmbedder {
     fn infer(&self, staged: Staged, phases: &mut Phases) -> Result<Tensor, EmbedError> {
         let norm = self.spec.normalisation();
         let dim = self.dim();
-        run_staged(staged, phases, &norm, (self.device, Kind::Float), dim, |part, modality| {
-            let module = if modality == Modality::Visible {
-                &self.visible
-            } else {
-                &self.thermal
-            };
-            let y = tch::no_grad(|| module.forward_ts(&[part]))?;
-            let rows = part.size()[0];
-            if y.size() != [rows, dim] {
-                return Err(EmbedError::Model(format!(
-                    "the {modality} TorchScript module returned shape {:?}, expected [{rows}, {dim}]",
-                    y.size()
-                )));
-            }
-            // Scripted modules may return unnormalised vectors.
-            Ok(crate::eval::ranking::normalize_rows(&y.f_to_kind(Kind::Float)?))
-        })
+        run_staged(
+            staged,
+            phases,
+            &norm,
+            (self.device, Kind::Float),
+            dim,
+            |part, modality| {
+                let module = if modality == Modality::Visible {
+                    &self.visible
+                } else {
+                    &self.thermal
+                };
+                let y = tch::no_grad(|| module.forward_ts(&[part]))?;
+                let rows = part.size()[0];
+                if y.size() != [rows, dim] {
+                    return Err(EmbedError::Model(format!(
+                        "the {modality} TorchScript module returned shape {:?}, expected [{rows}, {dim}]",
+                        y.size()
+                    )));
+                }
+                // Scripted modules may return unnormalised vectors.
+                Ok(crate::eval::ranking::normalize_rows(&y.f_to_kind(Kind::Float)?))
+            },
+        )
     }
 }
 

@@ -179,7 +179,9 @@ impl Precision {
             return Ok(());
         };
         let (Some(scale), Some(growth)) = (tensors.get(SCALE_KEY), tensors.get(GROWTH_KEY)) else {
-            tracing::info!("the checkpoint has no loss scaler state (another precision): the scale starts at {INITIAL_SCALE}");
+            tracing::info!(
+                "the checkpoint has no loss scaler state (another precision): the scale starts at {INITIAL_SCALE}"
+            );
             return Ok(());
         };
         if scale.size() != [1] || growth.size() != [1] {
@@ -239,14 +241,20 @@ mod tests {
         let mut p = scaler_on(Device::Cpu);
         // loss = 3·Σw: gradient 3 per element whatever the scale; lr 0.1 → w = 1 − 0.3.
         let loss = (&w * 3.0).sum(Kind::Float);
-        assert_eq!(p.backward_and_step(&loss, &mut sgd, |_| 0.1).expect("step"), Stepped::Updated);
+        assert_eq!(
+            p.backward_and_step(&loss, &mut sgd, |_| 0.1).expect("step"),
+            Stepped::Updated
+        );
         for v in weight(&vs) {
             assert!((v - 0.7).abs() < 1e-6, "{v}");
         }
         assert_eq!(p.loss_scale(), INITIAL_SCALE);
         // An infinite gradient: no update, scale halved.
         let loss = (&w * f64::INFINITY).sum(Kind::Float);
-        assert_eq!(p.backward_and_step(&loss, &mut sgd, |_| 0.1).expect("step"), Stepped::Skipped);
+        assert_eq!(
+            p.backward_and_step(&loss, &mut sgd, |_| 0.1).expect("step"),
+            Stepped::Skipped
+        );
         assert!(weight(&vs).iter().all(|v| (v - 0.7).abs() < 1e-6));
         assert_eq!(p.loss_scale(), INITIAL_SCALE * BACKOFF_FACTOR);
         // The state survives a checkpoint file round trip; a bad one is refused.
@@ -255,7 +263,11 @@ mod tests {
         let saved = p.state();
         let named: Vec<(&str, &Tensor)> = saved.iter().map(|(n, t)| (n.as_str(), t)).collect();
         crate::safetensors::write(&path, &named, &BTreeMap::new()).expect("write");
-        let state: BTreeMap<String, Tensor> = crate::safetensors::read(&path).expect("read").tensors.into_iter().collect();
+        let state: BTreeMap<String, Tensor> = crate::safetensors::read(&path)
+            .expect("read")
+            .tensors
+            .into_iter()
+            .collect();
         let mut q = scaler_on(Device::Cpu);
         q.load_state(&state).expect("load");
         assert_eq!(q.loss_scale(), INITIAL_SCALE * BACKOFF_FACTOR);
@@ -266,7 +278,9 @@ mod tests {
 
     #[test]
     fn mixed_precision_is_refused_on_the_cpu_and_float32_is_plain() {
-        let err = Precision::new(true, AmpDtype::Auto, Device::Cpu).err().expect("refused");
+        let err = Precision::new(true, AmpDtype::Auto, Device::Cpu)
+            .err()
+            .expect("refused");
         assert!(err.to_string().contains("needs a CUDA device"), "{err}");
         let p = Precision::new(false, AmpDtype::Auto, Device::Cpu).expect("float32");
         assert_eq!(p.name(), "float32");

@@ -88,7 +88,13 @@ impl Loader {
             scope.spawn(move || {
                 for planned in mine {
                     let assembled = (|| {
-                        let pin = |t: Tensor| if device.is_cuda() { crate::libtorch::pin_memory(&t) } else { Ok(t) };
+                        let pin = |t: Tensor| {
+                            if device.is_cuda() {
+                                crate::libtorch::pin_memory(&t)
+                            } else {
+                                Ok(t)
+                            }
+                        };
                         Ok(Assembled {
                             visible: pin(assemble_half(&visible, &planned.visible)?)?,
                             infrared: pin(assemble_half(&infrared, &planned.infrared)?)?,
@@ -146,14 +152,17 @@ mod tests {
         let mut draws = 0u32;
         let plan = plan(&batches(9), || {
             draws += 1;
-            draws % 3 == 0
+            draws.is_multiple_of(3)
         });
         std::thread::scope(|s| {
             let mut loader = Loader::start(s, (&v, &t), plan, workers, prefetch, Device::Cpu);
             let mut out = Vec::new();
             while let Some(b) = loader.next_batch() {
                 let b = b.expect("assembled");
-                out.push((Vec::try_from(b.visible.flatten(0, -1)).expect("v"), Vec::try_from(b.infrared.flatten(0, -1)).expect("t")));
+                out.push((
+                    Vec::try_from(b.visible.flatten(0, -1)).expect("v"),
+                    Vec::try_from(b.infrared.flatten(0, -1)).expect("t"),
+                ));
             }
             out
         })

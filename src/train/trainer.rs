@@ -248,9 +248,7 @@ fn train_run(
             let pixels = (&set.visible.pixels, &set.infrared.pixels);
             let mut batches_in = Loader::start(scope, pixels, plan, cfg.loader.workers, cfg.loader.prefetch, device);
             for (step_index, b) in batches.iter().enumerate() {
-                let assembled = batches_in
-                    .next_batch()
-                    .ok_or(TrainError::LoaderStopped)??;
+                let assembled = batches_in.next_batch().ok_or(TrainError::LoaderStopped)??;
                 let xv = input(&assembled.visible, &spec, device)?;
                 let xt = input(&assembled.infrared, &spec, device)?;
                 let labels: Vec<i64> = b

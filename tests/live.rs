@@ -571,3 +571,44 @@ fn the_embedder_reports_where_batch_time_goes() {
         "{text}"
     );
 }
+
+/// A stage that fails stops the run with a non-zero exit naming it, after the rest of the
+/// pipeline drained: the events before the failure are in the file and the index is
+/// snapshotted.
+#[test]
+fn a_failing_stage_stops_the_run_naming_it_after_draining() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clip = clip(dir.path(), 3, 8);
+    let events_path = dir.path().join("out/events.jsonl");
+    let cfg = site(
+        dir.path(),
+        &clip,
+        None,
+        &format!("[outputs]\nevents = \"{}\"\n", events_path.display()),
+    );
+    let out = bin()
+        .args(["--log", "warn", "run"])
+        .arg(&cfg)
+        .env("REID_PIPE_PANIC_AT", "embed:8")
+        .output()
+        .expect("run");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("the embed stage failed: fault injected by REID_PIPE_PANIC_AT=embed:8"),
+        "{text}"
+    );
+    let ev = events(&events_path);
+    assert!(
+        ev.iter().any(|e| e["type"] == "update"),
+        "the events of the first batches were flushed: {ev:?}"
+    );
+    assert!(
+        std::fs::read_dir(dir.path().join("index")).expect("index dir").count() >= 1,
+        "the index was snapshotted"
+    );
+}

@@ -45,6 +45,9 @@ pub fn run(
             .spawn_scoped(scope, move || {
                 batch(&stager, input, &staged_tx, batch_size, max_wait, metrics);
             });
+        // Owned here, so that a panic in `infer` drops it and the batcher, its sends failing,
+        // ends instead of waiting forever (the scope joins it before the panic goes on).
+        let staged_rx = staged_rx;
         match batcher {
             Ok(_) => infer(embedder, &staged_rx, output, metrics),
             Err(e) => tracing::error!("cannot start the embedder's staging thread: {e}"),
@@ -138,6 +141,7 @@ fn infer(embedder: &dyn Embed, input: &Receiver<Work>, output: &Sender<ToIdentit
             }
             Work::Batch { jobs, staged, started } => (jobs, staged, started),
         };
+        super::supervise::fault_point("embed");
         let vectors = staged.and_then(|(staged, slot)| {
             let mut p = Phases::default();
             let rows = embedder.infer(staged, &mut p).map_err(|e| e.to_string())?;

@@ -14,6 +14,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod mqtt;
 pub mod outputs;
+pub mod supervise;
 pub mod tracking;
 pub mod types;
 pub mod video;
@@ -56,6 +57,8 @@ pub enum LiveError {
     Mqtt(String),
     #[error("cannot start a pipeline thread: {0}")]
     Thread(#[from] std::io::Error),
+    #[error("the {} stage failed: {}; the pipeline was drained and stopped", .0.stage, .0.cause)]
+    Stage(supervise::StageFailure),
     #[error(transparent)]
     Device(#[from] crate::model::DeviceError),
 }
@@ -183,67 +186,55 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
         stdout: cfg.outputs.stdout,
         mqtt,
     };
+    let supervisor = supervise::Supervisor::new(Arc::clone(stop));
+    let sup = &supervisor;
     let (stats, outcome, sinks) = std::thread::scope(|s| {
         let m = &metrics;
-        let dispatch = std::thread::Builder::new()
-            .name("dispatch".into())
-            .spawn_scoped(s, move || {
-                let frames_in = |camera: usize, modality: crate::ingest::Modality| {
-                    let labels = format!("camera=\"{}\",modality=\"{modality}\"", cfg.cameras[camera].name);
-                    m.counter("reid_frames_in_total", &labels)
-                        .fetch_add(1, Ordering::Relaxed);
+        let dispatch = sup.spawn(s, "dispatch", move || {
+            let frames_in = |camera: usize, modality: crate::ingest::Modality| {
+                let labels = format!("camera=\"{}\",modality=\"{modality}\"", cfg.cameras[camera].name);
+                m.counter("reid_frames_in_total", &labels)
+                    .fetch_add(1, Ordering::Relaxed);
+            };
+            for a in arrivals.iter() {
+                let frames = match a.paired {
+                    Paired::Pair { visible, thermal } => vec![(visible, true), (thermal, true)],
+                    Paired::Single(f) => vec![(f, false)],
                 };
-                for a in arrivals.iter() {
-                    let frames = match a.paired {
-                        Paired::Pair { visible, thermal } => vec![(visible, true), (thermal, true)],
-                        Paired::Single(f) => vec![(f, false)],
+                for (frame, paired) in frames {
+                    frames_in(a.camera, frame.modality);
+                    let stream = a.camera * 2 + usize::from(frame.modality == crate::ingest::Modality::Thermal);
+                    let tag = Tag {
+                        camera: a.camera,
+                        paired,
+                        arrived: a.at,
                     };
-                    for (frame, paired) in frames {
-                        frames_in(a.camera, frame.modality);
-                        let stream = a.camera * 2 + usize::from(frame.modality == crate::ingest::Modality::Thermal);
-                        let tag = Tag {
-                            camera: a.camera,
-                            paired,
-                            arrived: a.at,
-                        };
-                        if pool.submit(Job { stream, frame, tag }).is_err() {
-                            return;
-                        }
+                    if pool.submit(Job { stream, frame, tag }).is_err() {
+                        return;
                     }
-                    m.gauge("reid_queue_depth", "queue=\"detect\"")
-                        .store(pool.queued() as i64, Ordering::Relaxed);
                 }
-                pool.close();
-            })?;
-        let track = std::thread::Builder::new()
-            .name("track".into())
-            .spawn_scoped(s, move || {
-                tracking::run(cfg, &detected, &embed_tx, video_tx.as_ref(), m);
-            })?;
-        let embed = std::thread::Builder::new()
-            .name("embed".into())
-            .spawn_scoped(s, move || {
-                let wait = Duration::from_millis(cfg.runtime.max_batch_wait_ms);
-                embedding::run(embedder.as_ref(), &embed_rx, &ident_tx, cfg.runtime.batch_size, wait, m);
-            })?;
+                m.gauge("reid_queue_depth", "queue=\"detect\"")
+                    .store(pool.queued() as i64, Ordering::Relaxed);
+            }
+            pool.close();
+        })?;
+        let track = sup.spawn(s, "track", move || {
+            tracking::run(cfg, &detected, &embed_tx, video_tx.as_ref(), m);
+        })?;
+        let embed = sup.spawn(s, "embed", move || {
+            let wait = Duration::from_millis(cfg.runtime.max_batch_wait_ms);
+            embedding::run(embedder.as_ref(), &embed_rx, &ident_tx, cfg.runtime.batch_size, wait, m);
+        })?;
         let labels_ref = &labels;
-        let ident = std::thread::Builder::new()
-            .name("identity".into())
-            .spawn_scoped(s, move || {
-                identity::run(cfg, index, &ident_rx, &events_tx, labels_ref, m)
-            })?;
-        let out = std::thread::Builder::new()
-            .name("events".into())
-            .spawn_scoped(s, move || outputs::run(&events_rx, sinks, m))?;
+        let ident = sup.spawn(s, "identity", move || {
+            identity::run(cfg, index, &ident_rx, &events_tx, labels_ref, m)
+        })?;
+        let out = sup.spawn(s, "events", move || outputs::run(&events_rx, sinks, m))?;
         let video = if video_paths.is_empty() {
             None
         } else {
             let paths = &video_paths;
-            Some(
-                std::thread::Builder::new()
-                    .name("video".into())
-                    .spawn_scoped(s, move || video::run(&video_rx, paths, labels_ref))?,
-            )
+            Some(sup.spawn(s, "video", move || video::run(&video_rx, paths, labels_ref))?)
         };
         let fin = &finished;
         if opts.status_every_s > 0.0 {
@@ -253,21 +244,20 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
                 .spawn_scoped(s, move || status(m, every, fin))?;
         }
         let stats = ingest::join(cameras);
+        // Stages catch their own panics (the supervisor records them): joining cannot fail.
         let _ = dispatch.join();
         let _ = track.join();
         let _ = embed.join();
-        let outcome = ident.join();
-        let sinks = out.join();
+        let outcome = ident.join().ok().flatten();
+        let sinks = out.join().ok().flatten();
         if let Some(v) = video {
             let _ = v.join();
         }
         finished.store(true, Ordering::Relaxed);
         Ok::<_, LiveError>((stats, outcome, sinks))
     })?;
-    let outcome = outcome.map_err(|_| LiveError::Thread(std::io::Error::other("the identity stage panicked")))?;
-    let sinks = sinks.map_err(|_| LiveError::Thread(std::io::Error::other("the events stage panicked")))?;
     let mut mqtt_dropped = 0;
-    if let Some(mqtt) = sinks.mqtt {
+    if let Some(mqtt) = sinks.and_then(|s| s.mqtt) {
         mqtt_dropped = mqtt.dropped.load(Ordering::Relaxed);
         mqtt.close(Duration::from_secs(5));
     }
@@ -276,6 +266,15 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
         let _ = thread.join();
         addr
     });
+    if let Some(failure) = supervisor.failure() {
+        return Err(LiveError::Stage(failure));
+    }
+    let Some(outcome) = outcome else {
+        return Err(LiveError::Stage(supervise::StageFailure {
+            stage: "identity",
+            cause: "ended without a result".to_owned(),
+        }));
+    };
     Ok(RunSummary {
         cameras: stats,
         metrics,

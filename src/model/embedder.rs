@@ -244,7 +244,21 @@ impl Embed for LbaEmbedder {
             &norm,
             (self.device, self.kind),
             self.dim(),
-            |x, modality| Ok(self.embed_input(x, modality)),
+            |x, modality| {
+                // The network's layers use tch's infallible operations, which panic on a
+                // libtorch error (CUDA out of memory, say): for the caller, this batch's error.
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.embed_input(x, modality))).map_err(|p| {
+                    let cause = p
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                        .unwrap_or_default();
+                    EmbedError::Model(format!(
+                        "the {modality} network failed on {} crops: {cause}",
+                        x.size()[0]
+                    ))
+                })
+            },
         )
     }
 }

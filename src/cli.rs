@@ -59,9 +59,10 @@ pub enum Command {
     ///
     /// Exits non-zero when something the site file needs is missing.
     Doctor {
-        /// Site file whose pipelines and models are checked.
-        #[arg(long, default_value = "config/site.toml")]
-        site: PathBuf,
+        /// Site file whose pipelines and models are checked (default: config/site.toml when it
+        /// exists); a file given here that is missing or invalid fails the check.
+        #[arg(long)]
+        site: Option<PathBuf>,
     },
     /// Export the site's embedding network as TorchScript modules plus a manifest.
     ///

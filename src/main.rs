@@ -6,7 +6,7 @@ use reid_pipe::cli::{Cli, Command, IndexAction};
 use reid_pipe::config::{SiteConfig, TrainConfig};
 use reid_pipe::eval::report::Summary;
 use reid_pipe::{doctor, live};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -70,8 +70,11 @@ fn run(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor { site } => {
-            let site = site.exists().then_some(site.as_path());
-            let report = doctor::run(site);
+            let site = site.or_else(|| {
+                let default = PathBuf::from("config/site.toml");
+                default.exists().then_some(default)
+            });
+            let report = doctor::run(site.as_deref());
             print!("{}", report.render());
             Ok(if report.ok() {
                 ExitCode::SUCCESS

@@ -85,6 +85,10 @@ fn doctor_fails_when_an_element_is_missing() {
     assert!(!o.status.success(), "{t}");
     assert!(t.contains("MISSING  element nosuchelement"), "{t}");
     assert!(t.contains("element videotestsrc") && t.contains("libtorch"), "{t}");
+    // A site file named on the command line that is not there fails the check, naming it.
+    let o = reid(&["doctor", "--site", "/nonexistent/typo.toml"]);
+    let t = text(&o);
+    assert!(!o.status.success() && t.contains("/nonexistent/typo.toml"), "{t}");
 }
 
 #[test]

@@ -410,3 +410,35 @@ fn training_mixed_precision_and_loader_settings_are_checked() {
     assert_eq!(cfg.schedule.amp_dtype, reid_pipe::config::train::AmpDtype::Bfloat16);
     assert_eq!((cfg.loader.workers, cfg.loader.prefetch), (3, 4));
 }
+
+#[test]
+fn mqtt_client_id_is_stable_per_site_and_checked() {
+    let mqtt = "[outputs.mqtt]\nhost = \"127.0.0.1\"\n";
+    let load =
+        |path: &str, extra: &str| SiteConfig::from_bytes(Path::new(path), format!("{SITE}{mqtt}{extra}").as_bytes());
+    let id = |path: &str| load(path, "").expect("valid").outputs.mqtt.expect("mqtt").client_id;
+    // The same site file gets the same id on every start (the broker resumes its session);
+    // another site file, another id.
+    assert_eq!(id("/etc/reid/gate.toml"), id("/etc/reid/gate.toml"));
+    assert!(id("/etc/reid/gate.toml").starts_with("reid-pipe-") && id("/etc/reid/gate.toml").ends_with("-gate"));
+    assert_ne!(id("/etc/reid/gate.toml"), id("/etc/reid/lobby.toml"));
+    let cfg = load("site.toml", "client_id = \"hall-7\"\n").expect("valid");
+    assert_eq!(cfg.outputs.mqtt.expect("mqtt").client_id, "hall-7");
+    let e = load("site.toml", "client_id = \"two words\"\n").expect_err("must be rejected");
+    expect(&e, "outputs.mqtt.client_id", 21, "without spaces");
+}
+
+#[test]
+fn rtsp_password_env_needs_a_user_in_the_url() {
+    let text = SITE.replace(
+        "kind = \"file\"\npath = \"v.mp4\"",
+        "kind = \"rtsp\"\nuri = \"rtsp://cam/x\"\npassword_env = \"CAM_PW\"",
+    );
+    let e = site_err(text.as_bytes());
+    expect(&e, "cameras[0].visible.password_env", 9, "names no user");
+    let text = SITE.replace(
+        "kind = \"file\"\npath = \"v.mp4\"",
+        "kind = \"rtsp\"\nuri = \"rtsp://admin@cam/x\"\npassword_env = \"CAM_PW\"",
+    );
+    SiteConfig::from_bytes(Path::new("site.toml"), text.as_bytes()).expect("a user and password_env");
+}

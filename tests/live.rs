@@ -547,13 +547,19 @@ fn events_reach_mqtt_subscribers_even_across_a_broker_restart() {
     assert!(missing.is_empty(), "lost across the restart: {missing:?}");
 }
 
-/// The embedding stage records, for every batch, the time of each phase.
+/// The embedding stage records, for every batch, the time of each phase; `runtime.threads` sets
+/// libtorch's threads.
 #[test]
 fn the_embedder_reports_where_batch_time_goes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let clip = clip(dir.path(), 2, 7);
-    let cfg = site_with_model(dir.path(), &clip, None, "preprocess = \"tensor\"", "");
-    let cfg = reid_pipe::config::SiteConfig::load(&cfg).expect("site");
+    let path = site_with_model(dir.path(), &clip, None, "preprocess = \"tensor\"", "");
+    // And `runtime.threads` reaches libtorch.
+    let text = std::fs::read_to_string(&path)
+        .expect("site")
+        .replace("batch_size = 16", "batch_size = 16\nthreads = 1");
+    std::fs::write(&path, text).expect("site");
+    let cfg = reid_pipe::config::SiteConfig::load(&path).expect("site");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let s = reid_pipe::live::run(&cfg, &reid_pipe::live::RunOptions::default(), &stop).expect("run");
     let m = &s.metrics;
@@ -570,6 +576,7 @@ fn the_embedder_reports_where_batch_time_goes() {
         text.contains("reid_embed_phase_seconds_bucket{phase=\"upload\",le=\"0.001\"}"),
         "{text}"
     );
+    assert_eq!(tch::get_num_threads(), 1, "runtime.threads was applied");
 }
 
 /// A stage that fails stops the run with a non-zero exit naming it, after the rest of the

@@ -186,6 +186,15 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Whether a URL's authority has a user part (`scheme://user@host…`).
+fn url_has_user(url: &str) -> bool {
+    let Some(rest) = url.split_once("://").map(|(_, r)| r) else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    authority.rfind('@').is_some_and(|at| at > 0)
+}
+
 /// Pixel format of frames coming out of a source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -302,6 +311,9 @@ pub struct Mqtt {
     pub tls: bool,
     /// Events held while the broker is unreachable; more are dropped and counted.
     pub buffer: usize,
+    /// MQTT client id: the same across restarts, so the broker resumes the persistent session
+    /// (default `reid-pipe-<host>-<site file name>`).
+    pub client_id: String,
 }
 
 impl SiteConfig {
@@ -452,11 +464,34 @@ struct RawMqtt {
     #[serde(default)]
     tls: bool,
     buffer: Option<Spanned<i64>>,
+    client_id: Option<Spanned<String>>,
 }
 
 // ---------------------------------------------------------------------------------------------
 // Checks
 // ---------------------------------------------------------------------------------------------
+
+/// `reid-pipe-<host>-<site file stem>`, with characters other than letters, digits, `-` and `_`
+/// replaced by `-`: stable across restarts of one site on one machine, distinct between sites.
+fn default_client_id(site: &Path) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = if host.trim().is_empty() {
+        "localhost"
+    } else {
+        host.trim()
+    };
+    let stem = site.file_stem().map_or_else(|| "site".into(), |s| s.to_string_lossy());
+    format!("reid-pipe-{host}-{stem}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
 
 /// Range checks shared by the site and training files.
 pub(crate) mod check {
@@ -734,6 +769,18 @@ fn check_source(
                     ),
                 ));
             }
+            if let Some(env) = &raw.password_env
+                && !url_has_user(uri.get_ref())
+            {
+                return Err(src.error(
+                    &format!("{key}.password_env"),
+                    env.span(),
+                    format!(
+                        "set, but {key}.uri names no user to go with the password (rtsp://user@host/…): {:?}",
+                        redact_url(uri.get_ref())
+                    ),
+                ));
+            }
             Input::Rtsp {
                 url: RtspUrl {
                     url: uri.get_ref().clone(),
@@ -915,7 +962,22 @@ impl RawOutputs {
                         "expected a broker host name or address",
                     ));
                 }
+                let client_id = match &m.client_id {
+                    Some(id) => {
+                        let v = id.get_ref();
+                        if v.is_empty() || v.len() > 128 || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                            return Err(src.error(
+                                "outputs.mqtt.client_id",
+                                id.span(),
+                                "expected 1 to 128 characters without spaces",
+                            ));
+                        }
+                        v.clone()
+                    }
+                    None => default_client_id(src.file),
+                };
                 Some(Mqtt {
+                    client_id,
                     host: m.host.get_ref().clone(),
                     port: check::int(src, "outputs.mqtt.port", &m.port, 1883, 1, 65_535)? as u16,
                     topic_prefix: m.topic_prefix.unwrap_or_else(|| "reid-pipe".to_owned()),

@@ -102,6 +102,11 @@ fn index_settings(cfg: &SiteConfig, dim: usize) -> Settings {
 /// Runs the site until every source ends or `stop` is set.
 pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Result<RunSummary, LiveError> {
     let started = Instant::now();
+    // `runtime.threads`: libtorch's and OpenCV's CPU threads.
+    tch::set_num_threads(cfg.runtime.threads as i32);
+    if let Err(e) = opencv::core::set_num_threads(cfg.runtime.threads as i32) {
+        tracing::warn!("runtime.threads: OpenCV refused {} threads: {e}", cfg.runtime.threads);
+    }
     let metrics = Arc::new(Metrics::default());
     // Outputs first: a path that cannot be written fails the run before anything starts.
     let log = match &cfg.outputs.events {
@@ -136,9 +141,7 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
         }
     };
     let mqtt = match &cfg.outputs.mqtt {
-        Some(m) => {
-            Some(mqtt::MqttSink::start(m, &format!("reid-pipe-{}", std::process::id())).map_err(LiveError::Mqtt)?)
-        }
+        Some(m) => Some(mqtt::MqttSink::start(m, &m.client_id).map_err(LiveError::Mqtt)?),
         None => None,
     };
     let server_stop = Arc::new(AtomicBool::new(false));

@@ -29,6 +29,11 @@ pub enum Command {
         /// Stop each source after this many frames.
         #[arg(long)]
         max_frames: Option<u64>,
+        /// When the index snapshots were written by another model (vectors of another
+        /// dimension), set them aside (renamed `set-aside-*`, kept) and begin an empty index;
+        /// without this flag such a run refuses to start.
+        #[arg(long)]
+        fresh_index: bool,
     },
     /// Draw the figures models are judged by: retrieval grids, co-attention, correspondences,
     /// training curves.

@@ -93,6 +93,18 @@ pub fn run(site: Option<&Path>) -> Report {
     };
     check_sources(&cfg, &mut r);
     check_models(&cfg, &mut r);
+    let aside = crate::index::snapshot::set_aside(&cfg.index.snapshot_dir);
+    if !aside.is_empty() {
+        r.push(
+            "index snapshots set aside",
+            format!(
+                "{} of another model kept in {} (set-aside-*; never loaded or pruned)",
+                aside.len(),
+                cfg.index.snapshot_dir.display()
+            ),
+            true,
+        );
+    }
     r
 }
 

@@ -38,7 +38,11 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<ExitCode> {
     match command {
-        Command::Run { site, max_frames } => run_site(&site, max_frames),
+        Command::Run {
+            site,
+            max_frames,
+            fresh_index,
+        } => run_site(&site, max_frames, fresh_index),
         Command::Train { config, resume, runs } => {
             let cfg = TrainConfig::load(&config)?;
             let results = reid_pipe::train::train(&cfg, reid_pipe::train::Options { resume, runs })?;
@@ -246,7 +250,7 @@ fn check(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn run_site(site: &Path, max_frames: Option<u64>) -> Result<ExitCode> {
+fn run_site(site: &Path, max_frames: Option<u64>, fresh_index: bool) -> Result<ExitCode> {
     let cfg = SiteConfig::load(site)?;
     let stop = Arc::new(AtomicBool::new(false));
     let handler_stop = Arc::clone(&stop);
@@ -268,6 +272,7 @@ fn run_site(site: &Path, max_frames: Option<u64>) -> Result<ExitCode> {
     let opts = live::RunOptions {
         max_frames,
         status_every_s: 5.0,
+        fresh_index,
     };
     let summary = live::run(&cfg, &opts, &stop)?;
     let cameras = &summary.cameras;

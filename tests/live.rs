@@ -619,3 +619,81 @@ fn a_failing_stage_stops_the_run_naming_it_after_draining() {
         "the index was snapshotted"
     );
 }
+
+/// A model change never throws the site's identity history away: a run whose model gives
+/// vectors of another dimension than the snapshots refuses to start; with `--fresh-index` it
+/// sets them aside and begins empty, and they are still there after it has written more than
+/// the pruning keeps.
+#[test]
+fn another_models_snapshots_are_set_aside_not_lost() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let clip = clip(d, 2, 9);
+    let run = |cfg: &Path, extra: &[&str]| {
+        let out = bin()
+            .args(["--log", "warn", "run", "--max-frames", "15"])
+            .args(extra)
+            .arg(cfg)
+            .output()
+            .expect("run");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    // Model A: ImageNet MobileNetV2 (1280-d).
+    let a = site(d, &clip, None, "");
+    assert_eq!(run(&a, &[]).0, Some(0));
+    let index = d.join("index");
+    let names = |prefix: &str| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&index)
+            .expect("index dir")
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(prefix))
+            .collect();
+        v.sort();
+        v
+    };
+    let from_a = names("snapshot-");
+    assert!(!from_a.is_empty(), "model A wrote a snapshot");
+    // Model B: a tiny network of another dimension, same snapshot folder.
+    tch::manual_seed(0);
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let spec = reid_pipe::model::ModelSpec::new(reid_pipe::config::site::Backbone::Tinyresnet, 0, (64, 32));
+    let net = reid_pipe::model::LbaNet::new(&vs.root(), spec);
+    let weights = d.join("b.safetensors");
+    reid_pipe::model::weights::save(&vs, &net.spec, &Default::default(), &weights).expect("weights");
+    let b_dir = d.join("b");
+    std::fs::create_dir_all(&b_dir).expect("dir");
+    let b = scene_site(
+        &b_dir,
+        &clip,
+        None,
+        &format!("backbone = \"tinyresnet\"\nweights = \"{}\"", weights.display()),
+        "",
+    );
+    let text = std::fs::read_to_string(&b)
+        .expect("site")
+        .replace(&format!("{}/index", b_dir.display()), &index.display().to_string());
+    std::fs::write(&b, text).expect("site");
+    let (code, text) = run(&b, &[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("another model") && text.contains("--fresh-index"),
+        "{text}"
+    );
+    assert_eq!(names("snapshot-"), from_a, "a refused run touches nothing");
+    for _ in 0..reid_pipe::index::snapshot::KEEP + 1 {
+        let (code, text) = run(&b, &["--fresh-index"]);
+        assert_eq!(code, Some(0), "{text}");
+    }
+    let aside = names("set-aside-");
+    assert_eq!(aside.len(), from_a.len(), "{aside:?}");
+    for name in &from_a {
+        assert!(aside.contains(&format!("set-aside-{name}")), "{name} kept: {aside:?}");
+    }
+    assert!(names("snapshot-").len() <= reid_pipe::index::snapshot::KEEP);
+}

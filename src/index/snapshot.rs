@@ -26,7 +26,19 @@ pub enum SnapshotError {
     Corrupt { path: PathBuf, message: String },
     #[error("no usable snapshot in {}: {}", dir.display(), reasons.join("; "))]
     NoneUsable { dir: PathBuf, reasons: Vec<String> },
+    #[error(
+        "{}: identities of another model ({found}-d vectors; the configured model gives {expected}-d). Start with `run --fresh-index` to set the other model's snapshots aside (renamed, kept) and begin an empty index",
+        path.display()
+    )]
+    OtherModel {
+        path: PathBuf,
+        found: usize,
+        expected: usize,
+    },
 }
+
+/// Name prefix of snapshots set aside after a model change: never loaded, never pruned.
+pub const SET_ASIDE: &str = "set-aside-";
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Meta {
@@ -130,10 +142,11 @@ pub fn decode(path: &Path, bytes: &[u8], settings: Settings) -> Result<IdentityI
         .ok_or_else(|| corrupt("metadata runs past the end".to_owned()))?;
     let mut meta: Meta = serde_json::from_slice(&body[20..json_end]).map_err(|e| corrupt(format!("metadata: {e}")))?;
     if meta.dim != settings.dim {
-        return Err(corrupt(format!(
-            "vectors of dimension {}, the configured model gives {}",
-            meta.dim, settings.dim
-        )));
+        return Err(SnapshotError::OtherModel {
+            path: path.to_path_buf(),
+            found: meta.dim,
+            expected: settings.dim,
+        });
     }
     let floats = &body[json_end..];
     if floats.len() != meta.exemplars.len() * meta.dim * 4 {
@@ -212,8 +225,10 @@ pub fn save(index: &IdentityIndex, dir: &Path) -> Result<PathBuf, SnapshotError>
     Ok(path)
 }
 
-/// Loads the newest usable snapshot of `dir`: `Ok(None)` when there is none at all; unusable
-/// newer files are reported through `tracing` and skipped.
+/// Loads the newest usable snapshot of `dir`: `Ok(None)` when there is none at all; corrupt
+/// newer files are reported through `tracing` and skipped. When the newest readable snapshot
+/// holds another model's vectors, that is the error ([`SnapshotError::OtherModel`]): history is
+/// not dropped silently.
 pub fn load(dir: &Path, settings: Settings) -> Result<Option<(PathBuf, IdentityIndex)>, SnapshotError> {
     let all = snapshots(dir)?;
     if all.is_empty() {
@@ -234,6 +249,7 @@ pub fn load(dir: &Path, settings: Settings) -> Result<Option<(PathBuf, IdentityI
                 }
                 return Ok(Some((path.clone(), index)));
             }
+            Err(e @ SnapshotError::OtherModel { .. }) => return Err(e),
             Err(e) => reasons.push(e.to_string()),
         }
     }
@@ -241,6 +257,46 @@ pub fn load(dir: &Path, settings: Settings) -> Result<Option<(PathBuf, IdentityI
         dir: dir.to_path_buf(),
         reasons,
     })
+}
+
+/// Renames every snapshot of `dir` whose vectors are not `dim`-dimensional to
+/// `set-aside-<name>` (kept, never loaded or pruned); returns the new paths.
+pub fn set_aside_other_models(dir: &Path, dim: usize) -> Result<Vec<PathBuf>, SnapshotError> {
+    let mut moved = Vec::new();
+    for (_, path) in snapshots(dir)? {
+        let bytes = std::fs::read(&path).map_err(|e| SnapshotError::Io {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        if declared_dim(&bytes).is_some_and(|d| d != dim) {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let to = dir.join(format!("{SET_ASIDE}{name}"));
+            std::fs::rename(&path, &to).map_err(|e| SnapshotError::Io {
+                path: path.clone(),
+                message: format!("cannot set it aside as {}: {e}", to.display()),
+            })?;
+            moved.push(to);
+        }
+    }
+    Ok(moved)
+}
+
+/// Snapshots of `dir` set aside after a model change.
+pub fn set_aside(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with(SET_ASIDE))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
 }
 
 /// The vector dimension a snapshot file declares (read before its full check).

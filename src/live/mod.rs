@@ -61,6 +61,8 @@ pub enum LiveError {
     Stage(supervise::StageFailure),
     #[error(transparent)]
     Device(#[from] crate::model::DeviceError),
+    #[error("index.snapshot_dir: {0}")]
+    Snapshot(#[from] snapshot::SnapshotError),
 }
 
 /// Options of one run.
@@ -70,6 +72,8 @@ pub struct RunOptions {
     pub max_frames: Option<u64>,
     /// Seconds between status lines (0: none).
     pub status_every_s: f64,
+    /// Begin with an empty index when the snapshots are another model's, setting them aside.
+    pub fresh_index: bool,
 }
 
 /// What a run did.
@@ -125,7 +129,21 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
             source: Box::new(source),
         })?;
     let settings = index_settings(cfg, embedder.dim() as usize);
-    let index = match snapshot::load(&cfg.index.snapshot_dir, settings) {
+    let dir = &cfg.index.snapshot_dir;
+    if opts.fresh_index {
+        for moved in snapshot::set_aside_other_models(dir, settings.dim)? {
+            tracing::warn!("set aside another model's snapshot as {}", moved.display());
+        }
+    }
+    let aside = snapshot::set_aside(dir);
+    if !aside.is_empty() {
+        tracing::info!(
+            "{} snapshot(s) of another model kept aside in {} (set-aside-*)",
+            aside.len(),
+            dir.display()
+        );
+    }
+    let index = match snapshot::load(dir, settings) {
         Ok(Some((path, index))) => {
             tracing::info!(
                 "resuming {} identities from {}",
@@ -135,6 +153,7 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
             index
         }
         Ok(None) => IdentityIndex::new(settings),
+        Err(e @ snapshot::SnapshotError::OtherModel { .. }) => return Err(e.into()),
         Err(e) => {
             tracing::warn!("{e}; starting with an empty index");
             IdentityIndex::new(settings)

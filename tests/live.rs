@@ -456,20 +456,34 @@ fn realtime(dir: &Path, cfg: &Path) {
     std::fs::write(cfg, text).expect("cfg");
 }
 
-#[test]
-fn sigint_drains_ends_tracks_snapshots_and_exits_zero() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let clip = clip(dir.path(), 3, 10);
-    let events_path = dir.path().join("out/events.jsonl");
+/// A clip of `people` (seed `seed`) under `dir` and a site file playing it that writes events
+/// to the returned path: (site file, events file).
+fn clip_with_events(dir: &Path, people: usize, seed: u64) -> (PathBuf, PathBuf) {
+    let clip = clip(dir, people, seed);
+    let events_path = dir.join("out/events.jsonl");
     let cfg = site(
-        dir.path(),
+        dir,
         &clip,
         None,
         &format!("[outputs]\nevents = \"{}\"\n", events_path.display()),
     );
+    (cfg, events_path)
+}
+
+#[test]
+fn sigint_drains_ends_tracks_snapshots_and_exits_zero() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cfg, events_path) = clip_with_events(dir.path(), 3, 10);
     realtime(dir.path(), &cfg);
     let run = spawn_run(&cfg);
-    std::thread::sleep(std::time::Duration::from_secs(5));
+    // Interrupted mid-stream: once the first events are out (how long the model takes to load
+    // depends on how busy the machine is), well before the 12-second clip ends.
+    let waiting = std::time::Instant::now();
+    while std::fs::metadata(&events_path).map_or(true, |m| m.len() == 0) {
+        assert!(waiting.elapsed().as_secs() < 60, "no event within 60 s");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(1));
     let asked = std::time::Instant::now();
     assert!(
         Command::new("kill")
@@ -585,14 +599,7 @@ fn the_embedder_reports_where_batch_time_goes() {
 #[test]
 fn a_failing_stage_stops_the_run_naming_it_after_draining() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let clip = clip(dir.path(), 3, 8);
-    let events_path = dir.path().join("out/events.jsonl");
-    let cfg = site(
-        dir.path(),
-        &clip,
-        None,
-        &format!("[outputs]\nevents = \"{}\"\n", events_path.display()),
-    );
+    let (cfg, events_path) = clip_with_events(dir.path(), 3, 8);
     let out = bin()
         .args(["--log", "warn", "run"])
         .arg(&cfg)

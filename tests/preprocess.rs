@@ -30,6 +30,20 @@ struct Sample {
     channels: usize,
 }
 
+impl Sample {
+    /// The sample as a visible crop.
+    fn crop(&self) -> Crop<'_> {
+        Crop {
+            pixels: &self.pixels,
+            width: self.width,
+            height: self.height,
+            stride: self.width * self.channels,
+            channels: self.channels,
+            modality: Modality::Visible,
+        }
+    }
+}
+
 /// Noise, a gradient and hard edges: the content where rounding differences would show.
 fn generated(width: usize, height: usize, channels: usize, seed: u64) -> Sample {
     let mut state = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
@@ -143,14 +157,7 @@ fn crops_are_resized_exactly_as_pillow_does() {
     let mut worst = 0u8;
     let mut differing = 0usize;
     for s in &samples {
-        let crop = Crop {
-            pixels: &s.pixels,
-            width: s.width,
-            height: s.height,
-            stride: s.width * s.channels,
-            channels: s.channels,
-            modality: Modality::Visible,
-        };
+        let crop = s.crop();
         let ours = batch_pixels(&[crop], (288, 144)).expect("resize");
         let n = 288 * 144 * 3;
         let mut got = vec![0u8; n];
@@ -254,14 +261,7 @@ fn the_tensor_way_is_within_one_grey_level_of_pillow() {
         .enumerate()
         .map(|(i, (w, h))| generated(w, h, 1 + 2 * (i % 2), i as u64))
         .collect();
-    crops.extend(generated.iter().map(|s| Crop {
-        pixels: &s.pixels,
-        width: s.width,
-        height: s.height,
-        stride: s.width * s.channels,
-        channels: s.channels,
-        modality: Modality::Visible,
-    }));
+    crops.extend(generated.iter().map(Sample::crop));
     let size = (288, 144);
     let norm = Normalisation {
         mean: IMAGENET_MEAN,

@@ -1,22 +1,18 @@
 //! The built binary: help texts, `check`, `doctor` and `run` on generated sources.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
+use common::{bin, text};
+use std::path::Path;
+use std::process::Output;
+
+/// The binary with `args`, run from the repository root.
 fn reid(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_reid-pipe"))
+    bin()
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("the binary runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]

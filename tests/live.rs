@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{bin, clip, ok, repo, scene_site};
+use common::{bin, clip, ok, repo, scene_site, text};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -247,11 +247,7 @@ fn a_failing_source_does_not_stop_the_others() {
         &format!("[outputs]\nevents = \"{}\"\n", events_path.display()),
     );
     let out = bin().args(["--log", "warn", "run"]).arg(&cfg).output().expect("run");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = text(&out);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -494,11 +490,7 @@ fn sigint_drains_ends_tracks_snapshots_and_exits_zero() {
     );
     let out = run.wait_with_output().expect("run");
     let took = asked.elapsed();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = text(&out);
     assert!(out.status.success(), "{text}");
     assert!(took.as_secs() < 10, "shutdown took {took:?}");
     let ev = events(&events_path);
@@ -606,11 +598,7 @@ fn a_failing_stage_stops_the_run_naming_it_after_draining() {
         .env("REID_PIPE_PANIC_AT", "embed:8")
         .output()
         .expect("run");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = text(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
         text.contains("the embed stage failed: fault injected by REID_PIPE_PANIC_AT=embed:8"),
@@ -643,12 +631,7 @@ fn another_models_snapshots_are_set_aside_not_lost() {
             .arg(cfg)
             .output()
             .expect("run");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.code(), text)
+        (out.status.code(), text(&out))
     };
     // Model A: ImageNet MobileNetV2 (1280-d).
     let a = site(d, &clip, None, "");

@@ -39,7 +39,8 @@ pub fn fails(out: Output) -> String {
     text
 }
 
-fn text(out: &Output) -> String {
+/// Stdout and stderr of a command, together.
+pub fn text(out: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

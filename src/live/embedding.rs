@@ -131,6 +131,7 @@ fn infer(embedder: &dyn Embed, input: &Receiver<Work>, output: &Sender<ToIdentit
     let embedded = metrics.counter("reid_crops_embedded_total", "");
     let failed = metrics.counter("reid_dropped_total", "stage=\"embed\"");
     let phases = PhaseMetrics::new(metrics);
+    let mut failed_batches = 0u64;
     for work in input.iter() {
         let (jobs, staged, started) = match work {
             Work::Note(note) => {
@@ -156,7 +157,15 @@ fn infer(embedder: &dyn Embed, input: &Receiver<Work>, output: &Sender<ToIdentit
                 }
             }
             Err(e) => {
-                tracing::error!("embedding a batch of {} crops: {e}", jobs.len());
+                // A fault that hits every batch (out of memory, say) is logged once, then every
+                // hundredth time, not once a batch.
+                failed_batches += 1;
+                if failed_batches == 1 || failed_batches.is_multiple_of(100) {
+                    tracing::error!(
+                        "embedding a batch of {} crops: {e} ({failed_batches} batches failed so far; their crops are dropped and counted)",
+                        jobs.len()
+                    );
+                }
                 failed.fetch_add(jobs.len() as u64, Ordering::Relaxed);
             }
         }

@@ -185,14 +185,14 @@ pub fn run(args: &EvalArgs) -> Result<Outcome, EvalError> {
     })
 }
 
-/// The embedder of a weight file at the `--input-size` given (if the file records none).
+/// The embedder of a weight file at the `--input-size` given (if the file records none). It
+/// resizes on the host, exactly as Pillow does (the protocols' pre-processing, spec §5.2), on
+/// every device: benchmark figures do not depend on the GPU's one-grey-level differences.
 pub(crate) fn embedder(file: &WeightFile, args: &EvalArgs, device: tch::Device) -> Result<LbaEmbedder, EvalError> {
-    Ok(LbaEmbedder::from_file(
-        file,
-        crate::cli::input_size(args.input_size.as_deref()),
-        device,
-        false,
-    )?)
+    Ok(
+        LbaEmbedder::from_file(file, crate::cli::input_size(args.input_size.as_deref()), device, false)?
+            .with_preprocess(crate::config::site::Preprocess::Host),
+    )
 }
 
 /// Extracts features of every image any trial uses.

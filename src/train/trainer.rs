@@ -448,7 +448,10 @@ fn evaluate(cfg: &TrainConfig, weights_path: &Path, device: Device) -> Result<Me
             protocols::market(&d.root, "test").map_err(crate::eval::EvalError::from)?
         }
     };
-    let embedder = LbaEmbedder::open(weights_path, None, device, false).map_err(|e| io_err(weights_path, e))?;
+    // Pillow-exact pre-processing on every device, as `eval` (figures comparable across devices).
+    let embedder = LbaEmbedder::open(weights_path, None, device, false)
+        .map_err(|e| io_err(weights_path, e))?
+        .with_preprocess(crate::config::site::Preprocess::Host);
     let bank = crate::eval::extract::extract_protocol(&embedder, &d.root, &protocol, d.kind, 64)?;
     let results = crate::eval::evaluate(&protocol, &bank, 256)?;
     Ok(results

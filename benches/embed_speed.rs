@@ -155,13 +155,13 @@ fn rate(device: Device, batch: usize, seconds: f64, mut step: impl FnMut()) -> f
         for _ in 0..2 {
             step();
         }
-        common::synchronize(device);
+        reid_pipe::runtime::synchronize(device);
         let (mut n, start) = (0usize, Instant::now());
         while start.elapsed().as_secs_f64() < seconds / 2.0 {
             step();
             n += 1;
         }
-        common::synchronize(device);
+        reid_pipe::runtime::synchronize(device);
         best = best.max((n * batch) as f64 / start.elapsed().as_secs_f64());
     }
     best

@@ -132,11 +132,11 @@ fn rate(device: Device, (p, k): (usize, usize), steps: usize, mut precision: Pre
             .expect("step");
     };
     one_step();
-    common::synchronize(device);
+    reid_pipe::runtime::synchronize(device);
     let start = Instant::now();
     for _ in 0..steps {
         one_step();
     }
-    common::synchronize(device);
+    reid_pipe::runtime::synchronize(device);
     (steps * 2 * p * k) as f64 / start.elapsed().as_secs_f64()
 }

@@ -20,3 +20,20 @@ pub fn tune_allocator() {
         mallopt(M_TRIM_THRESHOLD, i32::MAX);
     }
 }
+
+/// The message of a caught panic (`panic!` with a literal or a formatted string).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
+/// Waits for the device's queued work (no-op on the CPU), so that a clock read after it counts
+/// that work.
+pub fn synchronize(device: tch::Device) {
+    if let tch::Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}

@@ -7,11 +7,3 @@ use std::process::Command;
 pub fn python() -> Command {
     Command::new(std::env::var_os("REID_TORCH_PYTHON").unwrap_or_else(|| "/opt/reid-torch/bin/python".into()))
 }
-
-/// Waits for the device's queued work, so that a clock read after it counts that work.
-#[allow(dead_code)] // not every bench runs on CUDA
-pub fn synchronize(device: tch::Device) {
-    if let tch::Device::Cuda(i) = device {
-        tch::Cuda::synchronize(i as i64);
-    }
-}

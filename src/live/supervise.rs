@@ -49,11 +49,7 @@ impl Supervisor {
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
             Ok(r) => Some(r),
             Err(payload) => {
-                let cause = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic without a message".to_owned());
+                let cause = crate::runtime::panic_message(payload.as_ref());
                 tracing::error!("the {stage} stage failed: {cause}; stopping the sources and draining the pipeline");
                 self.stop.store(true, Ordering::Relaxed);
                 let mut first = self.failure.lock().unwrap_or_else(|e| e.into_inner());

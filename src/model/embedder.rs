@@ -72,24 +72,17 @@ pub(crate) fn run_staged(
     }
     let started = Instant::now();
     let x = staged.input(norm, device, kind)?;
-    synchronize(device);
+    crate::runtime::synchronize(device);
     phases.upload = started.elapsed();
     let started = Instant::now();
     let y = per_modality(&staged.modalities, &x, dim, &mut network)?;
-    synchronize(device);
+    crate::runtime::synchronize(device);
     phases.network = started.elapsed();
     let started = Instant::now();
     let out = y.f_to_device(Device::Cpu)?;
     phases.download = started.elapsed();
     staged.recycle();
     Ok(out)
-}
-
-/// Waits for the device's queued work (no-op on the CPU).
-fn synchronize(device: Device) {
-    if let Device::Cuda(i) = device {
-        tch::Cuda::synchronize(i as i64);
-    }
 }
 
 /// Runs `network` on the rows of `x` of each modality and returns float32 rows on `x`'s device,
@@ -248,11 +241,7 @@ impl Embed for LbaEmbedder {
                 // The network's layers use tch's infallible operations, which panic on a
                 // libtorch error (CUDA out of memory, say): for the caller, this batch's error.
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.embed_input(x, modality))).map_err(|p| {
-                    let cause = p
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                        .unwrap_or_default();
+                    let cause = crate::runtime::panic_message(p.as_ref());
                     EmbedError::Model(format!(
                         "the {modality} network failed on {} crops: {cause}",
                         x.size()[0]

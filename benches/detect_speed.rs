@@ -3,10 +3,12 @@
 //!
 //!     cargo bench --bench detect_speed          # REID_BENCH_SECONDS (default 5) per measurement
 
-use reid_pipe::config::site::{Detector, DetectorKind, Input, PixelFormat, SourceSpec, ThermalDetector};
+use reid_pipe::config::site::{Detector, DetectorKind, Input, SourceSpec, ThermalDetector};
+
+use reid_pipe::base::{Image, Modality, PixelFormat};
 use reid_pipe::detect::pool::{DetectPool, DetectorFactory, Job};
-use reid_pipe::detect::{self, Image, StreamDetector};
-use reid_pipe::ingest::{Frame, Modality, SourcePipeline};
+use reid_pipe::detect::{self, StreamDetector};
+use reid_pipe::ingest::{Frame, SourcePipeline};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -17,9 +17,10 @@
 
 mod common;
 
-use reid_pipe::config::site::{Backbone, Preprocess};
-use reid_pipe::ingest::Modality;
-use reid_pipe::model::embedder::{Crop, Embed, LbaEmbedder, Phases};
+use reid_pipe::config::site::Preprocess;
+
+use reid_pipe::base::{Backbone, Crop, Modality};
+use reid_pipe::model::embedder::{Embed, LbaEmbedder, Phases};
 use reid_pipe::model::preprocess::Stager;
 use reid_pipe::model::{LbaNet, ModelSpec};
 use std::collections::HashMap;

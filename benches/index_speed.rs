@@ -22,7 +22,7 @@ const QUERIES: usize = 1000;
 const EFS: [usize; 4] = [16, 32, 64, 128];
 
 fn unit_rows(x: &Tensor) -> Vec<Vec<f32>> {
-    let x = reid_pipe::eval::ranking::normalize_rows(x);
+    let x = reid_pipe::base::normalize_rows(x).expect("normalise");
     (0..x.size()[0])
         .map(|i| Vec::<f32>::try_from(x.get(i)).expect("row"))
         .collect()

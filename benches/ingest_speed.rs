@@ -4,8 +4,9 @@
 //!
 //!     cargo bench --bench ingest_speed           # REID_BENCH_VIDEO=/path/to/video to change
 
-use reid_pipe::config::site::{Input, PixelFormat, SourceSpec};
-use reid_pipe::ingest::Modality;
+use reid_pipe::config::site::{Input, SourceSpec};
+
+use reid_pipe::base::{Modality, PixelFormat};
 use reid_pipe::ingest::stream::{self, Backoff};
 use reid_pipe::ingest::template;
 use std::process::Command;

@@ -7,11 +7,11 @@
 //!     cargo bench --bench live_speed
 //!     REID_BENCH_SOAK_S=600 cargo bench --bench live_speed   # also: RSS over a looping 10-minute run
 
+use reid_pipe::base::{Backbone, Crop, Modality};
 use reid_pipe::config::SiteConfig;
-use reid_pipe::config::site::{Backbone, Model};
-use reid_pipe::ingest::Modality;
+use reid_pipe::config::site::Model;
 use reid_pipe::live::{self, RunOptions};
-use reid_pipe::model::embedder::{Crop, from_site_model};
+use reid_pipe::model::embedder::from_site_model;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;

@@ -9,11 +9,9 @@
 
 mod common;
 
-use reid_pipe::config::site::Backbone;
+use reid_pipe::base::{Backbone, Modality, PyRandom};
 use reid_pipe::config::train::AmpDtype;
 use reid_pipe::config::train::{DenseTripletWeighting, Loss, Stage};
-use reid_pipe::eval::pyrandom::PyRandom;
-use reid_pipe::ingest::Modality;
 use reid_pipe::model::{LbaNet, ModelSpec};
 use reid_pipe::train::amp::Precision;
 use reid_pipe::train::sgd::{Group, Sgd};

@@ -1,5 +1,9 @@
 //! Command-line interface: clap derive types, and one conversion of their values (no other logic).
 
+use crate::base::Device;
+use crate::config::train::DatasetKind;
+use crate::eval::protocols::{RegdbDirection, Shots, SysuMode};
+use crate::eval::{EvalInput, EvalRequest, Trials};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -200,8 +204,8 @@ pub struct EvalArgs {
     #[arg(long, num_args = 2, value_names = ["H", "W"], value_parser = clap::value_parser!(i64).range(16..=2048))]
     pub input_size: Option<Vec<i64>>,
     /// Device for extraction and ranking: auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
+    #[arg(long, default_value = "auto", value_parser = device)]
+    pub device: Device,
     /// Images per extraction batch.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
@@ -216,14 +220,58 @@ pub struct EvalArgs {
     pub direction: DirectionArg,
     /// Trials, e.g. `0-9`, `1,3` or `all` (default: SYSU 0-9; RegDB: the trial a checkpoint was
     /// trained on, else 1-10).
-    #[arg(long)]
-    pub trials: Option<String>,
+    #[arg(long, value_parser = Trials::parse)]
+    pub trials: Option<Trials>,
     /// Queries ranked per block (bounds memory).
     #[arg(long, default_value_t = 512)]
     pub block: i64,
     /// Output folder for summary.json, per_query.csv and cmc.png.
     #[arg(long, default_value = "out/eval")]
     pub out: PathBuf,
+}
+
+impl EvalArgs {
+    /// The evaluation these arguments ask for.
+    pub fn request(self) -> EvalRequest {
+        let inputs = if self.features.is_empty() {
+            self.checkpoint.into_iter().map(EvalInput::Checkpoint).collect()
+        } else {
+            self.features.into_iter().map(EvalInput::Features).collect()
+        };
+        EvalRequest {
+            dataset: match self.dataset {
+                EvalDataset::Sysu => DatasetKind::Sysu,
+                EvalDataset::Regdb => DatasetKind::Regdb,
+                EvalDataset::Market => DatasetKind::Market,
+                EvalDataset::Duke => DatasetKind::Duke,
+            },
+            root: self.root,
+            inputs,
+            input_size: input_size(self.input_size.as_deref()),
+            device: self.device,
+            batch: self.batch,
+            sysu_mode: match self.mode {
+                SysuModeArg::All => SysuMode::All,
+                SysuModeArg::Indoor => SysuMode::Indoor,
+            },
+            shots: match self.shots {
+                ShotsArg::Single => Shots::Single,
+                ShotsArg::Multi => Shots::Multi,
+            },
+            direction: match self.direction {
+                DirectionArg::V2t => RegdbDirection::VisibleToThermal,
+                DirectionArg::T2v => RegdbDirection::ThermalToVisible,
+            },
+            trials: self.trials.unwrap_or_default(),
+            block: self.block,
+            out: self.out,
+        }
+    }
+}
+
+/// Parses a `--device` value.
+fn device(s: &str) -> Result<Device, String> {
+    Device::parse(s).ok_or_else(|| format!("expected auto, cpu, cuda or cuda:N, found {s:?}"))
 }
 
 /// `reid-pipe viz` figures (PNG).

@@ -1,6 +1,8 @@
 //! reid-pipe: person re-identification across paired visible (RGB) and thermal (IR) cameras.
 //!
-//! The library holds everything; the `reid-pipe` binary only parses the command line.
+//! The library holds everything; the `reid-pipe` binary only parses the command line. Modules
+//! form layers and use only lower ones (ARCHITECTURE.md; `tests/layers.rs` checks it).
+//! - [`base`]: the shared vocabulary (modalities, stream ids, pixel views, devices, backbones).
 //! - [`config`]: site and training files, validated with located errors.
 //! - [`ingest`]: GStreamer sources rendered from `pipelines/` templates.
 //! - [`detect`]: person detectors for visible and thermal frames, and their worker pool.
@@ -17,6 +19,7 @@
 //! - [`libtorch`]: the few libtorch calls tch does not wrap (autocast type, pinned memory).
 
 pub mod atomic;
+pub mod base;
 pub mod cli;
 pub mod config;
 pub mod data;

@@ -65,11 +65,12 @@ fn run(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Eval(args) => {
-            let outcome = reid_pipe::eval::command::run(&args)?;
+            let request = args.request();
+            let outcome = reid_pipe::eval::command::run(&request)?;
             print!("{}", outcome.table);
             println!(
                 "wrote summary.json, per_query.csv and cmc.png to {}",
-                args.out.display()
+                request.out.display()
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -172,7 +173,13 @@ fn viz(figure: reid_pipe::cli::VizFigure) -> Result<()> {
             seed,
             png,
         } => {
-            let rows = retrieval::run(&eval, queries, top, seed, &png)?;
+            let rows = retrieval::run(&retrieval::RetrievalRequest {
+                eval: eval.request(),
+                queries,
+                top,
+                seed,
+                out: png.clone(),
+            })?;
             let right = rows.iter().filter(|r| r.ranked.first().is_some_and(|g| g.1)).count();
             println!(
                 "wrote {} ({} queries, {right} right at rank 1)",

@@ -94,7 +94,7 @@ fn run_streams_test_sources_and_isolates_a_failing_one() {
     let missing = Path::new("/nonexistent/clip.mkv");
     // A tiny untrained network: the run needs a model, the test is about the sources.
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-    let spec = reid_pipe::model::ModelSpec::new(reid_pipe::config::site::Backbone::Tinyresnet, 0, (64, 32));
+    let spec = reid_pipe::model::ModelSpec::new(reid_pipe::base::Backbone::Tinyresnet, 0, (64, 32));
     let net = reid_pipe::model::LbaNet::new(&vs.root(), spec);
     reid_pipe::model::weights::save(&vs, &net.spec, &Default::default(), &dir.path().join("w.safetensors"))
         .expect("weights");

@@ -1,7 +1,9 @@
 //! Configuration files: the shipped examples parse, and malformed files give errors that name
 //! the file, the key and the line.
 
-use reid_pipe::config::site::{Backbone, DetectorKind, Input, PixelFormat};
+use reid_pipe::config::site::{DetectorKind, Input};
+
+use reid_pipe::base::{Backbone, PixelFormat};
 use reid_pipe::config::train::Pretrained;
 use reid_pipe::config::{ConfigError, SiteConfig, TrainConfig};
 use std::path::{Path, PathBuf};

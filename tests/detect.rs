@@ -4,11 +4,12 @@
 mod common;
 
 use common::vtest_frames;
+use reid_pipe::base::{Image, PixelFormat};
 use reid_pipe::config::site::{
-    Calibration, Detector, DetectorKind, PixelFormat, ThermalDetector, Tracker as TrackerConfig, YoloLayout,
+    Calibration, Detector, DetectorKind, ThermalDetector, Tracker as TrackerConfig, YoloLayout,
 };
 use reid_pipe::detect::pool::{DetectPool, Job};
-use reid_pipe::detect::{self, BBox, Detection, Image, StreamDetector};
+use reid_pipe::detect::{self, BBox, Detection, StreamDetector};
 use reid_pipe::ingest::Frame;
 use reid_pipe::synth::scene::Scene;
 use reid_pipe::track::Tracker;

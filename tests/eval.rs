@@ -294,7 +294,7 @@ fn write_image(path: &Path, pid: i64, cam: i64) {
 
 #[test]
 fn eval_with_a_checkpoint_extracts_saves_and_scores() {
-    use reid_pipe::config::site::Backbone;
+    use reid_pipe::base::Backbone;
     use reid_pipe::model::{LbaNet, ModelSpec, weights};
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("SYSU-MM01");
@@ -353,7 +353,7 @@ fn eval_with_a_checkpoint_extracts_saves_and_scores() {
 
 #[test]
 fn regdb_checkpoints_are_scored_on_the_trial_they_trained_on() {
-    use reid_pipe::config::site::Backbone;
+    use reid_pipe::base::Backbone;
     use reid_pipe::model::weights::{self, Provenance};
     use reid_pipe::model::{LbaNet, ModelSpec};
     let dir = tempfile::tempdir().expect("tempdir");

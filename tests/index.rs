@@ -1,11 +1,11 @@
 //! The identity index: recall against brute force, assignment scenarios, expiry, background
 //! rebuilds, snapshot round trips, corruption and crashes while writing.
 
+use reid_pipe::base::Modality;
 use reid_pipe::config::site::IndexBackend;
 use reid_pipe::index::backend::{Backend, ExactBackend, HnswBackend, HnswParams};
 use reid_pipe::index::snapshot;
 use reid_pipe::index::{IdentityIndex, Settings};
-use reid_pipe::ingest::Modality;
 use std::path::Path;
 use std::time::Duration;
 use tch::{Device, Kind, Tensor};
@@ -16,7 +16,7 @@ fn clustered(n: usize, centres: usize, dim: usize, spread: f64, seed: i64) -> Ve
     let c = Tensor::randn([centres as i64, dim as i64], (Kind::Float, Device::Cpu));
     let pick = Tensor::randint(centres as i64, [n as i64], (Kind::Int64, Device::Cpu));
     let x = c.index_select(0, &pick) + Tensor::randn([n as i64, dim as i64], (Kind::Float, Device::Cpu)) * spread;
-    let x = reid_pipe::eval::ranking::normalize_rows(&x);
+    let x = reid_pipe::base::normalize_rows(&x).expect("normalise");
     (0..n as i64)
         .map(|i| Vec::<f32>::try_from(x.get(i)).expect("row"))
         .collect()

@@ -652,7 +652,7 @@ fn another_models_snapshots_are_set_aside_not_lost() {
     // Model B: a tiny network of another dimension, same snapshot folder.
     tch::manual_seed(0);
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-    let spec = reid_pipe::model::ModelSpec::new(reid_pipe::config::site::Backbone::Tinyresnet, 0, (64, 32));
+    let spec = reid_pipe::model::ModelSpec::new(reid_pipe::base::Backbone::Tinyresnet, 0, (64, 32));
     let net = reid_pipe::model::LbaNet::new(&vs.root(), spec);
     let weights = d.join("b.safetensors");
     reid_pipe::model::weights::save(&vs, &net.spec, &Default::default(), &weights).expect("weights");

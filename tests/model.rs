@@ -1,11 +1,10 @@
 //! The LbA network against PyTorch: reference numbers come from `tests/reference/model_refs.py`
 //! run by the installed torch (the venv `scripts/setup.sh` makes).
 
-use reid_pipe::config::site::Backbone;
+use reid_pipe::base::{Backbone, Crop, Modality};
 use reid_pipe::config::train::DenseTripletWeighting;
-use reid_pipe::ingest::Modality;
 use reid_pipe::model::cmalign::CmAlign;
-use reid_pipe::model::embedder::{Crop, Embed, LbaEmbedder};
+use reid_pipe::model::embedder::{Embed, LbaEmbedder};
 use reid_pipe::model::torchscript::{self, ScriptEmbedder};
 use reid_pipe::model::weights::{Fit, Provenance, WeightFile};
 use reid_pipe::model::{LbaNet, ModelSpec, weights};

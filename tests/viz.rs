@@ -3,7 +3,7 @@
 
 use opencv::core::{Mat, Vec3b};
 use opencv::prelude::*;
-use reid_pipe::config::site::Backbone;
+use reid_pipe::base::Backbone;
 use reid_pipe::model::{LbaNet, ModelSpec, weights};
 use reid_pipe::viz::{GREEN, RED, alignment, curves, retrieval};
 use serde_json::Value;

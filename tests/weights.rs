@@ -159,7 +159,7 @@ fn bad_weight_files_are_named_errors() {
     let good = dir.path().join("tiny.safetensors");
     {
         let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-        let spec = reid_pipe::model::ModelSpec::new(reid_pipe::config::site::Backbone::Tinyresnet, 5, (64, 32));
+        let spec = reid_pipe::model::ModelSpec::new(reid_pipe::base::Backbone::Tinyresnet, 5, (64, 32));
         let _net = reid_pipe::model::LbaNet::new(&vs.root(), spec.clone());
         reid_pipe::model::weights::save(&vs, &spec, &Default::default(), &good).expect("save");
     }

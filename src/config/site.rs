@@ -4,6 +4,7 @@
 pub use super::detect::{Calibration, Detector, DetectorKind, ThermalDetector, Tracker, YoloLayout};
 use super::detect::{RawCalibration, RawDetector, RawThermalDetector, RawTracker};
 use super::{ConfigError, Source};
+use crate::base::{Backbone, Device, PixelFormat};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -43,23 +44,6 @@ pub struct Runtime {
     pub queue_capacity: usize,
     /// Worker threads for detection.
     pub detector_workers: usize,
-}
-
-/// Compute device for the model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DeviceKind {
-    /// CUDA when available, CPU otherwise.
-    Auto,
-    Cpu,
-    Cuda,
-}
-
-/// A device choice with an optional CUDA ordinal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Device {
-    pub kind: DeviceKind,
-    pub cuda_index: usize,
 }
 
 /// A visible + thermal camera pair.
@@ -195,29 +179,6 @@ fn url_has_user(url: &str) -> bool {
     authority.rfind('@').is_some_and(|at| at > 0)
 }
 
-/// Pixel format of frames coming out of a source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PixelFormat {
-    /// 8-bit RGB (visible cameras).
-    Rgb,
-    /// 8-bit grey (thermal).
-    Gray8,
-    /// 16-bit grey, e.g. radiometric thermal data (little endian).
-    Gray16,
-}
-
-impl PixelFormat {
-    /// The GStreamer caps format name.
-    pub fn gst_name(self) -> &'static str {
-        match self {
-            PixelFormat::Rgb => "RGB",
-            PixelFormat::Gray8 => "GRAY8",
-            PixelFormat::Gray16 => "GRAY16_LE",
-        }
-    }
-}
-
 /// Embedding model settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Model {
@@ -246,16 +207,6 @@ pub enum Preprocess {
     /// As batched tensor operations on the model's device (the same taps; within one grey level
     /// of `host`).
     Tensor,
-}
-
-/// Backbone network of the embedder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Backbone {
-    Resnet50,
-    Mobilenetv2,
-    /// Narrow, shallow ResNet for tests.
-    Tinyresnet,
 }
 
 /// Identity index settings. Distances are cosine distances, 1 − cos, in [0, 2].
@@ -649,11 +600,8 @@ impl RawSite {
 impl RawRuntime {
     fn check(self, src: &Source<'_>) -> Result<Runtime, ConfigError> {
         let device = match &self.device {
-            None => Device {
-                kind: DeviceKind::Auto,
-                cuda_index: 0,
-            },
-            Some(d) => parse_device(d.get_ref()).ok_or_else(|| {
+            None => Device::AUTO,
+            Some(d) => Device::parse(d.get_ref()).ok_or_else(|| {
                 src.error(
                     "runtime.device",
                     d.span(),
@@ -674,31 +622,6 @@ impl RawRuntime {
             queue_capacity: check::int(src, "runtime.queue_capacity", &self.queue_capacity, 8, 1, max)? as usize,
             detector_workers: check::int(src, "runtime.detector_workers", &self.detector_workers, 1, 1, 256)? as usize,
         })
-    }
-}
-
-/// Parses `auto`, `cpu`, `cuda` or `cuda:N`.
-pub(crate) fn parse_device(s: &str) -> Option<Device> {
-    match s {
-        "auto" => Some(Device {
-            kind: DeviceKind::Auto,
-            cuda_index: 0,
-        }),
-        "cpu" => Some(Device {
-            kind: DeviceKind::Cpu,
-            cuda_index: 0,
-        }),
-        "cuda" => Some(Device {
-            kind: DeviceKind::Cuda,
-            cuda_index: 0,
-        }),
-        _ => s
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse().ok())
-            .map(|cuda_index| Device {
-                kind: DeviceKind::Cuda,
-                cuda_index,
-            }),
     }
 }
 
@@ -1015,19 +938,5 @@ mod tests {
         assert_eq!(redact_url("rtsp://admin@cam/live"), "rtsp://admin@cam/live");
         assert_eq!(redact_url("rtsp://cam/a@b"), "rtsp://cam/a@b");
         assert_eq!(redact_url("not a url"), "not a url");
-    }
-
-    #[test]
-    fn parses_devices() {
-        assert_eq!(
-            parse_device("cuda:1"),
-            Some(Device {
-                kind: DeviceKind::Cuda,
-                cuda_index: 1
-            })
-        );
-        assert_eq!(parse_device("cpu").map(|d| d.kind), Some(DeviceKind::Cpu));
-        assert_eq!(parse_device("gpu"), None);
-        assert_eq!(parse_device("cuda:x"), None);
     }
 }

@@ -2,8 +2,9 @@
 //! Defaults are the paper's recipe (see `shared/spec` §5): P=8 identities × K=4 images per
 //! modality, 288×144 input, SGD with Nesterov momentum, 81 epochs with warm-up and two steps.
 
-use super::site::{Backbone, Device, DeviceKind, check, parse_device};
+use super::site::check;
 use super::{ConfigError, Source};
+use crate::base::{Backbone, Device};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
@@ -267,11 +268,8 @@ struct RawSchedule {
 impl RawTrain {
     fn check(self, src: &Source<'_>) -> Result<TrainConfig, ConfigError> {
         let device = match &self.device {
-            None => Device {
-                kind: DeviceKind::Auto,
-                cuda_index: 0,
-            },
-            Some(d) => parse_device(d.get_ref()).ok_or_else(|| {
+            None => Device::AUTO,
+            Some(d) => Device::parse(d.get_ref()).ok_or_else(|| {
                 src.error(
                     "device",
                     d.span(),

@@ -24,12 +24,16 @@ impl HaarDetector {
     /// Loads `path`, or the Debian full-body cascade.
     pub fn new(path: Option<&Path>) -> Result<Self, DetectError> {
         let path = path.unwrap_or(Path::new(DEFAULT_CASCADE));
-        let shown = require_file(path)?;
-        let cascade = CascadeClassifier::new(path)?;
+        require_file(path)?;
+        let load = |source| DetectError::Load {
+            path: path.to_owned(),
+            source,
+        };
+        let cascade = CascadeClassifier::new(path).map_err(load)?;
         if cascade.empty()? {
-            return Err(DetectError::Model {
-                path: shown,
-                message: "not a cascade OpenCV can load".into(),
+            return Err(DetectError::BadModel {
+                path: path.to_owned(),
+                problem: "not a cascade OpenCV can load".into(),
             });
         }
         Ok(Self {
@@ -45,7 +49,7 @@ impl Detect for HaarDetector {
     }
 
     fn detect(&mut self, image: &Image<'_>) -> Result<Vec<Detection>, DetectError> {
-        image.with_mat(|mat| {
+        Ok(image.with_mat(|mat| {
             if mat.channels() == 3 {
                 imgproc::cvt_color_def(mat, &mut self.grey, imgproc::COLOR_RGB2GRAY)?;
             } else {
@@ -73,6 +77,6 @@ impl Detect for HaarDetector {
                     score: n as f32 / (n + MIN_NEIGHBORS) as f32,
                 })
                 .collect())
-        })
+        })?)
     }
 }

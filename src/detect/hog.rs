@@ -24,7 +24,7 @@ impl Detect for HogDetector {
     }
 
     fn detect(&mut self, image: &Image<'_>) -> Result<Vec<Detection>, DetectError> {
-        image.with_mat(|mat| {
+        Ok(image.with_mat(|mat| {
             let mut found = Vector::<Rect>::new();
             let mut weights = Vector::<f64>::new();
             // Negative hit threshold: let the filter's confidence decide, not the SVM cut-off.
@@ -47,6 +47,6 @@ impl Detect for HogDetector {
                     score: sigmoid(w as f32),
                 })
                 .collect())
-        })
+        })?)
     }
 }

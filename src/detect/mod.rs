@@ -8,7 +8,6 @@
 pub mod boxes;
 pub mod haar;
 pub mod hog;
-pub mod image;
 pub mod motion;
 pub mod onnx;
 pub mod pool;
@@ -17,18 +16,40 @@ pub mod ssd;
 pub mod thermal;
 
 pub use boxes::{BBox, Detection, nms};
-pub use image::Image;
 
+use crate::base::{Image, ImageError, PixelFormat};
 use crate::config::site::{Calibration, Detector, DetectorKind, ThermalDetector};
+use std::path::{Path, PathBuf};
 
-/// Errors of detection, naming the model file or input involved.
+/// Errors of detection, naming the model file or input involved. Each message says this level
+/// only; the cause is the error's source.
 #[derive(Debug, thiserror::Error)]
 pub enum DetectError {
-    #[error("detector model {path}: {message}")]
-    Model { path: String, message: String },
-    #[error("frame: {0}")]
-    Input(String),
-    #[error("OpenCV: {0}")]
+    #[error("the {0:?} detector needs a model file (`model`)")]
+    NoModel(DetectorKind),
+    #[error("detector model {}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("detector model {}: not a file", path.display())]
+    NotAFile { path: PathBuf },
+    #[error("detector model {}: {problem}", path.display())]
+    BadModel { path: PathBuf, problem: String },
+    #[error("detector model {}: OpenCV cannot load it", path.display())]
+    Load {
+        path: PathBuf,
+        #[source]
+        source: opencv::Error,
+    },
+    #[error("frame")]
+    Frame(#[from] ImageError),
+    #[error("{0:?} frame given where 16-bit grey was expected")]
+    NotGray16(PixelFormat),
+    #[error("{detector} output: {problem}")]
+    Output { detector: &'static str, problem: String },
+    #[error("OpenCV")]
     OpenCv(#[from] opencv::Error),
 }
 
@@ -120,25 +141,18 @@ pub fn thermal(cfg: &ThermalDetector, calibration: Option<Calibration>) -> Strea
     }
 }
 
-fn model_path(cfg: &Detector) -> Result<&std::path::Path, DetectError> {
-    cfg.model.as_deref().ok_or_else(|| DetectError::Model {
-        path: String::new(),
-        message: format!("the {:?} detector needs a model file", cfg.kind),
-    })
+fn model_path(cfg: &Detector) -> Result<&Path, DetectError> {
+    cfg.model.as_deref().ok_or(DetectError::NoModel(cfg.kind))
 }
 
 /// Fails with a message naming `path` when it is not a readable file.
-pub(crate) fn require_file(path: &std::path::Path) -> Result<String, DetectError> {
-    let shown = path.display().to_string();
+pub(crate) fn require_file(path: &Path) -> Result<(), DetectError> {
     match std::fs::metadata(path) {
-        Ok(m) if m.is_file() => Ok(shown),
-        Ok(_) => Err(DetectError::Model {
-            path: shown,
-            message: "not a file".into(),
-        }),
-        Err(e) => Err(DetectError::Model {
-            path: shown,
-            message: e.to_string(),
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => Err(DetectError::NotAFile { path: path.to_owned() }),
+        Err(source) => Err(DetectError::Unreadable {
+            path: path.to_owned(),
+            source,
         }),
     }
 }

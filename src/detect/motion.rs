@@ -5,7 +5,7 @@
 
 use super::regions::Regions;
 use super::{Detect, DetectError, Detection, Image};
-use crate::config::site::PixelFormat;
+use crate::base::PixelFormat;
 use opencv::core::{self, Mat, Size};
 use opencv::imgproc;
 use opencv::prelude::*;

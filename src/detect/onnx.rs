@@ -50,7 +50,10 @@ pub fn parse(
     classes: &[u32],
     letterbox: &Letterbox,
 ) -> Result<Vec<Detection>, DetectError> {
-    let bad = || DetectError::Input(format!("unexpected {layout:?} output shape {shape:?}"));
+    let bad = || DetectError::Output {
+        detector: "onnx",
+        problem: format!("unexpected {layout:?} output shape {shape:?}"),
+    };
     let &[1, a, b] = shape else { return Err(bad()) };
     let (count, fields) = match layout {
         YoloLayout::Yolov5 => (a as usize, b as usize),
@@ -93,10 +96,10 @@ pub struct OnnxDetector {
 
 impl OnnxDetector {
     pub fn new(path: &Path, layout: YoloLayout, input: (u32, u32), classes: Vec<u32>) -> Result<Self, DetectError> {
-        let shown = require_file(path)?;
-        let net = dnn::read_net_from_onnx(path).map_err(|e| DetectError::Model {
-            path: shown,
-            message: e.to_string(),
+        require_file(path)?;
+        let net = dnn::read_net_from_onnx(path).map_err(|source| DetectError::Load {
+            path: path.to_owned(),
+            source,
         })?;
         Ok(Self {
             net,

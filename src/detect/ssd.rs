@@ -85,18 +85,18 @@ pub struct SsdDetector {
 impl SsdDetector {
     /// Loads the frozen graph `model` (`.pb`) and the text graph beside it (`.pbtxt`).
     pub fn new(model: &Path) -> Result<Self, DetectError> {
-        let shown = require_file(model)?;
+        require_file(model)?;
         let text = model.with_extension("pbtxt");
-        require_file(&text).map_err(|_| DetectError::Model {
-            path: shown.clone(),
-            message: format!(
+        require_file(&text).map_err(|_| DetectError::BadModel {
+            path: model.to_owned(),
+            problem: format!(
                 "its text graph {} is missing; `python models/ssdlite_text_graph.py` writes it",
                 text.display()
             ),
         })?;
-        let bad = |e: opencv::Error| DetectError::Model {
-            path: shown.clone(),
-            message: e.to_string(),
+        let bad = |source| DetectError::Load {
+            path: model.to_owned(),
+            source,
         };
         let net = dnn::read_net_from_tensorflow(&model.to_string_lossy(), &text.to_string_lossy()).map_err(bad)?;
         let mut outputs = Vector::<String>::new();
@@ -107,9 +107,9 @@ impl SsdDetector {
         }
         let names = net.get_layer_names().map_err(bad)?;
         if let Some(missing) = outputs.iter().find(|o| !names.iter().any(|n| n == *o)) {
-            return Err(DetectError::Model {
-                path: shown,
-                message: format!(
+            return Err(DetectError::BadModel {
+                path: model.to_owned(),
+                problem: format!(
                     "the network has no layer {missing}; is it the SSDLite person graph? (layers: {})",
                     names
                         .iter()
@@ -131,7 +131,7 @@ impl Detect for SsdDetector {
     fn detect(&mut self, image: &Image<'_>) -> Result<Vec<Detection>, DetectError> {
         // The graph expects RGB scaled to [-1, 1] at 300×300 (bilinear, aspect not kept).
         let blob = image.with_mat(|mat| {
-            Ok(dnn::blob_from_image(
+            dnn::blob_from_image(
                 mat,
                 1.0 / 127.5,
                 Size::new(INPUT, INPUT),
@@ -139,7 +139,7 @@ impl Detect for SsdDetector {
                 false,
                 false,
                 opencv::core::CV_32F,
-            )?)
+            )
         })?;
         self.net.set_input_def(&blob)?;
         let mut results = Vector::<Mat>::new();
@@ -151,15 +151,21 @@ impl Detect for SsdDetector {
             let classes = results.get(2 * layer + 1)?;
             let size = boxes.mat_size();
             if size.len() != 4 {
-                return Err(DetectError::Input(format!("box predictor {layer} returned {size:?}")));
+                return Err(DetectError::Output {
+                    detector: "ssd",
+                    problem: format!("box predictor {layer} returned {size:?}"),
+                });
             }
             let (h, w) = (size[2] as usize, size[3] as usize);
             let expected = shapes(layer).len();
             if size[1] as usize != expected * 4 || classes.mat_size()[1] as usize != expected * 2 {
-                return Err(DetectError::Input(format!(
-                    "box predictor {layer} returned {size:?} boxes and {:?} classes for {expected} anchors",
-                    classes.mat_size()
-                )));
+                return Err(DetectError::Output {
+                    detector: "ssd",
+                    problem: format!(
+                        "box predictor {layer} returned {size:?} boxes and {:?} classes for {expected} anchors",
+                        classes.mat_size()
+                    ),
+                });
             }
             for (score, [y0, x0, y1, x1]) in decode_layer(layer, boxes.data_typed()?, classes.data_typed()?, h, w) {
                 if score >= 0.05 {

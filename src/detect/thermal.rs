@@ -3,7 +3,8 @@
 
 use super::regions::Regions;
 use super::{Detect, DetectError, Detection, Image};
-use crate::config::site::{Calibration, PixelFormat, ThermalDetector};
+use crate::base::PixelFormat;
+use crate::config::site::{Calibration, ThermalDetector};
 use opencv::core::{self, Mat, Size};
 use opencv::imgproc;
 use opencv::prelude::*;
@@ -27,7 +28,7 @@ impl HotRegionDetector {
 
     /// The frame as 32-bit floats: °C for calibrated 16-bit frames, raw values otherwise.
     fn temperatures(&self, image: &Image<'_>) -> Result<Mat, DetectError> {
-        image.with_mat(|mat| {
+        Ok(image.with_mat(|mat| {
             let mut out = Mat::default();
             match (image.format, self.calibration) {
                 (PixelFormat::Rgb, _) => {
@@ -39,7 +40,7 @@ impl HotRegionDetector {
                 _ => mat.convert_to(&mut out, core::CV_32F, 1.0, 0.0)?,
             }
             Ok(out)
-        })
+        })?)
     }
 
     /// The hot threshold of one frame.
@@ -98,12 +99,9 @@ impl Detect for HotRegionDetector {
 /// `range` (for example 15–40 °C) when calibrated, the frame's own min–max otherwise.
 pub fn to_u8(image: &Image<'_>, calibration: Option<Calibration>, range: (f64, f64)) -> Result<Vec<u8>, DetectError> {
     if image.format != PixelFormat::Gray16 {
-        return Err(DetectError::Input(format!(
-            "{:?} frame given where 16-bit grey was expected",
-            image.format
-        )));
+        return Err(DetectError::NotGray16(image.format));
     }
-    image.with_mat(|mat| {
+    Ok(image.with_mat(|mat| {
         let (alpha, beta) = match calibration {
             Some(c) => {
                 let s = 255.0 / (range.1 - range.0);
@@ -129,5 +127,5 @@ pub fn to_u8(image: &Image<'_>, calibration: Option<Calibration>, range: (f64, f
         }?;
         mat.convert_to(&mut dst, core::CV_8U, alpha, beta)?;
         Ok(out)
-    })
+    })?)
 }

@@ -1,10 +1,10 @@
 //! `reid-pipe eval`: builds the protocol, scores every feature file (one per run) and writes
 //! the reports.
 
-use super::protocols::{self, Protocol, RegdbDirection, Shots, SysuMode};
+use super::protocols::{self, Protocol};
 use super::report::{self, Summary};
+use super::request::{EvalInput, EvalRequest, Trials};
 use super::{EvalError, FeatureBank, TrialResult};
-use crate::cli::{DirectionArg, EvalArgs, EvalDataset, ShotsArg, SysuModeArg};
 use crate::config::train::DatasetKind;
 use crate::model::embedder::LbaEmbedder;
 use crate::model::weights::WeightFile;
@@ -19,94 +19,40 @@ pub struct Outcome {
     pub overall: Summary,
 }
 
-/// Longest trial range accepted (the benchmarks have 10).
-const MAX_TRIALS: u64 = 100;
-
-/// Parses `0-9`, `1,3,5`, `2` or `all` (= `all`, the dataset's whole list).
-pub fn parse_trials(s: &str, all: &[u64]) -> Result<Vec<u64>, String> {
-    if s.trim() == "all" {
-        return Ok(all.to_vec());
-    }
-    let mut out = Vec::new();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let num = |x: &str| {
-            x.trim()
-                .parse::<u64>()
-                .map_err(|_| format!("trial {x:?} is not a number"))
-        };
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b) = (num(a)?, num(b)?);
-                if a > b {
-                    return Err(format!("trial range {part:?} runs backwards"));
-                }
-                if b - a >= MAX_TRIALS {
-                    return Err(format!("trial range {part:?}: at most {MAX_TRIALS} trials"));
-                }
-                out.extend(a..=b);
-            }
-            None => out.push(num(part)?),
+/// Builds the protocol the request names. A RegDB model trained on one trial (`trained`) is
+/// scored on that trial unless the request lists trials.
+pub fn protocol(req: &EvalRequest, trained: Option<u32>) -> Result<Protocol, EvalError> {
+    Ok(match req.dataset {
+        DatasetKind::Sysu => {
+            let trials = req.trials.pick(&(0..=9).collect::<Vec<u64>>(), None);
+            protocols::sysu(&req.root, req.sysu_mode, req.shots, &trials)?
         }
-    }
-    if out.is_empty() {
-        return Err(format!("no trials in {s:?}"));
-    }
-    Ok(out)
-}
-
-/// Builds the protocol the arguments name. A RegDB model trained on one trial (`trained`) is
-/// scored on that trial unless `--trials` says otherwise.
-pub fn protocol(args: &EvalArgs, trained: Option<u32>) -> Result<Protocol, EvalError> {
-    let bad_trials = |message: String| EvalError::Features {
-        path: "--trials".into(),
-        message,
-    };
-    Ok(match args.dataset {
-        EvalDataset::Sysu => {
-            let mode = match args.mode {
-                SysuModeArg::All => SysuMode::All,
-                SysuModeArg::Indoor => SysuMode::Indoor,
-            };
-            let shots = match args.shots {
-                ShotsArg::Single => Shots::Single,
-                ShotsArg::Multi => Shots::Multi,
-            };
-            let all: Vec<u64> = (0..=9).collect();
-            let trials = parse_trials(args.trials.as_deref().unwrap_or("all"), &all).map_err(bad_trials)?;
-            protocols::sysu(&args.root, mode, shots, &trials)?
-        }
-        EvalDataset::Regdb => {
-            let direction = match args.direction {
-                DirectionArg::V2t => RegdbDirection::VisibleToThermal,
-                DirectionArg::T2v => RegdbDirection::ThermalToVisible,
-            };
-            let all: Vec<u64> = (1..=10).collect();
-            let t: Vec<u64> = match (&args.trials, trained) {
-                (None, Some(own)) => vec![u64::from(own)],
-                (given, _) => parse_trials(given.as_deref().unwrap_or("all"), &all).map_err(bad_trials)?,
-            };
+        DatasetKind::Regdb => {
+            let t = req.trials.pick(&(1..=10).collect::<Vec<u64>>(), trained.map(u64::from));
             if let Some(bad) = t.iter().find(|&&t| !(1..=10).contains(&t)) {
-                return Err(bad_trials(format!("RegDB trials are 1..10, found {bad}")));
+                return Err(EvalError::Args(format!(
+                    "--trials: RegDB trials are 1..10, found {bad}"
+                )));
             }
             let t: Vec<u32> = t.into_iter().map(|t| t as u32).collect();
-            protocols::regdb(&args.root, direction, &t)?
+            protocols::regdb(&req.root, req.direction, &t)?
         }
-        EvalDataset::Market => protocols::market(&args.root, "Market-1501")?,
-        EvalDataset::Duke => protocols::market(&args.root, "DukeMTMC-reID")?,
+        DatasetKind::Market => protocols::market(&req.root, "Market-1501")?,
+        DatasetKind::Duke => protocols::market(&req.root, "DukeMTMC-reID")?,
     })
 }
 
 /// The RegDB trial a checkpoint was trained on (from its metadata), warning when the trials to
 /// score include others: their test identities overlap the ones it trained on.
-pub(crate) fn trained_trial(args: &EvalArgs, file: &WeightFile) -> Option<u32> {
-    if args.dataset != EvalDataset::Regdb {
+pub(crate) fn trained_trial(req: &EvalRequest, file: &WeightFile) -> Option<u32> {
+    if req.dataset != DatasetKind::Regdb {
         return None;
     }
     let own = file.provenance.trial?;
-    if let Some(given) = &args.trials {
-        let all: Vec<u64> = (1..=10).collect();
-        let others: Vec<String> = parse_trials(given, &all)
-            .unwrap_or_default()
+    if req.trials != Trials::Default {
+        let others: Vec<String> = req
+            .trials
+            .pick(&(1..=10).collect::<Vec<u64>>(), None)
             .into_iter()
             .filter(|&t| t != u64::from(own))
             .map(|t| t.to_string())
@@ -123,34 +69,28 @@ pub(crate) fn trained_trial(args: &EvalArgs, file: &WeightFile) -> Option<u32> {
     Some(own)
 }
 
-/// Runs the evaluation and writes summary.json, per_query.csv and cmc.png into `args.out`.
-pub fn run(args: &EvalArgs) -> Result<Outcome, EvalError> {
+/// Runs the evaluation and writes summary.json, per_query.csv and cmc.png into `req.out`.
+pub fn run(req: &EvalRequest) -> Result<Outcome, EvalError> {
     let mut rows = Vec::new();
     let mut runs = Vec::new();
     let mut all_trials: Vec<Vec<TrialResult>> = Vec::new();
     let mut first_protocol = None;
-    let device = crate::config::site::parse_device(&args.device)
-        .ok_or_else(|| EvalError::Features {
-            path: "--device".into(),
-            message: format!("expected auto, cpu, cuda or cuda:N, found {:?}", args.device),
-        })
-        .and_then(|d| Ok(crate::model::device(d, "--device")?))?;
-    let runs_in = args.features.len().max(args.checkpoint.len());
-    for i in 0..runs_in {
-        let (protocol, mut bank) = match (args.features.get(i), args.checkpoint.get(i)) {
-            (Some(path), _) => (protocol(args, None)?, FeatureBank::load(path)?),
-            (None, Some(weights)) => {
+    let device = req.device.resolve("--device")?;
+    let runs_in = req.inputs.len();
+    for (i, input) in req.inputs.iter().enumerate() {
+        let (protocol, mut bank) = match input {
+            EvalInput::Features(path) => (protocol(req, None)?, FeatureBank::load(path)?),
+            EvalInput::Checkpoint(weights) => {
                 let file = WeightFile::read(weights)?;
-                let embedder = embedder(&file, args, device)?;
-                let protocol = protocol(args, trained_trial(args, &file))?;
-                let bank = extract_with(&embedder, &protocol, args)?;
-                bank.save(&args.out.join(format!("features-{}.safetensors", i + 1)))?;
+                let embedder = embedder(&file, req, device)?;
+                let protocol = protocol(req, trained_trial(req, &file))?;
+                let bank = extract_with(&embedder, &protocol, req)?;
+                bank.save(&req.out.join(format!("features-{}.safetensors", i + 1)))?;
                 (protocol, bank)
             }
-            (None, None) => unreachable!("i < max(len)"),
         };
         bank.features = bank.features.to_device(device);
-        let trials = super::evaluate(&protocol, &bank, args.block.max(1))?;
+        let trials = super::evaluate(&protocol, &bank, req.block.max(1))?;
         let summary = Summary::of(&trials.iter().map(|t| t.metrics.clone()).collect::<Vec<_>>());
         let names: Vec<&str> = trials.iter().map(|t| t.name.as_str()).collect();
         let label = match (runs_in, trials.len()) {
@@ -164,10 +104,7 @@ pub fn run(args: &EvalArgs) -> Result<Outcome, EvalError> {
         all_trials.push(trials);
         first_protocol.get_or_insert(protocol);
     }
-    let protocol = first_protocol.ok_or_else(|| EvalError::Features {
-        path: args.root.clone(),
-        message: "give --checkpoint or --features".to_owned(),
-    })?;
+    let protocol = first_protocol.ok_or_else(|| EvalError::Args("give --checkpoint or --features".to_owned()))?;
     let overall = if runs.len() == 1 {
         runs[0].clone()
     } else {
@@ -176,7 +113,7 @@ pub fn run(args: &EvalArgs) -> Result<Outcome, EvalError> {
         s
     };
     let table = report::table(&rows);
-    write_outputs(&args.out, &protocol, &runs, &overall, &all_trials)?;
+    write_outputs(&req.out, &protocol, &runs, &overall, &all_trials)?;
     Ok(Outcome {
         protocol: protocol.name,
         table,
@@ -188,26 +125,18 @@ pub fn run(args: &EvalArgs) -> Result<Outcome, EvalError> {
 /// The embedder of a weight file at the `--input-size` given (if the file records none). It
 /// resizes on the host, exactly as Pillow does (the protocols' pre-processing, spec §5.2), on
 /// every device: benchmark figures do not depend on the GPU's one-grey-level differences.
-pub(crate) fn embedder(file: &WeightFile, args: &EvalArgs, device: tch::Device) -> Result<LbaEmbedder, EvalError> {
-    Ok(
-        LbaEmbedder::from_file(file, crate::cli::input_size(args.input_size.as_deref()), device, false)?
-            .with_preprocess(crate::config::site::Preprocess::Host),
-    )
+pub(crate) fn embedder(file: &WeightFile, req: &EvalRequest, device: tch::Device) -> Result<LbaEmbedder, EvalError> {
+    Ok(LbaEmbedder::from_file(file, req.input_size, device, false)?
+        .with_preprocess(crate::config::site::Preprocess::Host))
 }
 
 /// Extracts features of every image any trial uses.
 pub(crate) fn extract_with(
     embedder: &LbaEmbedder,
     protocol: &Protocol,
-    args: &EvalArgs,
+    req: &EvalRequest,
 ) -> Result<FeatureBank, EvalError> {
-    let dataset = match args.dataset {
-        EvalDataset::Sysu => DatasetKind::Sysu,
-        EvalDataset::Regdb => DatasetKind::Regdb,
-        EvalDataset::Market => DatasetKind::Market,
-        EvalDataset::Duke => DatasetKind::Duke,
-    };
-    super::extract::extract_protocol(embedder, &args.root, protocol, dataset, args.batch)
+    super::extract::extract_protocol(embedder, &req.root, protocol, req.dataset, req.batch)
 }
 
 fn write_outputs(
@@ -217,9 +146,9 @@ fn write_outputs(
     overall: &Summary,
     trials: &[Vec<TrialResult>],
 ) -> Result<(), EvalError> {
-    let io = |path: &Path, e: std::io::Error| EvalError::Features {
+    let io = |path: &Path, source: std::io::Error| EvalError::Write {
         path: path.to_path_buf(),
-        message: format!("cannot write: {e}"),
+        source,
     };
     let per_run: Vec<serde_json::Value> = trials
         .iter()
@@ -254,20 +183,4 @@ fn write_outputs(
             .collect()
     };
     report::write_cmc_plot(&plot, &curves).map_err(|e| io(&plot, e))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_trials;
-
-    #[test]
-    fn trial_lists() {
-        let all = [1, 2, 3];
-        assert_eq!(parse_trials("0-3", &all).expect("ok"), vec![0, 1, 2, 3]);
-        assert_eq!(parse_trials("1, 5,7-8", &all).expect("ok"), vec![1, 5, 7, 8]);
-        assert_eq!(parse_trials("all", &all).expect("ok"), vec![1, 2, 3]);
-        assert!(parse_trials("3-1", &all).is_err());
-        assert!(parse_trials("x", &all).is_err());
-        assert!(parse_trials("", &all).is_err());
-    }
 }

@@ -3,10 +3,10 @@
 
 use super::protocols::Protocol;
 use super::{EvalError, FeatureBank};
+use crate::base::{Crop, Modality};
 use crate::config::train::DatasetKind;
 use crate::data::Item;
-use crate::ingest::Modality;
-use crate::model::embedder::{Crop, Embed};
+use crate::model::embedder::Embed;
 use opencv::core::Mat;
 use opencv::prelude::*;
 use opencv::{imgcodecs, imgproc};
@@ -77,9 +77,9 @@ pub fn extract(
         for (it, img) in chunk.iter().zip(&images) {
             crops.push(crop_of(img, modality_of(it)).map_err(|e| image_error(&root.join(&it.path), e))?);
         }
-        let emb = embedder.embed(&crops).map_err(|e| EvalError::Features {
-            path: root.to_path_buf(),
-            message: e.to_string(),
+        let emb = embedder.embed(&crops).map_err(|e| EvalError::Extract {
+            root: root.to_path_buf(),
+            source: Box::new(e),
         })?;
         rows.push(emb);
         bar.inc(chunk.len() as u64);
@@ -98,9 +98,9 @@ pub fn extract(
 }
 
 fn image_error(path: &Path, e: opencv::Error) -> EvalError {
-    EvalError::Features {
+    EvalError::Decode {
         path: path.to_path_buf(),
-        message: format!("cannot decode the image: {e}"),
+        source: e,
     }
 }
 
@@ -115,9 +115,9 @@ pub fn read_rgb(path: &Path) -> Result<Mat, EvalError> {
         } else {
             "no such file"
         };
-        return Err(EvalError::Features {
+        return Err(EvalError::Image {
             path: path.to_path_buf(),
-            message: why.to_owned(),
+            problem: why,
         });
     }
     let mut rgb = Mat::default();

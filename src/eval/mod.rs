@@ -5,9 +5,9 @@ pub mod command;
 pub mod extract;
 pub mod metrics;
 pub mod protocols;
-pub mod pyrandom;
 pub mod ranking;
 pub mod report;
+pub mod request;
 
 use crate::data::Item;
 use metrics::{Metrics, QueryScore};
@@ -15,6 +15,8 @@ use protocols::Protocol;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use tch::Tensor;
+
+pub use request::{EvalInput, EvalRequest, Trials, TrialsError};
 
 /// CMC is reported up to this rank.
 pub const MAX_RANK: usize = 20;
@@ -26,8 +28,30 @@ pub enum EvalError {
     Data(#[from] crate::data::DataError),
     #[error(transparent)]
     File(#[from] crate::safetensors::SafetensorsError),
-    #[error("{}: {message}", path.display())]
-    Features { path: PathBuf, message: String },
+    #[error("{}: {problem}", path.display())]
+    Features { path: PathBuf, problem: String },
+    #[error("image {}: cannot decode it", path.display())]
+    Decode {
+        path: PathBuf,
+        #[source]
+        source: opencv::Error,
+    },
+    #[error("image {}: {problem}", path.display())]
+    Image { path: PathBuf, problem: &'static str },
+    #[error("embedding the images under {}", root.display())]
+    Extract {
+        root: PathBuf,
+        #[source]
+        source: Box<crate::model::embedder::EmbedError>,
+    },
+    #[error("cannot write {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Args(String),
     #[error("{protocol}, {trial}: {message}")]
     Trial {
         protocol: String,
@@ -35,12 +59,12 @@ pub enum EvalError {
         message: String,
     },
     #[error(transparent)]
-    Device(#[from] crate::model::DeviceError),
+    Device(#[from] crate::base::DeviceError),
     #[error(transparent)]
     Weights(#[from] crate::model::weights::WeightsError),
     #[error(transparent)]
     Embed(#[from] crate::model::embedder::EmbedError),
-    #[error("libtorch: {0}")]
+    #[error("libtorch")]
     Torch(#[from] tch::TchError),
 }
 
@@ -57,9 +81,9 @@ pub struct FeatureBank {
 impl FeatureBank {
     /// Wraps N×D features and their N paths.
     pub fn new(source: PathBuf, features: Tensor, paths: Vec<String>) -> Result<Self, EvalError> {
-        let bad = |message: String| EvalError::Features {
+        let bad = |problem: String| EvalError::Features {
             path: source.clone(),
-            message,
+            problem,
         };
         let size = features.size();
         if size.len() != 2 || size[0] as usize != paths.len() {
@@ -100,9 +124,9 @@ impl FeatureBank {
     /// Reads a feature file.
     pub fn load(path: &Path) -> Result<Self, EvalError> {
         let file = crate::safetensors::read(path)?;
-        let bad = |message: &str| EvalError::Features {
+        let bad = |problem: &str| EvalError::Features {
             path: path.to_path_buf(),
-            message: message.to_owned(),
+            problem: problem.to_owned(),
         };
         let features = file
             .get("features")
@@ -124,9 +148,9 @@ impl FeatureBank {
         let paths: Vec<&String> = paths.into_iter().map(|(p, _)| p).collect();
         let meta = std::collections::BTreeMap::from([(
             "paths".to_owned(),
-            serde_json::to_string(&paths).map_err(|e| EvalError::Features {
+            serde_json::to_string(&paths).map_err(|e| EvalError::Write {
                 path: path.to_path_buf(),
-                message: e.to_string(),
+                source: e.into(),
             })?,
         )]);
         crate::safetensors::write(path, &[("features", &self.features)], &meta)?;

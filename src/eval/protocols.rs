@@ -2,7 +2,7 @@
 //! each trial, which gallery entries a query may not match, and how CMC is counted.
 
 use super::metrics::CmcMode;
-use super::pyrandom::PyRandom;
+use crate::base::PyRandom;
 use crate::data::{DataError, Item, market, regdb, sysu};
 use std::path::Path;
 

@@ -2,13 +2,8 @@
 //! block, on the GPU when the tensors are there), so large query sets never materialise the
 //! whole distance matrix.
 
+use crate::base::normalize_rows;
 use tch::Tensor;
-
-/// L2-normalises rows as `F.normalize(x, dim=1, eps=1e-12)` does.
-pub fn normalize_rows(x: &Tensor) -> Tensor {
-    let norm = x.norm_scalaropt_dim(2, [1i64].as_slice(), true).clamp_min(1e-12);
-    x / norm
-}
 
 /// Ranks `gallery` (G×D) for every row of `query` (Q×D) by descending cosine similarity and
 /// calls `visit(query_row, ranked_gallery_rows)`. Rows are normalised here. Ties keep gallery
@@ -20,8 +15,8 @@ pub fn rank(
     mut visit: impl FnMut(usize, &[i64]),
 ) -> Result<(), tch::TchError> {
     let _guard = tch::no_grad_guard();
-    let q = normalize_rows(query);
-    let g = normalize_rows(gallery);
+    let q = normalize_rows(query)?;
+    let g = normalize_rows(gallery)?;
     let gt = g.f_transpose(0, 1)?;
     let n = q.size()[0];
     let g_len = g.size()[0] as usize;

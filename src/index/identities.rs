@@ -8,8 +8,8 @@
 //! background thread while queries keep using the old one, then swapped in.
 
 use super::backend::{Backend, HnswParams, new_backend};
+use crate::base::Modality;
 use crate::config::site::IndexBackend;
-use crate::ingest::Modality;
 use std::collections::{BTreeMap, VecDeque};
 use std::thread::JoinHandle;
 use tch::Device;

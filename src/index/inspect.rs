@@ -1,7 +1,7 @@
 //! `reid-pipe index stats|query|export`: looking into a snapshot.
 
 use super::IdentityIndex;
-use crate::ingest::Modality;
+use crate::base::Modality;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;

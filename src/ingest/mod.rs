@@ -6,4 +6,4 @@ pub mod source;
 pub mod stream;
 pub mod template;
 
-pub use source::{Frame, IngestError, Modality, SourcePipeline};
+pub use source::{Frame, IngestError, SourcePipeline};

@@ -2,7 +2,9 @@
 //! timestamps differ by at most the tolerance form a pair; a frame that can no longer find a
 //! partner is passed on alone or dropped, by policy, and counted either way.
 
-use super::source::{Frame, Modality};
+use super::source::Frame;
+
+use crate::base::Modality;
 use crate::config::site::UnpairedPolicy;
 use std::collections::VecDeque;
 
@@ -131,7 +133,7 @@ impl Pairer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::site::PixelFormat;
+    use crate::base::PixelFormat;
 
     fn frame(modality: Modality, ms: u64) -> Frame {
         gstreamer::init().expect("gstreamer");

@@ -2,29 +2,12 @@
 //! hands out frames as owned, ref-counted buffers (no pixel copies).
 
 use super::template::{self, TemplateError};
-use crate::config::site::{Input, PixelFormat, SourceSpec};
+use crate::base::{Modality, PixelFormat};
+use crate::config::site::{Input, SourceSpec};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-use std::fmt;
 use std::time::Duration;
-
-/// Which half of a camera pair a frame comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Modality {
-    Visible,
-    Thermal,
-}
-
-impl fmt::Display for Modality {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Modality::Visible => "visible",
-            Modality::Thermal => "thermal",
-        })
-    }
-}
 
 /// Errors of a source, each naming its camera and modality.
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,9 @@
 //! Full-queue policy: live sources (RTSP, V4L2) drop the *oldest* queued frame (stale frames are
 //! worthless; counted); files and test patterns block (nothing is lost).
 
-use super::source::{Frame, IngestError, Modality, SourcePipeline};
+use super::source::{Frame, IngestError, SourcePipeline};
+
+use crate::base::Modality;
 use crate::config::site::{Input, SourceSpec};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -230,7 +230,7 @@ fn split_links(description: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::site::PixelFormat;
+    use crate::base::PixelFormat;
 
     fn spec(input: Input) -> SourceSpec {
         SourceSpec {

@@ -9,7 +9,8 @@
 
 use super::metrics::{BATCH_BUCKETS, Histogram, Metrics, PHASE_BUCKETS};
 use super::types::{CropJob, Mapped, ToEmbed, ToIdentity, TrackNote};
-use crate::model::embedder::{Crop, Embed, Phases};
+use crate::base::Crop;
+use crate::model::embedder::{Embed, Phases};
 use crate::model::preprocess::{Staged, Stager};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use std::sync::Arc;
@@ -219,7 +220,11 @@ fn stage(stager: &Stager, jobs: &[CropJob]) -> Result<(Staged, Vec<Option<usize>
     let mut crops: Vec<Crop<'_>> = Vec::with_capacity(jobs.len());
     let mut slot = Vec::with_capacity(jobs.len());
     for (job, image) in jobs.iter().zip(&images) {
-        match image.crop(&job.crop, job.key.modality) {
+        match job
+            .crop
+            .pixels(image.width, image.height)
+            .and_then(|r| image.crop(r, job.key.modality))
+        {
             Some(c) => {
                 slot.push(Some(crops.len()));
                 crops.push(c);

@@ -7,8 +7,8 @@
 //! track is lost, with its final identity. When a visible and a thermal track of one camera pair
 //! are fused, both report the same identity from then on (`partner_track_id`).
 
+use crate::base::Modality;
 use crate::detect::BBox;
-use crate::ingest::Modality;
 use serde::Serialize;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};

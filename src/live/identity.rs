@@ -258,7 +258,7 @@ fn thumbnail(dir: &std::path::Path, identity: u64, pixels: &Pixels, crop: &BBox)
             .with_mat(|m| {
                 let roi = Mat::roi(m, Rect::new(x as i32, y as i32, w as i32, h as i32))?;
                 let mut out = Mat::default();
-                if image.format == crate::config::site::PixelFormat::Rgb {
+                if image.format == crate::base::PixelFormat::Rgb {
                     imgproc::cvt_color_def(&roi, &mut out, imgproc::COLOR_RGB2BGR)?;
                 } else {
                     roi.copy_to(&mut out)?;

@@ -3,10 +3,11 @@
 //! timestamp and passes the pairs on, and everything is counted. One failing source does not
 //! stop the others.
 
+use crate::base::Modality;
 use crate::config::SiteConfig;
+use crate::ingest::Frame;
 use crate::ingest::pairing::{PairCounts, Paired, Pairer};
 use crate::ingest::stream::{self, Backoff, SourceHandle};
-use crate::ingest::{Frame, Modality};
 use crossbeam_channel::Sender;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -60,7 +60,7 @@ pub enum LiveError {
     #[error("the {} stage failed: {}; the pipeline was drained and stopped", .0.stage, .0.cause)]
     Stage(supervise::StageFailure),
     #[error(transparent)]
-    Device(#[from] crate::model::DeviceError),
+    Device(#[from] crate::base::DeviceError),
     #[error("index.snapshot_dir: {0}")]
     Snapshot(#[from] snapshot::SnapshotError),
 }
@@ -121,7 +121,7 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
         )?),
         None => None,
     };
-    let device = crate::model::device(cfg.runtime.device, "runtime.device")?;
+    let device = cfg.runtime.device.resolve("runtime.device")?;
     let embedder = crate::model::embedder::from_site_model(&cfg.model, device)
         .and_then(|e| crate::model::embedder::probe(e.as_ref()).map(|()| e))
         .map_err(|source| LiveError::Model {
@@ -213,7 +213,7 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
     let (stats, outcome, sinks) = std::thread::scope(|s| {
         let m = &metrics;
         let dispatch = sup.spawn(s, "dispatch", move || {
-            let frames_in = |camera: usize, modality: crate::ingest::Modality| {
+            let frames_in = |camera: usize, modality: crate::base::Modality| {
                 let labels = format!("camera=\"{}\",modality=\"{modality}\"", cfg.cameras[camera].name);
                 m.counter("reid_frames_in_total", &labels)
                     .fetch_add(1, Ordering::Relaxed);
@@ -225,7 +225,7 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
                 };
                 for (frame, paired) in frames {
                     frames_in(a.camera, frame.modality);
-                    let stream = a.camera * 2 + usize::from(frame.modality == crate::ingest::Modality::Thermal);
+                    let stream = a.camera * 2 + usize::from(frame.modality == crate::base::Modality::Thermal);
                     let tag = Tag {
                         camera: a.camera,
                         paired,

@@ -5,12 +5,11 @@
 use super::metrics::Metrics;
 use super::types::{CropJob, Pixels, ToEmbed, TrackKey, TrackNote};
 use super::video::{Annotated, VideoFrame};
+use crate::base::{Image, Modality, PixelFormat};
 use crate::config::SiteConfig;
-use crate::config::site::PixelFormat;
 use crate::detect::pool::Done;
 use crate::detect::thermal::to_u8;
-use crate::detect::{BBox, Detection, Image};
-use crate::ingest::Modality;
+use crate::detect::{BBox, Detection};
 use crate::track::{Tracker, crop_quality};
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::HashMap;

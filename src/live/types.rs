@@ -1,8 +1,8 @@
 //! What flows between the stages of the live pipeline.
 
-use crate::config::site::PixelFormat;
-use crate::detect::{BBox, DetectError, Image};
-use crate::ingest::{Frame, Modality};
+use crate::base::{Image, ImageError, Modality, PixelFormat};
+use crate::detect::BBox;
+use crate::ingest::Frame;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,6 +26,15 @@ pub enum Pixels {
     },
 }
 
+/// Why a frame's pixels cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PixelsError {
+    #[error("camera {camera} ({modality}): unreadable buffer")]
+    Unmappable { camera: String, modality: Modality },
+    #[error("frame")]
+    Frame(#[from] ImageError),
+}
+
 /// The readable bytes behind [`Pixels`], kept mapped while crops borrow them.
 pub enum Mapped<'a> {
     Buffer(gstreamer::BufferMap<'a, gstreamer::buffer::Readable>, &'a Frame),
@@ -33,13 +42,13 @@ pub enum Mapped<'a> {
 }
 
 impl Pixels {
-    pub fn map(&self) -> Result<Mapped<'_>, DetectError> {
+    pub fn map(&self) -> Result<Mapped<'_>, PixelsError> {
         match self {
             Pixels::Frame(f) => {
-                let map = f
-                    .buffer
-                    .map_readable()
-                    .map_err(|_| DetectError::Input(format!("{} {}: unreadable buffer", f.camera, f.modality)))?;
+                let map = f.buffer.map_readable().map_err(|_| PixelsError::Unmappable {
+                    camera: f.camera.clone(),
+                    modality: f.modality,
+                })?;
                 Ok(Mapped::Buffer(map, f))
             }
             Pixels::Grey { data, width, height } => Ok(Mapped::Grey(data, *width, *height)),
@@ -48,11 +57,11 @@ impl Pixels {
 }
 
 impl Mapped<'_> {
-    pub fn image(&self) -> Result<Image<'_>, DetectError> {
-        match self {
-            Mapped::Buffer(map, f) => Image::new(map.as_slice(), f.width, f.height, f.stride, f.format),
-            Mapped::Grey(data, w, h) => Image::new(data, *w, *h, *w as usize, PixelFormat::Gray8),
-        }
+    pub fn image(&self) -> Result<Image<'_>, PixelsError> {
+        Ok(match self {
+            Mapped::Buffer(map, f) => Image::new(map.as_slice(), f.width, f.height, f.stride, f.format)?,
+            Mapped::Grey(data, w, h) => Image::new(data, *w, *h, *w as usize, PixelFormat::Gray8)?,
+        })
     }
 }
 

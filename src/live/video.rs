@@ -4,8 +4,8 @@
 
 use super::identity::Labels;
 use super::types::{Pixels, TrackKey};
+use crate::base::Modality;
 use crate::detect::BBox;
-use crate::ingest::Modality;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;

@@ -3,8 +3,8 @@
 //! and a negative of another), reconstructs the feature map from the matched features inside the
 //! person region, and scores the reconstructions with a co-attention-weighted dense triplet loss.
 
+use crate::base::PyRandom;
 use crate::config::train::DenseTripletWeighting;
-use crate::eval::pyrandom::PyRandom;
 use tch::{Kind, Tensor};
 
 /// Everything CMAlign computes that losses and figures use.

@@ -6,13 +6,11 @@
 use super::preprocess::{Normalisation, PreprocessError, Staged, Stager};
 use super::weights::{self, WeightFile, WeightsError};
 use super::{LbaNet, ModelSpec};
+use crate::base::{Crop, Modality};
 use crate::config::site::Preprocess;
-use crate::ingest::Modality;
 use std::time::{Duration, Instant};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
-
-pub use super::preprocess::Crop;
 
 /// Errors of feature extraction, naming the crop or tensor involved.
 #[derive(Debug, thiserror::Error)]

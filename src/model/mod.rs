@@ -12,10 +12,9 @@ pub mod resnet;
 pub mod torchscript;
 pub mod weights;
 
-use crate::config::site::Backbone;
-use crate::ingest::Modality;
+use crate::base::{Backbone, Modality};
 use tch::nn::{self, Init};
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 /// What a network is: enough to rebuild it and to feed it (stored in weight files' metadata).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -303,7 +302,9 @@ impl LbaNet {
     /// averaging.
     pub fn embed(&self, x: &Tensor, modality: Modality) -> Tensor {
         let f = self.pool(&self.feature_map(x, modality, false));
-        crate::eval::ranking::normalize_rows(&f)
+        // The pooled feature is B×C by construction; like every layer above, a libtorch failure
+        // here panics (the embedder turns that into the batch's error).
+        crate::base::normalize_rows(&f).expect("normalising pooled features")
     }
 
     /// BN neck then classifier of each part (the identity logits); empty for an embedding-only
@@ -337,39 +338,4 @@ pub fn vars_channels_last(vs: &nn::VarStore) {
             }
         }
     });
-}
-
-/// A device setting this machine cannot honour.
-#[derive(Debug, thiserror::Error)]
-#[error("{key} = cuda:{index}: {reason}; use \"auto\" to run on the CPU when there is no GPU")]
-pub struct DeviceError {
-    /// The setting: a configuration key or a command-line option.
-    pub key: String,
-    pub index: usize,
-    pub reason: String,
-}
-
-/// Resolves the device setting `key`: `Auto` picks CUDA when present; CUDA asked for where
-/// libtorch sees no such device is an error (before anything is allocated on it).
-pub fn device(choice: crate::config::site::Device, key: &str) -> Result<Device, DeviceError> {
-    use crate::config::site::DeviceKind;
-    match choice.kind {
-        DeviceKind::Cpu => Ok(Device::Cpu),
-        DeviceKind::Auto => Ok(Device::cuda_if_available()),
-        DeviceKind::Cuda => {
-            let present = tch::Cuda::device_count().max(0) as usize;
-            if choice.cuda_index < present {
-                Ok(Device::Cuda(choice.cuda_index))
-            } else {
-                Err(DeviceError {
-                    key: key.to_owned(),
-                    index: choice.cuda_index,
-                    reason: match present {
-                        0 => "libtorch sees no CUDA device on this machine".to_owned(),
-                        n => format!("this machine has {n} CUDA device(s), numbered from 0"),
-                    },
-                })
-            }
-        }
-    }
 }

@@ -13,79 +13,29 @@
 //!   sizes), rounded and clipped to 8 bits after each pass as Pillow does. In float32 this lands
 //!   within one grey level of the host way (tests/preprocess.rs); the CPU runs the same code.
 
+use crate::base::{Crop, CropProblem, Modality};
 use crate::config::site::Preprocess;
-use crate::ingest::Modality;
 use crate::resample;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tch::{Device, Kind, Tensor};
 
-/// One crop: 8-bit pixels, rows `stride` bytes apart, 1 (grey) or 3 (RGB) channels.
-#[derive(Debug, Clone, Copy)]
-pub struct Crop<'a> {
-    pub pixels: &'a [u8],
-    pub width: usize,
-    pub height: usize,
-    pub stride: usize,
-    pub channels: usize,
-    pub modality: Modality,
-}
-
 /// Errors of preprocessing, naming the crop involved.
 #[derive(Debug, thiserror::Error)]
 pub enum PreprocessError {
     #[error("crop {index}: {problem}")]
-    Crop { index: usize, problem: CropProblem },
+    Crop {
+        index: usize,
+        #[source]
+        problem: CropProblem,
+    },
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
 }
 
-/// What is wrong with a crop.
-#[derive(Debug, thiserror::Error)]
-pub enum CropProblem {
-    #[error("empty crop {width}x{height}")]
-    Empty { width: usize, height: usize },
-    #[error("{0} channels; expected 1 (grey) or 3 (RGB)")]
-    Channels(usize),
-    #[error("{bytes} bytes cannot hold {width}x{height}x{channels} with stride {stride}")]
-    Short {
-        bytes: usize,
-        width: usize,
-        height: usize,
-        channels: usize,
-        stride: usize,
-    },
-}
-
-impl Crop<'_> {
-    /// Checks that the crop is non-empty, grey or RGB, and that its bytes hold its rows.
-    pub fn check(&self, index: usize) -> Result<(), PreprocessError> {
-        let problem = if self.width == 0 || self.height == 0 {
-            Some(CropProblem::Empty {
-                width: self.width,
-                height: self.height,
-            })
-        } else if self.channels != 1 && self.channels != 3 {
-            Some(CropProblem::Channels(self.channels))
-        } else if self.stride < self.width * self.channels
-            || self.pixels.len() < self.stride * (self.height - 1) + self.width * self.channels
-        {
-            Some(CropProblem::Short {
-                bytes: self.pixels.len(),
-                width: self.width,
-                height: self.height,
-                channels: self.channels,
-                stride: self.stride,
-            })
-        } else {
-            None
-        };
-        problem.map_or(Ok(()), |problem| Err(PreprocessError::Crop { index, problem }))
-    }
-
-    fn row(&self, y: usize) -> &[u8] {
-        &self.pixels[y * self.stride..][..self.width * self.channels]
-    }
+/// Checks crop `index` of a batch.
+fn checked(index: usize, crop: &Crop<'_>) -> Result<(), PreprocessError> {
+    crop.check().map_err(|problem| PreprocessError::Crop { index, problem })
 }
 
 /// Resizes every crop into one u8 batch tensor, B×H×W×3 (grey crops are replicated to RGB),
@@ -101,7 +51,7 @@ pub fn batch_pixels(crops: &[Crop<'_>], (height, width): (i64, i64)) -> Result<T
     // owned here and not aliased while the slice lives.
     let all = unsafe { std::slice::from_raw_parts_mut(batch.data_ptr() as *mut u8, crops.len() * slot_bytes) };
     for ((index, c), slot) in crops.iter().enumerate().zip(all.chunks_exact_mut(slot_bytes)) {
-        c.check(index)?;
+        checked(index, c)?;
         let view = resample::View {
             pixels: c.pixels,
             width: c.width,
@@ -201,7 +151,7 @@ impl Stager {
     /// Copies the crops' rows, tightly packed one crop after another, into a reused buffer.
     fn pack(&self, crops: &[Crop<'_>]) -> Result<Pixels, PreprocessError> {
         for (index, c) in crops.iter().enumerate() {
-            c.check(index)?;
+            checked(index, c)?;
         }
         let total: usize = crops.iter().map(|c| c.width * c.height * c.channels).sum();
         let buffer = self.buffer(total.max(1))?;

@@ -16,8 +16,8 @@
 use super::embedder::{Embed, EmbedError, LbaEmbedder, Phases, run_staged};
 use super::preprocess::{Staged, Stager};
 use super::{IMAGENET_MEAN, IMAGENET_STD, ModelSpec};
-use crate::config::site::{Backbone, Preprocess};
-use crate::ingest::Modality;
+use crate::base::{Backbone, Modality};
+use crate::config::site::Preprocess;
 use std::path::{Path, PathBuf};
 use tch::{CModule, Device, Kind, Tensor};
 
@@ -140,7 +140,7 @@ impl Embed for ScriptEmbedder {
                     )));
                 }
                 // Scripted modules may return unnormalised vectors.
-                Ok(crate::eval::ranking::normalize_rows(&y.f_to_kind(Kind::Float)?))
+                Ok(crate::base::normalize_rows(&y.f_to_kind(Kind::Float)?)?)
             },
         )
     }

@@ -9,7 +9,7 @@
 
 pub mod scene;
 
-use crate::eval::pyrandom::PyRandom;
+use crate::base::PyRandom;
 use opencv::core::{Mat, Point, Rect, Scalar, Size, Vector};
 use opencv::{imgcodecs, imgproc};
 use std::path::{Path, PathBuf};

@@ -3,8 +3,8 @@
 //! pipeline.
 
 use super::{Person, SynthError, draw_person, write};
+use crate::base::PyRandom;
 use crate::detect::BBox;
-use crate::eval::pyrandom::PyRandom;
 use opencv::core::{self, Mat, Rect, Scalar, Size};
 use opencv::imgproc;
 use opencv::prelude::*;

@@ -1,10 +1,10 @@
 //! Training sets: the images of each modality with contiguous labels, decoded and resized once
 //! into u8 tensors (N×H×W×3), optionally cached on disk so later runs start at once.
 
+use crate::base::Modality;
 use crate::config::train::{Dataset, DatasetKind};
 use crate::data::{DataError, Item, market, regdb, sysu};
 use crate::eval::extract::{crop_of, read_rgb};
-use crate::ingest::Modality;
 use crate::model::preprocess::batch_pixels;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -7,7 +7,7 @@
 //! with Python's Mersenne Twister ([`PyRandom`]) seeded from (seed, epoch). The distribution is
 //! the same; the exact batches differ, which only matters for bit-exact reproduction.
 
-use crate::eval::pyrandom::PyRandom;
+use crate::base::PyRandom;
 
 /// One batch: image indices into the visible and the infrared set, P·K each, slot-major.
 #[derive(Debug, Clone, PartialEq, Eq)]

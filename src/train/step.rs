@@ -2,9 +2,8 @@
 //! statistics depend on) and its loss terms.
 
 use super::losses::{batch_hard_triplet, cross_entropy};
+use crate::base::{Modality, PyRandom};
 use crate::config::train::{Loss, Stage};
-use crate::eval::pyrandom::PyRandom;
-use crate::ingest::Modality;
 use crate::model::LbaNet;
 use crate::model::cmalign::{CmAlign, define_pairs};
 use tch::{Kind, Tensor};

@@ -19,12 +19,12 @@ use super::loader::{self, Loader};
 use super::sampler::epoch_batches;
 use super::sgd::{Group, Sgd};
 use super::step;
+use crate::base::PyRandom;
 use crate::config::TrainConfig;
 use crate::config::train::DatasetKind;
 use crate::config::train::Pretrained;
 use crate::eval::metrics::Metrics;
 use crate::eval::protocols::{self, RegdbDirection, Shots, SysuMode};
-use crate::eval::pyrandom::PyRandom;
 use crate::model::embedder::LbaEmbedder;
 use crate::model::preprocess::{PreprocessError, normalise};
 use crate::model::weights::{self, Fit, Provenance, WeightFile, WeightsError};
@@ -61,7 +61,7 @@ pub enum TrainError {
     #[error("{}", file.display())]
     Device {
         file: PathBuf,
-        source: crate::model::DeviceError,
+        source: crate::base::DeviceError,
     },
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
@@ -120,7 +120,7 @@ pub fn train(cfg: &TrainConfig, opts: Options) -> Result<Vec<RunResult>, TrainEr
             cfg.model.input_size.0
         )));
     }
-    let device = crate::model::device(cfg.device, "device").map_err(|source| TrainError::Device {
+    let device = cfg.device.resolve("device").map_err(|source| TrainError::Device {
         file: cfg.file.clone(),
         source,
     })?;

@@ -3,9 +3,9 @@
 //! infrared positions by matching probability, drawn as lines (Figs. S5–S6).
 
 use super::{VizError, canvas, label, paste, save_png};
+use crate::base::Modality;
 use crate::config::train::DenseTripletWeighting;
 use crate::eval::extract::{crop_of, read_rgb};
-use crate::ingest::Modality;
 use crate::model::cmalign::{CmAlign, CmAlignOutput};
 use crate::model::embedder::LbaEmbedder;
 use crate::model::preprocess::{batch_pixels, normalise};
@@ -44,10 +44,8 @@ fn align(
     let spec = &net.spec;
     let map = |img: &Mat, m: Modality| -> Result<Tensor, VizError> {
         let crop = crop_of(img, m)?;
-        let pixels = batch_pixels(&[crop], spec.input_size).map_err(|e| VizError::Args(e.to_string()))?;
-        let x = normalise(&pixels, &spec.normalisation(), embedder.device(), Kind::Float)
-            .map_err(|e| VizError::Args(e.to_string()))?
-            .contiguous();
+        let pixels = batch_pixels(&[crop], spec.input_size)?;
+        let x = normalise(&pixels, &spec.normalisation(), embedder.device(), Kind::Float)?.contiguous();
         let l3 = net.to_layer3(&net.stem(&x, m, false), false);
         Ok(match stage {
             Stage::Layer3 => l3,
@@ -226,12 +224,7 @@ pub fn correspondence(
         all.push(row);
     }
     save_png(out, &img)?;
-    let json = serde_json::to_string_pretty(&all).map_err(|e| VizError::Args(e.to_string()))?;
-    let path = out.with_extension("json");
-    crate::atomic::write(&path, json.as_bytes()).map_err(|e| VizError::File {
-        path,
-        message: e.to_string(),
-    })?;
+    super::save_json(out, &all)?;
     Ok(all)
 }
 

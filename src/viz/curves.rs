@@ -24,17 +24,19 @@ pub type Series = BTreeMap<String, Vec<(f64, f64)>>;
 
 /// Loss terms and evaluation metrics of every line of `log.jsonl`.
 pub fn read(path: &Path) -> Result<(Series, Series), VizError> {
-    let err = |message: String| VizError::File {
+    let text = std::fs::read_to_string(path).map_err(|source| VizError::Read {
         path: path.to_path_buf(),
-        message,
+        source,
+    })?;
+    let err = |line: usize, problem: String| VizError::Log {
+        path: path.to_path_buf(),
+        line: line + 1,
+        problem,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
     let (mut losses, mut metrics) = (Series::new(), Series::new());
     for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| err(format!("line {}: {e}", n + 1)))?;
-        let epoch = v["epoch"]
-            .as_f64()
-            .ok_or_else(|| err(format!("line {}: no epoch", n + 1)))?;
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| err(n, e.to_string()))?;
+        let epoch = v["epoch"].as_f64().ok_or_else(|| err(n, "no epoch".to_owned()))?;
         if let Some(terms) = v["loss"].as_object() {
             for (k, x) in terms {
                 if let Some(x) = x.as_f64() {
@@ -53,7 +55,9 @@ pub fn read(path: &Path) -> Result<(Series, Series), VizError> {
         }
     }
     if losses.is_empty() {
-        return Err(err("no loss values in the log".into()));
+        return Err(VizError::NoLosses {
+            path: path.to_path_buf(),
+        });
     }
     Ok((losses, metrics))
 }

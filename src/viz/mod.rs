@@ -14,19 +14,41 @@ use std::path::{Path, PathBuf};
 /// Errors of a figure, naming the file or argument involved.
 #[derive(Debug, thiserror::Error)]
 pub enum VizError {
-    #[error("{}: {message}", path.display())]
-    File { path: PathBuf, message: String },
+    #[error("cannot read {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} line {line}: {problem}", path.display())]
+    Log {
+        path: PathBuf,
+        line: usize,
+        problem: String,
+    },
+    #[error("{}: no loss values in the log", path.display())]
+    NoLosses { path: PathBuf },
+    #[error("cannot write {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Args(String),
+    #[error("preparing the network's input")]
+    Preprocess(#[from] crate::model::preprocess::PreprocessError),
     #[error(transparent)]
     Eval(#[from] crate::eval::EvalError),
+    #[error(transparent)]
+    Device(#[from] crate::base::DeviceError),
     #[error(transparent)]
     Weights(#[from] crate::model::weights::WeightsError),
     #[error(transparent)]
     Embed(#[from] crate::model::embedder::EmbedError),
-    #[error("drawing: {0}")]
+    #[error("drawing")]
     OpenCv(#[from] opencv::Error),
-    #[error("libtorch: {0}")]
+    #[error("libtorch")]
     Torch(#[from] tch::TchError),
 }
 
@@ -76,16 +98,26 @@ pub(crate) fn label(canvas: &mut Mat, text: &str, at: Point) -> opencv::Result<(
 
 /// Encodes an RGB canvas as PNG and writes it atomically.
 pub(crate) fn save_png(path: &Path, rgb: &Mat) -> Result<(), VizError> {
-    let err = |message: String| VizError::File {
+    let err = |source| VizError::Write {
         path: path.to_path_buf(),
-        message,
+        source,
     };
     let mut bgr = Mat::default();
     imgproc::cvt_color_def(rgb, &mut bgr, imgproc::COLOR_RGB2BGR)?;
     let mut buf = Vector::<u8>::new();
     opencv::imgcodecs::imencode(".png", &bgr, &mut buf, &Vector::new())?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+        std::fs::create_dir_all(dir).map_err(err)?;
     }
-    crate::atomic::write(path, buf.as_slice()).map_err(|e| err(e.to_string()))
+    crate::atomic::write(path, buf.as_slice()).map_err(err)
+}
+
+/// Writes the rows behind a figure as pretty JSON beside it (`<out>.json`), atomically.
+pub(crate) fn save_json(out: &Path, rows: &impl serde::Serialize) -> Result<(), VizError> {
+    let path = out.with_extension("json");
+    let json = serde_json::to_vec_pretty(rows).map_err(|e| VizError::Write {
+        path: path.clone(),
+        source: e.into(),
+    })?;
+    crate::atomic::write(&path, &json).map_err(|source| VizError::Write { path, source })
 }

@@ -3,14 +3,13 @@
 //! beside the PNG lists the same rows.
 
 use super::{GREEN, RED, VizError, canvas, label, paste, save_png, scalar};
-use crate::cli::EvalArgs;
+use crate::base::PyRandom;
 use crate::eval::extract::read_rgb;
-use crate::eval::pyrandom::PyRandom;
-use crate::eval::{FeatureBank, command, ranking};
+use crate::eval::{EvalInput, EvalRequest, FeatureBank, command, ranking};
 use crate::model::weights::WeightFile;
 use opencv::core::{Point, Rect};
 use opencv::imgproc;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Tile size (width, height) of one image.
 pub const TILE: (i32, i32) = (64, 128);
@@ -26,19 +25,26 @@ pub struct Row {
     pub ranked: Vec<(String, bool)>,
 }
 
-/// Draws `queries` rows (chosen with `seed` from the first trial, or all when fewer) of the `top`
-/// best gallery images to `out` (PNG) and `out` with extension `json`.
-pub fn run(args: &EvalArgs, queries: usize, top: usize, seed: u64, out: &Path) -> Result<Vec<Row>, VizError> {
-    let device = crate::config::site::parse_device(&args.device)
-        .ok_or_else(|| {
-            VizError::Args(format!(
-                "--device: expected auto, cpu, cuda or cuda:N, found {:?}",
-                args.device
-            ))
-        })
-        .and_then(|d| crate::model::device(d, "--device").map_err(|e| VizError::Args(e.to_string())))?;
-    let model = match (args.features.first(), args.checkpoint.first()) {
-        (None, Some(w)) => {
+/// A retrieval grid: the evaluation whose first trial it draws from, and what to draw.
+#[derive(Debug, Clone)]
+pub struct RetrievalRequest {
+    pub eval: EvalRequest,
+    /// Queries drawn from the first trial (all when it has fewer).
+    pub queries: usize,
+    /// Gallery images per query.
+    pub top: usize,
+    /// Seed of the query draw.
+    pub seed: u64,
+    /// Output PNG; the rows go to the same path with extension `json`.
+    pub out: PathBuf,
+}
+
+/// Draws the grid the request names to `req.out` (PNG) and `req.out` with extension `json`.
+pub fn run(req: &RetrievalRequest) -> Result<Vec<Row>, VizError> {
+    let args = &req.eval;
+    let device = args.device.resolve("--device")?;
+    let model = match args.inputs.first() {
+        Some(EvalInput::Checkpoint(w)) => {
             let file = WeightFile::read(w)?;
             Some((
                 command::embedder(&file, args, device)?,
@@ -52,16 +58,16 @@ pub fn run(args: &EvalArgs, queries: usize, top: usize, seed: u64, out: &Path) -
         .trials
         .first()
         .ok_or_else(|| VizError::Args("the protocol has no trials".into()))?;
-    let bank = match (args.features.first(), &model) {
-        (Some(f), _) => FeatureBank::load(f)?,
-        (None, Some((embedder, _))) => command::extract_with(embedder, &protocol, args)?,
-        (None, None) => return Err(VizError::Args("give --checkpoint or --features".into())),
+    let bank = match (args.inputs.first(), &model) {
+        (Some(EvalInput::Features(f)), _) => FeatureBank::load(f)?,
+        (_, Some((embedder, _))) => command::extract_with(embedder, &protocol, args)?,
+        _ => return Err(VizError::Args("give --checkpoint or --features".into())),
     };
     let mut chosen: Vec<usize> = (0..trial.query.len()).collect();
-    if queries < chosen.len() {
-        let mut rng = PyRandom::new(seed);
+    if req.queries < chosen.len() {
+        let mut rng = PyRandom::new(req.seed);
         chosen = rng
-            .sample(&chosen, queries)
+            .sample(&chosen, req.queries)
             .ok_or_else(|| VizError::Args("cannot draw the queries".into()))?;
     }
     let picked: Vec<_> = chosen.iter().map(|&i| trial.query[i].clone()).collect();
@@ -74,7 +80,7 @@ pub fn run(args: &EvalArgs, queries: usize, top: usize, seed: u64, out: &Path) -
             .iter()
             .map(|&g| &trial.gallery[g as usize])
             .filter(|g| protocol.exclusion.keeps(q, g))
-            .take(top)
+            .take(req.top)
             .map(|g| (g.path.clone(), g.pid == q.pid))
             .collect();
         rows.push(Row {
@@ -82,13 +88,8 @@ pub fn run(args: &EvalArgs, queries: usize, top: usize, seed: u64, out: &Path) -
             ranked,
         });
     })?;
-    draw(&args.root, &rows, top, out)?;
-    let json = serde_json::to_string_pretty(&rows).map_err(|e| VizError::Args(e.to_string()))?;
-    let json_path = out.with_extension("json");
-    crate::atomic::write(&json_path, json.as_bytes()).map_err(|e| VizError::File {
-        path: json_path,
-        message: e.to_string(),
-    })?;
+    draw(&req.eval.root, &rows, req.top, &req.out)?;
+    super::save_json(&req.out, &rows)?;
     Ok(rows)
 }
 

@@ -1,8 +1,10 @@
 //! Helpers the integration tests share: the built binary, repository paths, the reference Python.
 #![allow(dead_code)] // each test binary uses its own subset
 
-use reid_pipe::config::site::{Input, PixelFormat, SourceSpec};
-use reid_pipe::ingest::{Frame, Modality, SourcePipeline};
+use reid_pipe::config::site::{Input, SourceSpec};
+
+use reid_pipe::base::{Modality, PixelFormat};
+use reid_pipe::ingest::{Frame, SourcePipeline};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;

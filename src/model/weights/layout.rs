@@ -2,7 +2,7 @@
 //! is the official LbA checkpoints', a torchvision ResNet, the ImageNet MobileNetV2), the
 //! backbone, the classifier and the PCB parts; and where each file key goes in the network.
 
-use crate::config::site::Backbone;
+use crate::base::Backbone;
 use crate::model::resnet::{self, ResnetShape};
 use std::collections::BTreeMap;
 use tch::Tensor;

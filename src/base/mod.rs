@@ -1,0 +1,17 @@
+//! The vocabulary every part of reid-pipe shares, depending on nothing else in the crate:
+//! modalities and stream ids, pixel formats and borrowed frame/crop views, backbones, device
+//! choice, Python's random generator and row normalisation.
+
+pub mod backbone;
+pub mod device;
+pub mod modality;
+pub mod pixels;
+pub mod pyrandom;
+pub mod rows;
+
+pub use backbone::Backbone;
+pub use device::{Device, DeviceError, DeviceKind};
+pub use modality::{Modality, StreamId};
+pub use pixels::{Crop, CropProblem, Image, ImageError, PixelFormat};
+pub use pyrandom::PyRandom;
+pub use rows::normalize_rows;

@@ -64,7 +64,7 @@ fn pooled(factory: DetectorFactory, frames: &[Frame], seconds: f64) -> f64 {
         let frame = frames[n % frames.len()].clone();
         if pool
             .submit(Job {
-                stream: 0,
+                stream: reid_pipe::base::StreamId::new(0, reid_pipe::base::Modality::Visible),
                 frame,
                 tag: (),
             })

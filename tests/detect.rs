@@ -254,7 +254,7 @@ fn pool_returns_frames_in_order_with_the_same_detections() {
     let consumer = std::thread::spawn(move || results.iter().collect::<Vec<_>>());
     for (i, frame) in frames.into_iter().enumerate() {
         pool.submit(Job {
-            stream: 0,
+            stream: reid_pipe::base::StreamId::new(0, reid_pipe::base::Modality::Visible),
             frame,
             tag: i,
         })

@@ -1,8 +1,9 @@
 //! The vocabulary every part of reid-pipe shares, depending on nothing else in the crate:
 //! modalities and stream ids, pixel formats and borrowed frame/crop views, backbones, device
-//! choice, Python's random generator and row normalisation.
+//! choice, Python's random generator, row normalisation and error chains for logs.
 
 pub mod backbone;
+pub mod chain;
 pub mod device;
 pub mod modality;
 pub mod pixels;
@@ -10,6 +11,7 @@ pub mod pyrandom;
 pub mod rows;
 
 pub use backbone::Backbone;
+pub use chain::Chain;
 pub use device::{Device, DeviceError, DeviceKind};
 pub use modality::{Modality, StreamId};
 pub use pixels::{Crop, CropProblem, Image, ImageError, PixelFormat};

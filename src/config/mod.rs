@@ -2,9 +2,10 @@
 //! checked into ready-to-use values. Every error names the file, the key path and the line and
 //! column, and says what was expected.
 
-pub mod detect;
+pub(crate) mod checks;
 pub mod site;
 pub mod train;
+pub mod url;
 
 use serde::de::DeserializeOwned;
 use std::fmt;

@@ -2,7 +2,7 @@
 //! Defaults are the paper's recipe (see `shared/spec` §5): P=8 identities × K=4 images per
 //! modality, 288×144 input, SGD with Nesterov momentum, 81 epochs with warm-up and two steps.
 
-use super::site::check;
+use super::checks;
 use super::{ConfigError, Source};
 use crate::base::{Backbone, Device};
 use serde::Deserialize;
@@ -281,7 +281,7 @@ impl RawTrain {
             })?,
         };
         let d = &self.dataset;
-        let trial = check::int(src, "dataset.trial", &d.trial, 1, 1, 10)? as u32;
+        let trial = checks::int(src, "dataset.trial", &d.trial, 1, 1, 10)? as u32;
         if d.trial.is_some() && d.kind != DatasetKind::Regdb {
             return Err(src.error(
                 "dataset.trial",
@@ -340,7 +340,7 @@ impl RawTrain {
             backbone,
             pretrained,
             input_size,
-            parts: check::int(src, "model.parts", &m.parts, 1, 1, 16)? as u32,
+            parts: checks::int(src, "model.parts", &m.parts, 1, 1, 16)? as u32,
         };
         let loss = self.loss.check(src)?;
         let batch_span = self.schedule.identities_per_batch.as_ref().map_or(0..0, Spanned::span);
@@ -358,17 +358,17 @@ impl RawTrain {
         }
         Ok(TrainConfig {
             file: src.file.to_path_buf(),
-            seed: check::int(src, "seed", &self.seed, 0, 0, i64::MAX)? as u64,
+            seed: checks::int(src, "seed", &self.seed, 0, 0, i64::MAX)? as u64,
             output_dir: src.resolve(self.output_dir.get_ref()),
             dataset,
             model,
             loss,
             schedule,
             device,
-            threads: check::int(src, "threads", &self.threads, 2, 1, 1024)? as usize,
+            threads: checks::int(src, "threads", &self.threads, 2, 1, 1024)? as usize,
             loader: Loader {
-                workers: check::int(src, "loader.workers", &self.loader.workers, default_workers(), 1, 64)? as usize,
-                prefetch: check::int(src, "loader.prefetch", &self.loader.prefetch, 4, 1, 64)? as usize,
+                workers: checks::int(src, "loader.workers", &self.loader.workers, default_workers(), 1, 64)? as usize,
+                prefetch: checks::int(src, "loader.prefetch", &self.loader.prefetch, 4, 1, 64)? as usize,
             },
         })
     }
@@ -382,7 +382,7 @@ fn default_workers() -> i64 {
 impl RawLoss {
     fn check(self, src: &Source<'_>) -> Result<Loss, ConfigError> {
         let w = |key: &str, v: &Option<Spanned<f64>>, default: f64| {
-            check::float(src, &format!("loss.{key}"), v, default, 0.0, 1000.0)
+            checks::float(src, &format!("loss.{key}"), v, default, 0.0, 1000.0)
         };
         let stages = match &self.cmalign_stages {
             None => vec![Stage::Layer3, Stage::Layer4],
@@ -403,7 +403,7 @@ impl RawLoss {
             dense_triplet_weight: w("dense_triplet", &self.dense_triplet, 0.5)?,
             dense_triplet_margin: w("dense_triplet_margin", &self.dense_triplet_margin, 0.3)?,
             dense_triplet_weighting: self.dense_triplet_weighting.unwrap_or(DenseTripletWeighting::Code),
-            cmalign_temperature: check::positive(src, "loss.cmalign_temperature", &self.cmalign_temperature, 50.0)?,
+            cmalign_temperature: checks::positive(src, "loss.cmalign_temperature", &self.cmalign_temperature, 50.0)?,
             cmalign_stages: stages,
         };
         let weights = [
@@ -432,7 +432,7 @@ impl RawLoss {
 
 impl RawSchedule {
     fn check(self, src: &Source<'_>) -> Result<Schedule, ConfigError> {
-        let epochs = check::int(src, "schedule.epochs", &self.epochs, 81, 1, 100_000)? as u32;
+        let epochs = checks::int(src, "schedule.epochs", &self.epochs, 81, 1, 100_000)? as u32;
         let milestones = match &self.milestones {
             None => vec![20, 50],
             Some(m) => {
@@ -449,7 +449,7 @@ impl RawSchedule {
         };
         Ok(Schedule {
             epochs,
-            identities_per_batch: check::int(
+            identities_per_batch: checks::int(
                 src,
                 "schedule.identities_per_batch",
                 &self.identities_per_batch,
@@ -457,7 +457,7 @@ impl RawSchedule {
                 2,
                 1024,
             )? as usize,
-            images_per_identity: check::int(
+            images_per_identity: checks::int(
                 src,
                 "schedule.images_per_identity",
                 &self.images_per_identity,
@@ -465,8 +465,8 @@ impl RawSchedule {
                 1,
                 1024,
             )? as usize,
-            base_lr: check::positive(src, "schedule.base_lr", &self.base_lr, 0.1)?,
-            backbone_lr_mult: check::float(
+            base_lr: checks::positive(src, "schedule.base_lr", &self.base_lr, 0.1)?,
+            backbone_lr_mult: checks::float(
                 src,
                 "schedule.backbone_lr_mult",
                 &self.backbone_lr_mult,
@@ -474,10 +474,10 @@ impl RawSchedule {
                 0.0,
                 100.0,
             )?,
-            momentum: check::float(src, "schedule.momentum", &self.momentum, 0.9, 0.0, 1.0)?,
+            momentum: checks::float(src, "schedule.momentum", &self.momentum, 0.9, 0.0, 1.0)?,
             nesterov: self.nesterov.unwrap_or(true),
-            weight_decay: check::float(src, "schedule.weight_decay", &self.weight_decay, 5e-4, 0.0, 1.0)?,
-            warmup_epochs: check::int(
+            weight_decay: checks::float(src, "schedule.weight_decay", &self.weight_decay, 5e-4, 0.0, 1.0)?,
+            warmup_epochs: checks::int(
                 src,
                 "schedule.warmup_epochs",
                 &self.warmup_epochs,
@@ -486,8 +486,8 @@ impl RawSchedule {
                 i64::from(epochs),
             )? as u32,
             milestones,
-            gamma: check::float(src, "schedule.gamma", &self.gamma, 0.1, 0.0, 1.0)?,
-            eval_every: check::int(src, "schedule.eval_every", &self.eval_every, 40, 0, 100_000)? as u32,
+            gamma: checks::float(src, "schedule.gamma", &self.gamma, 0.1, 0.0, 1.0)?,
+            eval_every: checks::int(src, "schedule.eval_every", &self.eval_every, 40, 0, 100_000)? as u32,
             amp: self.amp,
             amp_dtype: match &self.amp_dtype {
                 Some(d) if !self.amp => {

@@ -3,27 +3,51 @@
 //! jobs went in, so every stream's tracker sees its frames in sequence.
 
 use super::{DetectError, Detection, Image, StreamDetector};
+use crate::base::{Modality, StreamId};
 use crate::ingest::Frame;
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-/// Builds the detector of stream `n` (called once per worker and stream).
-pub type DetectorFactory = Arc<dyn Fn(usize) -> Result<StreamDetector, DetectError> + Send + Sync>;
+/// Builds the detector of a stream (called once per worker and stream).
+pub type DetectorFactory = Arc<dyn Fn(StreamId) -> Result<StreamDetector, DetectError> + Send + Sync>;
 
 /// A frame to detect people in; `tag` travels with it unchanged.
 pub struct Job<T> {
-    pub stream: usize,
+    pub stream: StreamId,
     pub frame: Frame,
     pub tag: T,
 }
 
 /// A finished job: the frame back, and its detections or the error that prevented them.
 pub struct Done<T> {
-    pub stream: usize,
+    pub stream: StreamId,
     pub frame: Frame,
     pub tag: T,
-    pub detections: Result<Vec<Detection>, String>,
+    pub detections: Result<Vec<Detection>, FrameError>,
+}
+
+/// Why one frame has no detections, naming its camera and modality.
+#[derive(Debug, thiserror::Error)]
+#[error("camera {camera} ({modality})")]
+pub struct FrameError {
+    pub camera: String,
+    pub modality: Modality,
+    #[source]
+    pub failure: FrameFailure,
+}
+
+/// What went wrong with one frame.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameFailure {
+    #[error("cannot build the detector")]
+    Build(#[source] DetectError),
+    #[error("the frame buffer is not readable")]
+    Unmappable,
+    #[error("detection failed")]
+    Detect(#[source] DetectError),
+    #[error("the detector panicked")]
+    Panicked,
 }
 
 /// The pool. Dropping it (or [`DetectPool::close`]) stops intake; the workers finish the queued
@@ -108,7 +132,7 @@ impl<T: Send + 'static> DetectPool<T> {
 }
 
 fn worker<T>(jobs: &Receiver<(u64, Job<T>)>, finished: &Sender<(u64, Done<T>)>, factory: &DetectorFactory) {
-    let mut detectors: HashMap<usize, StreamDetector> = HashMap::new();
+    let mut detectors: HashMap<StreamId, StreamDetector> = HashMap::new();
     while let Ok((seq, job)) = jobs.recv() {
         // A panicking detector fails its frame, not the pool (the ordering thread waits for
         // every sequence number).
@@ -117,10 +141,12 @@ fn worker<T>(jobs: &Receiver<(u64, Job<T>)>, finished: &Sender<(u64, Done<T>)>, 
         }))
         .unwrap_or_else(|_| {
             detectors.remove(&job.stream);
-            Err(format!(
-                "{} {:?}: the detector panicked",
-                job.frame.camera, job.frame.modality
-            ))
+            Err(FrameFailure::Panicked)
+        })
+        .map_err(|failure| FrameError {
+            camera: job.frame.camera.clone(),
+            modality: job.frame.modality,
+            failure,
         });
         let done = Done {
             stream: job.stream,
@@ -135,24 +161,19 @@ fn worker<T>(jobs: &Receiver<(u64, Job<T>)>, finished: &Sender<(u64, Done<T>)>, 
 }
 
 fn detect_frame(
-    detectors: &mut HashMap<usize, StreamDetector>,
+    detectors: &mut HashMap<StreamId, StreamDetector>,
     factory: &DetectorFactory,
-    stream: usize,
+    stream: StreamId,
     frame: &Frame,
-) -> Result<Vec<Detection>, String> {
+) -> Result<Vec<Detection>, FrameFailure> {
     let detector = match detectors.entry(stream) {
         std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-        std::collections::hash_map::Entry::Vacant(v) => v.insert(factory(stream).map_err(|e| e.to_string())?),
+        std::collections::hash_map::Entry::Vacant(v) => v.insert(factory(stream).map_err(FrameFailure::Build)?),
     };
-    let map = frame
-        .buffer
-        .map_readable()
-        .map_err(|_| format!("{} {:?}: frame buffer is not readable", frame.camera, frame.modality))?;
+    let map = frame.buffer.map_readable().map_err(|_| FrameFailure::Unmappable)?;
     let image = Image::new(map.as_slice(), frame.width, frame.height, frame.stride, frame.format)
-        .map_err(|e| format!("{} {:?}: {e}", frame.camera, frame.modality))?;
-    detector
-        .run(&image)
-        .map_err(|e| format!("{} {:?}: {e}", frame.camera, frame.modality))
+        .map_err(|e| FrameFailure::Detect(e.into()))?;
+    detector.run(&image).map_err(FrameFailure::Detect)
 }
 
 /// Forwards finished jobs in sequence order.

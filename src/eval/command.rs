@@ -108,7 +108,7 @@ pub fn run(req: &EvalRequest) -> Result<Outcome, EvalError> {
     let overall = if runs.len() == 1 {
         runs[0].clone()
     } else {
-        let s = Summary::of(&runs.iter().map(Summary::as_metrics).collect::<Vec<_>>());
+        let s = Summary::of(&runs.iter().map(Summary::as_scores).collect::<Vec<_>>());
         rows.push((format!("mean over {} runs", runs.len()), s.clone()));
         s
     };

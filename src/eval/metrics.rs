@@ -72,7 +72,7 @@ pub fn score_query(
 
 /// Means over the valid queries of one evaluation.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Metrics {
+pub struct Scores {
     /// CMC at ranks 1..=max_rank, as fractions.
     pub cmc: Vec<f64>,
     pub map: f64,
@@ -82,9 +82,9 @@ pub struct Metrics {
     pub invalid_queries: usize,
 }
 
-impl Metrics {
+impl Scores {
     /// Aggregates per-query scores (`None` = invalid query) with CMC truncated at `max_rank`.
-    pub fn from_scores<'a>(scores: impl IntoIterator<Item = &'a Option<QueryScore>>, max_rank: usize) -> Self {
+    pub fn from_queries<'a>(scores: impl IntoIterator<Item = &'a Option<QueryScore>>, max_rank: usize) -> Self {
         let mut cmc = vec![0.0; max_rank];
         let (mut ap, mut inp, mut valid, mut invalid) = (0.0, 0.0, 0usize, 0usize);
         for s in scores {
@@ -163,7 +163,7 @@ mod tests {
             None
         );
         let good = score_query([0, 1], &IDS, 7, |_| true, CmcMode::Standard);
-        let m = Metrics::from_scores(&[good, None], 3);
+        let m = Scores::from_queries(&[good, None], 3);
         assert_eq!((m.valid_queries, m.invalid_queries), (1, 1));
         assert_eq!(m.cmc, vec![1.0, 1.0, 1.0]);
         assert!((m.map - 1.0).abs() < 1e-12);
@@ -189,7 +189,7 @@ mod tests {
             ap: 0.1,
             inp: 0.1,
         });
-        let m = Metrics::from_scores(&[a, b, c], 5);
+        let m = Scores::from_queries(&[a, b, c], 5);
         assert_eq!(m.cmc.len(), 5);
         let third = 1.0 / 3.0;
         for (got, want) in m.cmc.iter().zip([third, third, 2.0 * third, 2.0 * third, 2.0 * third]) {

@@ -10,7 +10,7 @@ pub mod report;
 pub mod request;
 
 use crate::data::Item;
-use metrics::{Metrics, QueryScore};
+use metrics::{QueryScore, Scores};
 use protocols::Protocol;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -177,7 +177,7 @@ impl FeatureBank {
 #[derive(Debug, Clone)]
 pub struct TrialResult {
     pub name: String,
-    pub metrics: Metrics,
+    pub metrics: Scores,
     /// Per query: its path and its score (`None`: no true match left, excluded from the means).
     pub queries: Vec<(String, Option<QueryScore>)>,
 }
@@ -211,7 +211,7 @@ pub fn evaluate(protocol: &Protocol, bank: &FeatureBank, block_rows: i64) -> Res
                 protocol.cmc,
             );
         })?;
-        let metrics = Metrics::from_scores(&scores, MAX_RANK);
+        let metrics = Scores::from_queries(&scores, MAX_RANK);
         let queries = trial.query.iter().map(|i| i.path.clone()).zip(scores).collect();
         results.push(TrialResult {
             name: trial.name.clone(),

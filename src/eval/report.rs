@@ -2,7 +2,7 @@
 //! supplementary's Table S1, e.g. `91.12 ± 0.44`), JSON, a per-query CSV and a CMC plot (PNG).
 
 use super::TrialResult;
-use super::metrics::Metrics;
+use super::metrics::Scores;
 use opencv::core::{Mat, Point, Scalar, Vector};
 use opencv::prelude::*;
 use opencv::{imgcodecs, imgproc};
@@ -48,8 +48,8 @@ pub struct Summary {
 
 impl Summary {
     /// Mean ± std over a set of metrics (the trials of one run, or the trial means of runs).
-    pub fn of(metrics: &[Metrics]) -> Self {
-        let pick = |f: &dyn Fn(&Metrics) -> f64| Stat::of(&metrics.iter().map(|m| 100.0 * f(m)).collect::<Vec<_>>());
+    pub fn of(metrics: &[Scores]) -> Self {
+        let pick = |f: &dyn Fn(&Scores) -> f64| Stat::of(&metrics.iter().map(|m| 100.0 * f(m)).collect::<Vec<_>>());
         let len = metrics.iter().map(|m| m.cmc.len()).max().unwrap_or(0);
         let cmc = (1..=len).map(|k| pick(&|m| m.rank(k)).mean).collect();
         Self {
@@ -64,8 +64,8 @@ impl Summary {
     }
 
     /// The trial-mean of a run, as plain metrics (fractions) for averaging over runs.
-    pub fn as_metrics(&self) -> Metrics {
-        Metrics {
+    pub fn as_scores(&self) -> Scores {
+        Scores {
             cmc: self.cmc.iter().map(|c| c / 100.0).collect(),
             map: self.map.mean / 100.0,
             minp: self.minp.mean / 100.0,

@@ -55,7 +55,7 @@ pub fn render(spec: &SourceSpec) -> Result<Rendered, TemplateError> {
             transport,
             latency_ms,
         } => {
-            let (clean, user, password) = split_credentials(url.expose());
+            let crate::config::url::Credentials { clean, user, password } = crate::config::url::split(url.expose());
             let password = match (&url.password_env, password) {
                 (Some(var), _) => std::env::var(var).ok(),
                 (None, p) => p,
@@ -139,24 +139,6 @@ fn gcd(a: u64, b: u64) -> u64 {
 /// Quotes a value for gst-launch syntax.
 fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
-/// Splits `rtsp://user:pass@host/…` into the URL without credentials, the user and the password.
-fn split_credentials(url: &str) -> (String, Option<String>, Option<String>) {
-    let Some(scheme_end) = url.find("://") else {
-        return (url.to_owned(), None, None);
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return (url.to_owned(), None, None);
-    };
-    let userinfo = &rest[..at];
-    let clean = format!("{}{}", &url[..scheme_end + 3], &rest[at + 1..]);
-    match userinfo.split_once(':') {
-        Some((u, p)) => (clean, Some(u.to_owned()), Some(p.to_owned())),
-        None => (clean, Some(userinfo.to_owned()), None),
-    }
 }
 
 /// Replaces `${name}` placeholders and drops comment lines.
@@ -275,18 +257,5 @@ mod tests {
             substitute("t", "a ${b", &vars),
             Err(TemplateError::Unclosed { at: 2, .. })
         ));
-    }
-
-    #[test]
-    fn credentials_leave_the_url() {
-        assert_eq!(
-            split_credentials("rtsp://admin:pw@cam:554/live"),
-            (
-                "rtsp://cam:554/live".to_owned(),
-                Some("admin".to_owned()),
-                Some("pw".to_owned())
-            )
-        );
-        assert_eq!(split_credentials("rtsp://cam/live").1, None);
     }
 }

@@ -1,16 +1,16 @@
 //! The live pipeline of `reid-pipe run`: stages on threads joined by bounded channels.
 //!
-//! sources → pairing ([`ingest`]) → detection pool ([`crate::detect::pool`]) → tracking
+//! sources → pairing ([`capture`]) → detection pool ([`crate::detect::pool`]) → tracking
 //! ([`tracking`]) → batched embedding ([`embedding`]) → identity index ([`identity`]) → events
 //! ([`outputs`]: file, stdout, MQTT), with the annotated video ([`video`]) and metrics
 //! ([`metrics`]) beside them. Every queue is bounded; file sources wait for the pipeline, live
 //! sources drop their oldest frames (counted). On stop (SIGINT/SIGTERM) the sources end, every
 //! queue drains, tracks end, events are flushed and the index is snapshotted.
 
+pub mod capture;
 pub mod embedding;
 pub mod events;
 pub mod identity;
-pub mod ingest;
 pub mod metrics;
 pub mod mqtt;
 pub mod outputs;
@@ -19,8 +19,9 @@ pub mod tracking;
 pub mod types;
 pub mod video;
 
-pub use ingest::{CameraStats, SourceStats};
+pub use capture::{CameraStats, SourceStats};
 
+use crate::base::{Modality, StreamId};
 use crate::config::SiteConfig;
 use crate::detect::pool::{DetectPool, DetectorFactory, Job};
 use crate::detect::{self};
@@ -175,15 +176,14 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
     };
     let q = cfg.runtime.queue_capacity;
     let (arrivals_tx, arrivals) = bounded(q);
-    let cameras = ingest::start(cfg, opts.max_frames, stop, &arrivals_tx);
+    let cameras = capture::start(cfg, opts.max_frames, stop, &arrivals_tx);
     drop(arrivals_tx);
     let shared = Arc::new(cfg.clone());
     let factory: DetectorFactory = Arc::new(move |stream| {
-        let cam = &shared.cameras[stream / 2];
-        if stream % 2 == 0 {
-            detect::visible(&cam.detector)
-        } else {
-            Ok(detect::thermal(&cam.thermal_detector, cam.calibration))
+        let cam = &shared.cameras[stream.camera];
+        match stream.modality {
+            Modality::Visible => detect::visible(&cam.detector),
+            Modality::Thermal => Ok(detect::thermal(&cam.thermal_detector, cam.calibration)),
         }
     });
     let mut pool = DetectPool::<Tag>::new(cfg.runtime.detector_workers, q, factory);
@@ -225,7 +225,7 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
                 };
                 for (frame, paired) in frames {
                     frames_in(a.camera, frame.modality);
-                    let stream = a.camera * 2 + usize::from(frame.modality == crate::base::Modality::Thermal);
+                    let stream = StreamId::new(a.camera, frame.modality);
                     let tag = Tag {
                         camera: a.camera,
                         paired,
@@ -265,7 +265,7 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
                 .name("status".into())
                 .spawn_scoped(s, move || status(m, every, fin))?;
         }
-        let stats = ingest::join(cameras);
+        let stats = capture::join(cameras);
         // Stages catch their own panics (the supervisor records them): joining cannot fail.
         let _ = dispatch.join();
         let _ = track.join();

@@ -5,7 +5,7 @@
 use super::metrics::Metrics;
 use super::types::{CropJob, Pixels, ToEmbed, TrackKey, TrackNote};
 use super::video::{Annotated, VideoFrame};
-use crate::base::{Image, Modality, PixelFormat};
+use crate::base::{Image, Modality, PixelFormat, StreamId};
 use crate::config::SiteConfig;
 use crate::detect::pool::Done;
 use crate::detect::thermal::to_u8;
@@ -95,7 +95,7 @@ pub fn run(
     video: Option<&Sender<VideoFrame>>,
     metrics: &Metrics,
 ) {
-    let mut trackers: HashMap<(usize, Modality), Tracker> = HashMap::new();
+    let mut trackers: HashMap<StreamId, Tracker> = HashMap::new();
     let input_h = cfg
         .model
         .input_size
@@ -117,7 +117,7 @@ pub fn run(
         let detections: Vec<Detection> = match done.detections {
             Ok(d) => d,
             Err(e) => {
-                tracing::warn!("detection failed: {e}");
+                tracing::warn!("{}", crate::base::Chain(&e));
                 metrics
                     .counter("reid_dropped_total", "stage=\"detect\"")
                     .fetch_add(1, Ordering::Relaxed);
@@ -132,7 +132,7 @@ pub fn run(
             || tag.arrived.saturating_duration_since(started).as_secs_f64(),
             |p| p as f64 / 1e9,
         );
-        last_pts.insert((tag.camera, modality), pts_s);
+        last_pts.insert(StreamId::new(tag.camera, modality), pts_s);
         last_arrival = tag.arrived;
         let margin = match modality {
             Modality::Visible => cam.detector.crop_margin,
@@ -150,7 +150,7 @@ pub fn run(
             Pixels::Frame(frame.clone())
         };
         let tracker = trackers
-            .entry((tag.camera, modality))
+            .entry(StreamId::new(tag.camera, modality))
             .or_insert_with(|| Tracker::new(cfg.tracker));
         let (updates, ended) = tracker.update(&detections);
         let mut boxes = Vec::new();
@@ -228,7 +228,7 @@ pub fn run(
         }
         let active: usize = trackers
             .iter()
-            .filter(|((c, _), _)| *c == tag.camera)
+            .filter(|(s, _)| s.camera == tag.camera)
             .map(|(_, t)| t.len())
             .sum();
         metrics
@@ -272,8 +272,9 @@ pub fn run(
         }
     }
     // End of every stream: every live track ends.
-    for ((camera, modality), mut tracker) in trackers {
-        let pts_s = last_pts.get(&(camera, modality)).copied().unwrap_or(0.0);
+    for (stream, mut tracker) in trackers {
+        let StreamId { camera, modality } = stream;
+        let pts_s = last_pts.get(&stream).copied().unwrap_or(0.0);
         for id in tracker.finish() {
             let key = TrackKey {
                 camera,

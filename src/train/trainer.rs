@@ -23,7 +23,7 @@ use crate::base::PyRandom;
 use crate::config::TrainConfig;
 use crate::config::train::DatasetKind;
 use crate::config::train::Pretrained;
-use crate::eval::metrics::Metrics;
+use crate::eval::metrics::Scores;
 use crate::eval::protocols::{self, RegdbDirection, Shots, SysuMode};
 use crate::model::embedder::LbaEmbedder;
 use crate::model::preprocess::{PreprocessError, normalise};
@@ -104,8 +104,8 @@ pub struct Options {
 pub struct RunResult {
     pub dir: PathBuf,
     pub seed: u64,
-    /// Metrics of the last evaluation (the final epoch always evaluates).
-    pub metrics: Option<Metrics>,
+    /// Scores of the last evaluation (the final epoch always evaluates).
+    pub metrics: Option<Scores>,
 }
 
 /// Trains `opts.runs` runs of the configuration.
@@ -436,7 +436,7 @@ fn input(pixels: &Tensor, spec: &ModelSpec, device: Device) -> Result<Tensor, Tr
 
 /// The test protocol's first trial (SYSU trial 0 all-search single-shot, RegDB V→T of the
 /// trained trial, or Market/Duke), on weights just saved.
-fn evaluate(cfg: &TrainConfig, weights_path: &Path, device: Device) -> Result<Metrics, TrainError> {
+fn evaluate(cfg: &TrainConfig, weights_path: &Path, device: Device) -> Result<Scores, TrainError> {
     let d = &cfg.dataset;
     let protocol = match d.kind {
         DatasetKind::Sysu => {
@@ -458,7 +458,7 @@ fn evaluate(cfg: &TrainConfig, weights_path: &Path, device: Device) -> Result<Me
         .into_iter()
         .next()
         .map(|r| r.metrics)
-        .unwrap_or_else(|| Metrics::from_scores(&[], crate::eval::MAX_RANK)))
+        .unwrap_or_else(|| Scores::from_queries(&[], crate::eval::MAX_RANK)))
 }
 
 fn save_checkpoint(

@@ -2,8 +2,8 @@
 //! per-camera overrides (`[cameras.detector]`, `[cameras.thermal_detector]`): every key a camera
 //! sets replaces the site-wide value for that camera only.
 
-use super::site::check;
-use super::{ConfigError, Source};
+use crate::config::checks;
+use crate::config::{ConfigError, Source};
 use serde::Deserialize;
 use std::path::PathBuf;
 use toml::Spanned;
@@ -299,10 +299,10 @@ impl RawDetector {
         Ok(Detector {
             kind,
             model,
-            confidence: check::float(src, &key("confidence"), &self.confidence, d.confidence.into(), 0.0, 1.0)? as f32,
-            nms_iou: check::float(src, &key("nms_iou"), &self.nms_iou, d.nms_iou.into(), 0.0, 1.0)? as f32,
+            confidence: checks::float(src, &key("confidence"), &self.confidence, d.confidence.into(), 0.0, 1.0)? as f32,
+            nms_iou: checks::float(src, &key("nms_iou"), &self.nms_iou, d.nms_iou.into(), 0.0, 1.0)? as f32,
             min_box: min_box(src, &key("min_box"), &self.min_box, d.min_box)?,
-            crop_margin: check::float(
+            crop_margin: checks::float(
                 src,
                 &key("crop_margin"),
                 &self.crop_margin,
@@ -343,12 +343,12 @@ impl RawThermalDetector {
         };
         let min_celsius = match &self.min_celsius {
             None => base.min_celsius,
-            Some(_) => Some(check::float(src, &key("min_celsius"), &self.min_celsius, 0.0, -273.15, 2000.0)? as f32),
+            Some(_) => Some(checks::float(src, &key("min_celsius"), &self.min_celsius, 0.0, -273.15, 2000.0)? as f32),
         };
         Ok(ThermalDetector {
-            sigma: check::float(src, &key("sigma"), &self.sigma, base.sigma.into(), 0.0, 10.0)? as f32,
+            sigma: checks::float(src, &key("sigma"), &self.sigma, base.sigma.into(), 0.0, 10.0)? as f32,
             min_celsius,
-            min_contrast: check::float(
+            min_contrast: checks::float(
                 src,
                 &key("min_contrast"),
                 &self.min_contrast,
@@ -356,10 +356,10 @@ impl RawThermalDetector {
                 0.0,
                 65_535.0,
             )? as f32,
-            min_area: check::int(src, &key("min_area"), &self.min_area, base.min_area.into(), 1, 1 << 24)? as u32,
+            min_area: checks::int(src, &key("min_area"), &self.min_area, base.min_area.into(), 1, 1 << 24)? as u32,
             aspect,
-            morph_px: check::int(src, &key("morph_px"), &self.morph_px, base.morph_px.into(), 0, 64)? as u32,
-            confidence: check::float(
+            morph_px: checks::int(src, &key("morph_px"), &self.morph_px, base.morph_px.into(), 0, 64)? as u32,
+            confidence: checks::float(
                 src,
                 &key("confidence"),
                 &self.confidence,
@@ -368,7 +368,7 @@ impl RawThermalDetector {
                 1.0,
             )? as f32,
             min_box: min_box(src, &key("min_box"), &self.min_box, base.min_box)?,
-            crop_margin: check::float(
+            crop_margin: checks::float(
                 src,
                 &key("crop_margin"),
                 &self.crop_margin,
@@ -385,10 +385,10 @@ impl RawTracker {
     pub(super) fn check(self, src: &Source<'_>) -> Result<Tracker, ConfigError> {
         let d = Tracker::default();
         Ok(Tracker {
-            max_age: check::int(src, "tracker.max_age", &self.max_age, d.max_age.into(), 1, 100_000)? as u32,
-            min_hits: check::int(src, "tracker.min_hits", &self.min_hits, d.min_hits.into(), 1, 1000)? as u32,
-            iou_threshold: check::float(src, "tracker.iou_threshold", &self.iou_threshold, 0.3, 0.0, 1.0)? as f32,
-            embed_interval_ms: check::int(
+            max_age: checks::int(src, "tracker.max_age", &self.max_age, d.max_age.into(), 1, 100_000)? as u32,
+            min_hits: checks::int(src, "tracker.min_hits", &self.min_hits, d.min_hits.into(), 1, 1000)? as u32,
+            iou_threshold: checks::float(src, "tracker.iou_threshold", &self.iou_threshold, 0.3, 0.0, 1.0)? as f32,
+            embed_interval_ms: checks::int(
                 src,
                 "tracker.embed_interval_ms",
                 &self.embed_interval_ms,
@@ -410,7 +410,7 @@ impl RawCalibration {
                 format!("expected a finite, non-zero gain, found {gain}"),
             ));
         }
-        let offset = check::float(src, &format!("{prefix}.offset"), &Some(self.offset), 0.0, -1e6, 1e6)?;
+        let offset = checks::float(src, &format!("{prefix}.offset"), &Some(self.offset), 0.0, -1e6, 1e6)?;
         Ok(Calibration { gain, offset })
     }
 }

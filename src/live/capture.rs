@@ -1,4 +1,4 @@
-//! The ingest stage of the live pipeline: every source of every camera pair streams on its own
+//! The capture stage of the live pipeline: every source of every camera pair streams on its own
 //! thread into a bounded queue, a pairing thread per camera matches visible and thermal frames by
 //! timestamp and passes the pairs on, and everything is counted. One failing source does not
 //! stop the others.

@@ -29,7 +29,7 @@ use crate::index::backend::HnswParams;
 use crate::index::identities::{IdentityIndex, Settings};
 use crate::index::snapshot;
 use crate::ingest::pairing::Paired;
-use crossbeam_channel::bounded;
+use crossbeam_channel::{Receiver, bounded};
 use events::{EventFileError, EventLog};
 use metrics::Metrics;
 use std::path::PathBuf;
@@ -49,14 +49,15 @@ pub enum LiveError {
         #[source]
         source: Box<crate::model::embedder::EmbedError>,
     },
-    #[error("outputs.metrics_listen {addr}: {message}")]
+    #[error("outputs.metrics_listen {addr}: cannot listen")]
     Metrics {
         addr: std::net::SocketAddr,
-        message: String,
+        #[source]
+        source: std::io::Error,
     },
-    #[error("outputs.mqtt: {0}")]
-    Mqtt(String),
-    #[error("cannot start a pipeline thread: {0}")]
+    #[error(transparent)]
+    Mqtt(#[from] mqtt::MqttError),
+    #[error("cannot start a pipeline thread")]
     Thread(#[from] std::io::Error),
     #[error("the {} stage failed: {}; the pipeline was drained and stopped", .0.stage, .0.cause)]
     Stage(supervise::StageFailure),
@@ -104,102 +105,34 @@ fn index_settings(cfg: &SiteConfig, dim: usize) -> Settings {
     }
 }
 
-/// Runs the site until every source ends or `stop` is set.
+/// Runs the site until every source ends or `stop` is set: each stage is set up in turn (any
+/// that cannot start fails the run before the first frame), then all run on scoped threads,
+/// joined by bounded channels, until the sources end and every queue has drained.
 pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Result<RunSummary, LiveError> {
     let started = Instant::now();
-    // `runtime.threads`: libtorch's and OpenCV's CPU threads.
-    tch::set_num_threads(cfg.runtime.threads as i32);
-    if let Err(e) = opencv::core::set_num_threads(cfg.runtime.threads as i32) {
-        tracing::warn!("runtime.threads: OpenCV refused {} threads: {e}", cfg.runtime.threads);
-    }
+    apply_threads(cfg.runtime.threads);
     let metrics = Arc::new(Metrics::default());
     // Outputs first: a path that cannot be written fails the run before anything starts.
-    let log = match &cfg.outputs.events {
-        Some(p) => Some(EventLog::open(
-            p,
-            cfg.outputs.events_max_bytes,
-            cfg.outputs.events_keep,
-        )?),
-        None => None,
-    };
-    let device = cfg.runtime.device.resolve("runtime.device")?;
-    let embedder = crate::model::embedder::from_site_model(&cfg.model, device)
-        .and_then(|e| crate::model::embedder::probe(e.as_ref()).map(|()| e))
-        .map_err(|source| LiveError::Model {
-            path: cfg.model.weights.clone(),
-            source: Box::new(source),
-        })?;
-    let settings = index_settings(cfg, embedder.dim() as usize);
-    let dir = &cfg.index.snapshot_dir;
-    if opts.fresh_index {
-        for moved in snapshot::set_aside_other_models(dir, settings.dim)? {
-            tracing::warn!("set aside another model's snapshot as {}", moved.display());
-        }
-    }
-    let aside = snapshot::set_aside(dir);
-    if !aside.is_empty() {
-        tracing::info!(
-            "{} snapshot(s) of another model kept aside in {} (set-aside-*)",
-            aside.len(),
-            dir.display()
-        );
-    }
-    let index = match snapshot::load(dir, settings) {
-        Ok(Some((path, index))) => {
-            tracing::info!(
-                "resuming {} identities from {}",
-                index.identities().len(),
-                path.display()
-            );
-            index
-        }
-        Ok(None) => IdentityIndex::new(settings),
-        Err(e @ snapshot::SnapshotError::OtherModel { .. }) => return Err(e.into()),
-        Err(e) => {
-            tracing::warn!("{e}; starting with an empty index");
-            IdentityIndex::new(settings)
-        }
-    };
+    let log = open_event_log(cfg)?;
+    let embedder = load_embedder(cfg)?;
+    let index = open_index(cfg, opts, embedder.dim() as usize)?;
     let mqtt = match &cfg.outputs.mqtt {
-        Some(m) => Some(mqtt::MqttSink::start(m, &m.client_id).map_err(LiveError::Mqtt)?),
+        Some(m) => Some(mqtt::MqttSink::start(m, &m.client_id)?),
         None => None,
     };
     let server_stop = Arc::new(AtomicBool::new(false));
-    let server = match cfg.outputs.metrics_listen {
-        Some(addr) => Some(
-            metrics::serve(addr, Arc::clone(&metrics), Arc::clone(&server_stop)).map_err(|e| LiveError::Metrics {
-                addr,
-                message: e.to_string(),
-            })?,
-        ),
-        None => None,
-    };
+    let server = start_metrics_server(cfg, &metrics, &server_stop)?;
     let q = cfg.runtime.queue_capacity;
     let (arrivals_tx, arrivals) = bounded(q);
     let cameras = capture::start(cfg, opts.max_frames, stop, &arrivals_tx);
     drop(arrivals_tx);
-    let shared = Arc::new(cfg.clone());
-    let factory: DetectorFactory = Arc::new(move |stream| {
-        let cam = &shared.cameras[stream.camera];
-        match stream.modality {
-            Modality::Visible => detect::visible(&cam.detector),
-            Modality::Thermal => Ok(detect::thermal(&cam.thermal_detector, cam.calibration)),
-        }
-    });
-    let mut pool = DetectPool::<Tag>::new(cfg.runtime.detector_workers, q, factory);
+    let mut pool = DetectPool::<Tag>::new(cfg.runtime.detector_workers, q, detector_factory(cfg));
     let detected = pool.take_results().expect("a new pool has its results receiver");
     let (embed_tx, embed_rx) = bounded(q * cfg.runtime.batch_size.max(1));
     let (ident_tx, ident_rx) = bounded(q * cfg.runtime.batch_size.max(1));
     let (events_tx, events_rx) = bounded(q * 16);
     let labels: identity::Labels = Arc::default();
-    let video_paths: Vec<PathBuf> = match &cfg.outputs.video {
-        Some(base) => cfg
-            .cameras
-            .iter()
-            .map(|c| video::path_for(base, &c.name, cfg.cameras.len()))
-            .collect(),
-        None => Vec::new(),
-    };
+    let video_paths = video_paths(cfg);
     let (video_tx, video_rx) = bounded(q);
     let video_tx = (!video_paths.is_empty()).then_some(video_tx);
     let finished = AtomicBool::new(false);
@@ -212,34 +145,8 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
     let sup = &supervisor;
     let (stats, outcome, sinks) = std::thread::scope(|s| {
         let m = &metrics;
-        let dispatch = sup.spawn(s, "dispatch", move || {
-            let frames_in = |camera: usize, modality: crate::base::Modality| {
-                let labels = format!("camera=\"{}\",modality=\"{modality}\"", cfg.cameras[camera].name);
-                m.counter("reid_frames_in_total", &labels)
-                    .fetch_add(1, Ordering::Relaxed);
-            };
-            for a in arrivals.iter() {
-                let frames = match a.paired {
-                    Paired::Pair { visible, thermal } => vec![(visible, true), (thermal, true)],
-                    Paired::Single(f) => vec![(f, false)],
-                };
-                for (frame, paired) in frames {
-                    frames_in(a.camera, frame.modality);
-                    let stream = StreamId::new(a.camera, frame.modality);
-                    let tag = Tag {
-                        camera: a.camera,
-                        paired,
-                        arrived: a.at,
-                    };
-                    if pool.submit(Job { stream, frame, tag }).is_err() {
-                        return;
-                    }
-                }
-                m.gauge("reid_queue_depth", "queue=\"detect\"")
-                    .store(pool.queued() as i64, Ordering::Relaxed);
-            }
-            pool.close();
-        })?;
+        let labels = &labels;
+        let dispatch = sup.spawn(s, "dispatch", move || dispatch(cfg, &arrivals, pool, m))?;
         let track = sup.spawn(s, "track", move || {
             tracking::run(cfg, &detected, &embed_tx, video_tx.as_ref(), m);
         })?;
@@ -247,16 +154,15 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
             let wait = Duration::from_millis(cfg.runtime.max_batch_wait_ms);
             embedding::run(embedder.as_ref(), &embed_rx, &ident_tx, cfg.runtime.batch_size, wait, m);
         })?;
-        let labels_ref = &labels;
         let ident = sup.spawn(s, "identity", move || {
-            identity::run(cfg, index, &ident_rx, &events_tx, labels_ref, m)
+            identity::run(cfg, index, &ident_rx, &events_tx, labels, m)
         })?;
         let out = sup.spawn(s, "events", move || outputs::run(&events_rx, sinks, m))?;
         let video = if video_paths.is_empty() {
             None
         } else {
             let paths = &video_paths;
-            Some(sup.spawn(s, "video", move || video::run(&video_rx, paths, labels_ref))?)
+            Some(sup.spawn(s, "video", move || video::run(&video_rx, paths, labels))?)
         };
         let fin = &finished;
         if opts.status_every_s > 0.0 {
@@ -306,6 +212,140 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
         mqtt_dropped,
         elapsed: started.elapsed(),
     })
+}
+
+/// `runtime.threads`: libtorch's and OpenCV's CPU threads.
+fn apply_threads(threads: usize) {
+    tch::set_num_threads(threads as i32);
+    if let Err(e) = opencv::core::set_num_threads(threads as i32) {
+        tracing::warn!("runtime.threads: OpenCV refused {threads} threads: {e}");
+    }
+}
+
+/// The event file of `outputs.events`, opened for appending (rotated by size).
+fn open_event_log(cfg: &SiteConfig) -> Result<Option<EventLog>, LiveError> {
+    Ok(match &cfg.outputs.events {
+        Some(p) => Some(EventLog::open(
+            p,
+            cfg.outputs.events_max_bytes,
+            cfg.outputs.events_keep,
+        )?),
+        None => None,
+    })
+}
+
+/// The embedder of `model`, on `runtime.device`, checked on a test crop of each modality.
+fn load_embedder(cfg: &SiteConfig) -> Result<Box<dyn crate::model::embedder::Embed>, LiveError> {
+    let device = cfg.runtime.device.resolve("runtime.device")?;
+    crate::model::embedder::from_site_model(&cfg.model, device)
+        .and_then(|e| crate::model::embedder::probe(e.as_ref()).map(|()| e))
+        .map_err(|source| LiveError::Model {
+            path: cfg.model.weights.clone(),
+            source: Box::new(source),
+        })
+}
+
+/// The identity index: the newest usable snapshot of `index.snapshot_dir`, or an empty index.
+/// Snapshots of another model stop the run unless `--fresh-index` sets them aside.
+fn open_index(cfg: &SiteConfig, opts: &RunOptions, dim: usize) -> Result<IdentityIndex, LiveError> {
+    let settings = index_settings(cfg, dim);
+    let dir = &cfg.index.snapshot_dir;
+    if opts.fresh_index {
+        for moved in snapshot::set_aside_other_models(dir, settings.dim)? {
+            tracing::warn!("set aside another model's snapshot as {}", moved.display());
+        }
+    }
+    let aside = snapshot::set_aside(dir);
+    if !aside.is_empty() {
+        tracing::info!(
+            "{} snapshot(s) of another model kept aside in {} (set-aside-*)",
+            aside.len(),
+            dir.display()
+        );
+    }
+    Ok(match snapshot::load(dir, settings) {
+        Ok(Some((path, index))) => {
+            tracing::info!(
+                "resuming {} identities from {}",
+                index.identities().len(),
+                path.display()
+            );
+            index
+        }
+        Ok(None) => IdentityIndex::new(settings),
+        Err(e @ snapshot::SnapshotError::OtherModel { .. }) => return Err(e.into()),
+        Err(e) => {
+            tracing::warn!("{}; starting with an empty index", crate::base::Chain(&e));
+            IdentityIndex::new(settings)
+        }
+    })
+}
+
+/// The `/metrics` listener of `outputs.metrics_listen`, if set.
+fn start_metrics_server(
+    cfg: &SiteConfig,
+    metrics: &Arc<Metrics>,
+    stop: &Arc<AtomicBool>,
+) -> Result<Option<(std::net::SocketAddr, std::thread::JoinHandle<()>)>, LiveError> {
+    let Some(addr) = cfg.outputs.metrics_listen else {
+        return Ok(None);
+    };
+    metrics::serve(addr, Arc::clone(metrics), Arc::clone(stop))
+        .map(Some)
+        .map_err(|source| LiveError::Metrics { addr, source })
+}
+
+/// Builds each stream's detector: the camera's visible detector or its thermal one.
+fn detector_factory(cfg: &SiteConfig) -> DetectorFactory {
+    let shared = Arc::new(cfg.clone());
+    Arc::new(move |stream: StreamId| {
+        let cam = &shared.cameras[stream.camera];
+        match stream.modality {
+            Modality::Visible => detect::visible(&cam.detector),
+            Modality::Thermal => Ok(detect::thermal(&cam.thermal_detector, cam.calibration)),
+        }
+    })
+}
+
+/// One annotated video file per camera pair under `outputs.video` (none when unset).
+fn video_paths(cfg: &SiteConfig) -> Vec<PathBuf> {
+    match &cfg.outputs.video {
+        Some(base) => cfg
+            .cameras
+            .iter()
+            .map(|c| video::path_for(base, &c.name, cfg.cameras.len()))
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+/// The dispatch stage: every frame of every arrival goes to the detection pool, counted.
+fn dispatch(cfg: &SiteConfig, arrivals: &Receiver<capture::Arrival>, mut pool: DetectPool<Tag>, m: &Metrics) {
+    let frames_in = |camera: usize, modality: Modality| {
+        let labels = format!("camera=\"{}\",modality=\"{modality}\"", cfg.cameras[camera].name);
+        m.counter("reid_frames_in_total", &labels).fetch_add(1, Ordering::Relaxed);
+    };
+    for a in arrivals.iter() {
+        let frames = match a.paired {
+            Paired::Pair { visible, thermal } => vec![(visible, true), (thermal, true)],
+            Paired::Single(f) => vec![(f, false)],
+        };
+        for (frame, paired) in frames {
+            frames_in(a.camera, frame.modality);
+            let stream = StreamId::new(a.camera, frame.modality);
+            let tag = Tag {
+                camera: a.camera,
+                paired,
+                arrived: a.at,
+            };
+            if pool.submit(Job { stream, frame, tag }).is_err() {
+                return;
+            }
+        }
+        m.gauge("reid_queue_depth", "queue=\"detect\"")
+            .store(pool.queued() as i64, Ordering::Relaxed);
+    }
+    pool.close();
 }
 
 /// One line every `every`: frames, crops, batch size, tracks, identities, events, queues.

@@ -27,10 +27,19 @@ pub struct MqttSink {
     thread: Option<JoinHandle<()>>,
 }
 
+/// Settings of `outputs.mqtt` that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum MqttError {
+    #[error("outputs.mqtt.password_env: the variable {0} is not set")]
+    PasswordUnset(String),
+    #[error("outputs.mqtt: cannot start the client thread")]
+    Thread(#[source] std::io::Error),
+}
+
 impl MqttSink {
     /// Connects in the background; fails only on settings that cannot work (a password variable
     /// that is not set).
-    pub fn start(cfg: &Mqtt, client_id: &str) -> Result<Self, String> {
+    pub fn start(cfg: &Mqtt, client_id: &str) -> Result<Self, MqttError> {
         let mut opts = MqttOptions::new(client_id, &cfg.host, cfg.port);
         opts.set_keep_alive(Duration::from_secs(10));
         // A persistent session: after a reconnect the broker resumes it, so publications that
@@ -38,8 +47,7 @@ impl MqttSink {
         opts.set_clean_session(false);
         if let Some(user) = &cfg.username {
             let password = match &cfg.password_env {
-                Some(var) => std::env::var(var)
-                    .map_err(|_| format!("outputs.mqtt.password_env: the variable {var} is not set"))?,
+                Some(var) => std::env::var(var).map_err(|_| MqttError::PasswordUnset(var.clone()))?,
                 None => String::new(),
             };
             opts.set_credentials(user, password);
@@ -62,7 +70,7 @@ impl MqttSink {
         let thread = std::thread::Builder::new()
             .name("mqtt".into())
             .spawn(move || drive(connection, &broker, &c, &p))
-            .map_err(|e| e.to_string())?;
+            .map_err(MqttError::Thread)?;
         Ok(Self {
             client,
             qos,

@@ -129,7 +129,7 @@ fn check_sources(cfg: &SiteConfig, r: &mut Report) {
                         seen.push(element);
                     }
                 }
-                Err(e) => r.push(what.clone(), e.to_string(), false),
+                Err(e) => r.push(what.clone(), crate::base::Chain(&e).to_string(), false),
             }
             if let Input::File { path } = &spec.input {
                 r.push(what, path.display().to_string(), path.is_file());
@@ -161,7 +161,7 @@ fn check_models(cfg: &SiteConfig, r: &mut Report) {
                 };
                 r.push(name, file, true);
             }
-            Err(e) => r.push(name, e.to_string(), false),
+            Err(e) => r.push(name, crate::base::Chain(&e).to_string(), false),
         }
     }
 }

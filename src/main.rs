@@ -150,12 +150,12 @@ fn index(action: IndexAction) -> Result<ExitCode> {
         IndexAction::Stats { .. } => print!("{}", inspect::stats(&path, &idx)),
         IndexAction::Query { identity, k, .. } => {
             println!("{:>10}  {:>8}  modality", "identity", "distance");
-            for (id, d, cross) in inspect::query(&idx, identity, k).map_err(anyhow::Error::msg)? {
+            for (id, d, cross) in inspect::query(&idx, identity, k)? {
                 println!("{id:>10}  {d:>8.4}  {}", if cross { "cross" } else { "same" });
             }
         }
         IndexAction::Export { out, .. } => {
-            inspect::export(&idx, &out).map_err(anyhow::Error::msg)?;
+            inspect::export(&idx, &out)?;
             println!("wrote {}/identities.jsonl and exemplars.safetensors", out.display());
         }
     }

@@ -10,7 +10,7 @@ use tch::{Kind, Tensor};
 /// Errors naming the file and, where it applies, the tensor.
 #[derive(Debug, thiserror::Error)]
 pub enum SafetensorsError {
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
     #[error("{}: not a safetensors file: {message}", path.display())]
     Format { path: PathBuf, message: String },

@@ -4,7 +4,7 @@ use super::IdentityIndex;
 use crate::base::Modality;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Counts and time span of an index.
 pub fn stats(path: &Path, index: &IdentityIndex) -> String {
@@ -46,12 +46,24 @@ pub fn stats(path: &Path, index: &IdentityIndex) -> String {
     out
 }
 
+/// Errors of `reid-pipe index query` and `index export`.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    #[error("no identity {0} in the snapshot")]
+    NoIdentity(u64),
+    #[error("cannot write {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    File(#[from] crate::safetensors::SafetensorsError),
+}
+
 /// The identities nearest to identity `id` (best distance between any of their exemplars).
-pub fn query(index: &IdentityIndex, id: u64, k: usize) -> Result<Vec<(u64, f32, bool)>, String> {
-    let ident = index
-        .identities()
-        .get(&id)
-        .ok_or_else(|| format!("no identity {id} in the snapshot"))?;
+pub fn query(index: &IdentityIndex, id: u64, k: usize) -> Result<Vec<(u64, f32, bool)>, InspectError> {
+    let ident = index.identities().get(&id).ok_or(InspectError::NoIdentity(id))?;
     let mut best: BTreeMap<u64, (f32, bool)> = BTreeMap::new();
     for &i in ident.visible.iter().chain(&ident.thermal) {
         let e = &index.exemplars()[i];
@@ -76,21 +88,25 @@ pub fn query(index: &IdentityIndex, id: u64, k: usize) -> Result<Vec<(u64, f32, 
 
 /// Writes `identities.jsonl` (one identity per line) and `exemplars.safetensors` (tensor
 /// `vectors` N×D, metadata `exemplars`: their identity, modality, camera, time) into `dir`.
-pub fn export(index: &IdentityIndex, dir: &Path) -> Result<(), String> {
+pub fn export(index: &IdentityIndex, dir: &Path) -> Result<(), InspectError> {
+    let path = dir.join("identities.jsonl");
+    let write = |source: std::io::Error| InspectError::Write {
+        path: path.clone(),
+        source,
+    };
     let mut lines = String::new();
     for i in index.identities().values() {
-        lines.push_str(&serde_json::to_string(i).map_err(|e| e.to_string())?);
+        lines.push_str(&serde_json::to_string(i).map_err(|e| write(e.into()))?);
         lines.push('\n');
     }
-    crate::atomic::write(&dir.join("identities.jsonl"), lines.as_bytes())
-        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    crate::atomic::write(&path, lines.as_bytes()).map_err(write)?;
     let live: Vec<_> = index.exemplars().iter().filter(|e| e.alive).collect();
     let flat: Vec<f32> = live.iter().flat_map(|e| e.vector.iter().copied()).collect();
     let vectors = tch::Tensor::from_slice(&flat).view([live.len() as i64, index.settings().dim as i64]);
     let meta = BTreeMap::from([(
         "exemplars".to_owned(),
-        serde_json::to_string(&live).map_err(|e| e.to_string())?,
+        serde_json::to_string(&live).map_err(|e| write(e.into()))?,
     )]);
-    crate::safetensors::write(&dir.join("exemplars.safetensors"), &[("vectors", &vectors)], &meta)
-        .map_err(|e| e.to_string())
+    crate::safetensors::write(&dir.join("exemplars.safetensors"), &[("vectors", &vectors)], &meta)?;
+    Ok(())
 }

@@ -20,10 +20,27 @@ pub const KEEP: usize = 3;
 /// Errors naming the snapshot file.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
-    #[error("{}: {message}", path.display())]
-    Io { path: PathBuf, message: String },
-    #[error("{}: corrupt or incomplete snapshot: {message}", path.display())]
-    Corrupt { path: PathBuf, message: String },
+    #[error("cannot read {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot set {} aside as {}", path.display(), to.display())]
+    SetAside {
+        path: PathBuf,
+        to: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: corrupt or incomplete snapshot: {problem}", path.display())]
+    Corrupt { path: PathBuf, problem: String },
     #[error("no usable snapshot in {}: {}", dir.display(), reasons.join("; "))]
     NoneUsable { dir: PathBuf, reasons: Vec<String> },
     #[error(
@@ -113,9 +130,9 @@ pub fn encode(index: &IdentityIndex) -> Vec<u8> {
 
 /// Checks and decodes a snapshot into an index with `settings` (whose `dim` must match).
 pub fn decode(path: &Path, bytes: &[u8], settings: Settings) -> Result<IdentityIndex, SnapshotError> {
-    let corrupt = |message: String| SnapshotError::Corrupt {
+    let corrupt = |problem: String| SnapshotError::Corrupt {
         path: path.to_path_buf(),
-        message,
+        problem,
     };
     if bytes.len() < 24 {
         return Err(corrupt(format!("{} bytes, shorter than the header", bytes.len())));
@@ -191,9 +208,9 @@ fn snapshots(dir: &Path) -> Result<Vec<(u64, PathBuf)>, SnapshotError> {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => {
-            return Err(SnapshotError::Io {
+            return Err(SnapshotError::Read {
                 path: dir.to_path_buf(),
-                message: e.to_string(),
+                source: e,
             });
         }
     };
@@ -214,9 +231,9 @@ pub fn save(index: &IdentityIndex, dir: &Path) -> Result<PathBuf, SnapshotError>
     let existing = snapshots(dir)?;
     let seq = existing.last().map_or(1, |(s, _)| s + 1);
     let path = dir.join(format!("snapshot-{seq:010}.ridx"));
-    crate::atomic::write(&path, &encode(index)).map_err(|e| SnapshotError::Io {
+    crate::atomic::write(&path, &encode(index)).map_err(|source| SnapshotError::Write {
         path: path.clone(),
-        message: e.to_string(),
+        source,
     })?;
     let all = snapshots(dir)?;
     for (_, old) in all.iter().take(all.len().saturating_sub(KEEP)) {
@@ -237,9 +254,9 @@ pub fn load(dir: &Path, settings: Settings) -> Result<Option<(PathBuf, IdentityI
     let mut reasons = Vec::new();
     for (_, path) in all.iter().rev() {
         let result = std::fs::read(path)
-            .map_err(|e| SnapshotError::Io {
+            .map_err(|e| SnapshotError::Read {
                 path: path.clone(),
-                message: e.to_string(),
+                source: e,
             })
             .and_then(|bytes| decode(path, &bytes, settings));
         match result {
@@ -250,7 +267,7 @@ pub fn load(dir: &Path, settings: Settings) -> Result<Option<(PathBuf, IdentityI
                 return Ok(Some((path.clone(), index)));
             }
             Err(e @ SnapshotError::OtherModel { .. }) => return Err(e),
-            Err(e) => reasons.push(e.to_string()),
+            Err(e) => reasons.push(crate::base::Chain(&e).to_string()),
         }
     }
     Err(SnapshotError::NoneUsable {
@@ -264,9 +281,9 @@ pub fn load(dir: &Path, settings: Settings) -> Result<Option<(PathBuf, IdentityI
 pub fn set_aside_other_models(dir: &Path, dim: usize) -> Result<Vec<PathBuf>, SnapshotError> {
     let mut moved = Vec::new();
     for (_, path) in snapshots(dir)? {
-        let bytes = std::fs::read(&path).map_err(|e| SnapshotError::Io {
+        let bytes = std::fs::read(&path).map_err(|e| SnapshotError::Read {
             path: path.clone(),
-            message: e.to_string(),
+            source: e,
         })?;
         if declared_dim(&bytes).is_some_and(|d| d != dim) {
             let name = path
@@ -274,9 +291,10 @@ pub fn set_aside_other_models(dir: &Path, dim: usize) -> Result<Vec<PathBuf>, Sn
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let to = dir.join(format!("{SET_ASIDE}{name}"));
-            std::fs::rename(&path, &to).map_err(|e| SnapshotError::Io {
+            std::fs::rename(&path, &to).map_err(|source| SnapshotError::SetAside {
                 path: path.clone(),
-                message: format!("cannot set it aside as {}: {e}", to.display()),
+                to: to.clone(),
+                source,
             })?;
             moved.push(to);
         }
@@ -315,9 +333,9 @@ pub fn declared_dim(bytes: &[u8]) -> Option<usize> {
 pub fn load_for_inspection(dir: &Path) -> Result<Option<(PathBuf, IdentityIndex)>, SnapshotError> {
     let all = snapshots(dir)?;
     let Some((_, newest)) = all.last() else { return Ok(None) };
-    let bytes = std::fs::read(newest).map_err(|e| SnapshotError::Io {
+    let bytes = std::fs::read(newest).map_err(|e| SnapshotError::Read {
         path: newest.clone(),
-        message: e.to_string(),
+        source: e,
     })?;
     let dim = declared_dim(&bytes).unwrap_or(0);
     let settings = Settings {

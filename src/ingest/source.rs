@@ -12,18 +12,26 @@ use std::time::Duration;
 /// Errors of a source, each naming its camera and modality.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
-    #[error("camera {camera} ({modality}): {source}")]
+    #[error("camera {camera} ({modality})")]
     Template {
         camera: String,
         modality: Modality,
+        #[source]
         source: TemplateError,
     },
-    #[error("camera {camera} ({modality}): cannot build the pipeline{}: {message}", if description.is_empty() { String::new() } else { format!(" `{description}`") })]
+    #[error("camera {camera} ({modality}): no such file {}", path.display())]
+    NoFile {
+        camera: String,
+        modality: Modality,
+        path: std::path::PathBuf,
+    },
+    #[error("camera {camera} ({modality}): cannot build the pipeline{}", if description.is_empty() { String::new() } else { format!(" `{description}`") })]
     Build {
         camera: String,
         modality: Modality,
         description: String,
-        message: String,
+        #[source]
+        source: BuildFailure,
     },
     #[error("camera {camera} ({modality}): cannot start the pipeline: {message}")]
     Start {
@@ -38,12 +46,30 @@ pub enum IngestError {
         element: String,
         message: String,
     },
+    #[error("camera {camera} ({modality}): cannot rewind")]
+    Rewind {
+        camera: String,
+        modality: Modality,
+        #[source]
+        source: gst::glib::BoolError,
+    },
     #[error("camera {camera} ({modality}): sample without {what}")]
     BadSample {
         camera: String,
         modality: Modality,
         what: &'static str,
     },
+}
+
+/// Why a pipeline could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildFailure {
+    #[error("GStreamer")]
+    Gst(#[from] gst::glib::Error),
+    #[error("the description is not a pipeline")]
+    NotAPipeline,
+    #[error("no appsink named `sink`")]
+    NoSink,
 }
 
 /// One decoded frame; the pixels stay in the GStreamer buffer.
@@ -87,16 +113,15 @@ impl SourcePipeline {
             camera: camera.to_owned(),
             modality,
             description: String::new(),
-            message: e.to_string(),
+            source: e.into(),
         })?;
         if let Input::File { path } = &spec.input
             && !path.is_file()
         {
-            return Err(IngestError::Build {
+            return Err(IngestError::NoFile {
                 camera: camera.to_owned(),
                 modality,
-                description: String::new(),
-                message: format!("no such file {}", path.display()),
+                path: path.clone(),
             });
         }
         let rendered = template::render(spec).map_err(|source| IngestError::Template {
@@ -104,20 +129,20 @@ impl SourcePipeline {
             modality,
             source,
         })?;
-        let build_err = |message: String| IngestError::Build {
+        let build_err = |source: BuildFailure| IngestError::Build {
             camera: camera.to_owned(),
             modality,
             description: rendered.description.clone(),
-            message,
+            source,
         };
-        let element = gst::parse::launch(&rendered.description).map_err(|e| build_err(e.to_string()))?;
+        let element = gst::parse::launch(&rendered.description).map_err(|e| build_err(e.into()))?;
         let pipeline = element
             .downcast::<gst::Pipeline>()
-            .map_err(|_| build_err("the description is not a pipeline".to_owned()))?;
+            .map_err(|_| build_err(BuildFailure::NotAPipeline))?;
         let sink = pipeline
             .by_name("sink")
             .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
-            .ok_or_else(|| build_err("no appsink named `sink`".to_owned()))?;
+            .ok_or_else(|| build_err(BuildFailure::NoSink))?;
         sink.set_max_buffers(queue as u32);
         sink.set_drop(drop_oldest);
         sink.set_property("sync", false);
@@ -212,10 +237,10 @@ impl SourcePipeline {
     pub fn rewind(&self) -> Result<(), IngestError> {
         self.pipeline
             .seek_simple(gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT, gst::ClockTime::ZERO)
-            .map_err(|e| IngestError::Start {
+            .map_err(|source| IngestError::Rewind {
                 camera: self.camera.clone(),
                 modality: self.modality,
-                message: e.to_string(),
+                source,
             })
     }
 

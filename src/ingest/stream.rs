@@ -97,7 +97,7 @@ pub fn spawn(
 
 fn record(counters: &Counters, e: &IngestError) {
     if let Ok(mut last) = counters.last_error.lock() {
-        *last = Some(e.to_string());
+        *last = Some(crate::base::Chain(e).to_string());
     }
 }
 
@@ -132,12 +132,13 @@ fn run(
             Err(e) => {
                 record(counters, &e);
                 if !live {
-                    tracing::error!("{e}");
+                    tracing::error!("{}", crate::base::Chain(&e));
                     return;
                 }
                 let wait = backoff.delay(attempt);
                 tracing::warn!(
-                    "{e}; attempt {} failed, retrying in {:.1} s",
+                    "{}; attempt {} failed, retrying in {:.1} s",
+                    crate::base::Chain(&e),
                     attempt + 1,
                     wait.as_secs_f64()
                 );
@@ -212,7 +213,7 @@ fn pump(
             Ok(None) => {}
             Err(e) => {
                 record(counters, &e);
-                tracing::warn!("{e}");
+                tracing::warn!("{}", crate::base::Chain(&e));
                 return !live;
             }
         }

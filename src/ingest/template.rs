@@ -21,7 +21,7 @@ pub const TEST: &str = include_str!("../../pipelines/test.pipeline");
 /// Errors rendering a template.
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
-    #[error("cannot read pipeline template {path}: {source}")]
+    #[error("cannot read pipeline template {path}")]
     Read { path: PathBuf, source: std::io::Error },
     #[error("pipeline template {template}: placeholder ${{{name}}} has no value (set it in `params`)")]
     Missing { template: String, name: String },

@@ -17,13 +17,26 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// Why a batch got no embeddings.
+#[derive(Debug, thiserror::Error)]
+enum BatchError {
+    #[error("reading the frames")]
+    Pixels(#[from] super::types::PixelsError),
+    #[error("staging the crops")]
+    Stage(#[from] crate::model::preprocess::PreprocessError),
+    #[error("the network")]
+    Embed(#[from] crate::model::embedder::EmbedError),
+    #[error("reading the embeddings back")]
+    Download(#[from] tch::TchError),
+}
+
 /// What the batcher hands the embedder, in order.
 enum Work {
     /// A staged batch: the jobs, and for each the row of its crop in `staged` (`None`: its crop
     /// could not be cut).
     Batch {
         jobs: Vec<CropJob>,
-        staged: Result<(Staged, Vec<Option<usize>>), String>,
+        staged: Result<(Staged, Vec<Option<usize>>), BatchError>,
         started: Instant,
     },
     Note(TrackNote),
@@ -146,7 +159,7 @@ fn infer(embedder: &dyn Embed, input: &Receiver<Work>, output: &Sender<ToIdentit
         super::supervise::fault_point("embed");
         let vectors = staged.and_then(|(staged, slot)| {
             let mut p = Phases::default();
-            let rows = embedder.infer(staged, &mut p).map_err(|e| e.to_string())?;
+            let rows = embedder.infer(staged, &mut p)?;
             phases.observe(&p);
             split(&rows, embedder.dim() as usize, slot)
         });
@@ -163,8 +176,9 @@ fn infer(embedder: &dyn Embed, input: &Receiver<Work>, output: &Sender<ToIdentit
                 failed_batches += 1;
                 if failed_batches == 1 || failed_batches.is_multiple_of(100) {
                     tracing::error!(
-                        "embedding a batch of {} crops: {e} ({failed_batches} batches failed so far; their crops are dropped and counted)",
-                        jobs.len()
+                        "embedding a batch of {} crops: {} ({failed_batches} batches failed so far; their crops are dropped and counted)",
+                        jobs.len(),
+                        crate::base::Chain(&e)
                     );
                 }
                 failed.fetch_add(jobs.len() as u64, Ordering::Relaxed);
@@ -206,17 +220,9 @@ fn forward(
 }
 
 /// Stages a batch; crops that cannot be cut (outside their frame) get no row.
-fn stage(stager: &Stager, jobs: &[CropJob]) -> Result<(Staged, Vec<Option<usize>>), String> {
-    let maps: Vec<Mapped<'_>> = jobs
-        .iter()
-        .map(|j| j.pixels.map())
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
-    let images = maps
-        .iter()
-        .map(Mapped::image)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
+fn stage(stager: &Stager, jobs: &[CropJob]) -> Result<(Staged, Vec<Option<usize>>), BatchError> {
+    let maps: Vec<Mapped<'_>> = jobs.iter().map(|j| j.pixels.map()).collect::<Result<_, _>>()?;
+    let images = maps.iter().map(Mapped::image).collect::<Result<Vec<_>, _>>()?;
     let mut crops: Vec<Crop<'_>> = Vec::with_capacity(jobs.len());
     let mut slot = Vec::with_capacity(jobs.len());
     for (job, image) in jobs.iter().zip(&images) {
@@ -232,13 +238,13 @@ fn stage(stager: &Stager, jobs: &[CropJob]) -> Result<(Staged, Vec<Option<usize>
             None => slot.push(None),
         }
     }
-    let staged = stager.stage(&crops).map_err(|e| e.to_string())?;
+    let staged = stager.stage(&crops)?;
     Ok((staged, slot))
 }
 
 /// One vector per job from the embedder's rows.
-fn split(rows: &tch::Tensor, dim: usize, slot: Vec<Option<usize>>) -> Result<Vec<Option<Vec<f32>>>, String> {
-    let flat = Vec::<f32>::try_from(rows.flatten(0, -1)).map_err(|e| e.to_string())?;
+fn split(rows: &tch::Tensor, dim: usize, slot: Vec<Option<usize>>) -> Result<Vec<Option<Vec<f32>>>, BatchError> {
+    let flat = Vec::<f32>::try_from(rows.f_flatten(0, -1)?)?;
     Ok(slot
         .into_iter()
         .map(|s| s.map(|i| flat[i * dim..(i + 1) * dim].to_vec()))

@@ -70,10 +70,13 @@ impl Event {
 
 /// Errors of the event file, naming it.
 #[derive(Debug, thiserror::Error)]
-#[error("events file {}: {message}", path.display())]
+#[error("events file {}{}", path.display(), if *rotating { ": rotating" } else { "" })]
 pub struct EventFileError {
     pub path: PathBuf,
-    pub message: String,
+    /// Whether it failed while rotating the files.
+    pub rotating: bool,
+    #[source]
+    pub source: std::io::Error,
 }
 
 /// The JSON-lines event file. Lines are only ever appended; at `max_bytes` the file moves to
@@ -91,7 +94,8 @@ impl EventLog {
     pub fn open(path: &Path, max_bytes: u64, keep: usize) -> Result<Self, EventFileError> {
         let err = |e: std::io::Error| EventFileError {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            rotating: false,
+            source: e,
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(err)?;
@@ -114,7 +118,8 @@ impl EventLog {
         }
         let err = |e: std::io::Error| EventFileError {
             path: self.path.clone(),
-            message: e.to_string(),
+            rotating: false,
+            source: e,
         };
         self.file.write_all(line.as_bytes()).map_err(err)?;
         self.file.write_all(b"\n").map_err(err)?;
@@ -125,7 +130,8 @@ impl EventLog {
     pub fn flush(&mut self) -> Result<(), EventFileError> {
         self.file.flush().map_err(|e| EventFileError {
             path: self.path.clone(),
-            message: e.to_string(),
+            rotating: false,
+            source: e,
         })
     }
 
@@ -138,7 +144,8 @@ impl EventLog {
         };
         let err = |e: std::io::Error| EventFileError {
             path: self.path.clone(),
-            message: format!("rotating: {e}"),
+            rotating: true,
+            source: e,
         };
         let _ = std::fs::remove_file(numbered(self.keep));
         for n in (1..self.keep).rev() {

@@ -243,35 +243,46 @@ pub fn run(
     }
 }
 
+/// Why a thumbnail was not written.
+#[derive(Debug, thiserror::Error)]
+enum ThumbnailError {
+    #[error("cannot create the folder")]
+    Folder(#[source] std::io::Error),
+    #[error("reading the frame")]
+    Pixels(#[from] super::types::PixelsError),
+    #[error("the crop is empty")]
+    Empty,
+    #[error("encoding")]
+    OpenCv(#[from] opencv::Error),
+}
+
 /// Writes `<dir>/identity-<id>.jpg` from a crop; returns its path, or None (logged) on failure.
 fn thumbnail(dir: &std::path::Path, identity: u64, pixels: &Pixels, crop: &BBox) -> Option<String> {
     use opencv::core::{Mat, Rect, Vector};
     use opencv::prelude::*;
     use opencv::{imgcodecs, imgproc};
     let path = dir.join(format!("identity-{identity}.jpg"));
-    let write = || -> Result<(), String> {
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        let map = pixels.map().map_err(|e| e.to_string())?;
-        let image = map.image().map_err(|e| e.to_string())?;
-        let (x, y, w, h) = crop.pixels(image.width, image.height).ok_or("empty crop")?;
-        image
-            .with_mat(|m| {
-                let roi = Mat::roi(m, Rect::new(x as i32, y as i32, w as i32, h as i32))?;
-                let mut out = Mat::default();
-                if image.format == crate::base::PixelFormat::Rgb {
-                    imgproc::cvt_color_def(&roi, &mut out, imgproc::COLOR_RGB2BGR)?;
-                } else {
-                    roi.copy_to(&mut out)?;
-                }
-                imgcodecs::imwrite(&path, &out, &Vector::new())?;
-                Ok(())
-            })
-            .map_err(|e| e.to_string())
+    let write = || -> Result<(), ThumbnailError> {
+        std::fs::create_dir_all(dir).map_err(ThumbnailError::Folder)?;
+        let map = pixels.map()?;
+        let image = map.image()?;
+        let (x, y, w, h) = crop.pixels(image.width, image.height).ok_or(ThumbnailError::Empty)?;
+        Ok(image.with_mat(|m| {
+            let roi = Mat::roi(m, Rect::new(x as i32, y as i32, w as i32, h as i32))?;
+            let mut out = Mat::default();
+            if image.format == crate::base::PixelFormat::Rgb {
+                imgproc::cvt_color_def(&roi, &mut out, imgproc::COLOR_RGB2BGR)?;
+            } else {
+                roi.copy_to(&mut out)?;
+            }
+            imgcodecs::imwrite(&path, &out, &Vector::new())?;
+            Ok(())
+        })?)
     };
     match write() {
         Ok(()) => Some(path.display().to_string()),
         Err(e) => {
-            tracing::warn!("thumbnail {}: {e}", path.display());
+            tracing::warn!("thumbnail {}: {}", path.display(), crate::base::Chain(&e));
             None
         }
     }
@@ -291,7 +302,7 @@ fn save(index: &IdentityIndex, cfg: &SiteConfig) -> Option<PathBuf> {
     match snapshot::save(index, dir) {
         Ok(p) => Some(p),
         Err(e) => {
-            tracing::error!("{e}");
+            tracing::error!("{}", crate::base::Chain(&e));
             None
         }
     }

@@ -63,7 +63,7 @@ pub enum LiveError {
     Stage(supervise::StageFailure),
     #[error(transparent)]
     Device(#[from] crate::base::DeviceError),
-    #[error("index.snapshot_dir: {0}")]
+    #[error("index.snapshot_dir")]
     Snapshot(#[from] snapshot::SnapshotError),
 }
 
@@ -323,7 +323,8 @@ fn video_paths(cfg: &SiteConfig) -> Vec<PathBuf> {
 fn dispatch(cfg: &SiteConfig, arrivals: &Receiver<capture::Arrival>, mut pool: DetectPool<Tag>, m: &Metrics) {
     let frames_in = |camera: usize, modality: Modality| {
         let labels = format!("camera=\"{}\",modality=\"{modality}\"", cfg.cameras[camera].name);
-        m.counter("reid_frames_in_total", &labels).fetch_add(1, Ordering::Relaxed);
+        m.counter("reid_frames_in_total", &labels)
+            .fetch_add(1, Ordering::Relaxed);
     };
     for a in arrivals.iter() {
         let frames = match a.paired {

@@ -43,7 +43,7 @@ pub fn run(input: &Receiver<(Event, Instant)>, mut sinks: Sinks, metrics: &Metri
                 Ok(()) => file_failing = false,
                 Err(e) => {
                     if !file_failing {
-                        tracing::error!("{e}");
+                        tracing::error!("{}", crate::base::Chain(&e));
                     }
                     file_failing = true;
                     failed.fetch_add(1, Ordering::Relaxed);
@@ -61,13 +61,13 @@ pub fn run(input: &Receiver<(Event, Instant)>, mut sinks: Sinks, metrics: &Metri
             && let Some(log) = &mut sinks.log
             && let Err(e) = log.flush()
         {
-            tracing::error!("{e}");
+            tracing::error!("{}", crate::base::Chain(&e));
         }
     }
     if let Some(log) = &mut sinks.log
         && let Err(e) = log.flush()
     {
-        tracing::error!("{e}");
+        tracing::error!("{}", crate::base::Chain(&e));
     }
     sinks
 }

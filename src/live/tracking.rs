@@ -3,7 +3,7 @@
 //! the tracks' birth and end notes in between.
 
 use super::metrics::Metrics;
-use super::types::{CropJob, Pixels, ToEmbed, TrackKey, TrackNote};
+use super::types::{CropJob, Pixels, PixelsError, ToEmbed, TrackKey, TrackNote};
 use super::video::{Annotated, VideoFrame};
 use crate::base::{Image, Modality, PixelFormat, StreamId};
 use crate::config::SiteConfig;
@@ -142,7 +142,7 @@ pub fn run(
             match grey_rendering(&frame, cam.calibration) {
                 Ok(p) => p,
                 Err(e) => {
-                    tracing::warn!("{} thermal: {e}", cam.name);
+                    tracing::warn!("{}", crate::base::Chain(&e));
                     continue;
                 }
             }
@@ -310,14 +310,16 @@ fn video_frame(video: &Sender<VideoFrame>, metrics: &Metrics, frame: VideoFrame)
 fn grey_rendering(
     frame: &crate::ingest::Frame,
     calibration: Option<crate::config::site::Calibration>,
-) -> Result<Pixels, String> {
-    let map = frame
-        .buffer
-        .map_readable()
-        .map_err(|_| "unreadable buffer".to_owned())?;
-    let image =
-        Image::new(map.as_slice(), frame.width, frame.height, frame.stride, frame.format).map_err(|e| e.to_string())?;
-    let data = to_u8(&image, calibration, CELSIUS_RANGE).map_err(|e| e.to_string())?;
+) -> Result<Pixels, PixelsError> {
+    let map = frame.buffer.map_readable().map_err(|_| PixelsError::Unmappable {
+        camera: frame.camera.clone(),
+        modality: frame.modality,
+    })?;
+    let image = Image::new(map.as_slice(), frame.width, frame.height, frame.stride, frame.format)?;
+    let data = to_u8(&image, calibration, CELSIUS_RANGE).map_err(|source| PixelsError::Render {
+        camera: frame.camera.clone(),
+        source,
+    })?;
     Ok(Pixels::Grey {
         data: Arc::new(data),
         width: frame.width,

@@ -33,6 +33,12 @@ pub enum PixelsError {
     Unmappable { camera: String, modality: Modality },
     #[error("frame")]
     Frame(#[from] ImageError),
+    #[error("camera {camera} (thermal): cannot render the 16-bit frame in 8 bits")]
+    Render {
+        camera: String,
+        #[source]
+        source: crate::detect::DetectError,
+    },
 }
 
 /// The readable bytes behind [`Pixels`], kept mapped while crops borrow them.

@@ -49,6 +49,27 @@ pub fn path_for(base: &Path, name: &str, cameras: usize) -> PathBuf {
 /// Frame rate written in the caps (the encoder needs one); buffers carry the real timestamps.
 const NOMINAL_FPS: i32 = 25;
 
+/// What stops an annotated video.
+#[derive(Debug, thiserror::Error)]
+pub enum VideoError {
+    #[error("GStreamer")]
+    Gst(#[from] gst::glib::Error),
+    #[error("cannot create the folder {}", .0.display())]
+    Folder(PathBuf, #[source] std::io::Error),
+    #[error("the encoder pipeline has no {0}")]
+    Pipeline(&'static str),
+    #[error("cannot start the encoder")]
+    Start(#[from] gst::StateChangeError),
+    #[error("the encoder failed")]
+    Encoder(#[source] gst::glib::Error),
+    #[error("the encoder stopped taking frames")]
+    Flow(#[from] gst::FlowError),
+    #[error("drawing")]
+    OpenCv(#[from] opencv::Error),
+    #[error("reading the frame")]
+    Pixels(#[from] super::types::PixelsError),
+}
+
 /// An encoder writing RGB frames of a fixed size to a file.
 struct Encoder {
     pipeline: gst::Pipeline,
@@ -57,23 +78,22 @@ struct Encoder {
 }
 
 impl Encoder {
-    fn start(path: &Path, width: i32, height: i32) -> Result<Self, String> {
-        gst::init().map_err(|e| e.to_string())?;
+    fn start(path: &Path, width: i32, height: i32) -> Result<Self, VideoError> {
+        gst::init()?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|e| VideoError::Folder(dir.to_path_buf(), e))?;
         }
         let description =
             "appsrc name=src format=time ! videoconvert ! openh264enc ! h264parse ! matroskamux ! filesink name=sink";
-        let pipeline = gst::parse::launch(description)
-            .map_err(|e| e.to_string())?
+        let pipeline = gst::parse::launch(description)?
             .downcast::<gst::Pipeline>()
-            .map_err(|_| "not a pipeline".to_owned())?;
-        let sink = pipeline.by_name("sink").ok_or("no filesink")?;
+            .map_err(|_| VideoError::Pipeline("pipeline"))?;
+        let sink = pipeline.by_name("sink").ok_or(VideoError::Pipeline("filesink"))?;
         sink.set_property("location", path.to_string_lossy().to_string());
         let src = pipeline
             .by_name("src")
             .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
-            .ok_or("no appsrc")?;
+            .ok_or(VideoError::Pipeline("appsrc"))?;
         let caps = gst::Caps::builder("video/x-raw")
             .field("format", "RGB")
             .field("width", width)
@@ -83,9 +103,7 @@ impl Encoder {
         src.set_caps(Some(&caps));
         src.set_property("block", true);
         src.set_property("max-bytes", (width * height * 3 * 4) as u64);
-        pipeline
-            .set_state(gst::State::Playing)
-            .map_err(|e| format!("{}: cannot start the encoder: {e}", path.display()))?;
+        pipeline.set_state(gst::State::Playing)?;
         Ok(Self {
             pipeline,
             src,
@@ -93,7 +111,7 @@ impl Encoder {
         })
     }
 
-    fn push(&self, mat: &Mat, pts_ns: u64) -> Result<(), String> {
+    fn push(&self, mat: &Mat, pts_ns: u64) -> Result<(), VideoError> {
         // A failed encoder or file stops taking buffers; report it instead of waiting forever.
         if let Some(msg) = self
             .pipeline
@@ -101,14 +119,15 @@ impl Encoder {
             .and_then(|b| b.pop_filtered(&[gst::MessageType::Error]))
             && let gst::MessageView::Error(e) = msg.view()
         {
-            return Err(e.error().to_string());
+            return Err(VideoError::Encoder(e.error()));
         }
-        let bytes = mat.data_bytes().map_err(|e| e.to_string())?;
+        let bytes = mat.data_bytes()?;
         let mut buffer = gst::Buffer::from_slice(bytes.to_vec());
         if let Some(b) = buffer.get_mut() {
             b.set_pts(gst::ClockTime::from_nseconds(pts_ns));
         }
-        self.src.push_buffer(buffer).map(|_| ()).map_err(|e| e.to_string())
+        self.src.push_buffer(buffer)?;
+        Ok(())
     }
 
     /// Ends the stream and waits (up to 10 s) for the file to be finished.
@@ -144,25 +163,22 @@ fn colour(identity: Option<u64>) -> Scalar {
 }
 
 /// Draws one half into `canvas` at `x0`.
-fn draw_half(canvas: &mut Mat, x0: i32, half: &Annotated, labels: &HashMap<TrackKey, u64>) -> Result<(), String> {
-    let err = |e: opencv::Error| e.to_string();
-    let map = half.pixels.map().map_err(|e| e.to_string())?;
-    let image = map.image().map_err(|e| e.to_string())?;
+fn draw_half(canvas: &mut Mat, x0: i32, half: &Annotated, labels: &HashMap<TrackKey, u64>) -> Result<(), VideoError> {
+    let map = half.pixels.map()?;
+    let image = map.image()?;
     let roi = Rect::new(x0, 0, image.width as i32, image.height as i32);
-    let mut target = Mat::roi_mut(canvas, roi).map_err(err)?;
-    image
-        .with_mat(|m| {
-            if m.channels() == 3 {
-                m.copy_to(&mut target)?;
-            } else {
-                let mut grey8 = Mat::default();
-                let scale = if m.depth() == core::CV_16U { 1.0 / 256.0 } else { 1.0 };
-                m.convert_to(&mut grey8, core::CV_8U, scale, 0.0)?;
-                imgproc::cvt_color_def(&grey8, &mut target, imgproc::COLOR_GRAY2RGB)?;
-            }
-            Ok(())
-        })
-        .map_err(|e| e.to_string())?;
+    let mut target = Mat::roi_mut(canvas, roi)?;
+    image.with_mat(|m| {
+        if m.channels() == 3 {
+            m.copy_to(&mut target)?;
+        } else {
+            let mut grey8 = Mat::default();
+            let scale = if m.depth() == core::CV_16U { 1.0 / 256.0 } else { 1.0 };
+            m.convert_to(&mut grey8, core::CV_8U, scale, 0.0)?;
+            imgproc::cvt_color_def(&grey8, &mut target, imgproc::COLOR_GRAY2RGB)?;
+        }
+        Ok(())
+    })?;
     for (key, b) in &half.boxes {
         let identity = labels.get(key).copied();
         let c = colour(identity);
@@ -172,7 +188,7 @@ fn draw_half(canvas: &mut Mat, x0: i32, half: &Annotated, labels: &HashMap<Track
             b.w.round() as i32,
             b.h.round() as i32,
         );
-        imgproc::rectangle(canvas, r, c, 2, imgproc::LINE_8, 0).map_err(err)?;
+        imgproc::rectangle(canvas, r, c, 2, imgproc::LINE_8, 0)?;
         let tag = if key.modality == Modality::Visible { "v" } else { "t" };
         let text = match identity {
             Some(id) => format!("id {id} ({tag}{})", key.track),
@@ -188,18 +204,16 @@ fn draw_half(canvas: &mut Mat, x0: i32, half: &Annotated, labels: &HashMap<Track
             1,
             imgproc::LINE_AA,
             false,
-        )
-        .map_err(err)?;
+        )?;
     }
     Ok(())
 }
 
 /// Composes one side-by-side frame (visible left, thermal right).
-pub fn compose(frame: &VideoFrame, sizes: PairSize, labels: &Labels) -> Result<Mat, String> {
+pub fn compose(frame: &VideoFrame, sizes: PairSize, labels: &Labels) -> Result<Mat, VideoError> {
     let ((vw, vh), (tw, th)) = sizes;
     let (w, h) = ((vw + tw) as i32, vh.max(th) as i32);
-    let mut canvas =
-        Mat::new_rows_cols_with_default(h, w, core::CV_8UC3, Scalar::all(0.0)).map_err(|e| e.to_string())?;
+    let mut canvas = Mat::new_rows_cols_with_default(h, w, core::CV_8UC3, Scalar::all(0.0))?;
     // One look at the identities for both halves, not holding the lock while drawing.
     let labels = labels.lock().map(|l| l.clone()).unwrap_or_default();
     if let Some(v) = &frame.visible {
@@ -238,7 +252,7 @@ pub fn run(input: &crossbeam_channel::Receiver<VideoFrame>, paths: &[PathBuf], l
             match Encoder::start(&paths[c], w, h) {
                 Ok(e) => encoders[c] = Some((e, sizes)),
                 Err(e) => {
-                    tracing::error!("annotated video {}: {e}", paths[c].display());
+                    tracing::error!("annotated video {}: {}", paths[c].display(), crate::base::Chain(&e));
                     failed[c] = true;
                     continue;
                 }
@@ -260,7 +274,7 @@ pub fn run(input: &crossbeam_channel::Receiver<VideoFrame>, paths: &[PathBuf], l
             encoder.push(&m, pts)
         });
         if let Err(e) = result {
-            tracing::error!("annotated video {}: {e}", paths[c].display());
+            tracing::error!("annotated video {}: {}", paths[c].display(), crate::base::Chain(&e));
             failed[c] = true;
         }
     }

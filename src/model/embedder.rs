@@ -19,7 +19,7 @@ pub enum EmbedError {
     Preprocess(#[from] PreprocessError),
     #[error(transparent)]
     Weights(#[from] WeightsError),
-    #[error("libtorch: {0}")]
+    #[error("libtorch")]
     Torch(#[from] tch::TchError),
     #[error("{0}")]
     Model(String),

@@ -29,7 +29,7 @@ pub enum PreprocessError {
         #[source]
         problem: CropProblem,
     },
-    #[error("libtorch: {0}")]
+    #[error("libtorch")]
     Torch(#[from] tch::TchError),
 }
 

@@ -63,11 +63,11 @@ pub enum TrainError {
         file: PathBuf,
         source: crate::base::DeviceError,
     },
-    #[error("libtorch: {0}")]
+    #[error("libtorch")]
     Torch(#[from] tch::TchError),
     #[error(transparent)]
     Preprocess(#[from] PreprocessError),
-    #[error("{}: {source}", file.display())]
+    #[error("{}", file.display())]
     Amp { file: PathBuf, source: AmpError },
     #[error(transparent)]
     Save(#[from] crate::safetensors::SafetensorsError),

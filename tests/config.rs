@@ -1,16 +1,15 @@
 //! Configuration files: the shipped examples parse, and malformed files give errors that name
 //! the file, the key and the line.
 
+mod common;
+
+use common::repo;
 use reid_pipe::config::site::{DetectorKind, Input};
 
 use reid_pipe::base::{Backbone, PixelFormat};
 use reid_pipe::config::train::Pretrained;
 use reid_pipe::config::{ConfigError, SiteConfig, TrainConfig};
-use std::path::{Path, PathBuf};
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
+use std::path::Path;
 
 const SITE: &str = r#"[runtime]
 batch_size = 8

@@ -9,7 +9,6 @@ use reid_pipe::eval::protocols::{self, Exclusion, RegdbDirection, Shots, SysuMod
 use reid_pipe::eval::{FeatureBank, evaluate};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Command;
 use tch::Tensor;
 
 /// A SYSU-MM01 tree: 12 test ids (some missing from some cameras), 2..=14 images per folder.
@@ -68,7 +67,7 @@ print(json.dumps(out))
 "#;
 
 fn python_galleries(root: &Path, mode: &str, shots: &str) -> Vec<Vec<String>> {
-    let out = Command::new("python3")
+    let out = common::python()
         .args(["-c", PY_GALLERY, root.to_str().expect("utf-8"), mode, shots])
         .output()
         .expect("python3 runs");

@@ -1,6 +1,9 @@
 //! Ingest with real GStreamer elements: a file encoded here and decoded back, errors that name
 //! their camera, and an RTSP server on 127.0.0.1 stopped and restarted while a camera reads it.
 
+mod common;
+
+use common::free_port;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_rtsp_server::prelude::*;
@@ -179,14 +182,6 @@ impl Server {
             t.join().expect("server thread");
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 fn wait_until(what: &str, limit: Duration, cond: impl Fn() -> bool) {

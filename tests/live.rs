@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{bin, clip, ok, repo, scene_site, text};
+use common::{bin, clip, free_port, ok, repo, scene_site, text};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -369,14 +369,6 @@ fn wait_for_port(port: u16) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     panic!("nothing listens on {port}");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 /// A persistent-session QoS 1 subscriber printing `topic payload` lines to `out`.

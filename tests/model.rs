@@ -1,6 +1,8 @@
 //! The LbA network against PyTorch: reference numbers come from `tests/reference/model_refs.py`
 //! run by the installed torch (the venv `scripts/setup.sh` makes).
 
+mod common;
+
 use reid_pipe::base::{Backbone, Crop, Modality};
 use reid_pipe::config::train::DenseTripletWeighting;
 use reid_pipe::model::cmalign::CmAlign;
@@ -10,17 +12,14 @@ use reid_pipe::model::weights::{Fit, Provenance, WeightFile};
 use reid_pipe::model::{LbaNet, ModelSpec, weights};
 use reid_pipe::safetensors;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
-
-const PYTHON: &str = "/opt/reid-torch/bin/python";
 
 /// Runs one reference computation into a fresh temporary directory.
 fn reference(what: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/model_refs.py");
-    let out = Command::new(PYTHON)
+    let script = common::repo("tests/reference/model_refs.py");
+    let out = common::python()
         .arg(script)
         .arg(what)
         .arg(dir.path())

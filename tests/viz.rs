@@ -1,6 +1,9 @@
 //! `reid-pipe viz`: every figure rendered from a tiny model on generated data; the tests check
 //! the image size and that the expected pixels were drawn.
 
+mod common;
+
+use common::bin;
 use opencv::core::{Mat, Vec3b};
 use opencv::prelude::*;
 use reid_pipe::base::Backbone;
@@ -10,19 +13,9 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_reid-pipe"))
-}
-
+/// Runs `cmd`, which must succeed; its output.
 fn ok(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}");
-    text
+    common::ok(cmd.output().expect("runs"))
 }
 
 /// A generated SYSU-MM01 set of 8 identities.

@@ -28,8 +28,24 @@ pub enum Format {
 /// Errors naming the file being written.
 #[derive(Debug, thiserror::Error)]
 pub enum SynthError {
-    #[error("{}: {message}", path.display())]
-    Write { path: PathBuf, message: String },
+    #[error("cannot write {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot draw {}", path.display())]
+    Draw {
+        path: PathBuf,
+        #[source]
+        source: opencv::Error,
+    },
+    #[error("{}: the image encoder refused the file", path.display())]
+    Refused { path: PathBuf },
+    #[error("{} is not empty; give a new folder (nothing was written)", path.display())]
+    NotEmpty { path: PathBuf },
+    #[error("{} is a file, not a folder", path.display())]
+    NotAFolder { path: PathBuf },
     #[error("{0}")]
     Args(String),
 }
@@ -293,27 +309,32 @@ pub(crate) fn draw_person(
 }
 
 fn write(path: &Path, img: &Mat) -> Result<(), SynthError> {
-    let err = |message: String| SynthError::Write {
+    let draw = |source| SynthError::Draw {
         path: path.to_path_buf(),
-        message,
+        source,
     };
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+        std::fs::create_dir_all(dir).map_err(|source| SynthError::Write {
+            path: dir.to_path_buf(),
+            source,
+        })?;
     }
     // Images are RGB-ordered in our drawing; files store BGR, so convert once here.
     let mut bgr = Mat::default();
-    imgproc::cvt_color_def(img, &mut bgr, imgproc::COLOR_RGB2BGR).map_err(|e| err(e.to_string()))?;
-    let ok = imgcodecs::imwrite(path, &bgr, &Vector::new()).map_err(|e| err(e.to_string()))?;
+    imgproc::cvt_color_def(img, &mut bgr, imgproc::COLOR_RGB2BGR).map_err(draw)?;
+    let ok = imgcodecs::imwrite(path, &bgr, &Vector::new()).map_err(draw)?;
     if !ok {
-        return Err(err("the encoder refused the file".to_owned()));
+        return Err(SynthError::Refused {
+            path: path.to_path_buf(),
+        });
     }
     Ok(())
 }
 
 fn render_to(path: &Path, person: &Person, thermal: bool, rng: &mut PyRandom) -> Result<(), SynthError> {
-    let img = render(person, thermal, rng).map_err(|e| SynthError::Write {
+    let img = render(person, thermal, rng).map_err(|source| SynthError::Draw {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        source,
     })?;
     write(path, &img)
 }
@@ -325,15 +346,13 @@ pub fn generate(format: Format, identities: usize, out: &Path, seed: u64) -> Res
     if let Ok(mut entries) = std::fs::read_dir(out)
         && entries.next().is_some()
     {
-        return Err(SynthError::Write {
+        return Err(SynthError::NotEmpty {
             path: out.to_path_buf(),
-            message: "is not empty; give a new folder (nothing was written)".to_owned(),
         });
     }
     if out.exists() && !out.is_dir() {
-        return Err(SynthError::Write {
+        return Err(SynthError::NotAFolder {
             path: out.to_path_buf(),
-            message: "is a file, not a folder".to_owned(),
         });
     }
     match format {
@@ -389,12 +408,9 @@ fn sysu(n: usize, out: &Path, seed: u64) -> Result<(), SynthError> {
         let path = exp.join(name);
         std::fs::create_dir_all(&exp).map_err(|e| SynthError::Write {
             path: path.clone(),
-            message: e.to_string(),
+            source: e,
         })?;
-        std::fs::write(&path, format!("{}\n", list.join(","))).map_err(|e| SynthError::Write {
-            path,
-            message: e.to_string(),
-        })?;
+        std::fs::write(&path, format!("{}\n", list.join(","))).map_err(|e| SynthError::Write { path, source: e })?;
     }
     Ok(())
 }
@@ -426,7 +442,7 @@ fn regdb(n: usize, out: &Path, seed: u64) -> Result<(), SynthError> {
     let idx = out.join("idx");
     std::fs::create_dir_all(&idx).map_err(|e| SynthError::Write {
         path: idx.clone(),
-        message: e.to_string(),
+        source: e,
     })?;
     for trial in 1..=10u64 {
         let mut order: Vec<usize> = (0..n).collect();
@@ -445,10 +461,7 @@ fn regdb(n: usize, out: &Path, seed: u64) -> Result<(), SynthError> {
                     }
                 }
                 let path = idx.join(format!("{split}_{spec}_{trial}.txt"));
-                std::fs::write(&path, text).map_err(|e| SynthError::Write {
-                    path,
-                    message: e.to_string(),
-                })?;
+                std::fs::write(&path, text).map_err(|e| SynthError::Write { path, source: e })?;
             }
         }
     }

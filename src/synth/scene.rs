@@ -180,21 +180,25 @@ pub fn write_clip(out: &Path, walkers: usize, frames: usize, seed: u64) -> Resul
     if walkers == 0 {
         return Err(SynthError::Args("a scene needs at least one person".into()));
     }
-    let err = |path: &Path, e: &dyn std::fmt::Display| SynthError::Write {
+    let err = |path: &Path, source| SynthError::Write {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        source,
     };
-    let scene = Scene::crossing(CLIP_SIZE.0, CLIP_SIZE.1, walkers, frames, seed).map_err(|e| err(out, &e))?;
-    std::fs::create_dir_all(out).map_err(|e| err(out, &e))?;
+    let draw = |path: &Path, source| SynthError::Draw {
+        path: path.to_path_buf(),
+        source,
+    };
+    let scene = Scene::crossing(CLIP_SIZE.0, CLIP_SIZE.1, walkers, frames, seed).map_err(|e| draw(out, e))?;
+    std::fs::create_dir_all(out).map_err(|e| err(out, e))?;
     let truth_path = out.join("truth.jsonl");
-    let mut truth = std::io::BufWriter::new(std::fs::File::create(&truth_path).map_err(|e| err(&truth_path, &e))?);
+    let mut truth = std::io::BufWriter::new(std::fs::File::create(&truth_path).map_err(|e| err(&truth_path, e))?);
     for t in 0..frames {
         for (thermal, name) in [(false, "visible"), (true, "thermal")] {
-            let (img, boxes) = scene.frame(t, thermal).map_err(|e| err(out, &e))?;
+            let (img, boxes) = scene.frame(t, thermal).map_err(|e| draw(out, e))?;
             let path = out.join(name).join(format!("{t:05}.png"));
             if thermal {
                 let mut rgb = Mat::default();
-                imgproc::cvt_color_def(&img, &mut rgb, imgproc::COLOR_GRAY2RGB).map_err(|e| err(&path, &e))?;
+                imgproc::cvt_color_def(&img, &mut rgb, imgproc::COLOR_GRAY2RGB).map_err(|e| draw(&path, e))?;
                 write(&path, &rgb)?;
             } else {
                 write(&path, &img)?;
@@ -205,9 +209,9 @@ pub fn write_clip(out: &Path, walkers: usize, frames: usize, seed: u64) -> Resul
                     "{{\"frame\":{t},\"modality\":\"{name}\",\"pid\":{pid},\"box\":[{},{},{},{}]}}",
                     b.x, b.y, b.w, b.h
                 )
-                .map_err(|e| err(&truth_path, &e))?;
+                .map_err(|e| err(&truth_path, e))?;
             }
         }
     }
-    truth.flush().map_err(|e| err(&truth_path, &e))
+    truth.flush().map_err(|e| err(&truth_path, e))
 }

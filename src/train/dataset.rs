@@ -17,8 +17,20 @@ use tch::{Kind, Tensor};
 pub enum DatasetError {
     #[error(transparent)]
     Data(#[from] DataError),
-    #[error("{}: {message}", path.display())]
-    Image { path: PathBuf, message: String },
+    #[error(transparent)]
+    Decode(Box<crate::eval::EvalError>),
+    #[error("image {}", path.display())]
+    Image {
+        path: PathBuf,
+        #[source]
+        source: opencv::Error,
+    },
+    #[error("resizing images of {}", root.display())]
+    Resize {
+        root: PathBuf,
+        #[source]
+        source: crate::model::preprocess::PreprocessError,
+    },
     #[error("{}: {message}", path.display())]
     Layout { path: PathBuf, message: String },
 }
@@ -285,25 +297,22 @@ fn decode(root: &Path, chunk: &[(Item, i64)], size: (i64, i64), modality: Modali
         .iter()
         .map(|(it, _)| {
             let path = root.join(&it.path);
-            read_rgb(&path).map_err(|e| DatasetError::Image {
-                path,
-                message: e.to_string(),
-            })
+            read_rgb(&path).map_err(|e| DatasetError::Decode(Box::new(e)))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let crops = decoded
         .iter()
         .zip(chunk)
         .map(|(img, (it, _))| {
-            crop_of(img, modality).map_err(|e| DatasetError::Image {
+            crop_of(img, modality).map_err(|source| DatasetError::Image {
                 path: root.join(&it.path),
-                message: e.to_string(),
+                source,
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    batch_pixels(&crops, size).map_err(|e| DatasetError::Image {
-        path: root.to_path_buf(),
-        message: e.to_string(),
+    batch_pixels(&crops, size).map_err(|source| DatasetError::Resize {
+        root: root.to_path_buf(),
+        source,
     })
 }
 

@@ -54,8 +54,12 @@ pub enum TrainError {
         term: &'static str,
         value: f64,
     },
-    #[error("{}: {message}", path.display())]
-    Checkpoint { path: PathBuf, message: String },
+    #[error("{}", path.display())]
+    Checkpoint {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("{0}")]
     Unsupported(String),
     #[error("{}", file.display())]
@@ -141,8 +145,7 @@ pub fn train(cfg: &TrainConfig, opts: Options) -> Result<Vec<RunResult>, TrainEr
             if let Some(file) = RUN_FILES.iter().map(|f| dir.join(f)).find(|p| p.exists()) {
                 return Err(TrainError::Checkpoint {
                     path: file,
-                    message: "an earlier run's output: pass --resume to continue it, or set another output_dir"
-                        .to_owned(),
+                    source: "an earlier run's output: pass --resume to continue it, or set another output_dir".into(),
                 });
             }
         }
@@ -175,10 +178,12 @@ fn precision(cfg: &TrainConfig, device: Device) -> Result<Precision, TrainError>
     })
 }
 
-fn io_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
+/// An error of the training output or checkpoint `path`: an I/O or format error kept as its
+/// cause, or a message.
+fn io_err(path: &Path, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> TrainError {
     TrainError::Checkpoint {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        source: e.into(),
     }
 }
 

@@ -56,6 +56,15 @@ pub fn python() -> Command {
     Command::new(std::env::var_os("REID_TORCH_PYTHON").unwrap_or_else(|| "/opt/reid-torch/bin/python".into()))
 }
 
+/// A TCP port free on 127.0.0.1 at the time of the call.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
 /// Runs a script of `tests/reference/` with arguments; panics with its stderr on failure.
 pub fn reference<S: AsRef<std::ffi::OsStr>>(script: &str, args: impl IntoIterator<Item = S>) {
     let out = python()

@@ -39,6 +39,21 @@ fn one() -> i64 {
     1
 }
 
+/// A model description with a value no network can have.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SpecError {
+    #[error("classes {0} is negative")]
+    Classes(i64),
+    #[error("input_size [{0}, {1}]: each side must be in [16, 2048]")]
+    InputSize(i64, i64),
+    #[error("parts {parts} for an input {height} pixels high: between 1 and {}", (height / 16).clamp(1, 16))]
+    Parts { parts: i64, height: i64 },
+    #[error("last_stride {0} (1 or 2)")]
+    LastStride(i64),
+    #[error("mean {mean:?} / std {std:?}: finite, std > 0")]
+    Normalisation { mean: [f64; 3], std: [f64; 3] },
+}
+
 impl ModelSpec {
     /// The LbA recipe's settings for `backbone` with `classes` identities.
     pub fn new(backbone: Backbone, classes: i64, input_size: (i64, i64)) -> Self {
@@ -55,26 +70,28 @@ impl ModelSpec {
 
     /// Checks the values a file may carry: identities ≥ 0, input sides in [16, 2048], parts in
     /// [1, 16] and at most one per 16 rows of input, last stride 1 or 2, positive std.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), SpecError> {
         let (h, w) = self.input_size;
         if self.classes < 0 {
-            return Err(format!("classes {} is negative", self.classes));
+            return Err(SpecError::Classes(self.classes));
         }
         if !(16..=2048).contains(&h) || !(16..=2048).contains(&w) {
-            return Err(format!("input_size [{h}, {w}]: each side must be in [16, 2048]"));
+            return Err(SpecError::InputSize(h, w));
         }
         if !(1..=16).contains(&self.parts) || self.parts > h / 16 {
-            return Err(format!(
-                "parts {} for an input {h} pixels high: between 1 and {}",
-                self.parts,
-                (h / 16).clamp(1, 16)
-            ));
+            return Err(SpecError::Parts {
+                parts: self.parts,
+                height: h,
+            });
         }
         if !matches!(self.last_stride, 1 | 2) {
-            return Err(format!("last_stride {} (1 or 2)", self.last_stride));
+            return Err(SpecError::LastStride(self.last_stride));
         }
         if self.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) || self.mean.iter().any(|m| !m.is_finite()) {
-            return Err(format!("mean {:?} / std {:?}: finite, std > 0", self.mean, self.std));
+            return Err(SpecError::Normalisation {
+                mean: self.mean,
+                std: self.std,
+            });
         }
         Ok(())
     }

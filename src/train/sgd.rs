@@ -27,6 +27,19 @@ impl Group {
     }
 }
 
+/// Saved momentum buffers that do not fit the network.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MomentumError {
+    #[error("momentum buffer for unknown variable `{0}`")]
+    Unknown(String),
+    #[error("momentum buffer `{name}` has shape {found:?}, the variable {expected:?}")]
+    Shape {
+        name: String,
+        found: Vec<i64>,
+        expected: Vec<i64>,
+    },
+}
+
 /// The optimiser: trainable variables by name, their group, and momentum buffers.
 pub struct Sgd {
     params: Vec<(String, Group, Tensor)>,
@@ -114,17 +127,17 @@ impl Sgd {
     }
 
     /// Restores momentum buffers saved by [`Sgd::state`]; unknown names are an error.
-    pub fn load_state(&mut self, buffers: BTreeMap<String, Tensor>) -> Result<(), String> {
+    pub fn load_state(&mut self, buffers: BTreeMap<String, Tensor>) -> Result<(), MomentumError> {
         for (name, buf) in &buffers {
             let Some((_, _, p)) = self.params.iter().find(|(n, _, _)| n == name) else {
-                return Err(format!("momentum buffer for unknown variable `{name}`"));
+                return Err(MomentumError::Unknown(name.clone()));
             };
             if p.size() != buf.size() {
-                return Err(format!(
-                    "momentum buffer `{name}` has shape {:?}, the variable {:?}",
-                    buf.size(),
-                    p.size()
-                ));
+                return Err(MomentumError::Shape {
+                    name: name.clone(),
+                    found: buf.size(),
+                    expected: p.size(),
+                });
             }
         }
         let device = self.params.first().map_or(tch::Device::Cpu, |(_, _, p)| p.device());

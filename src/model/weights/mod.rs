@@ -59,8 +59,12 @@ pub enum WeightsError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("{}: metadata `spec`: {message}", path.display())]
-    InvalidSpec { path: PathBuf, message: String },
+    #[error("{}: metadata `spec`", path.display())]
+    InvalidSpec {
+        path: PathBuf,
+        #[source]
+        source: crate::model::SpecError,
+    },
     #[error("{}: holds no tensors", path.display())]
     Empty { path: PathBuf },
     #[error("{}: neither a torch.save file (ZIP, pickle or TAR) nor safetensors", path.display())]
@@ -203,9 +207,9 @@ impl WeightFile {
                         path: path.to_path_buf(),
                         source,
                     })?;
-                    spec.validate().map_err(|message| WeightsError::InvalidSpec {
+                    spec.validate().map_err(|source| WeightsError::InvalidSpec {
                         path: path.to_path_buf(),
-                        message,
+                        source,
                     })?;
                     Some(spec)
                 }
@@ -259,9 +263,9 @@ impl WeightFile {
                 input_size.unwrap_or(RECIPE_INPUT_SIZE),
             )
         };
-        spec.validate().map_err(|message| WeightsError::InvalidSpec {
+        spec.validate().map_err(|source| WeightsError::InvalidSpec {
             path: self.path.clone(),
-            message,
+            source,
         })?;
         Ok(spec)
     }

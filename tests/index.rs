@@ -253,10 +253,38 @@ fn truncated_or_bit_flipped_snapshots_fall_back_to_the_previous_one() {
         let (from, idx) = snapshot::load(dir.path(), s).expect("load").expect("the older one");
         assert_eq!(from, older, "{what}");
         assert_eq!(idx.identities().len(), 3);
+        // `index stats/query/export` make the same choice.
+        let (from, _) = snapshot::load_for_inspection(dir.path())
+            .expect("inspect")
+            .expect("the older one");
+        assert_eq!(from, older, "{what}: inspection");
     }
     std::fs::write(&older, b"garbage").expect("damage");
     let e = snapshot::load(dir.path(), s).err().expect("nothing usable");
     assert!(e.to_string().contains("no usable snapshot"), "{e}");
+}
+
+#[test]
+fn stray_snapshot_names_neither_wrap_the_numbering_nor_get_pruned() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = settings(IndexBackend::Exact, 64);
+    let stray = dir.path().join("snapshot-18446744073709551615.ridx");
+    std::fs::write(&stray, b"not ours").expect("stray");
+    let mut written = Vec::new();
+    for people in 1..=5 {
+        written.push(snapshot::save(&filled(s, people), dir.path()).expect("save"));
+    }
+    let names: Vec<String> = written
+        .iter()
+        .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names[0], "snapshot-0000000001.ridx");
+    assert_eq!(names[4], "snapshot-0000000005.ridx");
+    // The newest written is the one loaded, the three newest are kept, the stray is untouched.
+    let (from, idx) = snapshot::load(dir.path(), s).expect("load").expect("present");
+    assert_eq!((from, idx.identities().len()), (written[4].clone(), 5));
+    assert!(written[2..].iter().all(|p| p.exists()) && !written[1].exists());
+    assert_eq!(std::fs::read(&stray).expect("stray kept"), b"not ours");
 }
 
 /// Child side of the crash test: writes snapshots in a loop until killed.

@@ -41,6 +41,8 @@ pub enum SnapshotError {
     },
     #[error("{}: corrupt or incomplete snapshot: {problem}", path.display())]
     Corrupt { path: PathBuf, problem: String },
+    #[error("{}: snapshot numbers are exhausted ({DIGITS} digits); move the old snapshots away", dir.display())]
+    Exhausted { dir: PathBuf },
     #[error("no usable snapshot in {}: {}", dir.display(), reasons.join("; "))]
     NoneUsable { dir: PathBuf, reasons: Vec<String> },
     #[error(
@@ -218,19 +220,34 @@ fn snapshots(dir: &Path) -> Result<Vec<(u64, PathBuf)>, SnapshotError> {
         .filter_map(Result::ok)
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            let seq = name.strip_prefix("snapshot-")?.strip_suffix(".ridx")?.parse().ok()?;
-            Some((seq, e.path()))
+            Some((sequence(&name)?, e.path()))
         })
         .collect();
     out.sort();
     Ok(out)
 }
 
+/// Digits of a snapshot's sequence number: its file names sort as its numbers do.
+const DIGITS: usize = 10;
+
+/// The sequence number of a snapshot file name: `snapshot-` and exactly [`DIGITS`] digits, then
+/// `.ridx`. Any other name (a stray `snapshot-18446744073709551615.ridx`, say) is not a snapshot:
+/// never loaded, never pruned, never the base of the next number.
+fn sequence(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("snapshot-")?.strip_suffix(".ridx")?;
+    (digits.len() == DIGITS && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
 /// Writes a new snapshot atomically and prunes old ones; returns its path.
 pub fn save(index: &IdentityIndex, dir: &Path) -> Result<PathBuf, SnapshotError> {
     let existing = snapshots(dir)?;
     let seq = existing.last().map_or(1, |(s, _)| s + 1);
-    let path = dir.join(format!("snapshot-{seq:010}.ridx"));
+    let path = dir.join(format!("snapshot-{seq:0DIGITS$}.ridx"));
+    if sequence(&format!("snapshot-{seq:0DIGITS$}.ridx")).is_none() {
+        return Err(SnapshotError::Exhausted { dir: dir.to_path_buf() });
+    }
     crate::atomic::write(&path, &encode(index)).map_err(|source| SnapshotError::Write {
         path: path.clone(),
         source,
@@ -247,6 +264,15 @@ pub fn save(index: &IdentityIndex, dir: &Path) -> Result<PathBuf, SnapshotError>
 /// holds another model's vectors, that is the error ([`SnapshotError::OtherModel`]): history is
 /// not dropped silently.
 pub fn load(dir: &Path, settings: Settings) -> Result<Option<(PathBuf, IdentityIndex)>, SnapshotError> {
+    newest_usable(dir, |_| settings)
+}
+
+/// The newest snapshot of `dir` that decodes with the settings `settings_for` gives its bytes;
+/// the ones skipped are logged, and another model's snapshot stops the search.
+fn newest_usable(
+    dir: &Path,
+    settings_for: impl Fn(&[u8]) -> Settings,
+) -> Result<Option<(PathBuf, IdentityIndex)>, SnapshotError> {
     let all = snapshots(dir)?;
     if all.is_empty() {
         return Ok(None);
@@ -258,7 +284,7 @@ pub fn load(dir: &Path, settings: Settings) -> Result<Option<(PathBuf, IdentityI
                 path: path.clone(),
                 source: e,
             })
-            .and_then(|bytes| decode(path, &bytes, settings));
+            .and_then(|bytes| decode(path, &bytes, settings_for(&bytes)));
         match result {
             Ok(index) => {
                 for r in &reasons {
@@ -329,16 +355,15 @@ pub fn declared_dim(bytes: &[u8]) -> Option<usize> {
 }
 
 /// Loads the newest usable snapshot of `dir` for inspection, whatever its dimension, with exact
-/// search (nothing to configure).
+/// search (nothing to configure): the same choice `run` makes, so a torn newest file falls back
+/// to the older one (reported), and only a directory without any usable snapshot is an error.
 pub fn load_for_inspection(dir: &Path) -> Result<Option<(PathBuf, IdentityIndex)>, SnapshotError> {
-    let all = snapshots(dir)?;
-    let Some((_, newest)) = all.last() else { return Ok(None) };
-    let bytes = std::fs::read(newest).map_err(|e| SnapshotError::Read {
-        path: newest.clone(),
-        source: e,
-    })?;
-    let dim = declared_dim(&bytes).unwrap_or(0);
-    let settings = Settings {
+    newest_usable(dir, |bytes| inspection_settings(declared_dim(bytes).unwrap_or(0)))
+}
+
+/// Index settings for inspecting a snapshot of dimension `dim`.
+fn inspection_settings(dim: usize) -> Settings {
+    Settings {
         dim,
         backend: crate::config::site::IndexBackend::Exact,
         hnsw: super::backend::HnswParams::default(),
@@ -349,8 +374,7 @@ pub fn load_for_inspection(dir: &Path) -> Result<Option<(PathBuf, IdentityIndex)
         neighbours: 16,
         rebuild_dead_fraction: 1.0,
         device: tch::Device::Cpu,
-    };
-    load(dir, settings)
+    }
 }
 
 #[cfg(test)]
@@ -360,5 +384,14 @@ mod tests {
         // python3 -c "import zlib; print(hex(zlib.crc32(b'123456789')))" → 0xcbf43926
         assert_eq!(super::crc32(b"123456789"), 0xcbf4_3926);
         assert_eq!(super::crc32(b""), 0);
+    }
+
+    #[test]
+    fn only_ten_digit_names_are_snapshots() {
+        assert_eq!(super::sequence("snapshot-0000000042.ridx"), Some(42));
+        assert_eq!(super::sequence("snapshot-18446744073709551615.ridx"), None);
+        assert_eq!(super::sequence("snapshot-42.ridx"), None);
+        assert_eq!(super::sequence("snapshot-00000000x1.ridx"), None);
+        assert_eq!(super::sequence("set-aside-snapshot-0000000001.ridx"), None);
     }
 }

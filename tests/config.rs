@@ -443,3 +443,53 @@ fn rtsp_password_env_needs_a_user_in_the_url() {
     );
     SiteConfig::from_bytes(Path::new("site.toml"), text.as_bytes()).expect("a user and password_env");
 }
+
+#[test]
+fn outputs_that_are_inputs_of_the_run_are_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let video = dir.path().join("v.mp4");
+    let weights = dir.path().join("w.safetensors");
+    std::fs::write(&video, b"the camera's own recording").expect("video");
+    std::fs::write(&weights, b"weights").expect("weights");
+    let site = dir.path().join("site.toml");
+    let cases = [
+        ("video = \"v.mp4\"", "outputs.video", "cameras[0].visible.path"),
+        ("video = \"./sub/../v.mp4\"", "outputs.video", "cameras[0].visible.path"),
+        ("events = \"site.toml\"", "outputs.events", "the site file"),
+        ("events = \"w.safetensors\"", "outputs.events", "model.weights"),
+        ("thumbnails = \"w.safetensors\"", "outputs.thumbnails", "model.weights"),
+    ];
+    std::fs::create_dir_all(dir.path().join("sub")).expect("sub");
+    for (line, key, input) in cases {
+        std::fs::write(&site, format!("{SITE}\n[outputs]\n{line}\n")).expect("site");
+        let before = std::fs::read(&site).expect("read");
+        let e = SiteConfig::load(&site).expect_err(line);
+        assert_eq!(e.key, key, "{line}: {e}");
+        assert!(
+            e.message.contains(input) && e.message.contains("may not be an input") || key == "outputs.thumbnails",
+            "{line}: {e}"
+        );
+        assert!(e.line > 0, "{line}: located: {e}");
+        // `run` refuses the same site before writing anything.
+        let out = common::bin().arg("run").arg(&site).output().expect("runs");
+        assert_eq!(out.status.code(), Some(1), "{line}: {}", common::text(&out));
+        assert_eq!(
+            std::fs::read(&site).expect("read"),
+            before,
+            "{line}: the site file is unchanged"
+        );
+        assert_eq!(
+            std::fs::read(&video).expect("read"),
+            b"the camera's own recording",
+            "{line}"
+        );
+        assert_eq!(std::fs::read(&weights).expect("read"), b"weights", "{line}");
+    }
+    // Outputs elsewhere are fine.
+    std::fs::write(
+        &site,
+        format!("{SITE}\n[outputs]\nvideo = \"out.mkv\"\nevents = \"events.jsonl\"\n"),
+    )
+    .expect("site");
+    SiteConfig::load(&site).expect("outputs beside the inputs are fine");
+}

@@ -132,7 +132,7 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
     let (ident_tx, ident_rx) = bounded(q * cfg.runtime.batch_size.max(1));
     let (events_tx, events_rx) = bounded(q * 16);
     let labels: identity::Labels = Arc::default();
-    let video_paths = video_paths(cfg);
+    let video_paths = cfg.video_paths();
     let (video_tx, video_rx) = bounded(q);
     let video_tx = (!video_paths.is_empty()).then_some(video_tx);
     let finished = AtomicBool::new(false);
@@ -305,18 +305,6 @@ fn detector_factory(cfg: &SiteConfig) -> DetectorFactory {
             Modality::Thermal => Ok(detect::thermal(&cam.thermal_detector, cam.calibration)),
         }
     })
-}
-
-/// One annotated video file per camera pair under `outputs.video` (none when unset).
-fn video_paths(cfg: &SiteConfig) -> Vec<PathBuf> {
-    match &cfg.outputs.video {
-        Some(base) => cfg
-            .cameras
-            .iter()
-            .map(|c| video::path_for(base, &c.name, cfg.cameras.len()))
-            .collect(),
-        None => Vec::new(),
-    }
 }
 
 /// The dispatch stage: every frame of every arrival goes to the detection pool, counted.

@@ -32,20 +32,6 @@ pub struct VideoFrame {
     pub thermal: Option<Annotated>,
 }
 
-/// The video file of camera `name` when a site has several pairs: `out.mkv` → `out-<name>.mkv`.
-pub fn path_for(base: &Path, name: &str, cameras: usize) -> PathBuf {
-    if cameras <= 1 {
-        return base.to_path_buf();
-    }
-    let stem = base
-        .file_stem()
-        .map_or_else(|| "video".into(), |s| s.to_string_lossy().into_owned());
-    let ext = base
-        .extension()
-        .map_or_else(|| "mkv".into(), |s| s.to_string_lossy().into_owned());
-    base.with_file_name(format!("{stem}-{name}.{ext}"))
-}
-
 /// Frame rate written in the caps (the encoder needs one); buffers carry the real timestamps.
 const NOMINAL_FPS: i32 = 25;
 

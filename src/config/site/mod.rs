@@ -6,6 +6,7 @@
 //! [`detectors`] the detector and tracker sections.
 
 pub mod detectors;
+mod guard;
 mod raw;
 mod sources;
 
@@ -257,6 +258,27 @@ impl SiteConfig {
         let raw = super::parse::<raw::RawSite>(path, bytes)?;
         let text = String::from_utf8_lossy(bytes);
         raw.check(&Source::new(path, &text))
+    }
+
+    /// The annotated video file of each camera pair (`outputs.video`; none when unset): the
+    /// file itself for one pair, `out.mkv` → `out-<name>.mkv` for several.
+    pub fn video_paths(&self) -> Vec<PathBuf> {
+        let Some(base) = &self.outputs.video else {
+            return Vec::new();
+        };
+        if self.cameras.len() <= 1 {
+            return vec![base.clone()];
+        }
+        let stem = base
+            .file_stem()
+            .map_or_else(|| "video".into(), |s| s.to_string_lossy().into_owned());
+        let ext = base
+            .extension()
+            .map_or_else(|| "mkv".into(), |s| s.to_string_lossy().into_owned());
+        self.cameras
+            .iter()
+            .map(|c| base.with_file_name(format!("{stem}-{}.{ext}", c.name)))
+            .collect()
     }
 
     /// The camera pair with this name.

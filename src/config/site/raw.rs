@@ -2,6 +2,7 @@
 //! into a [`SiteConfig`].
 
 use super::detectors::{RawCalibration, RawDetector, RawThermalDetector, RawTracker};
+use super::guard::{OutputSpans, outputs_clear_of_inputs};
 use super::sources::{RawSource, check_source};
 use super::*;
 use crate::config::checks;
@@ -77,13 +78,13 @@ struct RawIndex {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawOutputs {
-    events: Option<PathBuf>,
+    events: Option<Spanned<PathBuf>>,
     events_max_mb: Option<Spanned<f64>>,
     events_keep: Option<Spanned<i64>>,
     #[serde(default)]
     stdout: bool,
-    video: Option<PathBuf>,
-    thumbnails: Option<PathBuf>,
+    video: Option<Spanned<PathBuf>>,
+    thumbnails: Option<Spanned<PathBuf>>,
     metrics_listen: Option<Spanned<String>>,
     mqtt: Option<RawMqtt>,
 }
@@ -200,7 +201,12 @@ impl RawSite {
                 fuse_iou: checks::float(src, &format!("{key}.fuse_iou"), &cam.fuse_iou, 0.3, 0.0, 1.0)? as f32,
             });
         }
-        Ok(SiteConfig {
+        let spans = OutputSpans {
+            events: self.outputs.events.as_ref().map(Spanned::span),
+            video: self.outputs.video.as_ref().map(Spanned::span),
+            thumbnails: self.outputs.thumbnails.as_ref().map(Spanned::span),
+        };
+        let cfg = SiteConfig {
             file: src.file.to_path_buf(),
             runtime,
             cameras,
@@ -209,7 +215,9 @@ impl RawSite {
             model: self.model.check(src)?,
             index: self.index.check(src)?,
             outputs: self.outputs.check(src)?,
-        })
+        };
+        outputs_clear_of_inputs(&cfg, &spans, src)?;
+        Ok(cfg)
     }
 }
 
@@ -357,13 +365,13 @@ impl RawOutputs {
             }
         };
         Ok(Outputs {
-            events: self.events.map(|p| src.resolve(&p)),
+            events: self.events.map(|p| src.resolve(p.get_ref())),
             events_max_bytes: (checks::positive(src, "outputs.events_max_mb", &self.events_max_mb, 100.0)? * 1e6)
                 as u64,
             events_keep: checks::int(src, "outputs.events_keep", &self.events_keep, 5, 0, 1000)? as usize,
             stdout: self.stdout,
-            video: self.video.map(|p| src.resolve(&p)),
-            thumbnails: self.thumbnails.map(|p| src.resolve(&p)),
+            video: self.video.map(|p| src.resolve(p.get_ref())),
+            thumbnails: self.thumbnails.map(|p| src.resolve(p.get_ref())),
             metrics_listen,
             mqtt,
         })

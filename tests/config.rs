@@ -455,6 +455,7 @@ fn outputs_that_are_inputs_of_the_run_are_refused_and_left_untouched() {
     let cases = [
         ("video = \"v.mp4\"", "outputs.video", "cameras[0].visible.path"),
         ("video = \"./sub/../v.mp4\"", "outputs.video", "cameras[0].visible.path"),
+        ("events = \"not-yet/../site.toml\"", "outputs.events", "the site file"),
         ("events = \"site.toml\"", "outputs.events", "the site file"),
         ("events = \"w.safetensors\"", "outputs.events", "model.weights"),
         ("thumbnails = \"w.safetensors\"", "outputs.thumbnails", "model.weights"),

@@ -23,7 +23,7 @@ use tch::{Device, Kind, Tensor};
 /// Errors of preprocessing, naming the crop involved.
 #[derive(Debug, thiserror::Error)]
 pub enum PreprocessError {
-    #[error("crop {index}: {problem}")]
+    #[error("crop {index}")]
     Crop {
         index: usize,
         #[source]

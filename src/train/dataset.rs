@@ -280,7 +280,7 @@ fn images(
         ]);
         // A cache that cannot be written only costs time next run.
         if let Err(e) = crate::safetensors::write(path, &[("pixels", &pixels)], &meta) {
-            tracing::warn!("cannot write the image cache: {e}");
+            tracing::warn!("cannot write the image cache: {}", crate::base::Chain(&e));
         }
     }
     Ok(Images {

@@ -506,7 +506,7 @@ fn restore(
     seed: u64,
     spec: &ModelSpec,
 ) -> Result<u32, TrainError> {
-    let file = crate::safetensors::read(path).map_err(|e| io_err(path, e))?;
+    let file = crate::safetensors::read(path)?;
     let meta = |k: &str| {
         file.metadata
             .get(k)

@@ -3,7 +3,7 @@
 //! template, the model weights, a detector model) is refused when it is loaded, so neither `check`
 //! nor `run` accepts it and nothing the user has is written over.
 
-use super::{Input, SiteConfig};
+use super::{DetectorKind, Input, SiteConfig};
 use crate::config::{ConfigError, Source};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -33,14 +33,20 @@ fn inputs(cfg: &SiteConfig) -> Vec<(String, PathBuf)> {
         }
         if let Some(model) = &cam.detector.model {
             out.push((format!("cameras[{i}].detector.model"), model.clone()));
-            out.push((format!("cameras[{i}].detector.model"), model.with_extension("pbtxt")));
+            if cam.detector.kind == DetectorKind::Ssd {
+                out.push((
+                    format!("cameras[{i}].detector.model's text graph"),
+                    model.with_extension("pbtxt"),
+                ));
+            }
         }
     }
     out
 }
 
 /// Whether two paths name the same file: the same inode when both exist, otherwise the same
-/// absolute path once `..` and `.` are resolved through the existing parent.
+/// absolute path once `.` and `..` are resolved (lexically, then through the longest existing
+/// ancestor, so `new/../site.toml` is `site.toml` even before `new/` exists).
 fn same_file(a: &Path, b: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (std::fs::metadata(a), std::fs::metadata(b)) {
@@ -50,10 +56,37 @@ fn same_file(a: &Path, b: &Path) -> bool {
 }
 
 fn normalised(p: &Path) -> PathBuf {
-    let name = p.file_name().map(PathBuf::from).unwrap_or_default();
-    p.parent()
-        .and_then(|d| std::fs::canonicalize(if d.as_os_str().is_empty() { Path::new(".") } else { d }).ok())
-        .map_or_else(|| p.to_path_buf(), |d| d.join(name))
+    use std::path::Component;
+    let absolute = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(p)
+    };
+    let mut lexical = PathBuf::new();
+    for c in absolute.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                lexical.pop();
+            }
+            other => lexical.push(other),
+        }
+    }
+    // Symbolic links in the part that exists: resolve the longest existing ancestor.
+    let mut existing = lexical.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                existing = parent;
+            }
+            _ => return lexical,
+        }
+    }
+    let mut out = std::fs::canonicalize(existing).unwrap_or_else(|_| existing.to_path_buf());
+    out.extend(rest.iter().rev());
+    out
 }
 
 /// Refuses outputs that are inputs of the run, naming the output key and the input.

@@ -108,7 +108,9 @@ pub(super) fn check_source(
                 ));
             }
             if let Some(env) = &raw.password_env
-                && crate::config::url::split(uri.get_ref()).user.is_none()
+                && crate::config::url::split(uri.get_ref())
+                    .user
+                    .is_none_or(|u| u.is_empty())
             {
                 return Err(src.error(
                     &format!("{key}.password_env"),

@@ -304,4 +304,24 @@ fn the_image_cache_is_rebuilt_when_it_was_made_another_way() {
         rebuilt.visible.pixels.equal(&fresh.visible.pixels),
         "another resize's cache is rebuilt"
     );
+    // An image changed in place (here only its modification time) makes the cache stale too.
+    let written = safetensors::read(&file).expect("cache rewritten");
+    safetensors::write(&file, &[("pixels", &stale)], &written.metadata).expect("write");
+    let image = std::fs::read_dir(d.root.join("cam1"))
+        .expect("cam1")
+        .flatten()
+        .flat_map(|person| std::fs::read_dir(person.path()).expect("person").flatten())
+        .map(|e| e.path())
+        .next()
+        .expect("an image");
+    std::fs::File::options()
+        .write(true)
+        .open(&image)
+        .and_then(|f| f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(3600)))
+        .expect("touch");
+    let changed = dataset::load(&d, (64, 32), Some(&cache), 2).expect("rebuilt");
+    assert!(
+        changed.visible.pixels.equal(&fresh.visible.pixels),
+        "a cache of images changed since is rebuilt, not read"
+    );
 }

@@ -228,7 +228,7 @@ fn images(
         && let Ok(file) = crate::safetensors::read(path)
         && let Some(t) = file.get("pixels")
         && t.size() == expected
-        && file.metadata.get("paths").map(String::as_str) == Some(&paths_digest(items))
+        && file.metadata.get("paths").map(String::as_str) == Some(&images_digest(root, items))
         && file.metadata.get("resize").map(String::as_str) == Some(RESIZE)
     {
         return Ok(Images {
@@ -275,7 +275,7 @@ fn images(
     let pixels = Tensor::cat(&parts, 0).to_kind(Kind::Uint8);
     if let Some(path) = &cache {
         let meta = BTreeMap::from([
-            ("paths".to_owned(), paths_digest(items)),
+            ("paths".to_owned(), images_digest(root, items)),
             ("resize".to_owned(), RESIZE.to_owned()),
         ]);
         // A cache that cannot be written only costs time next run.
@@ -319,12 +319,22 @@ fn decode(root: &Path, chunk: &[(Item, i64)], size: (i64, i64), modality: Modali
 /// How the cached pixels were resized: a cache made another way (an earlier reid-pipe) is rebuilt.
 const RESIZE: &str = "pillow-lanczos-13";
 
-/// A short fingerprint of the image list a cache was built from.
-fn paths_digest(items: &[(Item, i64)]) -> String {
-    // FNV-1a over the paths and labels.
+/// A short fingerprint of the images a cache was built from: their paths, labels, and each
+/// file's size and modification time, so that an image changed in place rebuilds the cache.
+fn images_digest(root: &Path, items: &[(Item, i64)]) -> String {
+    // FNV-1a over the paths, labels, sizes and modification times.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for (it, l) in items {
-        for b in it.path.bytes().chain(l.to_le_bytes()) {
+        let (size, modified) = std::fs::metadata(root.join(&it.path)).map_or((0, 0), |m| {
+            let modified = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos() as u64);
+            (m.len(), modified)
+        });
+        let stamp = size.to_le_bytes().into_iter().chain(modified.to_le_bytes());
+        for b in it.path.bytes().chain(l.to_le_bytes()).chain(stamp) {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0100_0000_01b3);
         }

@@ -19,17 +19,21 @@ pub struct Outcome {
     pub overall: Summary,
 }
 
+/// The benchmarks' trials: SYSU-MM01's ten gallery draws and RegDB's ten splits.
+const SYSU_TRIALS: [u64; 10] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+const REGDB_TRIALS: [u64; 10] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+
 /// Builds the protocol the request names. A RegDB model trained on one trial (`trained`) is
 /// scored on that trial unless the request lists trials.
 pub fn protocol(req: &EvalRequest, trained: Option<u32>) -> Result<Protocol, EvalError> {
     Ok(match req.dataset {
         DatasetKind::Sysu => {
-            let trials = req.trials.pick(&(0..=9).collect::<Vec<u64>>(), None);
+            let trials = req.trials.pick(&SYSU_TRIALS, None);
             protocols::sysu(&req.root, req.sysu_mode, req.shots, &trials)?
         }
         DatasetKind::Regdb => {
-            let t = req.trials.pick(&(1..=10).collect::<Vec<u64>>(), trained.map(u64::from));
-            if let Some(bad) = t.iter().find(|&&t| !(1..=10).contains(&t)) {
+            let t = req.trials.pick(&REGDB_TRIALS, trained.map(u64::from));
+            if let Some(bad) = t.iter().find(|t| !REGDB_TRIALS.contains(t)) {
                 return Err(EvalError::Args(format!(
                     "--trials: RegDB trials are 1..10, found {bad}"
                 )));
@@ -52,7 +56,7 @@ pub(crate) fn trained_trial(req: &EvalRequest, file: &WeightFile) -> Option<u32>
     if req.trials != Trials::Default {
         let others: Vec<String> = req
             .trials
-            .pick(&(1..=10).collect::<Vec<u64>>(), None)
+            .pick(&REGDB_TRIALS, None)
             .into_iter()
             .filter(|&t| t != u64::from(own))
             .map(|t| t.to_string())

@@ -244,10 +244,11 @@ fn sequence(name: &str) -> Option<u64> {
 pub fn save(index: &IdentityIndex, dir: &Path) -> Result<PathBuf, SnapshotError> {
     let existing = snapshots(dir)?;
     let seq = existing.last().map_or(1, |(s, _)| s + 1);
-    let path = dir.join(format!("snapshot-{seq:0DIGITS$}.ridx"));
-    if sequence(&format!("snapshot-{seq:0DIGITS$}.ridx")).is_none() {
+    let name = format!("snapshot-{seq:0DIGITS$}.ridx");
+    if sequence(&name).is_none() {
         return Err(SnapshotError::Exhausted { dir: dir.to_path_buf() });
     }
+    let path = dir.join(name);
     crate::atomic::write(&path, &encode(index)).map_err(|source| SnapshotError::Write {
         path: path.clone(),
         source,

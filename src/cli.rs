@@ -86,6 +86,9 @@ pub enum Command {
         /// File name stem.
         #[arg(long, default_value = "reid-embedder")]
         name: String,
+        /// Replace the files of an earlier export with this name.
+        #[arg(long)]
+        overwrite: bool,
     },
     /// Write a generated dataset in the exact layout of SYSU-MM01, RegDB or Market-1501.
     ///
@@ -132,7 +135,7 @@ pub enum Command {
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10))]
         trial: Option<u32>,
         /// Replace OUTPUT if it exists.
-        #[arg(long)]
+        #[arg(long, alias = "overwrite")]
         force: bool,
     },
     /// Validate a site or training file and print it resolved.
@@ -228,6 +231,9 @@ pub struct EvalArgs {
     /// Output folder for summary.json, per_query.csv and cmc.png.
     #[arg(long, default_value = "out/eval")]
     pub out: PathBuf,
+    /// Replace the reports (and extracted features, or the figure) an earlier run left there.
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 impl EvalArgs {
@@ -265,6 +271,7 @@ impl EvalArgs {
             trials: self.trials.unwrap_or_default(),
             block: self.block,
             out: self.out,
+            overwrite: self.overwrite,
         }
     }
 }
@@ -311,6 +318,9 @@ pub enum VizFigure {
         input_size: Option<Vec<i64>>,
         #[arg(long, default_value = "out/viz/coattention.png")]
         out: PathBuf,
+        /// Replace the output file if it exists.
+        #[arg(long)]
+        overwrite: bool,
     },
     /// The top-20 dense correspondences of an RGB/IR pair, one row per checkpoint.
     Correspondence {
@@ -328,6 +338,9 @@ pub enum VizFigure {
         input_size: Option<Vec<i64>>,
         #[arg(long, default_value = "out/viz/correspondence.png")]
         out: PathBuf,
+        /// Replace the output file if it exists.
+        #[arg(long)]
+        overwrite: bool,
     },
     /// Loss terms and evaluation metrics over epochs from a training log.
     Curves {
@@ -336,6 +349,9 @@ pub enum VizFigure {
         training_log: PathBuf,
         #[arg(long, default_value = "out/viz/curves.png")]
         out: PathBuf,
+        /// Replace the output file if it exists.
+        #[arg(long)]
+        overwrite: bool,
     },
 }
 
@@ -365,5 +381,8 @@ pub enum IndexAction {
         /// Output folder.
         #[arg(long)]
         out: PathBuf,
+        /// Replace the files of an earlier export there.
+        #[arg(long)]
+        overwrite: bool,
     },
 }

@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use reid_pipe::base::outputs;
 use reid_pipe::cli::{Cli, Command, IndexAction};
 use reid_pipe::config::{SiteConfig, TrainConfig};
 use reid_pipe::eval::report::Summary;
@@ -30,7 +31,8 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            tracing::debug!("{e:?}");
+            eprintln!("error: {}", reid_pipe::base::Chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }
@@ -87,8 +89,25 @@ fn run(command: Command) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::Export { site, out, name } => {
+        Command::Export {
+            site,
+            out,
+            name,
+            overwrite,
+        } => {
             let cfg = SiteConfig::load(&site)?;
+            let outputs = ["toml", "visible.pt", "thermal.pt"].map(|end| {
+                out.join(if end == "toml" {
+                    format!("{name}.toml")
+                } else {
+                    format!("{name}-{end}")
+                })
+            });
+            let inputs = [
+                ("the site file".to_owned(), site.clone()),
+                ("model.weights".to_owned(), cfg.model.weights.clone()),
+            ];
+            outputs::check(&outputs, &inputs, overwrite).context("--out")?;
             let manifest = reid_pipe::model::torchscript::export_site(&cfg.model, &out, &name)?;
             println!("wrote {}", manifest.display());
             Ok(ExitCode::SUCCESS)
@@ -154,7 +173,9 @@ fn index(action: IndexAction) -> Result<ExitCode> {
                 println!("{id:>10}  {d:>8.4}  {}", if cross { "cross" } else { "same" });
             }
         }
-        IndexAction::Export { out, .. } => {
+        IndexAction::Export { out, overwrite, .. } => {
+            let outputs = [out.join("identities.jsonl"), out.join("exemplars.safetensors")];
+            outputs::check(&outputs, &[("the snapshot".to_owned(), path.clone())], overwrite).context("--out")?;
             inspect::export(&idx, &out)?;
             println!("wrote {}/identities.jsonl and exemplars.safetensors", out.display());
         }
@@ -194,7 +215,12 @@ fn viz(figure: reid_pipe::cli::VizFigure) -> Result<()> {
             stage,
             input_size,
             out,
+            overwrite,
         } => {
+            let mut inputs = vec![("--checkpoint".to_owned(), checkpoint.clone())];
+            inputs.extend(visible.iter().map(|p| ("a --visible image".to_owned(), p.clone())));
+            inputs.extend(thermal.iter().map(|p| ("a --thermal image".to_owned(), p.clone())));
+            outputs::check(std::slice::from_ref(&out), &inputs, overwrite).context("--out")?;
             if visible.len() != thermal.len() {
                 anyhow::bail!(
                     "give one --thermal per --visible ({} vs {})",
@@ -219,7 +245,16 @@ fn viz(figure: reid_pipe::cli::VizFigure) -> Result<()> {
             stage,
             input_size,
             out,
+            overwrite,
         } => {
+            let mut inputs: Vec<_> = checkpoint
+                .iter()
+                .map(|p| ("a --checkpoint".to_owned(), p.clone()))
+                .collect();
+            inputs.push(("--visible".to_owned(), visible.clone()));
+            inputs.push(("--thermal".to_owned(), thermal.clone()));
+            let outputs = [out.clone(), out.with_extension("json")];
+            outputs::check(&outputs, &inputs, overwrite).context("--out")?;
             alignment::correspondence(
                 &checkpoint,
                 reid_pipe::cli::input_size(input_size.as_deref()),
@@ -230,7 +265,13 @@ fn viz(figure: reid_pipe::cli::VizFigure) -> Result<()> {
             )?;
             println!("wrote {}", out.display());
         }
-        VizFigure::Curves { training_log, out } => {
+        VizFigure::Curves {
+            training_log,
+            out,
+            overwrite,
+        } => {
+            let inputs = [("the training log".to_owned(), training_log.clone())];
+            outputs::check(std::slice::from_ref(&out), &inputs, overwrite).context("--out")?;
             let (losses, metrics) = curves::read(&training_log)?;
             curves::draw(&losses, &metrics, &out)?;
             println!("wrote {}", out.display());
@@ -241,14 +282,17 @@ fn viz(figure: reid_pipe::cli::VizFigure) -> Result<()> {
 
 fn check(path: &Path) -> Result<()> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    // A site file has camera pairs; anything else is read as a training file.
-    let is_site = text
-        .parse::<toml::Table>()
-        .map(|t| t.contains_key("cameras"))
-        .unwrap_or(false);
+    // A site file has camera pairs; anything else is read as a training file. A file that is not
+    // valid TOML is told apart by its table headers, so its error comes from the right loader.
+    let is_site = match text.parse::<toml::Table>() {
+        Ok(table) => table.contains_key("cameras"),
+        Err(_) => text.lines().any(|l| l.trim_start().starts_with("[[cameras]]")),
+    };
     if is_site {
         let cfg = SiteConfig::load(path)?;
         println!("{cfg:#?}");
+        // What a run opens before its first frame: detectors, the snapshot folder, the model.
+        live::preflight(&cfg)?;
     } else {
         let cfg = TrainConfig::load(path)?;
         println!("{cfg:#?}");

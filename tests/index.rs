@@ -129,17 +129,25 @@ impl<T> Pipe for T {}
 fn assignment_scenarios() {
     for backend in [IndexBackend::Hnsw, IndexBackend::Exact] {
         let mut idx = IdentityIndex::new(settings(backend, 64));
-        let a1 = idx.assign(&sighting(0, Modality::Visible, 0), Modality::Visible, "gate", 1.0);
+        let a1 = idx
+            .assign(&sighting(0, Modality::Visible, 0), Modality::Visible, "gate", 1.0)
+            .expect("finite");
         assert!(a1.created);
-        let a2 = idx.assign(&sighting(0, Modality::Visible, 1), Modality::Visible, "gate", 2.0);
+        let a2 = idx
+            .assign(&sighting(0, Modality::Visible, 1), Modality::Visible, "gate", 2.0)
+            .expect("finite");
         assert_eq!(
             (a2.identity, a2.created, a2.cross_modal),
             (a1.identity, false, false),
             "{backend:?}: same person twice"
         );
-        let b = idx.assign(&sighting(1, Modality::Visible, 0), Modality::Visible, "gate", 3.0);
+        let b = idx
+            .assign(&sighting(1, Modality::Visible, 0), Modality::Visible, "gate", 3.0)
+            .expect("finite");
         assert!(b.created && b.identity != a1.identity, "{backend:?}: two people");
-        let a3 = idx.assign(&sighting(0, Modality::Thermal, 2), Modality::Thermal, "gate", 4.0);
+        let a3 = idx
+            .assign(&sighting(0, Modality::Thermal, 2), Modality::Thermal, "gate", 4.0)
+            .expect("finite");
         assert_eq!(
             a3.identity, a1.identity,
             "{backend:?}: a cross-modal pair within threshold"
@@ -151,7 +159,9 @@ fn assignment_scenarios() {
         // Expiry (100 s): at t=103.5 person 1 (last seen at t=3) is gone, person 0 (t=4) stays.
         assert_eq!(idx.expire(103.5), vec![b.identity]);
         assert_eq!(idx.identities().len(), 1);
-        let b2 = idx.assign(&sighting(1, Modality::Visible, 3), Modality::Visible, "gate", 104.0);
+        let b2 = idx
+            .assign(&sighting(1, Modality::Visible, 3), Modality::Visible, "gate", 104.0)
+            .expect("finite");
         assert!(
             b2.created && b2.identity != b.identity,
             "an expired identity is not matched again; ids are never reused"
@@ -166,17 +176,20 @@ fn exemplars_are_bounded_and_a_rebuild_keeps_every_identity_findable() {
     for person in 0..6 {
         ids.push(
             idx.assign(&sighting(person, Modality::Visible, 0), Modality::Visible, "c", 0.0)
+                .expect("finite")
                 .identity,
         );
     }
     for round in 1..40 {
         for (person, &id) in ids.iter().enumerate() {
-            let d = idx.assign(
-                &sighting(person, Modality::Visible, round),
-                Modality::Visible,
-                "c",
-                f64::from(round as u32),
-            );
+            let d = idx
+                .assign(
+                    &sighting(person, Modality::Visible, round),
+                    Modality::Visible,
+                    "c",
+                    f64::from(round as u32),
+                )
+                .expect("finite");
             assert_eq!(d.identity, id, "round {round}, person {person}");
         }
     }
@@ -189,7 +202,9 @@ fn exemplars_are_bounded_and_a_rebuild_keeps_every_identity_findable() {
         "dead exemplars were compacted away by a rebuild"
     );
     for (person, &id) in ids.iter().enumerate() {
-        let d = idx.assign(&sighting(person, Modality::Visible, 99), Modality::Visible, "c", 50.0);
+        let d = idx
+            .assign(&sighting(person, Modality::Visible, 99), Modality::Visible, "c", 50.0)
+            .expect("finite");
         assert_eq!(d.identity, id);
     }
 }
@@ -198,7 +213,7 @@ fn filled(dir_settings: Settings, people: usize) -> IdentityIndex {
     let mut idx = IdentityIndex::new(dir_settings);
     for p in 0..people {
         for m in [Modality::Visible, Modality::Thermal] {
-            idx.assign(&sighting(p, m, p), m, "gate", p as f64);
+            idx.assign(&sighting(p, m, p), m, "gate", p as f64).expect("finite");
         }
     }
     idx
@@ -287,6 +302,56 @@ fn stray_snapshot_names_neither_wrap_the_numbering_nor_get_pruned() {
     assert_eq!(std::fs::read(&stray).expect("stray kept"), b"not ours");
 }
 
+/// A torn snapshot among the newest never counts as one of the kept: pruning leaves `KEEP`
+/// loadable snapshots behind it.
+#[test]
+fn a_corrupt_snapshot_is_not_counted_among_the_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = settings(IndexBackend::Exact, 64);
+    let mut written = Vec::new();
+    for people in 1..=3 {
+        written.push(snapshot::save(&filled(s, people), dir.path()).expect("save"));
+    }
+    let bytes = std::fs::read(&written[2]).expect("read");
+    std::fs::write(&written[2], &bytes[..bytes.len() / 2]).expect("tear");
+    let newest = snapshot::save(&filled(s, 4), dir.path()).expect("save");
+    // Kept: the new one and the two intact ones before the torn file; the torn one does not count.
+    assert!(
+        newest.exists() && written[0].exists() && written[1].exists(),
+        "{written:?}"
+    );
+    let next = snapshot::save(&filled(s, 5), dir.path()).expect("save");
+    assert!(next.exists() && newest.exists() && written[1].exists());
+    assert!(!written[0].exists(), "the oldest goes once three intact ones are newer");
+    assert_eq!(snapshot::KEEP, 3);
+}
+
+/// NaN or infinite vectors, or vectors of another dimension, never enter the index, and a snapshot
+/// holding one is refused naming the exemplar.
+#[test]
+fn non_finite_vectors_are_refused() {
+    let s = settings(IndexBackend::Exact, 64);
+    let mut idx = filled(s, 2);
+    let mut nan = sighting(0, Modality::Visible, 1);
+    nan[7] = f32::NAN;
+    let e = idx.assign(&nan, Modality::Visible, "gate", 9.0).expect_err("refused");
+    assert!(e.to_string().contains("position 7"), "{e}");
+    let short = vec![0.5f32; 8];
+    assert!(idx.assign(&short, Modality::Visible, "gate", 9.0).is_err());
+    assert!(idx.extend(1, &nan, Modality::Visible, "gate", 9.0).is_err());
+    assert_eq!(idx.identities().len(), 2, "nothing was added");
+    // A snapshot whose vector bytes hold a NaN (checksum recomputed: a well-formed file).
+    let mut bytes = snapshot::encode(&idx);
+    let body = bytes.len() - 4;
+    bytes[body - 4..body].copy_from_slice(&f32::NAN.to_le_bytes());
+    let crc = snapshot::crc32(&bytes[..body]);
+    bytes[body..].copy_from_slice(&crc.to_le_bytes());
+    let e = snapshot::decode(Path::new("nan.ridx"), &bytes, s)
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("non-finite"), "{e}");
+}
+
 /// Child side of the crash test: writes snapshots in a loop until killed.
 #[test]
 fn snapshot_writer_child() {
@@ -305,7 +370,8 @@ fn snapshot_writer_child() {
                 Modality::Visible,
                 "gate",
                 k as f64,
-            );
+            )
+            .expect("finite");
         }
         snapshot::save(&idx, Path::new(&dir)).expect("save");
     }

@@ -1,4 +1,5 @@
-//! An error and its causes on one line, for logs (the command line prints errors the same way).
+//! An error and its causes on one line, for logs (the command line prints errors the same way),
+//! without the C++ backtraces libtorch appends to its messages.
 
 use std::error::Error;
 use std::fmt;
@@ -8,14 +9,24 @@ pub struct Chain<'a>(pub &'a dyn Error);
 
 impl fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
+        write!(f, "{}", without_backtrace(&self.0.to_string()))?;
         let mut source = self.0.source();
         while let Some(e) = source {
-            write!(f, ": {e}")?;
+            write!(f, ": {}", without_backtrace(&e.to_string()))?;
             source = e.source();
         }
         Ok(())
     }
+}
+
+/// A libtorch message without the C++ backtrace it ends in (`Exception raised from …`, then
+/// `frame #0: …` lines): the part that says what went wrong.
+pub fn without_backtrace(text: &str) -> &str {
+    let cut = ["\nException raised from", "\nframe #"]
+        .iter()
+        .filter_map(|marker| text.find(marker))
+        .min();
+    cut.map_or(text, |i| text[..i].trim_end())
 }
 
 #[cfg(test)]
@@ -30,5 +41,16 @@ mod tests {
     fn prints_every_cause_once() {
         let e = Outer(std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"));
         assert_eq!(Chain(&e).to_string(), "reading the site: no such file");
+    }
+
+    #[test]
+    fn libtorch_backtraces_are_cut() {
+        let text = "PytorchStreamReader failed reading zip archive\nException raised from valid at x.cc:242 \
+                    (most recent call first):\nframe #0: c10::Error::Error + 0x9\nframe #1: main";
+        assert_eq!(
+            without_backtrace(text),
+            "PytorchStreamReader failed reading zip archive"
+        );
+        assert_eq!(without_backtrace("plain"), "plain");
     }
 }

@@ -80,6 +80,7 @@ pub fn run(req: &EvalRequest) -> Result<Outcome, EvalError> {
     let mut all_trials: Vec<Vec<TrialResult>> = Vec::new();
     let mut first_protocol = None;
     let device = req.device.resolve("--device")?;
+    crate::base::outputs::check(&req.outputs(), &req.input_files(), req.overwrite)?;
     let runs_in = req.inputs.len();
     for (i, input) in req.inputs.iter().enumerate() {
         let (protocol, mut bank) = match input {

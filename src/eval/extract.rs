@@ -97,6 +97,20 @@ pub fn extract(
     )
 }
 
+/// Why an encoded JPEG or PNG is incomplete, if it is: its end marker is missing.
+fn truncated(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(&[0xFF, 0xD8]) {
+        // Some writers pad after the end-of-image marker.
+        let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        return (!bytes[..end].ends_with(&[0xFF, 0xD9])).then_some("truncated JPEG (no end-of-image marker)");
+    }
+    if bytes.starts_with(b"\x89PNG") {
+        let tail = &bytes[bytes.len().saturating_sub(12)..];
+        return (!tail.windows(4).any(|w| w == b"IEND")).then_some("truncated PNG (no IEND chunk)");
+    }
+    None
+}
+
 fn image_error(path: &Path, e: opencv::Error) -> EvalError {
     EvalError::Decode {
         path: path.to_path_buf(),
@@ -105,20 +119,29 @@ fn image_error(path: &Path, e: opencv::Error) -> EvalError {
 }
 
 /// Decodes an image file as contiguous 8-bit RGB (grey images are replicated to 3 channels).
+/// A truncated JPEG or PNG (whose decoder would fill the missing part with grey and only warn)
+/// is an error.
 pub fn read_rgb(path: &Path) -> Result<Mat, EvalError> {
-    // Pillow (the reference's decoder) does not apply EXIF orientation; neither does this.
-    let bgr = imgcodecs::imread(path, imgcodecs::IMREAD_COLOR | imgcodecs::IMREAD_IGNORE_ORIENTATION)
-        .map_err(|e| image_error(path, e))?;
-    if bgr.empty() {
-        let why = if path.is_file() {
-            "not a readable image"
+    let problem = |problem| EvalError::Image {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let bytes = std::fs::read(path).map_err(|_| {
+        problem(if path.exists() {
+            "cannot read the file"
         } else {
             "no such file"
-        };
-        return Err(EvalError::Image {
-            path: path.to_path_buf(),
-            problem: why,
-        });
+        })
+    })?;
+    if let Some(why) = truncated(&bytes) {
+        return Err(problem(why));
+    }
+    // Pillow (the reference's decoder) does not apply EXIF orientation; neither does this.
+    let encoded = Mat::from_slice(&bytes).map_err(|e| image_error(path, e))?;
+    let bgr = imgcodecs::imdecode(&encoded, imgcodecs::IMREAD_COLOR | imgcodecs::IMREAD_IGNORE_ORIENTATION)
+        .map_err(|e| image_error(path, e))?;
+    if bgr.empty() {
+        return Err(problem("not a readable image"));
     }
     let mut rgb = Mat::default();
     imgproc::cvt_color_def(&bgr, &mut rgb, imgproc::COLOR_BGR2RGB).map_err(|e| image_error(path, e))?;

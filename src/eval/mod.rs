@@ -60,6 +60,8 @@ pub enum EvalError {
     },
     #[error(transparent)]
     Device(#[from] crate::base::DeviceError),
+    #[error("--out")]
+    Output(#[from] crate::base::OutputError),
     #[error(transparent)]
     Weights(#[from] crate::model::weights::WeightsError),
     #[error(transparent)]

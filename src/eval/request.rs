@@ -109,6 +109,35 @@ pub struct EvalRequest {
     pub block: i64,
     /// Output folder for summary.json, per_query.csv and cmc.png.
     pub out: PathBuf,
+    /// Replace reports (and extracted features) an earlier evaluation left in `out`.
+    pub overwrite: bool,
+}
+
+impl EvalRequest {
+    /// Every file the evaluation writes: the reports, and the features extracted per checkpoint.
+    pub fn outputs(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = ["summary.json", "per_query.csv", "cmc.png"]
+            .iter()
+            .map(|f| self.out.join(f))
+            .collect();
+        for (i, input) in self.inputs.iter().enumerate() {
+            if matches!(input, EvalInput::Checkpoint(_)) {
+                out.push(self.out.join(format!("features-{}.safetensors", i + 1)));
+            }
+        }
+        out
+    }
+
+    /// Every file the evaluation reads by name: feature files and checkpoints.
+    pub fn input_files(&self) -> Vec<(String, PathBuf)> {
+        self.inputs
+            .iter()
+            .map(|input| match input {
+                EvalInput::Features(p) => ("a --features file".to_owned(), p.clone()),
+                EvalInput::Checkpoint(p) => ("a --checkpoint file".to_owned(), p.clone()),
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]

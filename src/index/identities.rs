@@ -60,6 +60,15 @@ pub struct Identity {
     pub thermal: VecDeque<usize>,
 }
 
+/// A vector the index refuses.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum VectorError {
+    #[error("a vector of dimension {found}, the index holds {expected}")]
+    Dimension { found: usize, expected: usize },
+    #[error("a vector with a non-finite value at position {position}")]
+    NotFinite { position: usize },
+}
+
 /// The outcome of one assignment.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Decision {
@@ -169,8 +178,15 @@ impl IdentityIndex {
         self.indices[slot(modality)].search(vector, k, &|i| ex.get(i).is_some_and(|e| e.alive))
     }
 
-    /// Assigns an L2-normalised track embedding seen at `time` (seconds) by `camera`.
-    pub fn assign(&mut self, vector: &[f32], modality: Modality, camera: &str, time: f64) -> Decision {
+    /// Assigns an L2-normalised track embedding seen at `time` (seconds) by `camera`; refuses
+    /// the vectors [`IdentityIndex::admit`] refuses.
+    pub fn assign(
+        &mut self,
+        vector: &[f32],
+        modality: Modality,
+        camera: &str,
+        time: f64,
+    ) -> Result<Decision, VectorError> {
         self.assign_track(vector, modality, camera, time, None)
     }
 
@@ -185,7 +201,8 @@ impl IdentityIndex {
         camera: &str,
         time: f64,
         current: Option<u64>,
-    ) -> Decision {
+    ) -> Result<Decision, VectorError> {
+        self.admit(vector)?;
         self.poll_rebuild();
         let s = self.settings;
         // Votes per identity from neighbours within their modality's threshold, closer = heavier.
@@ -260,18 +277,41 @@ impl IdentityIndex {
             "assignment"
         );
         self.add_exemplar(decision.identity, vector, modality, camera, time);
-        decision
+        Ok(decision)
     }
 
     /// Adds an embedding to a known identity without matching (the caller knows who it is, e.g.
-    /// from fused visible and thermal tracks); `false` when the identity does not exist (expired).
-    pub fn extend(&mut self, identity: u64, vector: &[f32], modality: Modality, camera: &str, time: f64) -> bool {
+    /// from fused visible and thermal tracks); `false` when the identity does not exist (expired). Refuses the vectors [`IdentityIndex::admit`] refuses.
+    pub fn extend(
+        &mut self,
+        identity: u64,
+        vector: &[f32],
+        modality: Modality,
+        camera: &str,
+        time: f64,
+    ) -> Result<bool, VectorError> {
+        self.admit(vector)?;
         self.poll_rebuild();
         if !self.identities.contains_key(&identity) {
-            return false;
+            return Ok(false);
         }
         self.add_exemplar(identity, vector, modality, camera, time);
-        true
+        Ok(true)
+    }
+
+    /// Refuses a vector of another dimension or with a NaN or infinite value: it would match
+    /// nothing, or everything, and poison the identity it joined.
+    pub fn admit(&self, vector: &[f32]) -> Result<(), VectorError> {
+        if vector.len() != self.settings.dim {
+            return Err(VectorError::Dimension {
+                found: vector.len(),
+                expected: self.settings.dim,
+            });
+        }
+        match vector.iter().position(|v| !v.is_finite()) {
+            Some(position) => Err(VectorError::NotFinite { position }),
+            None => Ok(()),
+        }
     }
 
     fn add_exemplar(&mut self, identity: u64, vector: &[f32], modality: Modality, camera: &str, time: f64) {

@@ -187,6 +187,16 @@ pub fn decode(path: &Path, bytes: &[u8], settings: Settings) -> Result<IdentityI
             .collect();
         e.alive = true;
     }
+    if let Some(i) = meta
+        .exemplars
+        .iter()
+        .position(|e| !e.vector.iter().all(|v| v.is_finite()))
+    {
+        return Err(corrupt(format!(
+            "exemplar {i} (identity {}) has a non-finite value",
+            meta.exemplars[i].identity
+        )));
+    }
     let n = meta.exemplars.len();
     if meta
         .identities
@@ -240,6 +250,36 @@ fn sequence(name: &str) -> Option<u64> {
         .flatten()
 }
 
+/// Checks, without creating it, that snapshots can be written to `dir`: an existing folder takes
+/// (and loses at once) a probe file; a missing one needs its nearest existing ancestor to be a
+/// folder that takes one.
+pub fn check_writable(dir: &Path) -> Result<(), SnapshotError> {
+    let fail = |source: std::io::Error| SnapshotError::Write {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut folder = dir;
+    while !folder.as_os_str().is_empty() && !folder.exists() {
+        folder = folder.parent().unwrap_or(Path::new(""));
+    }
+    if folder.as_os_str().is_empty() {
+        folder = Path::new(".");
+    }
+    if !folder.is_dir() {
+        return Err(fail(std::io::Error::new(
+            std::io::ErrorKind::NotADirectory,
+            format!("{} is not a folder", folder.display()),
+        )));
+    }
+    let probe = folder.join(format!(".reid-pipe-probe-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .map_err(fail)?;
+    std::fs::remove_file(&probe).map_err(fail)
+}
+
 /// Writes a new snapshot atomically and prunes old ones; returns its path.
 pub fn save(index: &IdentityIndex, dir: &Path) -> Result<PathBuf, SnapshotError> {
     let existing = snapshots(dir)?;
@@ -253,11 +293,51 @@ pub fn save(index: &IdentityIndex, dir: &Path) -> Result<PathBuf, SnapshotError>
         path: path.clone(),
         source,
     })?;
-    let all = snapshots(dir)?;
-    for (_, old) in all.iter().take(all.len().saturating_sub(KEEP)) {
-        let _ = std::fs::remove_file(old);
-    }
+    prune(dir)?;
     Ok(path)
+}
+
+/// Removes every snapshot older than the [`KEEP`]-th newest intact one: a corrupt file never
+/// counts as kept, so pruning never leaves fewer than `KEEP` loadable snapshots behind.
+fn prune(dir: &Path) -> Result<(), SnapshotError> {
+    let mut intact_seen = 0;
+    for (_, path) in snapshots(dir)?.iter().rev() {
+        if intact_seen >= KEEP {
+            let _ = std::fs::remove_file(path);
+        } else if intact(path) {
+            intact_seen += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Whether a snapshot file is whole: its magic and checksum hold. Files already found whole
+/// (same path, length and modification time) are not read again.
+fn intact(path: &Path) -> bool {
+    type Seen = std::collections::HashSet<(PathBuf, u64, std::time::SystemTime)>;
+    static SEEN: std::sync::Mutex<Option<Seen>> = std::sync::Mutex::new(None);
+    let Ok(meta) = std::fs::metadata(path) else {
+        return false;
+    };
+    let key = (
+        path.to_path_buf(),
+        meta.len(),
+        meta.modified().unwrap_or(std::time::UNIX_EPOCH),
+    );
+    let mut seen = SEEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if seen.get_or_insert_default().contains(&key) {
+        return true;
+    }
+    let whole = std::fs::read(path).is_ok_and(|bytes| {
+        bytes.len() >= 24 && &bytes[..8] == MAGIC && {
+            let (body, tail) = bytes.split_at(bytes.len() - 4);
+            crc32(body).to_le_bytes() == tail
+        }
+    });
+    if whole {
+        seen.get_or_insert_default().insert(key);
+    }
+    whole
 }
 
 /// Loads the newest usable snapshot of `dir`: `Ok(None)` when there is none at all; corrupt

@@ -63,6 +63,7 @@ pub fn run(
     let interval = cfg.tracker.embed_interval_ms as f64 / 1000.0;
     let snapshot_every = Duration::from_secs_f64(cfg.index.snapshot_interval_s.max(1.0));
     let identities = metrics.gauge("reid_identities", "");
+    let refused = metrics.counter("reid_dropped_total", "stage=\"identity\"");
     let mut tracks: HashMap<TrackKey, TrackState> = HashMap::new();
     let mut last_snapshot = Instant::now();
     let mut last_expiry = Instant::now();
@@ -95,14 +96,29 @@ pub fn run(
         let (vector, count) = state.mean.take()?;
         let camera = &cfg.cameras[key.camera].name;
         // A fused track's identity is settled by the fusion: its embeddings extend it.
-        let decision = match (state.partner, state.identity.or(hint)) {
-            (Some(_), Some(id)) if index.extend(id, &vector, key.modality, camera, now()) => Decision {
-                identity: id,
-                created: false,
-                distance: None,
-                cross_modal: false,
+        let assigned = match (state.partner, state.identity.or(hint)) {
+            (Some(_), Some(id)) => match index.extend(id, &vector, key.modality, camera, now()) {
+                Ok(true) => Ok(Decision {
+                    identity: id,
+                    created: false,
+                    distance: None,
+                    cross_modal: false,
+                }),
+                Ok(false) => index.assign_track(&vector, key.modality, camera, now(), Some(id)),
+                Err(e) => Err(e),
             },
             (_, current) => index.assign_track(&vector, key.modality, camera, now(), current),
+        };
+        let decision = match assigned {
+            Ok(d) => d,
+            Err(e) => {
+                if refused.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::warn!(
+                        "the index refused {key:?}'s embedding: {e} (counted in reid_dropped_total, stage \"identity\")"
+                    );
+                }
+                return None;
+            }
         };
         let previous = state.identity.replace(decision.identity);
         state.last_match_pts = state.last.map(|l| l.2);

@@ -14,12 +14,14 @@ pub mod identity;
 pub mod metrics;
 pub mod mqtt;
 pub mod outputs;
+pub mod preflight;
 pub mod supervise;
 pub mod tracking;
 pub mod types;
 pub mod video;
 
 pub use capture::{CameraStats, SourceStats};
+pub use preflight::preflight;
 
 use crate::base::{Modality, StreamId};
 use crate::config::SiteConfig;
@@ -48,6 +50,12 @@ pub enum LiveError {
         path: PathBuf,
         #[source]
         source: Box<crate::model::embedder::EmbedError>,
+    },
+    #[error("camera {camera}: its detector cannot start")]
+    Detector {
+        camera: String,
+        #[source]
+        source: crate::detect::DetectError,
     },
     #[error("outputs.metrics_listen {addr}: cannot listen")]
     Metrics {
@@ -113,8 +121,8 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
     apply_threads(cfg.runtime.threads);
     let metrics = Arc::new(Metrics::default());
     // Outputs first: a path that cannot be written fails the run before anything starts.
+    let embedder = preflight(cfg)?;
     let log = open_event_log(cfg)?;
-    let embedder = load_embedder(cfg)?;
     let index = open_index(cfg, opts, embedder.dim() as usize)?;
     let mqtt = match &cfg.outputs.mqtt {
         Some(m) => Some(mqtt::MqttSink::start(m, &m.client_id)?),
@@ -132,7 +140,7 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
     let (ident_tx, ident_rx) = bounded(q * cfg.runtime.batch_size.max(1));
     let (events_tx, events_rx) = bounded(q * 16);
     let labels: identity::Labels = Arc::default();
-    let video_paths = cfg.video_paths();
+    let video_paths = video_paths(cfg);
     let (video_tx, video_rx) = bounded(q);
     let video_tx = (!video_paths.is_empty()).then_some(video_tx);
     let finished = AtomicBool::new(false);
@@ -234,17 +242,6 @@ fn open_event_log(cfg: &SiteConfig) -> Result<Option<EventLog>, LiveError> {
     })
 }
 
-/// The embedder of `model`, on `runtime.device`, checked on a test crop of each modality.
-fn load_embedder(cfg: &SiteConfig) -> Result<Box<dyn crate::model::embedder::Embed>, LiveError> {
-    let device = cfg.runtime.device.resolve("runtime.device")?;
-    crate::model::embedder::from_site_model(&cfg.model, device)
-        .and_then(|e| crate::model::embedder::probe(e.as_ref()).map(|()| e))
-        .map_err(|source| LiveError::Model {
-            path: cfg.model.weights.clone(),
-            source: Box::new(source),
-        })
-}
-
 /// The identity index: the newest usable snapshot of `index.snapshot_dir`, or an empty index.
 /// Snapshots of another model stop the run unless `--fresh-index` sets them aside.
 fn open_index(cfg: &SiteConfig, opts: &RunOptions, dim: usize) -> Result<IdentityIndex, LiveError> {
@@ -279,6 +276,21 @@ fn open_index(cfg: &SiteConfig, opts: &RunOptions, dim: usize) -> Result<Identit
             IdentityIndex::new(settings)
         }
     })
+}
+
+/// The annotated video files: each camera's `outputs.video` name, or when a file of that name
+/// exists (an earlier run's), the first free numbered name beside it: a run never replaces a file.
+fn video_paths(cfg: &SiteConfig) -> Vec<PathBuf> {
+    cfg.video_paths()
+        .iter()
+        .map(|p| {
+            let free = crate::base::outputs::first_free(p);
+            if free != *p {
+                tracing::info!("outputs.video: {} exists; writing {}", p.display(), free.display());
+            }
+            free
+        })
+        .collect()
 }
 
 /// The `/metrics` listener of `outputs.metrics_listen`, if set.

@@ -54,9 +54,10 @@ pub struct ScriptEmbedder {
 }
 
 impl ScriptEmbedder {
-    /// Loads the manifest and its modules onto `device`.
+    /// Loads the manifest and its modules onto `device`. Errors name the module files, not the
+    /// manifest: the caller names the manifest (the site's `model.weights`).
     pub fn load(manifest_path: &Path, device: Device) -> Result<Self, EmbedError> {
-        let bad = |m: String| EmbedError::Model(format!("{}: {m}", manifest_path.display()));
+        let bad = EmbedError::Model;
         let text = std::fs::read_to_string(manifest_path).map_err(|e| bad(format!("cannot read: {e}")))?;
         let manifest: Manifest = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
         let sides = 8..=2048;

@@ -72,11 +72,24 @@ pub fn list(d: &Dataset) -> Result<(Labelled, Labelled, usize), DatasetError> {
             let mut vis = Vec::new();
             let mut ir = Vec::new();
             for &pid in &ids {
-                for cam in sysu::VISIBLE_CAMS {
-                    vis.extend(sysu::images(&d.root, cam, pid)?.into_iter().map(|i| (i, label[&pid])));
-                }
-                for cam in sysu::INFRARED_CAMS {
-                    ir.extend(sysu::images(&d.root, cam, pid)?.into_iter().map(|i| (i, label[&pid])));
+                for (half, cams, out) in [
+                    ("visible", &sysu::VISIBLE_CAMS[..], &mut vis),
+                    ("infrared", &sysu::INFRARED_CAMS[..], &mut ir),
+                ] {
+                    let before = out.len();
+                    for &cam in cams {
+                        out.extend(sysu::images(&d.root, cam, pid)?.into_iter().map(|i| (i, label[&pid])));
+                    }
+                    if out.len() == before {
+                        return Err(DatasetError::Layout {
+                            path: d.root.clone(),
+                            message: format!(
+                                "person {pid} is listed in exp/train_id.txt or exp/val_id.txt but has no {half} image \
+                                 (no {pid:04}/ under {}); every training identity needs both modalities",
+                                cams.iter().map(|c| format!("cam{c}")).collect::<Vec<_>>().join(", ")
+                            ),
+                        });
+                    }
                 }
             }
             Ok((vis, ir, ids.len()))
@@ -132,9 +145,17 @@ pub fn load(d: &Dataset, size: (i64, i64), cache_dir: Option<&Path>, workers: us
             seen[*l as usize] = true;
         }
         if let Some(missing) = seen.iter().position(|s| !s) {
+            let person = vis
+                .iter()
+                .chain(ir.iter())
+                .find(|(_, l)| *l as usize == missing)
+                .map_or_else(
+                    || format!("identity {missing} (no image at all: person ids must run 0..{classes})"),
+                    |(i, _)| format!("person {}", i.pid),
+                );
             return Err(DatasetError::Layout {
                 path: d.root.clone(),
-                message: format!("label {missing} has no {half} training image; every identity needs both modalities"),
+                message: format!("{person} has no {half} training image; every identity needs both modalities"),
             });
         }
     }

@@ -60,6 +60,8 @@ pub enum TrainError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    #[error("output_dir {}: {problem}", path.display())]
+    OutputDir { path: PathBuf, problem: &'static str },
     #[error("{0}")]
     Unsupported(String),
     #[error("{}", file.display())]
@@ -139,13 +141,21 @@ pub fn train(cfg: &TrainConfig, opts: Options) -> Result<Vec<RunResult>, TrainEr
             }
         })
         .collect();
+    for dir in std::iter::once(&cfg.output_dir).chain(&dirs) {
+        if dir.exists() && !dir.is_dir() {
+            return Err(TrainError::OutputDir {
+                path: dir.clone(),
+                problem: "a file is there; output_dir must be a folder (it is created when missing)",
+            });
+        }
+    }
     if !opts.resume {
         // A new run never replaces what an earlier one wrote.
         for dir in &dirs {
             if let Some(file) = RUN_FILES.iter().map(|f| dir.join(f)).find(|p| p.exists()) {
-                return Err(TrainError::Checkpoint {
+                return Err(TrainError::OutputDir {
                     path: file,
-                    source: "an earlier run's output: pass --resume to continue it, or set another output_dir".into(),
+                    problem: "an earlier run's output: pass --resume to continue it, or set another output_dir",
                 });
             }
         }

@@ -42,6 +42,8 @@ pub enum VizError {
     Eval(#[from] crate::eval::EvalError),
     #[error(transparent)]
     Device(#[from] crate::base::DeviceError),
+    #[error("--out")]
+    Output(#[from] crate::base::OutputError),
     #[error(transparent)]
     Weights(#[from] crate::model::weights::WeightsError),
     #[error(transparent)]

@@ -43,6 +43,8 @@ pub struct RetrievalRequest {
 pub fn run(req: &RetrievalRequest) -> Result<Vec<Row>, VizError> {
     let args = &req.eval;
     let device = args.device.resolve("--device")?;
+    let outputs = [req.out.clone(), req.out.with_extension("json")];
+    crate::base::outputs::check(&outputs, &args.input_files(), args.overwrite)?;
     let model = match args.inputs.first() {
         Some(EvalInput::Checkpoint(w)) => {
             let file = WeightFile::read(w)?;

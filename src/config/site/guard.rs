@@ -4,9 +4,10 @@
 //! nor `run` accepts it and nothing the user has is written over.
 
 use super::{DetectorKind, Input, SiteConfig};
+use crate::base::outputs::same_file;
 use crate::config::{ConfigError, Source};
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Where the output keys are in the file.
 pub(super) struct OutputSpans {
@@ -41,51 +42,6 @@ fn inputs(cfg: &SiteConfig) -> Vec<(String, PathBuf)> {
             }
         }
     }
-    out
-}
-
-/// Whether two paths name the same file: the same inode when both exist, otherwise the same
-/// absolute path once `.` and `..` are resolved (lexically, then through the longest existing
-/// ancestor, so `new/../site.toml` is `site.toml` even before `new/` exists).
-fn same_file(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
-        _ => normalised(a) == normalised(b),
-    }
-}
-
-fn normalised(p: &Path) -> PathBuf {
-    use std::path::Component;
-    let absolute = if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        std::env::current_dir().unwrap_or_default().join(p)
-    };
-    let mut lexical = PathBuf::new();
-    for c in absolute.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                lexical.pop();
-            }
-            other => lexical.push(other),
-        }
-    }
-    // Symbolic links in the part that exists: resolve the longest existing ancestor.
-    let mut existing = lexical.as_path();
-    let mut rest = Vec::new();
-    while !existing.exists() {
-        match (existing.parent(), existing.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name.to_owned());
-                existing = parent;
-            }
-            _ => return lexical,
-        }
-    }
-    let mut out = std::fs::canonicalize(existing).unwrap_or_else(|_| existing.to_path_buf());
-    out.extend(rest.iter().rev());
     out
 }
 

@@ -1,0 +1,135 @@
+//! Where a command may write: never over one of its own inputs, and over an existing file only
+//! when the user asked for it (`--overwrite`).
+
+use std::path::{Path, PathBuf};
+
+/// An output path a command may not write.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OutputError {
+    #[error("{} is {what} ({}): an output may not be an input", output.display(), input.display())]
+    IsInput {
+        output: PathBuf,
+        what: String,
+        input: PathBuf,
+    },
+    #[error("{} exists; pass --overwrite to replace it", .0.display())]
+    Exists(PathBuf),
+}
+
+/// Checks the files a command is about to write: none may be one of `inputs` (what each is, and
+/// its path), and none may exist unless `overwrite`.
+pub fn check(outputs: &[PathBuf], inputs: &[(String, PathBuf)], overwrite: bool) -> Result<(), OutputError> {
+    for output in outputs {
+        if let Some((what, input)) = inputs.iter().find(|(_, input)| same_file(output, input)) {
+            return Err(OutputError::IsInput {
+                output: output.clone(),
+                what: what.clone(),
+                input: input.clone(),
+            });
+        }
+    }
+    if !overwrite && let Some(existing) = outputs.iter().find(|p| p.exists()) {
+        return Err(OutputError::Exists(existing.clone()));
+    }
+    Ok(())
+}
+
+/// `path`, or when it exists the first free `stem-N.ext` beside it (N = 1, 2, …).
+pub fn first_free(path: &Path) -> PathBuf {
+    if !path.exists() {
+        return path.to_path_buf();
+    }
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = path
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    (1u64..)
+        .map(|n| path.with_file_name(format!("{stem}-{n}{ext}")))
+        .find(|p| !p.exists())
+        .expect("some number is free")
+}
+
+/// Whether two paths name the same file: the same inode when both exist, otherwise the same
+/// absolute path once `.` and `..` are resolved (lexically, then through the longest existing
+/// ancestor, so `new/../site.toml` is `site.toml` even before `new/` exists).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => normalised(a) == normalised(b),
+    }
+}
+
+fn normalised(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let absolute = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(p)
+    };
+    let mut lexical = PathBuf::new();
+    for c in absolute.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                lexical.pop();
+            }
+            other => lexical.push(other),
+        }
+    }
+    // Symbolic links in the part that exists: resolve the longest existing ancestor.
+    let mut existing = lexical.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                existing = parent;
+            }
+            _ => return lexical,
+        }
+    }
+    let mut out = std::fs::canonicalize(existing).unwrap_or_else(|_| existing.to_path_buf());
+    out.extend(rest.iter().rev());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_over_inputs_or_existing_files_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let input = dir.path().join("in.txt");
+        std::fs::write(&input, "x").expect("write");
+        let roundabout = dir.path().join("new/../in.txt");
+        let inputs = [("the log".to_owned(), input.clone())];
+        assert!(matches!(
+            check(&[roundabout], &inputs, true),
+            Err(OutputError::IsInput { .. })
+        ));
+        let existing = dir.path().join("out.png");
+        std::fs::write(&existing, "y").expect("write");
+        assert_eq!(
+            check(std::slice::from_ref(&existing), &inputs, false),
+            Err(OutputError::Exists(existing.clone()))
+        );
+        assert_eq!(check(std::slice::from_ref(&existing), &inputs, true), Ok(()));
+        assert_eq!(check(&[dir.path().join("fresh.png")], &inputs, false), Ok(()));
+    }
+
+    #[test]
+    fn first_free_numbers_past_existing_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("annotated.mkv");
+        assert_eq!(first_free(&p), p);
+        std::fs::write(&p, "").expect("write");
+        std::fs::write(dir.path().join("annotated-1.mkv"), "").expect("write");
+        assert_eq!(first_free(&p), dir.path().join("annotated-2.mkv"));
+    }
+}

@@ -322,3 +322,70 @@ fn nan_weights_stop_run_before_the_first_frame() {
     );
     assert!(!t.contains("frames processed"), "{t}");
 }
+
+/// Secret template parameters (a URL with a password, a parameter listed in `secret_params`)
+/// never reach any output: `check`, `doctor --site`, a run's debug log and errors (a pipeline
+/// that cannot be built prints its description), the events file.
+#[test]
+fn template_secrets_never_appear_in_any_output() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let (password, token) = ("Hunter2Secret", "tok-Sekr1tValue");
+    let connects = d.join("connects.pipeline");
+    std::fs::write(
+        &connects,
+        "rtspsrc name=src location=${location} user-agent=${token} protocols=tcp latency=0 ! decodebin ! ${output}\n",
+    )
+    .expect("template");
+    let broken = d.join("broken.pipeline");
+    std::fs::write(&broken, "nosuchelement location=${location} ! ${output}\n").expect("template");
+    // Nothing listens on this port: the camera fails to connect.
+    let port = common::free_port();
+    let params = format!(
+        "params = {{ location = \"rtsp://admin:{password}@127.0.0.1:{port}/cam\", token = \"{token}\" }}\n\
+         secret_params = [\"token\"]\n"
+    );
+    let weights = common::repo("models/weights/mobilenetv2_imagenet.safetensors");
+    let events = d.join("events.jsonl");
+    let site = d.join("site.toml");
+    std::fs::write(
+        &site,
+        format!(
+            "[runtime]\ndevice = \"cpu\"\n\
+             [[cameras]]\nname = \"door\"\n[cameras.visible]\nkind = \"template\"\ntemplate = \"{}\"\n{params}\
+             [cameras.thermal]\nkind = \"test\"\nframes = 5\n\
+             [[cameras]]\nname = \"yard\"\n[cameras.visible]\nkind = \"template\"\ntemplate = \"{}\"\n{params}\
+             [cameras.thermal]\nkind = \"test\"\nframes = 3\n\
+             [detector]\nkind = \"hog\"\n[model]\nweights = \"{}\"\n\
+             [index]\nsnapshot_dir = \"{}\"\n[outputs]\nevents = \"{}\"\n",
+            connects.display(),
+            broken.display(),
+            weights.display(),
+            d.join("index").display(),
+            events.display()
+        ),
+    )
+    .expect("site");
+    let site_arg = site.to_str().expect("utf-8");
+    let check = reid(&["check", site_arg]);
+    let doctor = reid(&["doctor", "--site", site_arg]);
+    let run = reid(&["run", "--log", "debug", site_arg]);
+    let mut all = String::new();
+    for (what, out) in [("check", &check), ("doctor", &doctor), ("run", &run)] {
+        let t = text(out);
+        assert!(!t.contains("panicked"), "{what}: {t}");
+        all.push_str(&t);
+    }
+    all.push_str(&std::fs::read_to_string(&events).unwrap_or_default());
+    assert!(check.status.success(), "{}", text(&check));
+    assert!(text(&check).contains("rtsp://admin:***@127.0.0.1") && text(&check).contains("\"token\": \"***\""));
+    let t = text(&run);
+    assert!(!run.status.success(), "both cameras' visible sources fail: {t}");
+    assert!(
+        t.contains("nosuchelement location=\"rtsp://admin:***@127.0.0.1"),
+        "the broken pipeline's description is printed, redacted: {t}"
+    );
+    for secret in [password, token] {
+        assert!(!all.contains(secret), "{secret} was printed:\n{all}");
+    }
+}

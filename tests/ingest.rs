@@ -110,7 +110,7 @@ fn errors_name_their_camera_and_cause() {
             "roof",
             Input::Template {
                 template: bad_uri,
-                params: [("uri".to_owned(), "bogus://nowhere".to_owned())].into(),
+                params: [("uri".to_owned(), "bogus://nowhere".into())].into(),
             },
             "bogus",
         ),

@@ -64,8 +64,9 @@ pub enum IngestError {
 /// Why a pipeline could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildFailure {
-    #[error("GStreamer")]
-    Gst(#[from] gst::glib::Error),
+    /// GStreamer's message, with secret parameter values scrubbed from it.
+    #[error("GStreamer: {0}")]
+    Gst(String),
     #[error("the description is not a pipeline")]
     NotAPipeline,
     #[error("no appsink named `sink`")]
@@ -96,6 +97,8 @@ pub struct SourcePipeline {
     sink: gst_app::AppSink,
     /// The last caps seen and their parsed form.
     info: std::sync::Mutex<Option<(gst::Caps, gstreamer_video::VideoInfo)>>,
+    /// What the pipeline was built from: its secrets are scrubbed from GStreamer's messages.
+    rendered: template::Rendered,
 }
 
 impl SourcePipeline {
@@ -113,7 +116,7 @@ impl SourcePipeline {
             camera: camera.to_owned(),
             modality,
             description: String::new(),
-            source: e.into(),
+            source: BuildFailure::Gst(e.to_string()),
         })?;
         if let Input::File { path } = &spec.input
             && !path.is_file()
@@ -132,10 +135,11 @@ impl SourcePipeline {
         let build_err = |source: BuildFailure| IngestError::Build {
             camera: camera.to_owned(),
             modality,
-            description: rendered.description.clone(),
+            description: rendered.shown.clone(),
             source,
         };
-        let element = gst::parse::launch(&rendered.description).map_err(|e| build_err(e.into()))?;
+        let element = gst::parse::launch(&rendered.description)
+            .map_err(|e| build_err(BuildFailure::Gst(rendered.scrub(&e.to_string()))))?;
         let pipeline = element
             .downcast::<gst::Pipeline>()
             .map_err(|_| build_err(BuildFailure::NotAPipeline))?;
@@ -159,6 +163,7 @@ impl SourcePipeline {
             pipeline,
             sink,
             info: std::sync::Mutex::new(None),
+            rendered,
         })
     }
 
@@ -169,6 +174,7 @@ impl SourcePipeline {
             let message = self
                 .bus_error()
                 .map_or_else(|| e.to_string(), |(element, m)| format!("{element}: {m}"));
+            let message = self.rendered.scrub(&message);
             let _ = self.pipeline.set_state(gst::State::Null);
             return Err(IngestError::Start {
                 camera: self.camera.clone(),
@@ -252,7 +258,7 @@ impl SourcePipeline {
                 let element = msg
                     .src()
                     .map_or_else(|| "?".to_owned(), |s| s.path_string().to_string());
-                return Some((element, err.error().to_string()));
+                return Some((element, self.rendered.scrub(&err.error().to_string())));
             }
         }
         None

@@ -32,18 +32,44 @@ pub enum TemplateError {
 }
 
 /// A rendered pipeline description plus what to set on it that must not appear in text.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Rendered {
-    /// `gst-launch` description; safe to log (holds no password).
+    /// `gst-launch` description for GStreamer: holds the values of secret template parameters,
+    /// so it is never printed (print [`Rendered::shown`]).
     pub description: String,
+    /// The description with every secret value redacted: safe to log and to put in errors.
+    pub shown: String,
     /// RTSP user id and password to set on the `rtspsrc` named `src`, if any.
     pub rtsp_credentials: Option<(String, String)>,
+    /// The secret values in `description`, for scrubbing GStreamer's messages.
+    secrets: Vec<String>,
+}
+
+impl Rendered {
+    /// `text` (a GStreamer message about this pipeline) with every secret value replaced by `***`.
+    pub fn scrub(&self, text: &str) -> String {
+        self.secrets
+            .iter()
+            .fold(text.to_owned(), |t, secret| t.replace(secret.as_str(), "***"))
+    }
+}
+
+impl std::fmt::Debug for Rendered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rendered")
+            .field("description", &self.shown)
+            .field("rtsp_credentials", &self.rtsp_credentials.as_ref().map(|(user, _)| (user, "***")))
+            .finish_non_exhaustive()
+    }
 }
 
 /// Renders the pipeline description for one source.
 pub fn render(spec: &SourceSpec) -> Result<Rendered, TemplateError> {
     let mut vars = BTreeMap::new();
     vars.insert("output".to_owned(), output_tail(spec));
+    // Values as printed where they differ from the real ones (secret template parameters).
+    let mut shown_vars = BTreeMap::new();
+    let mut secrets = Vec::new();
     let mut rtsp_credentials = None;
     let (name, text) = match &spec.input {
         Input::File { path } => {
@@ -84,7 +110,11 @@ pub fn render(spec: &SourceSpec) -> Result<Rendered, TemplateError> {
         Input::Template { template, params } => {
             let text = read_template(template)?;
             for (k, v) in params {
-                vars.insert(k.clone(), quote(v));
+                vars.insert(k.clone(), quote(v.expose()));
+                if let Some(secret) = v.secret() {
+                    shown_vars.insert(k.clone(), quote(&v.shown()));
+                    secrets.push(secret);
+                }
             }
             (template.display().to_string(), text)
         }
@@ -93,9 +123,20 @@ pub fn render(spec: &SourceSpec) -> Result<Rendered, TemplateError> {
     if !description.contains("appsink") || !description.contains("name=sink") {
         return Err(TemplateError::NoSink { template: name });
     }
+    for (k, v) in vars {
+        shown_vars.entry(k).or_insert(v);
+    }
+    let shown = substitute(&name, &text, &shown_vars)?;
+    if let Some((_, password)) = &rtsp_credentials
+        && !password.is_empty()
+    {
+        secrets.push(password.clone());
+    }
     Ok(Rendered {
         description,
+        shown,
         rtsp_credentials,
+        secrets,
     })
 }
 

@@ -114,8 +114,62 @@ pub enum Input {
     /// A custom pipeline template from `pipelines/` with `${name}` placeholders.
     Template {
         template: PathBuf,
-        params: BTreeMap<String, String>,
+        params: BTreeMap<String, Param>,
     },
+}
+
+/// A template parameter's value. A secret one (a URL with a password, or a parameter the source
+/// lists in `secret_params`) prints redacted wherever it is printed: `Debug`, [`Param::shown`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct Param {
+    value: String,
+    /// The whole value is secret (listed in `secret_params`), not only a URL's password.
+    whole: bool,
+}
+
+impl Param {
+    /// A value; `secret` marks the whole of it secret.
+    pub fn new(value: impl Into<String>, secret: bool) -> Self {
+        Param {
+            value: value.into(),
+            whole: secret,
+        }
+    }
+
+    /// The value itself, for the pipeline only: never print it.
+    pub fn expose(&self) -> &str {
+        &self.value
+    }
+
+    /// The value as it may be printed: `***` for a secret one, a URL's password replaced by `***`.
+    pub fn shown(&self) -> String {
+        if self.whole {
+            "***".to_owned()
+        } else {
+            super::url::redact(&self.value)
+        }
+    }
+
+    /// The secret part of the value, if any: all of it, or a URL's password.
+    pub fn secret(&self) -> Option<String> {
+        if self.whole {
+            Some(self.value.clone())
+        } else {
+            super::url::split(&self.value).password.filter(|p| !p.is_empty())
+        }
+    }
+}
+
+impl From<&str> for Param {
+    fn from(value: &str) -> Self {
+        Param::new(value, false)
+    }
+}
+
+impl fmt::Debug for Param {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.shown())
+    }
 }
 
 /// RTSP lower transport.

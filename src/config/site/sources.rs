@@ -1,6 +1,6 @@
 //! A camera's `visible` and `thermal` sources: their layout in the file and their checks.
 
-use super::{Input, RtspTransport, RtspUrl, SourceSpec};
+use super::{Input, Param, RtspTransport, RtspUrl, SourceSpec};
 use crate::base::PixelFormat;
 use crate::config::{ConfigError, Source, checks};
 use serde::Deserialize;
@@ -22,6 +22,7 @@ pub(super) struct RawSource {
     frames: Option<Spanned<i64>>,
     template: Option<Spanned<PathBuf>>,
     params: Option<Spanned<BTreeMap<String, String>>>,
+    secret_params: Option<Spanned<Vec<String>>>,
     width: Option<Spanned<i64>>,
     height: Option<Spanned<i64>>,
     fps: Option<Spanned<f64>>,
@@ -55,7 +56,7 @@ pub(super) fn check_source(
         SourceKind::Rtsp => &["uri", "password_env", "transport", "latency_ms"],
         SourceKind::V4l2 => &["device"],
         SourceKind::Test => &["pattern", "frames"],
-        SourceKind::Template => &["template", "params"],
+        SourceKind::Template => &["template", "params", "secret_params"],
     };
     let set: [(&str, Option<std::ops::Range<usize>>); 9] = [
         ("path", raw.path.as_ref().map(Spanned::span)),
@@ -69,7 +70,11 @@ pub(super) fn check_source(
         ("template", raw.template.as_ref().map(Spanned::span)),
     ];
     let params_span = raw.params.as_ref().map(Spanned::span);
-    for (name, s) in set.into_iter().chain([("params", params_span)]) {
+    let secret_span = raw.secret_params.as_ref().map(Spanned::span);
+    for (name, s) in set
+        .into_iter()
+        .chain([("params", params_span), ("secret_params", secret_span)])
+    {
         if let Some(s) = s
             && !allowed.contains(&name)
         {
@@ -145,7 +150,7 @@ pub(super) fn check_source(
         },
         SourceKind::Template => Input::Template {
             template: src.resolve(raw.template.as_ref().ok_or_else(|| missing("template"))?.get_ref()),
-            params: raw.params.map(Spanned::into_inner).unwrap_or_default(),
+            params: template_params(src, key, raw.params, raw.secret_params)?,
         },
     };
     let size = match (&raw.width, &raw.height) {
@@ -212,4 +217,36 @@ pub(super) fn check_source(
         format,
         looping,
     })
+}
+
+/// A template's `params`, those named in `secret_params` marked secret (each must be a parameter).
+fn template_params(
+    src: &Source<'_>,
+    key: &str,
+    params: Option<Spanned<BTreeMap<String, String>>>,
+    secret: Option<Spanned<Vec<String>>>,
+) -> Result<BTreeMap<String, Param>, ConfigError> {
+    let params = params.map(Spanned::into_inner).unwrap_or_default();
+    let secret_names = match secret {
+        Some(names) => {
+            let span = names.span();
+            let names = names.into_inner();
+            if let Some(unknown) = names.iter().find(|n| !params.contains_key(*n)) {
+                return Err(src.error(
+                    &format!("{key}.secret_params"),
+                    span,
+                    format!("{unknown:?} is not one of this source's params"),
+                ));
+            }
+            names
+        }
+        None => Vec::new(),
+    };
+    Ok(params
+        .into_iter()
+        .map(|(name, value)| {
+            let secret = secret_names.contains(&name);
+            (name, Param::new(value, secret))
+        })
+        .collect())
 }

@@ -607,6 +607,38 @@ fn a_failing_stage_stops_the_run_naming_it_after_draining() {
     );
 }
 
+/// Batches that keep failing (an injected error from the fourth batch on) stop the run after
+/// `runtime.max_failed_batches` in a row, naming the stage and the last batch's cause; what came
+/// before is flushed and snapshotted.
+#[test]
+fn batches_failing_in_a_row_stop_the_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cfg, events_path) = clip_with_events(dir.path(), 3, 8);
+    let text_of = std::fs::read_to_string(&cfg).expect("site");
+    std::fs::write(
+        &cfg,
+        text_of.replacen("batch_size = 16\n", "batch_size = 16\nmax_failed_batches = 3\n", 1),
+    )
+    .expect("site");
+    let out = bin()
+        .args(["--log", "warn", "run"])
+        .arg(&cfg)
+        .env("REID_PIPE_FAIL_FROM", "embed:4")
+        .output()
+        .expect("run");
+    let text = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(
+            "the embed stage failed: 3 batches in a row failed (runtime.max_failed_batches); the last one: \
+             fault injected by REID_PIPE_FAIL_FROM=embed:4"
+        ),
+        "{text}"
+    );
+    assert!(events(&events_path).iter().any(|e| e["type"] == "update"), "{text}");
+    assert!(std::fs::read_dir(dir.path().join("index")).expect("index dir").count() >= 1);
+}
+
 /// A model change never throws the site's identity history away: a run whose model gives
 /// vectors of another dimension than the snapshots refuses to start; with `--fresh-index` it
 /// sets them aside and begins empty, and they are still there after it has written more than

@@ -58,7 +58,10 @@ impl std::fmt::Debug for Rendered {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Rendered")
             .field("description", &self.shown)
-            .field("rtsp_credentials", &self.rtsp_credentials.as_ref().map(|(user, _)| (user, "***")))
+            .field(
+                "rtsp_credentials",
+                &self.rtsp_credentials.as_ref().map(|(user, _)| (user, "***")),
+            )
             .finish_non_exhaustive()
     }
 }

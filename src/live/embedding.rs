@@ -17,9 +17,22 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// Why the embedding stage stopped before its input ended.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedStageError {
+    #[error("cannot start the embedder's staging thread")]
+    Thread(#[source] std::io::Error),
+    #[error("{count} batches in a row failed (runtime.max_failed_batches); the last one")]
+    FailingBatches {
+        count: u64,
+        #[source]
+        last: BatchError,
+    },
+}
+
 /// Why a batch got no embeddings.
 #[derive(Debug, thiserror::Error)]
-enum BatchError {
+pub enum BatchError {
     #[error("reading the frames")]
     Pixels(#[from] super::types::PixelsError),
     #[error("staging the crops")]
@@ -28,6 +41,8 @@ enum BatchError {
     Embed(#[from] crate::model::embedder::EmbedError),
     #[error("reading the embeddings back")]
     Download(#[from] tch::TchError),
+    #[error(transparent)]
+    Injected(#[from] super::supervise::InjectedFault),
 }
 
 /// What the batcher hands the embedder, in order.
@@ -47,10 +62,14 @@ pub fn run(
     embedder: &dyn Embed,
     input: &Receiver<ToEmbed>,
     output: &Sender<ToIdentity>,
-    batch_size: usize,
-    max_wait: Duration,
+    limits: Limits,
     metrics: &Metrics,
-) {
+) -> Result<(), EmbedStageError> {
+    let Limits {
+        batch_size,
+        max_wait,
+        max_failed,
+    } = limits;
     let stager = embedder.stager();
     let (staged_tx, staged_rx) = bounded(1);
     std::thread::scope(|scope| {
@@ -63,10 +82,21 @@ pub fn run(
         // ends instead of waiting forever (the scope joins it before the panic goes on).
         let staged_rx = staged_rx;
         match batcher {
-            Ok(_) => infer(embedder, &staged_rx, output, metrics),
-            Err(e) => tracing::error!("cannot start the embedder's staging thread: {e}"),
+            Ok(_) => infer(embedder, &staged_rx, output, max_failed, metrics),
+            Err(e) => Err(EmbedStageError::Thread(e)),
         }
-    });
+    })
+}
+
+/// How batches are formed, and when failing ones stop the stage.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest batch.
+    pub batch_size: usize,
+    /// Longest wait for a batch to fill.
+    pub max_wait: Duration,
+    /// Batches failing in a row that stop the stage.
+    pub max_failed: u64,
 }
 
 /// Gathers crops into batches and stages them.
@@ -139,24 +169,34 @@ impl PhaseMetrics {
     }
 }
 
-/// Embeds staged batches and forwards results and notes in order.
-fn infer(embedder: &dyn Embed, input: &Receiver<Work>, output: &Sender<ToIdentity>, metrics: &Metrics) {
+/// Embeds staged batches and forwards results and notes in order; `max_failed` batches failing
+/// in a row end it with an error.
+fn infer(
+    embedder: &dyn Embed,
+    input: &Receiver<Work>,
+    output: &Sender<ToIdentity>,
+    max_failed: u64,
+    metrics: &Metrics,
+) -> Result<(), EmbedStageError> {
     let latency = metrics.latency("reid_stage_seconds", "stage=\"embed\"");
     let embedded = metrics.counter("reid_crops_embedded_total", "");
     let failed = metrics.counter("reid_dropped_total", "stage=\"embed\"");
     let phases = PhaseMetrics::new(metrics);
     let mut failed_batches = 0u64;
+    let mut in_a_row = 0u64;
     for work in input.iter() {
         let (jobs, staged, started) = match work {
             Work::Note(note) => {
                 if output.send(ToIdentity::Note(note)).is_err() {
-                    return;
+                    return Ok(());
                 }
                 continue;
             }
             Work::Batch { jobs, staged, started } => (jobs, staged, started),
         };
-        super::supervise::fault_point("embed");
+        let staged = super::supervise::fault_point("embed")
+            .map_err(BatchError::from)
+            .and(staged);
         let vectors = staged.and_then(|(staged, slot)| {
             let mut p = Phases::default();
             let rows = embedder.infer(staged, &mut p)?;
@@ -165,9 +205,10 @@ fn infer(embedder: &dyn Embed, input: &Receiver<Work>, output: &Sender<ToIdentit
         });
         match vectors {
             Ok(vectors) => {
+                in_a_row = 0;
                 latency.observe(started.elapsed().as_secs_f64() / jobs.len() as f64);
                 if !forward(jobs, vectors, output, &embedded, &failed) {
-                    return;
+                    return Ok(());
                 }
             }
             Err(e) => {
@@ -182,9 +223,17 @@ fn infer(embedder: &dyn Embed, input: &Receiver<Work>, output: &Sender<ToIdentit
                     );
                 }
                 failed.fetch_add(jobs.len() as u64, Ordering::Relaxed);
+                in_a_row += 1;
+                if in_a_row >= max_failed {
+                    return Err(EmbedStageError::FailingBatches {
+                        count: in_a_row,
+                        last: e,
+                    });
+                }
             }
         }
     }
+    Ok(())
 }
 
 /// Sends each embedded job on; false when the stage behind is gone.

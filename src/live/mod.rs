@@ -158,9 +158,13 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
         let track = sup.spawn(s, "track", move || {
             tracking::run(cfg, &detected, &embed_tx, video_tx.as_ref(), m);
         })?;
-        let embed = sup.spawn(s, "embed", move || {
-            let wait = Duration::from_millis(cfg.runtime.max_batch_wait_ms);
-            embedding::run(embedder.as_ref(), &embed_rx, &ident_tx, cfg.runtime.batch_size, wait, m);
+        let embed = sup.spawn_fallible(s, "embed", move || {
+            let limits = embedding::Limits {
+                batch_size: cfg.runtime.batch_size,
+                max_wait: Duration::from_millis(cfg.runtime.max_batch_wait_ms),
+                max_failed: cfg.runtime.max_failed_batches,
+            };
+            embedding::run(embedder.as_ref(), &embed_rx, &ident_tx, limits, m)
         })?;
         let ident = sup.spawn(s, "identity", move || {
             identity::run(cfg, index, &ident_rx, &events_tx, labels, m)

@@ -3,9 +3,12 @@
 //! are told to stop, so the rest of the pipeline drains in order — queues emptied, tracks
 //! ended, events flushed, the index snapshotted — and `run` then fails naming the stage.
 //!
+//! A stage may also end with an error ([`Supervisor::spawn_fallible`]), recorded the same way.
+//!
 //! Fault injection for tests of this path: `REID_PIPE_PANIC_AT=<stage>:<n>` makes
-//! [`fault_point`] panic on its n-th call in that stage (the embedding stage calls it once per
-//! batch). Unset, a fault point costs one relaxed load.
+//! [`fault_point`] panic on its n-th call in that stage, and `REID_PIPE_FAIL_FROM=<stage>:<n>`
+//! makes it return an error from its n-th call on (the embedding stage calls it once per batch).
+//! Unset, a fault point costs one relaxed load.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -45,15 +48,37 @@ impl Supervisor {
             .spawn_scoped(scope, move || self.run(stage, f))
     }
 
+    /// Like [`Supervisor::spawn`] for a stage that can fail: an `Err` is recorded as the stage's
+    /// failure (with its causes) and stops the sources, as a panic does.
+    pub fn spawn_fallible<'scope, 'env, R: Send + 'scope, E: std::error::Error>(
+        &'scope self,
+        scope: &'scope Scope<'scope, 'env>,
+        stage: &'static str,
+        f: impl FnOnce() -> Result<R, E> + Send + 'scope,
+    ) -> std::io::Result<ScopedJoinHandle<'scope, Option<R>>> {
+        std::thread::Builder::new()
+            .name(stage.into())
+            .spawn_scoped(scope, move || match self.run(stage, f)? {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    self.fail(stage, crate::base::Chain(&e).to_string());
+                    None
+                }
+            })
+    }
+
+    fn fail(&self, stage: &'static str, cause: String) {
+        tracing::error!("the {stage} stage failed: {cause}; stopping the sources and draining the pipeline");
+        self.stop.store(true, Ordering::Relaxed);
+        let mut first = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        first.get_or_insert(StageFailure { stage, cause });
+    }
+
     fn run<R>(&self, stage: &'static str, f: impl FnOnce() -> R) -> Option<R> {
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
             Ok(r) => Some(r),
             Err(payload) => {
-                let cause = crate::runtime::panic_message(payload.as_ref());
-                tracing::error!("the {stage} stage failed: {cause}; stopping the sources and draining the pipeline");
-                self.stop.store(true, Ordering::Relaxed);
-                let mut first = self.failure.lock().unwrap_or_else(|e| e.into_inner());
-                first.get_or_insert(StageFailure { stage, cause });
+                self.fail(stage, crate::runtime::panic_message(payload.as_ref()));
                 None
             }
         }
@@ -65,26 +90,49 @@ impl Supervisor {
     }
 }
 
-/// The injected fault: stage and call number, from `REID_PIPE_PANIC_AT`.
-fn injected() -> Option<&'static (String, u64)> {
-    static FAULT: OnceLock<Option<(String, u64)>> = OnceLock::new();
-    FAULT
-        .get_or_init(|| {
-            let v = std::env::var("REID_PIPE_PANIC_AT").ok()?;
-            let (stage, n) = v.split_once(':')?;
-            Some((stage.to_owned(), n.parse().ok()?))
-        })
-        .as_ref()
+/// An injected fault: stage and call number, from an environment variable.
+fn injected(var: &'static str, cell: &'static OnceLock<Option<(String, u64)>>) -> Option<&'static (String, u64)> {
+    cell.get_or_init(|| {
+        let v = std::env::var(var).ok()?;
+        let (stage, n) = v.split_once(':')?;
+        Some((stage.to_owned(), n.parse().ok()?))
+    })
+    .as_ref()
 }
 
-/// A place where a test may inject a panic (see the module documentation).
-pub fn fault_point(stage: &str) {
+/// An error injected by `REID_PIPE_FAIL_FROM`.
+#[derive(Debug, thiserror::Error)]
+#[error("fault injected by REID_PIPE_FAIL_FROM={stage}:{from}")]
+pub struct InjectedFault {
+    stage: String,
+    from: u64,
+}
+
+/// A place where a test may inject a panic or an error (see the module documentation).
+pub fn fault_point(stage: &str) -> Result<(), InjectedFault> {
+    static PANIC: OnceLock<Option<(String, u64)>> = OnceLock::new();
+    static FAIL: OnceLock<Option<(String, u64)>> = OnceLock::new();
     static CALLS: AtomicU64 = AtomicU64::new(0);
-    if let Some((at, n)) = injected()
+    let (panic_at, fail_from) = (
+        injected("REID_PIPE_PANIC_AT", &PANIC),
+        injected("REID_PIPE_FAIL_FROM", &FAIL),
+    );
+    if panic_at.is_none() && fail_from.is_none() {
+        return Ok(());
+    }
+    let call = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
+    if let Some((at, n)) = panic_at
         && at == stage
-        && CALLS.fetch_add(1, Ordering::Relaxed) + 1 == *n
+        && call == *n
     {
         panic!("fault injected by REID_PIPE_PANIC_AT={at}:{n}");
+    }
+    match fail_from {
+        Some((at, from)) if at == stage && call >= *from => Err(InjectedFault {
+            stage: at.clone(),
+            from: *from,
+        }),
+        _ => Ok(()),
     }
 }
 

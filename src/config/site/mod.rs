@@ -44,6 +44,8 @@ pub struct Runtime {
     pub batch_size: usize,
     /// Longest wait for a batch to fill, in milliseconds.
     pub max_batch_wait_ms: u64,
+    /// Embedder batches failing in a row that stop the run (a fault that is not going away).
+    pub max_failed_batches: u64,
     /// Capacity of every bounded queue between stages.
     pub queue_capacity: usize,
     /// Worker threads for detection.

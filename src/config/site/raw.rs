@@ -34,6 +34,7 @@ struct RawRuntime {
     threads: Option<Spanned<i64>>,
     batch_size: Option<Spanned<i64>>,
     max_batch_wait_ms: Option<Spanned<i64>>,
+    max_failed_batches: Option<Spanned<i64>>,
     queue_capacity: Option<Spanned<i64>>,
     detector_workers: Option<Spanned<i64>>,
 }
@@ -243,6 +244,14 @@ impl RawRuntime {
             batch_size: checks::int(src, "runtime.batch_size", &self.batch_size, 16, 1, 4096)? as usize,
             max_batch_wait_ms: checks::int(src, "runtime.max_batch_wait_ms", &self.max_batch_wait_ms, 20, 0, 60_000)?
                 as u64,
+            max_failed_batches: checks::int(
+                src,
+                "runtime.max_failed_batches",
+                &self.max_failed_batches,
+                20,
+                1,
+                1_000_000,
+            )? as u64,
             queue_capacity: checks::int(src, "runtime.queue_capacity", &self.queue_capacity, 8, 1, max)? as usize,
             detector_workers: checks::int(src, "runtime.detector_workers", &self.detector_workers, 1, 1, 256)? as usize,
         })

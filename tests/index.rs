@@ -225,7 +225,7 @@ fn snapshot_round_trip_is_equal() {
     let s = settings(IndexBackend::Hnsw, 64);
     let idx = filled(s, 5);
     let path = snapshot::save(&idx, dir.path()).expect("save");
-    let (loaded_from, back) = snapshot::load(dir.path(), s).expect("load").expect("present");
+    let (loaded_from, back) = snapshot::load(dir.path(), s, None).expect("load").expect("present");
     assert_eq!(loaded_from, path);
     assert_eq!(back.identities(), idx.identities());
     assert_eq!(back.next_id(), idx.next_id());
@@ -260,12 +260,14 @@ fn truncated_or_bit_flipped_snapshots_fall_back_to_the_previous_one() {
         }),
     ] {
         std::fs::write(&newer, &damaged).expect("damage");
-        let e = snapshot::decode(&newer, &damaged, s).err().expect("rejected");
+        let e = snapshot::decode(&newer, &damaged, s, None).err().expect("rejected");
         assert!(
             e.to_string().contains(&newer.display().to_string()) && e.to_string().contains("corrupt"),
             "{what}: {e}"
         );
-        let (from, idx) = snapshot::load(dir.path(), s).expect("load").expect("the older one");
+        let (from, idx) = snapshot::load(dir.path(), s, None)
+            .expect("load")
+            .expect("the older one");
         assert_eq!(from, older, "{what}");
         assert_eq!(idx.identities().len(), 3);
         // `index stats/query/export` make the same choice.
@@ -275,7 +277,7 @@ fn truncated_or_bit_flipped_snapshots_fall_back_to_the_previous_one() {
         assert_eq!(from, older, "{what}: inspection");
     }
     std::fs::write(&older, b"garbage").expect("damage");
-    let e = snapshot::load(dir.path(), s).err().expect("nothing usable");
+    let e = snapshot::load(dir.path(), s, None).err().expect("nothing usable");
     assert!(e.to_string().contains("no usable snapshot"), "{e}");
 }
 
@@ -296,7 +298,7 @@ fn stray_snapshot_names_neither_wrap_the_numbering_nor_get_pruned() {
     assert_eq!(names[0], "snapshot-0000000001.ridx");
     assert_eq!(names[4], "snapshot-0000000005.ridx");
     // The newest written is the one loaded, the three newest are kept, the stray is untouched.
-    let (from, idx) = snapshot::load(dir.path(), s).expect("load").expect("present");
+    let (from, idx) = snapshot::load(dir.path(), s, None).expect("load").expect("present");
     assert_eq!((from, idx.identities().len()), (written[4].clone(), 5));
     assert!(written[2..].iter().all(|p| p.exists()) && !written[1].exists());
     assert_eq!(std::fs::read(&stray).expect("stray kept"), b"not ours");
@@ -346,10 +348,40 @@ fn non_finite_vectors_are_refused() {
     bytes[body - 4..body].copy_from_slice(&f32::NAN.to_le_bytes());
     let crc = snapshot::crc32(&bytes[..body]);
     bytes[body..].copy_from_slice(&crc.to_le_bytes());
-    let e = snapshot::decode(Path::new("nan.ridx"), &bytes, s)
+    let e = snapshot::decode(Path::new("nan.ridx"), &bytes, s, None)
         .err()
         .expect("refused");
     assert!(e.to_string().contains("non-finite"), "{e}");
+}
+
+/// Snapshots record the model whose vectors they hold: another model of the same dimension is
+/// refused (and set aside on request) like one of another dimension; a snapshot without a model
+/// id (an older build's) is judged by its dimension.
+#[test]
+fn snapshots_of_another_model_of_the_same_dimension_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = settings(IndexBackend::Exact, 64);
+    let written = snapshot::save(&filled(s, 3).with_model("aaaa0001".into()), dir.path()).expect("save");
+    let (_, same) = snapshot::load(dir.path(), s, Some("aaaa0001"))
+        .expect("load")
+        .expect("present");
+    assert_eq!(same.model(), Some("aaaa0001"));
+    let e = snapshot::load(dir.path(), s, Some("bbbb0002")).err().expect("refused");
+    assert!(
+        e.to_string().contains("64-d vectors of model aaaa0001")
+            && e.to_string().contains("64-d vectors of model bbbb0002")
+            && e.to_string().contains("--fresh-index"),
+        "{e}"
+    );
+    let moved = snapshot::set_aside_other_models(dir.path(), 64, Some("bbbb0002")).expect("set aside");
+    assert_eq!(moved.len(), 1);
+    assert!(!written.exists() && moved[0].exists());
+    // An older build's snapshot (no model id) of the right dimension loads and takes the model.
+    snapshot::save(&filled(s, 2), dir.path()).expect("save");
+    let (_, old) = snapshot::load(dir.path(), s, Some("bbbb0002"))
+        .expect("load")
+        .expect("present");
+    assert_eq!((old.identities().len(), old.model()), (2, Some("bbbb0002")));
 }
 
 /// Child side of the crash test: writes snapshots in a loop until killed.
@@ -398,7 +430,7 @@ fn a_writer_killed_at_random_points_always_leaves_a_complete_snapshot() {
         std::thread::sleep(Duration::from_millis(base + (round * 37) % 300));
         child.kill().expect("kill");
         let _ = child.wait();
-        match snapshot::load(dir.path(), s).expect("a complete snapshot always loads") {
+        match snapshot::load(dir.path(), s, None).expect("a complete snapshot always loads") {
             Some((_, idx)) => {
                 assert!(idx.identities().len() >= 2);
                 last_identities = idx.identities().len();

@@ -99,6 +99,8 @@ pub struct IdentityIndex {
     next_id: u64,
     dead: usize,
     rebuild: Option<Rebuild>,
+    /// The model whose vectors these are, recorded in snapshots.
+    model: Option<String>,
 }
 
 fn slot(m: Modality) -> usize {
@@ -126,7 +128,19 @@ impl IdentityIndex {
             next_id: 1,
             dead: 0,
             rebuild: None,
+            model: None,
         }
+    }
+
+    /// The same index, recorded as holding vectors of `model` (an id of the weights).
+    pub fn with_model(mut self, model: String) -> Self {
+        self.model = Some(model);
+        self
+    }
+
+    /// The model whose vectors the index holds, when known.
+    pub fn model(&self) -> Option<&str> {
+        self.model.as_deref()
     }
 
     /// Rebuilds an index from stored state (a snapshot).
@@ -146,6 +160,7 @@ impl IdentityIndex {
             next_id,
             dead,
             rebuild: None,
+            model: None,
         }
     }
 

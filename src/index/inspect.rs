@@ -24,6 +24,7 @@ pub fn stats(path: &Path, index: &IdentityIndex) -> String {
     let last = ids.values().map(|i| i.last_seen).fold(f64::NEG_INFINITY, f64::max);
     let _ = writeln!(out, "snapshot      {}", path.display());
     let _ = writeln!(out, "dimension     {}", index.settings().dim);
+    let _ = writeln!(out, "model         {}", index.model().unwrap_or("not recorded"));
     let _ = writeln!(
         out,
         "identities    {} ({cross} seen in both modalities), next id {}",

@@ -3,7 +3,7 @@
 //!
 //! File `snapshot-<sequence>.ridx`:
 //! `RPIDXSNP` (8 bytes) · version u32 · JSON length u64 · JSON (identities, exemplar metadata,
-//! dimension, next id) · exemplar vectors (f32, little endian) · CRC-32 (IEEE) of all the bytes
+//! dimension, model id, next id) · exemplar vectors (f32, little endian) · CRC-32 (IEEE) of all the bytes
 //! before it, u32. The newest [`KEEP`] snapshots are kept; loading takes the newest that passes
 //! every check and reports the ones that do not, so a torn or corrupted file falls back to the
 //! previous snapshot.
@@ -46,13 +46,13 @@ pub enum SnapshotError {
     #[error("no usable snapshot in {}: {}", dir.display(), reasons.join("; "))]
     NoneUsable { dir: PathBuf, reasons: Vec<String> },
     #[error(
-        "{}: identities of another model ({found}-d vectors; the configured model gives {expected}-d). Start with `run --fresh-index` to set the other model's snapshots aside (renamed, kept) and begin an empty index",
+        "{}: identities of another model ({found}; the configured model gives {expected}). Start with `run --fresh-index` to set the other model's snapshots aside (renamed, kept) and begin an empty index",
         path.display()
     )]
     OtherModel {
         path: PathBuf,
-        found: usize,
-        expected: usize,
+        found: String,
+        expected: String,
     },
 }
 
@@ -62,6 +62,9 @@ pub const SET_ASIDE: &str = "set-aside-";
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Meta {
     dim: usize,
+    /// The model whose vectors these are (absent in snapshots of older builds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    model: Option<String>,
     next_id: u64,
     identities: Vec<Identity>,
     exemplars: Vec<Exemplar>,
@@ -112,6 +115,7 @@ pub fn encode(index: &IdentityIndex) -> Vec<u8> {
         .collect();
     let meta = Meta {
         dim: index.settings().dim,
+        model: index.model().map(str::to_owned),
         next_id: index.next_id(),
         identities,
         exemplars,
@@ -130,8 +134,28 @@ pub fn encode(index: &IdentityIndex) -> Vec<u8> {
     out
 }
 
-/// Checks and decodes a snapshot into an index with `settings` (whose `dim` must match).
-pub fn decode(path: &Path, bytes: &[u8], settings: Settings) -> Result<IdentityIndex, SnapshotError> {
+/// What vectors a snapshot holds, as its messages describe them.
+fn describe(dim: usize, model: Option<&str>) -> String {
+    match model {
+        Some(m) => format!("{dim}-d vectors of model {m}"),
+        None => format!("{dim}-d vectors"),
+    }
+}
+
+/// Whether a snapshot's vectors (dimension, model id) are another model's than `dim`, `model`.
+/// A snapshot or a caller without a model id is judged by the dimension alone.
+fn other_model(found: (usize, Option<&str>), dim: usize, model: Option<&str>) -> bool {
+    found.0 != dim || matches!((found.1, model), (Some(a), Some(b)) if a != b)
+}
+
+/// Checks and decodes a snapshot into an index with `settings` (whose `dim` must match) of the
+/// model `model` (when both it and the snapshot record one, they must match).
+pub fn decode(
+    path: &Path,
+    bytes: &[u8],
+    settings: Settings,
+    model: Option<&str>,
+) -> Result<IdentityIndex, SnapshotError> {
     let corrupt = |problem: String| SnapshotError::Corrupt {
         path: path.to_path_buf(),
         problem,
@@ -160,11 +184,11 @@ pub fn decode(path: &Path, bytes: &[u8], settings: Settings) -> Result<IdentityI
         .filter(|&e| e <= body.len())
         .ok_or_else(|| corrupt("metadata runs past the end".to_owned()))?;
     let mut meta: Meta = serde_json::from_slice(&body[20..json_end]).map_err(|e| corrupt(format!("metadata: {e}")))?;
-    if meta.dim != settings.dim {
+    if other_model((meta.dim, meta.model.as_deref()), settings.dim, model) {
         return Err(SnapshotError::OtherModel {
             path: path.to_path_buf(),
-            found: meta.dim,
-            expected: settings.dim,
+            found: describe(meta.dim, meta.model.as_deref()),
+            expected: describe(settings.dim, model),
         });
     }
     let floats = &body[json_end..];
@@ -207,12 +231,12 @@ pub fn decode(path: &Path, bytes: &[u8], settings: Settings) -> Result<IdentityI
         return Err(corrupt("an identity refers to a missing exemplar".to_owned()));
     }
     let identities = meta.identities.into_iter().map(|i| (i.id, i)).collect();
-    Ok(IdentityIndex::from_parts(
-        settings,
-        meta.exemplars,
-        identities,
-        meta.next_id,
-    ))
+    let index = IdentityIndex::from_parts(settings, meta.exemplars, identities, meta.next_id);
+    // A snapshot of an older build, loaded by a caller that knows its model, takes that model.
+    Ok(match meta.model.or_else(|| model.map(str::to_owned)) {
+        Some(m) => index.with_model(m),
+        None => index,
+    })
 }
 
 fn snapshots(dir: &Path) -> Result<Vec<(u64, PathBuf)>, SnapshotError> {
@@ -344,15 +368,19 @@ fn intact(path: &Path) -> bool {
 /// newer files are reported through `tracing` and skipped. When the newest readable snapshot
 /// holds another model's vectors, that is the error ([`SnapshotError::OtherModel`]): history is
 /// not dropped silently.
-pub fn load(dir: &Path, settings: Settings) -> Result<Option<(PathBuf, IdentityIndex)>, SnapshotError> {
-    newest_usable(dir, |_| settings)
+pub fn load(
+    dir: &Path,
+    settings: Settings,
+    model: Option<&str>,
+) -> Result<Option<(PathBuf, IdentityIndex)>, SnapshotError> {
+    newest_usable(dir, |_| (settings, model))
 }
 
 /// The newest snapshot of `dir` that decodes with the settings `settings_for` gives its bytes;
 /// the ones skipped are logged, and another model's snapshot stops the search.
-fn newest_usable(
+fn newest_usable<'m>(
     dir: &Path,
-    settings_for: impl Fn(&[u8]) -> Settings,
+    settings_for: impl Fn(&[u8]) -> (Settings, Option<&'m str>),
 ) -> Result<Option<(PathBuf, IdentityIndex)>, SnapshotError> {
     let all = snapshots(dir)?;
     if all.is_empty() {
@@ -365,7 +393,10 @@ fn newest_usable(
                 path: path.clone(),
                 source: e,
             })
-            .and_then(|bytes| decode(path, &bytes, settings_for(&bytes)));
+            .and_then(|bytes| {
+                let (settings, model) = settings_for(&bytes);
+                decode(path, &bytes, settings, model)
+            });
         match result {
             Ok(index) => {
                 for r in &reasons {
@@ -383,16 +414,17 @@ fn newest_usable(
     })
 }
 
-/// Renames every snapshot of `dir` whose vectors are not `dim`-dimensional to
-/// `set-aside-<name>` (kept, never loaded or pruned); returns the new paths.
-pub fn set_aside_other_models(dir: &Path, dim: usize) -> Result<Vec<PathBuf>, SnapshotError> {
+/// Renames every snapshot of `dir` whose vectors are another model's (not `dim`-dimensional, or
+/// recorded as another `model`) to `set-aside-<name>` (kept, never loaded or pruned); returns the
+/// new paths.
+pub fn set_aside_other_models(dir: &Path, dim: usize, model: Option<&str>) -> Result<Vec<PathBuf>, SnapshotError> {
     let mut moved = Vec::new();
     for (_, path) in snapshots(dir)? {
         let bytes = std::fs::read(&path).map_err(|e| SnapshotError::Read {
             path: path.clone(),
             source: e,
         })?;
-        if declared_dim(&bytes).is_some_and(|d| d != dim) {
+        if declared(&bytes).is_some_and(|(d, m)| other_model((d, m.as_deref()), dim, model)) {
             let name = path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -424,22 +456,26 @@ pub fn set_aside(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// The vector dimension a snapshot file declares (read before its full check).
-pub fn declared_dim(bytes: &[u8]) -> Option<usize> {
+/// The vector dimension and model id a snapshot file declares (read before its full check).
+fn declared(bytes: &[u8]) -> Option<(usize, Option<String>)> {
     let json_len = u64::from_le_bytes(bytes.get(12..20)?.try_into().ok()?) as usize;
     let json = bytes.get(20..20usize.checked_add(json_len)?)?;
     #[derive(serde::Deserialize)]
-    struct Dim {
+    struct Declared {
         dim: usize,
+        #[serde(default)]
+        model: Option<String>,
     }
-    serde_json::from_slice::<Dim>(json).ok().map(|d| d.dim)
+    serde_json::from_slice::<Declared>(json).ok().map(|d| (d.dim, d.model))
 }
 
 /// Loads the newest usable snapshot of `dir` for inspection, whatever its dimension, with exact
 /// search (nothing to configure): the same choice `run` makes, so a torn newest file falls back
 /// to the older one (reported), and only a directory without any usable snapshot is an error.
 pub fn load_for_inspection(dir: &Path) -> Result<Option<(PathBuf, IdentityIndex)>, SnapshotError> {
-    newest_usable(dir, |bytes| inspection_settings(declared_dim(bytes).unwrap_or(0)))
+    newest_usable(dir, |bytes| {
+        (inspection_settings(declared(bytes).map_or(0, |(dim, _)| dim)), None)
+    })
 }
 
 /// Index settings for inspecting a snapshot of dimension `dim`.

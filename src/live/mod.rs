@@ -57,6 +57,12 @@ pub enum LiveError {
         #[source]
         source: crate::detect::DetectError,
     },
+    #[error("model.weights {}: cannot read it to identify the model", path.display())]
+    ModelId {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("outputs.metrics_listen {addr}: cannot listen")]
     Metrics {
         addr: std::net::SocketAddr,
@@ -121,9 +127,9 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
     apply_threads(cfg.runtime.threads);
     let metrics = Arc::new(Metrics::default());
     // Outputs first: a path that cannot be written fails the run before anything starts.
-    let embedder = preflight(cfg)?;
+    let preflight::Ready { embedder, model_id } = preflight(cfg)?;
     let log = open_event_log(cfg)?;
-    let index = open_index(cfg, opts, embedder.dim() as usize)?;
+    let index = open_index(cfg, opts, embedder.dim() as usize, &model_id)?;
     let mqtt = match &cfg.outputs.mqtt {
         Some(m) => Some(mqtt::MqttSink::start(m, &m.client_id)?),
         None => None,
@@ -248,11 +254,11 @@ fn open_event_log(cfg: &SiteConfig) -> Result<Option<EventLog>, LiveError> {
 
 /// The identity index: the newest usable snapshot of `index.snapshot_dir`, or an empty index.
 /// Snapshots of another model stop the run unless `--fresh-index` sets them aside.
-fn open_index(cfg: &SiteConfig, opts: &RunOptions, dim: usize) -> Result<IdentityIndex, LiveError> {
+fn open_index(cfg: &SiteConfig, opts: &RunOptions, dim: usize, model: &str) -> Result<IdentityIndex, LiveError> {
     let settings = index_settings(cfg, dim);
     let dir = &cfg.index.snapshot_dir;
     if opts.fresh_index {
-        for moved in snapshot::set_aside_other_models(dir, settings.dim)? {
+        for moved in snapshot::set_aside_other_models(dir, settings.dim, Some(model))? {
             tracing::warn!("set aside another model's snapshot as {}", moved.display());
         }
     }
@@ -264,7 +270,8 @@ fn open_index(cfg: &SiteConfig, opts: &RunOptions, dim: usize) -> Result<Identit
             dir.display()
         );
     }
-    Ok(match snapshot::load(dir, settings) {
+    let empty = || IdentityIndex::new(settings).with_model(model.to_owned());
+    Ok(match snapshot::load(dir, settings, Some(model)) {
         Ok(Some((path, index))) => {
             tracing::info!(
                 "resuming {} identities from {}",
@@ -273,11 +280,11 @@ fn open_index(cfg: &SiteConfig, opts: &RunOptions, dim: usize) -> Result<Identit
             );
             index
         }
-        Ok(None) => IdentityIndex::new(settings),
+        Ok(None) => empty(),
         Err(e @ snapshot::SnapshotError::OtherModel { .. }) => return Err(e.into()),
         Err(e) => {
             tracing::warn!("{}; starting with an empty index", crate::base::Chain(&e));
-            IdentityIndex::new(settings)
+            empty()
         }
     })
 }

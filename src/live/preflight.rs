@@ -7,8 +7,15 @@ use super::LiveError;
 use crate::config::SiteConfig;
 use crate::model::embedder::{self, Embed};
 
-/// Runs the checks; returns the loaded embedder for the run to use.
-pub fn preflight(cfg: &SiteConfig) -> Result<Box<dyn Embed>, LiveError> {
+/// What the checks loaded, for the run to use.
+pub struct Ready {
+    pub embedder: Box<dyn Embed>,
+    /// An id of the model's weights (see [`model_id`]), recorded in index snapshots.
+    pub model_id: String,
+}
+
+/// Runs the checks.
+pub fn preflight(cfg: &SiteConfig) -> Result<Ready, LiveError> {
     for cam in &cfg.cameras {
         crate::detect::visible(&cam.detector).map_err(|source| LiveError::Detector {
             camera: cam.name.clone(),
@@ -16,7 +23,36 @@ pub fn preflight(cfg: &SiteConfig) -> Result<Box<dyn Embed>, LiveError> {
         })?;
     }
     crate::index::snapshot::check_writable(&cfg.index.snapshot_dir)?;
-    load_embedder(cfg)
+    let embedder = load_embedder(cfg)?;
+    let model_id = model_id(cfg).map_err(|source| LiveError::ModelId {
+        path: cfg.model.weights.clone(),
+        source,
+    })?;
+    Ok(Ready { embedder, model_id })
+}
+
+/// An id of the model, so that a snapshot knows whose vectors it holds: the CRC-32 of the
+/// weight file (of a TorchScript manifest and the two modules it names) and the configured input
+/// size. The same weights copied elsewhere keep their id; any change to them gives a new one.
+pub fn model_id(cfg: &SiteConfig) -> Result<String, std::io::Error> {
+    let weights = &cfg.model.weights;
+    let mut files = vec![weights.clone()];
+    if weights.extension().is_some_and(|e| e == "toml") {
+        let manifest: toml::Table = std::fs::read_to_string(weights)?
+            .parse()
+            .map_err(std::io::Error::other)?;
+        let dir = weights.parent().unwrap_or(std::path::Path::new("."));
+        for side in ["visible", "thermal"] {
+            if let Some(module) = manifest.get(side).and_then(toml::Value::as_str) {
+                files.push(dir.join(module));
+            }
+        }
+    }
+    let mut bytes = format!("{:?}", cfg.model.input_size).into_bytes();
+    for f in files {
+        bytes.extend(std::fs::read(f)?);
+    }
+    Ok(format!("{:08x}", crate::index::snapshot::crc32(&bytes)))
 }
 
 /// The embedder of `model`, on `runtime.device`, checked on a test crop of each modality.

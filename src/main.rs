@@ -373,7 +373,7 @@ fn run_site(site: &Path, max_frames: Option<u64>, fresh_index: bool) -> Result<E
         events("new"),
         events("update"),
         events("end"),
-        m.total("reid_dropped_total") + summary.mqtt_dropped,
+        m.total("reid_dropped_total"),
         summary.elapsed.as_secs_f64()
     );
     if let Some(p) = &summary.snapshot {

@@ -339,6 +339,86 @@ fn metrics_are_served_in_prometheus_format() {
     thread.join().expect("join");
 }
 
+/// Every drop is in `/metrics` by stage and reason, and frames are counted as their source
+/// delivers them: here a thermal camera at half the visible rate with `unpaired = "drop"` (the
+/// visible frames between thermal ones are dropped by the pairer) and an MQTT broker that is not
+/// there with room for one event (the rest are dropped as `disconnected`).
+#[test]
+fn drops_are_exported_by_stage_and_reason() {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clip = clip(dir.path(), 3, 8);
+    let absent_broker = free_port();
+    let path = site(
+        dir.path(),
+        &clip,
+        None,
+        &format!("[outputs.mqtt]\nhost = \"127.0.0.1\"\nport = {absent_broker}\nbuffer = 1\n"),
+    );
+    let text_of = std::fs::read_to_string(&path).expect("site");
+    let halved = text_of
+        .replacen(
+            "pairing_tolerance_ms = 20\n",
+            "pairing_tolerance_ms = 20\nunpaired = \"drop\"\n",
+            1,
+        )
+        .replace(
+            "thermal/%05d.png\", caps = \"image/png,framerate=10/1\"",
+            "thermal/%05d.png\", caps = \"image/png,framerate=5/1\"",
+        );
+    assert_ne!(halved, text_of);
+    std::fs::write(&path, halved).expect("site");
+    let cfg = reid_pipe::config::SiteConfig::load(&path).expect("site");
+    let stop = Arc::new(AtomicBool::new(false));
+    let summary = reid_pipe::live::run(&cfg, &reid_pipe::live::RunOptions::default(), &stop).expect("run");
+    let (addr, server) = reid_pipe::live::metrics::serve(
+        "127.0.0.1:0".parse().expect("addr"),
+        Arc::clone(&summary.metrics),
+        Arc::clone(&stop),
+    )
+    .expect("serve");
+    let mut c = std::net::TcpStream::connect(addr).expect("connect");
+    write!(c, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
+    let mut body = String::new();
+    c.read_to_string(&mut body).expect("response");
+    stop.store(true, Ordering::Relaxed);
+    server.join().expect("join");
+    let value = |series: &str| -> u64 {
+        body.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no {series} in\n{body}"))
+    };
+    let visible_frames = std::fs::read_dir(clip.join("visible")).expect("clip").count() as u64;
+    assert_eq!(
+        value("reid_frames_in_total{camera=\"gate\",modality=\"visible\"}"),
+        visible_frames,
+        "every frame the source delivered is counted, dropped ones too"
+    );
+    let pairs = value("reid_pairs_total{camera=\"gate\"}");
+    let dropped = value("reid_dropped_total{stage=\"pairing\",reason=\"unpaired\",camera=\"gate\"}");
+    assert!(
+        pairs > 0
+            && dropped > visible_frames / 3
+            && dropped
+                == value("reid_unpaired_total{camera=\"gate\",modality=\"visible\"}")
+                    + value("reid_unpaired_total{camera=\"gate\",modality=\"thermal\"}"),
+        "pairs {pairs}, dropped {dropped} of {visible_frames}"
+    );
+    let mqtt = value("reid_dropped_total{stage=\"mqtt\",reason=\"disconnected\"}");
+    assert!(
+        mqtt > 0 && mqtt == summary.mqtt_dropped,
+        "{mqtt} vs {}",
+        summary.mqtt_dropped
+    );
+    assert!(
+        body.contains(
+            "reid_dropped_total{stage=\"source\",reason=\"queue_full\",camera=\"gate\",modality=\"thermal\"} 0"
+        )
+    );
+}
+
 /// A mosquitto broker on 127.0.0.1:`port` with a persistent store in `dir`.
 fn broker(dir: &Path, port: u16) -> std::process::Child {
     let conf = dir.join("mosquitto.conf");

@@ -146,6 +146,7 @@ mod tests {
             stride: 3,
             format: PixelFormat::Rgb,
             buffer: gstreamer::Buffer::new(),
+            arrived: std::time::Instant::now(),
         }
     }
 

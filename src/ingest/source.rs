@@ -86,6 +86,8 @@ pub struct Frame {
     pub stride: usize,
     pub format: PixelFormat,
     pub buffer: gst::Buffer,
+    /// When the frame left its pipeline: latencies are measured from here.
+    pub arrived: std::time::Instant,
 }
 
 /// A running source pipeline.
@@ -231,6 +233,7 @@ impl SourcePipeline {
             stride: info.stride()[0] as usize,
             format: self.format,
             buffer,
+            arrived: std::time::Instant::now(),
         }))
     }
 

@@ -17,14 +17,15 @@ use std::time::{Duration, Instant};
 /// A live source that delivers nothing for this long is treated as lost and reconnected.
 pub const STALL: Duration = Duration::from_secs(5);
 
-/// Counters of one source, readable while it runs.
+/// Counters of one source, readable while it runs (each shareable, e.g. with a metrics registry).
 #[derive(Debug, Default)]
 pub struct Counters {
-    pub frames: AtomicU64,
+    /// Frames the source delivered.
+    pub frames: Arc<AtomicU64>,
     /// Frames dropped because the queue was full (live sources only).
-    pub dropped: AtomicU64,
+    pub dropped: Arc<AtomicU64>,
     /// Successful (re)starts after the first.
-    pub reconnects: AtomicU64,
+    pub reconnects: Arc<AtomicU64>,
     /// The last error, if any.
     pub last_error: Mutex<Option<String>>,
 }

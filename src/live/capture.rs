@@ -3,6 +3,7 @@
 //! timestamp and passes the pairs on, and everything is counted. One failing source does not
 //! stop the others.
 
+use super::metrics::Metrics;
 use crate::base::Modality;
 use crate::config::SiteConfig;
 use crate::ingest::Frame;
@@ -10,7 +11,7 @@ use crate::ingest::pairing::{PairCounts, Paired, Pairer};
 use crate::ingest::stream::{self, Backoff, SourceHandle};
 use crossbeam_channel::Sender;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -39,21 +40,54 @@ pub struct CameraStats {
     pub pairing: PairCounts,
 }
 
-/// A pair (or a lone frame) from camera pair `camera`, with the time it left the pairer.
+/// A pair (or a lone frame) from camera pair `camera`.
 pub struct Arrival {
     pub camera: usize,
     pub paired: Paired,
-    pub at: Instant,
+}
+
+/// A camera pair's pairing counts in the metrics, published after every frame.
+struct PairMetrics {
+    pairs: Arc<AtomicU64>,
+    unpaired_visible: Arc<AtomicU64>,
+    unpaired_thermal: Arc<AtomicU64>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl PairMetrics {
+    fn new(metrics: &Metrics, camera: &str) -> Self {
+        let unpaired =
+            |m: &str| metrics.counter("reid_unpaired_total", &format!("camera=\"{camera}\",modality=\"{m}\""));
+        PairMetrics {
+            pairs: metrics.counter("reid_pairs_total", &format!("camera=\"{camera}\"")),
+            unpaired_visible: unpaired("visible"),
+            unpaired_thermal: unpaired("thermal"),
+            dropped: metrics.counter(
+                "reid_dropped_total",
+                &format!("stage=\"pairing\",reason=\"unpaired\",camera=\"{camera}\""),
+            ),
+        }
+    }
+
+    fn publish(&self, c: &PairCounts) {
+        self.pairs.store(c.pairs, Ordering::Relaxed);
+        self.unpaired_visible.store(c.unpaired_visible, Ordering::Relaxed);
+        self.unpaired_thermal.store(c.unpaired_thermal, Ordering::Relaxed);
+        self.dropped.store(c.dropped, Ordering::Relaxed);
+    }
 }
 
 /// Starts every camera pair; pairs go to `out` (blocking: files wait, live sources drop their
 /// oldest frames in their own queues). Each camera's thread returns its counts when its sources
 /// end, `max_frames` are read per source, or `stop` is set.
+/// Every source's counters (frames in, drops, reconnects) and the pairers' counts are exported
+/// through `metrics`.
 pub fn start(
     cfg: &SiteConfig,
     max_frames: Option<u64>,
     stop: &Arc<AtomicBool>,
     out: &Sender<Arrival>,
+    metrics: &Metrics,
 ) -> Vec<(String, std::io::Result<JoinHandle<CameraStats>>, Vec<SourceStats>)> {
     let queue = cfg.runtime.queue_capacity;
     let mut cameras = Vec::new();
@@ -70,7 +104,18 @@ pub fn start(
                 max_frames,
                 Arc::clone(stop),
             ) {
-                Ok(h) => handles.push(h),
+                Ok(h) => {
+                    let labels = format!("camera=\"{}\",modality=\"{modality}\"", cam.name);
+                    let c = &h.counters;
+                    metrics.adopt("reid_frames_in_total", &labels, Arc::clone(&c.frames));
+                    metrics.adopt("reid_source_reconnects_total", &labels, Arc::clone(&c.reconnects));
+                    metrics.adopt(
+                        "reid_dropped_total",
+                        &format!("stage=\"source\",reason=\"queue_full\",{labels}"),
+                        Arc::clone(&c.dropped),
+                    );
+                    handles.push(h);
+                }
                 Err(e) => failed.push(SourceStats {
                     camera: cam.name.clone(),
                     modality: Some(modality),
@@ -84,16 +129,13 @@ pub fn start(
         // pairer's bound passes its frames on unpaired instead of stalling the camera.
         let both_files = !stream::is_live(&cam.visible) && !stream::is_live(&cam.thermal);
         let pairer = Pairer::new(cam.pairing_tolerance_ms, cam.unpaired, queue * 4);
+        let counts = PairMetrics::new(metrics, &cam.name);
         let name = cam.name.clone();
         let out = out.clone();
         let stop = Arc::clone(stop);
         let thread = std::thread::Builder::new().name(format!("pair-{name}")).spawn(move || {
             let forward = |paired| {
-                let mut arrival = Arrival {
-                    camera: index,
-                    paired,
-                    at: Instant::now(),
-                };
+                let mut arrival = Arrival { camera: index, paired };
                 // Waits while the pipeline is busy, but not past a stop request.
                 loop {
                     match out.send_timeout(arrival, Duration::from_millis(200)) {
@@ -110,7 +152,7 @@ pub fn start(
                     }
                 }
             };
-            pair_camera(name, handles, pairer, both_files, forward)
+            pair_camera(name, handles, pairer, both_files, &counts, forward)
         });
         cameras.push((cam.name.clone(), thread, failed));
     }
@@ -148,6 +190,7 @@ fn pair_camera(
     handles: Vec<SourceHandle>,
     mut pairer: Pairer,
     backpressure: bool,
+    counts: &PairMetrics,
     mut forward: impl FnMut(Paired) -> bool,
 ) -> CameraStats {
     let started = Instant::now();
@@ -192,6 +235,7 @@ fn pair_camera(
                         open.iter_mut().for_each(|o| *o = false);
                     }
                 }
+                counts.publish(&pairer.counts);
             }
             Err(_) => open[i] = false,
         }
@@ -199,6 +243,7 @@ fn pair_camera(
     for paired in pairer.flush() {
         forward(paired);
     }
+    counts.publish(&pairer.counts);
     let elapsed = started.elapsed();
     for (s, h) in sources.iter_mut().zip(handles) {
         // Sources end at their end or on `stop`; nothing reads their queues any more.

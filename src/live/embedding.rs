@@ -180,7 +180,7 @@ fn infer(
 ) -> Result<(), EmbedStageError> {
     let latency = metrics.latency("reid_stage_seconds", "stage=\"embed\"");
     let embedded = metrics.counter("reid_crops_embedded_total", "");
-    let failed = metrics.counter("reid_dropped_total", "stage=\"embed\"");
+    let failed = metrics.counter("reid_dropped_total", "stage=\"embed\",reason=\"failed\"");
     let phases = PhaseMetrics::new(metrics);
     let mut failed_batches = 0u64;
     let mut in_a_row = 0u64;

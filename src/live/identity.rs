@@ -63,7 +63,7 @@ pub fn run(
     let interval = cfg.tracker.embed_interval_ms as f64 / 1000.0;
     let snapshot_every = Duration::from_secs_f64(cfg.index.snapshot_interval_s.max(1.0));
     let identities = metrics.gauge("reid_identities", "");
-    let refused = metrics.counter("reid_dropped_total", "stage=\"identity\"");
+    let refused = metrics.counter("reid_dropped_total", "stage=\"identity\",reason=\"refused\"");
     let mut tracks: HashMap<TrackKey, TrackState> = HashMap::new();
     let mut last_snapshot = Instant::now();
     let mut last_expiry = Instant::now();

@@ -79,9 +79,12 @@ pub struct Metrics {
 
 fn help(name: &str) -> &'static str {
     match name {
-        "reid_frames_in_total" => "Frames delivered by a source",
+        "reid_frames_in_total" => "Frames delivered by a source (counted as they leave it)",
         "reid_frames_processed_total" => "Frames that went through detection and tracking",
-        "reid_dropped_total" => "Items dropped, by stage",
+        "reid_dropped_total" => "Items dropped, by stage and reason",
+        "reid_source_reconnects_total" => "Restarts of a live source after it was lost",
+        "reid_pairs_total" => "Visible and thermal frames paired",
+        "reid_unpaired_total" => "Frames that found no partner within the pairing tolerance",
         "reid_detections_total" => "Detections after filtering",
         "reid_crops_embedded_total" => "Crops embedded",
         "reid_events_total" => "Identity events emitted, by type",
@@ -93,7 +96,7 @@ fn help(name: &str) -> &'static str {
         "reid_embed_phase_seconds" => {
             "Time per embedder batch: prepare (host), upload (and device preprocessing), network, download"
         }
-        "reid_frame_to_event_seconds" => "From a frame leaving the pairer to the event it caused",
+        "reid_frame_to_event_seconds" => "From a frame arriving from its source to the event it caused",
         _ => "",
     }
 }
@@ -102,6 +105,12 @@ impl Metrics {
     pub fn counter(&self, name: &'static str, labels: &str) -> Arc<AtomicU64> {
         let mut m = self.counters.lock().unwrap_or_else(|e| e.into_inner());
         Arc::clone(m.entry((name, labels.to_owned())).or_default())
+    }
+
+    /// Exports a counter kept elsewhere (a source's, the MQTT client's) under `name` and `labels`.
+    pub fn adopt(&self, name: &'static str, labels: &str, counter: Arc<AtomicU64>) {
+        let mut m = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        m.insert((name, labels.to_owned()), counter);
     }
 
     pub fn gauge(&self, name: &'static str, labels: &str) -> Arc<AtomicI64> {

@@ -138,7 +138,7 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
     let server = start_metrics_server(cfg, &metrics, &server_stop)?;
     let q = cfg.runtime.queue_capacity;
     let (arrivals_tx, arrivals) = bounded(q);
-    let cameras = capture::start(cfg, opts.max_frames, stop, &arrivals_tx);
+    let cameras = capture::start(cfg, opts.max_frames, stop, &arrivals_tx, &metrics);
     drop(arrivals_tx);
     let mut pool = DetectPool::<Tag>::new(cfg.runtime.detector_workers, q, detector_factory(cfg));
     let detected = pool.take_results().expect("a new pool has its results receiver");
@@ -160,7 +160,7 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
     let (stats, outcome, sinks) = std::thread::scope(|s| {
         let m = &metrics;
         let labels = &labels;
-        let dispatch = sup.spawn(s, "dispatch", move || dispatch(cfg, &arrivals, pool, m))?;
+        let dispatch = sup.spawn(s, "dispatch", move || dispatch(&arrivals, pool, m))?;
         let track = sup.spawn(s, "track", move || {
             tracking::run(cfg, &detected, &embed_tx, video_tx.as_ref(), m);
         })?;
@@ -204,7 +204,7 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
     })?;
     let mut mqtt_dropped = 0;
     if let Some(mqtt) = sinks.and_then(|s| s.mqtt) {
-        mqtt_dropped = mqtt.dropped.load(Ordering::Relaxed);
+        mqtt_dropped = mqtt.dropped.total();
         mqtt.close(Duration::from_secs(5));
     }
     server_stop.store(true, Ordering::Relaxed);
@@ -330,32 +330,26 @@ fn detector_factory(cfg: &SiteConfig) -> DetectorFactory {
     })
 }
 
-/// The dispatch stage: every frame of every arrival goes to the detection pool, counted.
-fn dispatch(cfg: &SiteConfig, arrivals: &Receiver<capture::Arrival>, mut pool: DetectPool<Tag>, m: &Metrics) {
-    let frames_in = |camera: usize, modality: Modality| {
-        let labels = format!("camera=\"{}\",modality=\"{modality}\"", cfg.cameras[camera].name);
-        m.counter("reid_frames_in_total", &labels)
-            .fetch_add(1, Ordering::Relaxed);
-    };
+/// The dispatch stage: every frame of every arrival goes to the detection pool.
+fn dispatch(arrivals: &Receiver<capture::Arrival>, mut pool: DetectPool<Tag>, m: &Metrics) {
+    let depth = m.gauge("reid_queue_depth", "queue=\"detect\"");
     for a in arrivals.iter() {
         let frames = match a.paired {
             Paired::Pair { visible, thermal } => vec![(visible, true), (thermal, true)],
             Paired::Single(f) => vec![(f, false)],
         };
         for (frame, paired) in frames {
-            frames_in(a.camera, frame.modality);
             let stream = StreamId::new(a.camera, frame.modality);
             let tag = Tag {
                 camera: a.camera,
                 paired,
-                arrived: a.at,
+                arrived: frame.arrived,
             };
             if pool.submit(Job { stream, frame, tag }).is_err() {
                 return;
             }
         }
-        m.gauge("reid_queue_depth", "queue=\"detect\"")
-            .store(pool.queued() as i64, Ordering::Relaxed);
+        depth.store(pool.queued() as i64, Ordering::Relaxed);
     }
     pool.close();
 }

@@ -20,11 +20,29 @@ pub struct MqttSink {
     client: Client,
     qos: QoS,
     prefix: String,
-    /// Events dropped because the queue was full.
-    pub dropped: Arc<AtomicU64>,
+    /// Events dropped because the queue was full, while the broker was connected and while not.
+    pub dropped: Drops,
     published: Arc<AtomicU64>,
+    /// Whether the broker connection is up (for the drop reason).
+    connected: Arc<AtomicBool>,
     closing: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// Events dropped with the queue full, by the state of the connection at the time.
+#[derive(Debug, Clone, Default)]
+pub struct Drops {
+    /// The broker was connected but slower than the events.
+    pub queue_full: Arc<AtomicU64>,
+    /// The broker was away and the queue filled up.
+    pub disconnected: Arc<AtomicU64>,
+}
+
+impl Drops {
+    /// Both reasons together.
+    pub fn total(&self) -> u64 {
+        self.queue_full.load(Ordering::Relaxed) + self.disconnected.load(Ordering::Relaxed)
+    }
 }
 
 /// Settings of `outputs.mqtt` that cannot work.
@@ -65,18 +83,20 @@ impl MqttSink {
         };
         let closing = Arc::new(AtomicBool::new(false));
         let published = Arc::new(AtomicU64::new(0));
+        let connected = Arc::new(AtomicBool::new(false));
         let broker = format!("{}:{}", cfg.host, cfg.port);
-        let (c, p) = (Arc::clone(&closing), Arc::clone(&published));
+        let (c, p, up) = (Arc::clone(&closing), Arc::clone(&published), Arc::clone(&connected));
         let thread = std::thread::Builder::new()
             .name("mqtt".into())
-            .spawn(move || drive(connection, &broker, &c, &p))
+            .spawn(move || drive(connection, &broker, &c, &p, &up))
             .map_err(MqttError::Thread)?;
         Ok(Self {
             client,
             qos,
             prefix: cfg.topic_prefix.trim_end_matches('/').to_owned(),
-            dropped: Arc::new(AtomicU64::new(0)),
+            dropped: Drops::default(),
             published,
+            connected,
             closing,
             thread: Some(thread),
         })
@@ -90,7 +110,12 @@ impl MqttSink {
             .try_publish(topic, self.qos, false, payload.as_bytes().to_vec())
             .is_err()
         {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            let reason = if self.connected.load(Ordering::Relaxed) {
+                &self.dropped.queue_full
+            } else {
+                &self.dropped.disconnected
+            };
+            reason.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -120,7 +145,13 @@ impl MqttSink {
     }
 }
 
-fn drive(mut connection: Connection, broker: &str, closing: &AtomicBool, published: &AtomicU64) {
+fn drive(
+    mut connection: Connection,
+    broker: &str,
+    closing: &AtomicBool,
+    published: &AtomicU64,
+    connected: &AtomicBool,
+) {
     let mut down_since: Option<Instant> = None;
     loop {
         // Longer than a connection attempt (TCP, TLS), which a timeout would cancel.
@@ -128,8 +159,11 @@ fn drive(mut connection: Connection, broker: &str, closing: &AtomicBool, publish
             Ok(Ok(event)) => {
                 use rumqttc::{Event, Outgoing, Packet};
                 match event {
-                    Event::Incoming(Packet::ConnAck(_)) if down_since.take().is_some() => {
-                        tracing::info!("MQTT broker {broker}: reconnected");
+                    Event::Incoming(Packet::ConnAck(_)) => {
+                        connected.store(true, Ordering::Relaxed);
+                        if down_since.take().is_some() {
+                            tracing::info!("MQTT broker {broker}: reconnected");
+                        }
                     }
                     Event::Outgoing(Outgoing::Publish(_)) => {
                         published.fetch_add(1, Ordering::Relaxed);
@@ -139,6 +173,7 @@ fn drive(mut connection: Connection, broker: &str, closing: &AtomicBool, publish
                 }
             }
             Ok(Err(e)) => {
+                connected.store(false, Ordering::Relaxed);
                 if down_since.is_none() {
                     tracing::warn!("MQTT broker {broker}: {e}; retrying every second, events are queued");
                     down_since = Some(Instant::now());

@@ -7,6 +7,7 @@ use super::metrics::Metrics;
 use super::mqtt::MqttSink;
 use crossbeam_channel::Receiver;
 use std::io::Write;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -20,17 +21,29 @@ pub struct Sinks {
 /// Runs until `input` closes; returns the sinks for closing.
 pub fn run(input: &Receiver<(Event, Instant)>, mut sinks: Sinks, metrics: &Metrics) -> Sinks {
     let latency = metrics.latency("reid_frame_to_event_seconds", "");
-    let failed = metrics.counter("reid_dropped_total", "stage=\"events_file\"");
+    let failed = metrics.counter("reid_dropped_total", "stage=\"events_file\",reason=\"write_failed\"");
+    let [new, update, end] =
+        ["new", "update", "end"].map(|k| metrics.counter("reid_events_total", &format!("type=\"{k}\"")));
+    if let Some(mqtt) = &sinks.mqtt {
+        metrics.adopt(
+            "reid_dropped_total",
+            "stage=\"mqtt\",reason=\"queue_full\"",
+            Arc::clone(&mqtt.dropped.queue_full),
+        );
+        metrics.adopt(
+            "reid_dropped_total",
+            "stage=\"mqtt\",reason=\"disconnected\"",
+            Arc::clone(&mqtt.dropped.disconnected),
+        );
+    }
     let mut file_failing = false;
     while let Ok((event, arrived)) = input.recv() {
-        let kind = match event.kind {
-            EventKind::New => "new",
-            EventKind::Update => "update",
-            EventKind::End => "end",
-        };
-        metrics
-            .counter("reid_events_total", &format!("type=\"{kind}\""))
-            .fetch_add(1, Ordering::Relaxed);
+        match event.kind {
+            EventKind::New => &new,
+            EventKind::Update => &update,
+            EventKind::End => &end,
+        }
+        .fetch_add(1, Ordering::Relaxed);
         let line = match serde_json::to_string(&event) {
             Ok(l) => l,
             Err(e) => {

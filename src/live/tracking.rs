@@ -14,7 +14,7 @@ use crate::track::{Tracker, crop_quality};
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Instant;
 
 /// What travels with each frame through the detection pool.
@@ -87,6 +87,48 @@ impl Fusion {
     }
 }
 
+/// The stage's metrics, looked up once: no label is formatted and no lock taken per frame.
+struct StageCounters {
+    streams: HashMap<StreamId, StreamCounters>,
+    /// Per camera pair.
+    active_tracks: Vec<Arc<AtomicI64>>,
+    detect_failed: Arc<AtomicU64>,
+    video_dropped: Arc<AtomicU64>,
+}
+
+struct StreamCounters {
+    processed: Arc<AtomicU64>,
+    detections: Arc<AtomicU64>,
+}
+
+impl StageCounters {
+    fn new(cfg: &SiteConfig, metrics: &Metrics) -> Self {
+        let mut streams = HashMap::new();
+        for (i, cam) in cfg.cameras.iter().enumerate() {
+            for modality in [Modality::Visible, Modality::Thermal] {
+                let labels = format!("camera=\"{}\",modality=\"{modality}\"", cam.name);
+                streams.insert(
+                    StreamId::new(i, modality),
+                    StreamCounters {
+                        processed: metrics.counter("reid_frames_processed_total", &labels),
+                        detections: metrics.counter("reid_detections_total", &labels),
+                    },
+                );
+            }
+        }
+        StageCounters {
+            streams,
+            active_tracks: cfg
+                .cameras
+                .iter()
+                .map(|c| metrics.gauge("reid_active_tracks", &format!("camera=\"{}\"", c.name)))
+                .collect(),
+            detect_failed: metrics.counter("reid_dropped_total", "stage=\"detect\",reason=\"failed\""),
+            video_dropped: metrics.counter("reid_dropped_total", "stage=\"video\",reason=\"queue_full\""),
+        }
+    }
+}
+
 /// Runs until the pool's results end; then ends every track.
 pub fn run(
     cfg: &SiteConfig,
@@ -105,28 +147,23 @@ pub fn run(
     let started = Instant::now();
     let mut last_arrival = started;
     let mut fusion = Fusion::default();
+    let counters = StageCounters::new(cfg, metrics);
     for done in results.iter() {
         let tag = done.tag;
         let cam = &cfg.cameras[tag.camera];
         let frame = done.frame;
         let modality = frame.modality;
-        let labels = format!("camera=\"{}\",modality=\"{modality}\"", cam.name);
-        metrics
-            .counter("reid_frames_processed_total", &labels)
-            .fetch_add(1, Ordering::Relaxed);
+        let stream = &counters.streams[&StreamId::new(tag.camera, modality)];
+        stream.processed.fetch_add(1, Ordering::Relaxed);
         let detections: Vec<Detection> = match done.detections {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!("{}", crate::base::Chain(&e));
-                metrics
-                    .counter("reid_dropped_total", "stage=\"detect\"")
-                    .fetch_add(1, Ordering::Relaxed);
+                counters.detect_failed.fetch_add(1, Ordering::Relaxed);
                 Vec::new()
             }
         };
-        metrics
-            .counter("reid_detections_total", &labels)
-            .fetch_add(detections.len() as u64, Ordering::Relaxed);
+        stream.detections.fetch_add(detections.len() as u64, Ordering::Relaxed);
         // Stream time; frames without a timestamp use the time since the run started.
         let pts_s = frame.pts_ns.map_or_else(
             || tag.arrived.saturating_duration_since(started).as_secs_f64(),
@@ -231,9 +268,7 @@ pub fn run(
             .filter(|(s, _)| s.camera == tag.camera)
             .map(|(_, t)| t.len())
             .sum();
-        metrics
-            .gauge("reid_active_tracks", &format!("camera=\"{}\"", cam.name))
-            .store(active as i64, Ordering::Relaxed);
+        counters.active_tracks[tag.camera].store(active as i64, Ordering::Relaxed);
         if let Some(video) = video {
             let part = Annotated { pixels, boxes };
             match (modality, tag.paired) {
@@ -242,7 +277,7 @@ pub fn run(
                     let visible = waiting_visible.take().filter(|(c, _)| *c == tag.camera).map(|(_, v)| v);
                     video_frame(
                         video,
-                        metrics,
+                        &counters.video_dropped,
                         VideoFrame {
                             camera: tag.camera,
                             pts_ns: frame.pts_ns,
@@ -259,7 +294,7 @@ pub fn run(
                     };
                     video_frame(
                         video,
-                        metrics,
+                        &counters.video_dropped,
                         VideoFrame {
                             camera: tag.camera,
                             pts_ns: frame.pts_ns,
@@ -298,11 +333,9 @@ fn send_end(to_embed: &Sender<ToEmbed>, key: TrackKey, pts_s: f64, arrived: Inst
 
 /// Hands a frame to the video writer without ever holding up tracking: a full queue drops it
 /// (counted as `reid_dropped_total{stage="video"}`).
-fn video_frame(video: &Sender<VideoFrame>, metrics: &Metrics, frame: VideoFrame) {
+fn video_frame(video: &Sender<VideoFrame>, dropped: &AtomicU64, frame: VideoFrame) {
     if video.try_send(frame).is_err() {
-        metrics
-            .counter("reid_dropped_total", "stage=\"video\"")
-            .fetch_add(1, Ordering::Relaxed);
+        dropped.fetch_add(1, Ordering::Relaxed);
     }
 }
 

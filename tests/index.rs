@@ -224,7 +224,7 @@ fn snapshot_round_trip_is_equal() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = settings(IndexBackend::Hnsw, 64);
     let idx = filled(s, 5);
-    let path = snapshot::save(&idx, dir.path()).expect("save");
+    let path = snapshot::save(&snapshot::freeze(&idx), dir.path()).expect("save");
     let (loaded_from, back) = snapshot::load(dir.path(), s, None).expect("load").expect("present");
     assert_eq!(loaded_from, path);
     assert_eq!(back.identities(), idx.identities());
@@ -238,8 +238,8 @@ fn snapshot_round_trip_is_equal() {
         );
     }
     assert_eq!(
-        snapshot::encode(&back),
-        snapshot::encode(&idx),
+        snapshot::encode(&snapshot::freeze(&back)),
+        snapshot::encode(&snapshot::freeze(&idx)),
         "byte-identical when re-encoded"
     );
 }
@@ -248,8 +248,8 @@ fn snapshot_round_trip_is_equal() {
 fn truncated_or_bit_flipped_snapshots_fall_back_to_the_previous_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = settings(IndexBackend::Exact, 64);
-    let older = snapshot::save(&filled(s, 3), dir.path()).expect("save");
-    let newer = snapshot::save(&filled(s, 5), dir.path()).expect("save");
+    let older = snapshot::save(&snapshot::freeze(&filled(s, 3)), dir.path()).expect("save");
+    let newer = snapshot::save(&snapshot::freeze(&filled(s, 5)), dir.path()).expect("save");
     let bytes = std::fs::read(&newer).expect("read");
     for (what, damaged) in [
         ("truncated", bytes[..bytes.len() / 2].to_vec()),
@@ -289,7 +289,7 @@ fn stray_snapshot_names_neither_wrap_the_numbering_nor_get_pruned() {
     std::fs::write(&stray, b"not ours").expect("stray");
     let mut written = Vec::new();
     for people in 1..=5 {
-        written.push(snapshot::save(&filled(s, people), dir.path()).expect("save"));
+        written.push(snapshot::save(&snapshot::freeze(&filled(s, people)), dir.path()).expect("save"));
     }
     let names: Vec<String> = written
         .iter()
@@ -312,17 +312,17 @@ fn a_corrupt_snapshot_is_not_counted_among_the_kept() {
     let s = settings(IndexBackend::Exact, 64);
     let mut written = Vec::new();
     for people in 1..=3 {
-        written.push(snapshot::save(&filled(s, people), dir.path()).expect("save"));
+        written.push(snapshot::save(&snapshot::freeze(&filled(s, people)), dir.path()).expect("save"));
     }
     let bytes = std::fs::read(&written[2]).expect("read");
     std::fs::write(&written[2], &bytes[..bytes.len() / 2]).expect("tear");
-    let newest = snapshot::save(&filled(s, 4), dir.path()).expect("save");
+    let newest = snapshot::save(&snapshot::freeze(&filled(s, 4)), dir.path()).expect("save");
     // Kept: the new one and the two intact ones before the torn file; the torn one does not count.
     assert!(
         newest.exists() && written[0].exists() && written[1].exists(),
         "{written:?}"
     );
-    let next = snapshot::save(&filled(s, 5), dir.path()).expect("save");
+    let next = snapshot::save(&snapshot::freeze(&filled(s, 5)), dir.path()).expect("save");
     assert!(next.exists() && newest.exists() && written[1].exists());
     assert!(!written[0].exists(), "the oldest goes once three intact ones are newer");
     assert_eq!(snapshot::KEEP, 3);
@@ -343,7 +343,7 @@ fn non_finite_vectors_are_refused() {
     assert!(idx.extend(1, &nan, Modality::Visible, "gate", 9.0).is_err());
     assert_eq!(idx.identities().len(), 2, "nothing was added");
     // A snapshot whose vector bytes hold a NaN (checksum recomputed: a well-formed file).
-    let mut bytes = snapshot::encode(&idx);
+    let mut bytes = snapshot::encode(&snapshot::freeze(&idx));
     let body = bytes.len() - 4;
     bytes[body - 4..body].copy_from_slice(&f32::NAN.to_le_bytes());
     let crc = snapshot::crc32(&bytes[..body]);
@@ -361,7 +361,11 @@ fn non_finite_vectors_are_refused() {
 fn snapshots_of_another_model_of_the_same_dimension_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = settings(IndexBackend::Exact, 64);
-    let written = snapshot::save(&filled(s, 3).with_model("aaaa0001".into()), dir.path()).expect("save");
+    let written = snapshot::save(
+        &snapshot::freeze(&filled(s, 3).with_model("aaaa0001".into())),
+        dir.path(),
+    )
+    .expect("save");
     let (_, same) = snapshot::load(dir.path(), s, Some("aaaa0001"))
         .expect("load")
         .expect("present");
@@ -377,7 +381,7 @@ fn snapshots_of_another_model_of_the_same_dimension_are_refused() {
     assert_eq!(moved.len(), 1);
     assert!(!written.exists() && moved[0].exists());
     // An older build's snapshot (no model id) of the right dimension loads and takes the model.
-    snapshot::save(&filled(s, 2), dir.path()).expect("save");
+    snapshot::save(&snapshot::freeze(&filled(s, 2)), dir.path()).expect("save");
     let (_, old) = snapshot::load(dir.path(), s, Some("bbbb0002"))
         .expect("load")
         .expect("present");
@@ -405,7 +409,7 @@ fn snapshot_writer_child() {
             )
             .expect("finite");
         }
-        snapshot::save(&idx, Path::new(&dir)).expect("save");
+        snapshot::save(&snapshot::freeze(&idx), Path::new(&dir)).expect("save");
     }
 }
 
@@ -458,7 +462,7 @@ fn a_writer_killed_at_random_points_always_leaves_a_complete_snapshot() {
 fn index_command_inspects_a_snapshot() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = settings(IndexBackend::Hnsw, 64);
-    snapshot::save(&filled(s, 4), dir.path()).expect("save");
+    snapshot::save(&snapshot::freeze(&filled(s, 4)), dir.path()).expect("save");
     let run = |args: &[&str]| {
         let o = std::process::Command::new(env!("CARGO_BIN_EXE_reid-pipe"))
             .arg("index")

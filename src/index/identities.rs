@@ -43,8 +43,9 @@ pub struct Exemplar {
     pub camera: String,
     /// Seconds (the caller's clock).
     pub time: f64,
+    /// Shared, so that a frozen copy of the index for a snapshot costs no vector copies.
     #[serde(skip)]
-    pub vector: Vec<f32>,
+    pub vector: std::sync::Arc<[f32]>,
     pub alive: bool,
 }
 
@@ -336,7 +337,7 @@ impl IdentityIndex {
             modality,
             camera: camera.to_owned(),
             time,
-            vector: vector.to_vec(),
+            vector: vector.into(),
             alive: true,
         });
         self.indices[slot(modality)].insert(&[(vector, n)]);
@@ -368,7 +369,7 @@ impl IdentityIndex {
             && e.alive
         {
             e.alive = false;
-            e.vector = Vec::new();
+            e.vector = std::sync::Arc::default();
             self.dead += 1;
         }
     }
@@ -467,7 +468,7 @@ fn build_indices(settings: &Settings, exemplars: &[Exemplar]) -> [Box<dyn Backen
             .iter()
             .enumerate()
             .filter(|(_, e)| e.alive && e.modality == m)
-            .map(|(i, e)| (e.vector.as_slice(), i))
+            .map(|(i, e)| (&e.vector[..], i))
             .collect();
         indices[slot(m)].insert(&points);
     }

@@ -89,15 +89,18 @@ pub fn crc32(bytes: &[u8]) -> u32 {
         .fold(!0u32, |c, &b| table[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8))
 }
 
-/// Serialises the live part of an index.
-pub fn encode(index: &IdentityIndex) -> Vec<u8> {
+/// The live part of an index, frozen for a snapshot: identities with their exemplar lists
+/// renumbered, and the live exemplars sharing their vectors with the index (no vector is copied),
+/// so a writer thread can encode it while the index goes on changing.
+pub struct Frozen(Meta);
+
+/// Freezes the live part of `index` (cheap: the vectors are shared, not copied).
+pub fn freeze(index: &IdentityIndex) -> Frozen {
     let mut renumber = BTreeMap::new();
     let mut exemplars = Vec::new();
-    let mut vectors: Vec<f32> = Vec::new();
     for (i, e) in index.exemplars().iter().enumerate() {
         if e.alive {
             renumber.insert(i, exemplars.len());
-            vectors.extend_from_slice(&e.vector);
             exemplars.push(e.clone());
         }
     }
@@ -113,21 +116,29 @@ pub fn encode(index: &IdentityIndex) -> Vec<u8> {
             }
         })
         .collect();
-    let meta = Meta {
+    Frozen(Meta {
         dim: index.settings().dim,
         model: index.model().map(str::to_owned),
         next_id: index.next_id(),
         identities,
         exemplars,
-    };
-    let json = serde_json::to_vec(&meta).expect("snapshot metadata is plain data");
-    let mut out = Vec::with_capacity(24 + json.len() + vectors.len() * 4);
+    })
+}
+
+/// Serialises a frozen index.
+pub fn encode(frozen: &Frozen) -> Vec<u8> {
+    let meta = &frozen.0;
+    let json = serde_json::to_vec(meta).expect("snapshot metadata is plain data");
+    let floats: usize = meta.exemplars.iter().map(|e| e.vector.len()).sum();
+    let mut out = Vec::with_capacity(24 + json.len() + floats * 4 + 4);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&(json.len() as u64).to_le_bytes());
     out.extend_from_slice(&json);
-    for v in vectors {
-        out.extend_from_slice(&v.to_le_bytes());
+    for e in &meta.exemplars {
+        for v in e.vector.iter() {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
     }
     let crc = crc32(&out);
     out.extend_from_slice(&crc.to_le_bytes());
@@ -208,7 +219,8 @@ pub fn decode(
         e.vector = chunk
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
-            .collect();
+            .collect::<Vec<f32>>()
+            .into();
         e.alive = true;
     }
     if let Some(i) = meta
@@ -304,8 +316,8 @@ pub fn check_writable(dir: &Path) -> Result<(), SnapshotError> {
     std::fs::remove_file(&probe).map_err(fail)
 }
 
-/// Writes a new snapshot atomically and prunes old ones; returns its path.
-pub fn save(index: &IdentityIndex, dir: &Path) -> Result<PathBuf, SnapshotError> {
+/// Writes a new snapshot of a frozen index atomically and prunes old ones; returns its path.
+pub fn save(frozen: &Frozen, dir: &Path) -> Result<PathBuf, SnapshotError> {
     let existing = snapshots(dir)?;
     let seq = existing.last().map_or(1, |(s, _)| s + 1);
     let name = format!("snapshot-{seq:0DIGITS$}.ridx");
@@ -313,7 +325,7 @@ pub fn save(index: &IdentityIndex, dir: &Path) -> Result<PathBuf, SnapshotError>
         return Err(SnapshotError::Exhausted { dir: dir.to_path_buf() });
     }
     let path = dir.join(name);
-    crate::atomic::write(&path, &encode(index)).map_err(|source| SnapshotError::Write {
+    crate::atomic::write(&path, &encode(frozen)).map_err(|source| SnapshotError::Write {
         path: path.clone(),
         source,
     })?;

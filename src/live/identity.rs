@@ -3,11 +3,13 @@
 //! time as soon as three crops are in), turning track notes and matches into events. A track
 //! keeps its identity while it lives (see [`IdentityIndex::assign_track`]); a visible and a
 //! thermal track fused by the tracking stage share one identity, the older of theirs. It expires
-//! identities, writes index snapshots every `index.snapshot_interval_s` and one at the end.
+//! identities, and hands a frozen copy of the index to the disk writer ([`super::writer`]) every
+//! `index.snapshot_interval_s` and at the end; thumbnails go to the writer too.
 
 use super::events::{Event, EventKind};
 use super::metrics::Metrics;
 use super::types::{Pixels, ToIdentity, TrackKey, TrackNote};
+use super::writer::{DiskWriter, Written};
 use crate::config::SiteConfig;
 use crate::detect::BBox;
 use crate::index::identities::{Decision, IdentityIndex};
@@ -15,7 +17,6 @@ use crate::index::snapshot;
 use crate::track::EmbeddingMean;
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -47,14 +48,16 @@ fn now() -> f64 {
 /// What the stage leaves behind.
 pub struct IdentityOutcome {
     pub index: IdentityIndex,
-    /// The last snapshot written, if any.
-    pub snapshot: Option<PathBuf>,
+    /// The snapshots written, and the last error.
+    pub written: Written,
 }
 
-/// Runs until `input` closes.
+/// Runs until `input` closes; `writer` writes the snapshots and thumbnails. The last snapshot is
+/// written (waited for) before it returns.
 pub fn run(
     cfg: &SiteConfig,
     mut index: IdentityIndex,
+    writer: DiskWriter,
     input: &Receiver<ToIdentity>,
     events: &Sender<(Event, Instant)>,
     labels: &Labels,
@@ -67,7 +70,6 @@ pub fn run(
     let mut tracks: HashMap<TrackKey, TrackState> = HashMap::new();
     let mut last_snapshot = Instant::now();
     let mut last_expiry = Instant::now();
-    let mut written = None;
     let event = |kind, key: TrackKey, state: &TrackState| Event {
         kind,
         time: now(),
@@ -136,7 +138,9 @@ pub fn run(
         if decision.created
             && let (Some(dir), Some((pixels, crop))) = (&cfg.outputs.thumbnails, &state.crop)
         {
-            e.thumbnail = thumbnail(dir, decision.identity, pixels, crop);
+            let path = dir.join(format!("identity-{}.jpg", decision.identity));
+            let shown = path.display().to_string();
+            e.thumbnail = writer.thumbnail(path, pixels.clone(), *crop).then_some(shown);
         }
         Some((e, arrived))
     };
@@ -246,80 +250,17 @@ pub fn run(
             index.expire(now());
             last_expiry = Instant::now();
         }
-        if last_snapshot.elapsed() >= snapshot_every {
-            written = save(&index, cfg).or(written);
+        // Due until the writer takes it: a snapshot still in flight delays the next one.
+        if last_snapshot.elapsed() >= snapshot_every && writer.snapshot(|| snapshot::freeze(&index)) {
             last_snapshot = Instant::now();
         }
     }
     index.finish_rebuild();
-    written = save(&index, cfg).or(written);
-    IdentityOutcome {
-        index,
-        snapshot: written,
-    }
-}
-
-/// Why a thumbnail was not written.
-#[derive(Debug, thiserror::Error)]
-enum ThumbnailError {
-    #[error("cannot create the folder")]
-    Folder(#[source] std::io::Error),
-    #[error("reading the frame")]
-    Pixels(#[from] super::types::PixelsError),
-    #[error("the crop is empty")]
-    Empty,
-    #[error("encoding")]
-    OpenCv(#[from] opencv::Error),
-}
-
-/// Writes `<dir>/identity-<id>.jpg` from a crop; returns its path, or None (logged) on failure.
-fn thumbnail(dir: &std::path::Path, identity: u64, pixels: &Pixels, crop: &BBox) -> Option<String> {
-    use opencv::core::{Mat, Rect, Vector};
-    use opencv::prelude::*;
-    use opencv::{imgcodecs, imgproc};
-    let path = dir.join(format!("identity-{identity}.jpg"));
-    let write = || -> Result<(), ThumbnailError> {
-        std::fs::create_dir_all(dir).map_err(ThumbnailError::Folder)?;
-        let map = pixels.map()?;
-        let image = map.image()?;
-        let (x, y, w, h) = crop.pixels(image.width, image.height).ok_or(ThumbnailError::Empty)?;
-        Ok(image.with_mat(|m| {
-            let roi = Mat::roi(m, Rect::new(x as i32, y as i32, w as i32, h as i32))?;
-            let mut out = Mat::default();
-            if image.format == crate::base::PixelFormat::Rgb {
-                imgproc::cvt_color_def(&roi, &mut out, imgproc::COLOR_RGB2BGR)?;
-            } else {
-                roi.copy_to(&mut out)?;
-            }
-            imgcodecs::imwrite(&path, &out, &Vector::new())?;
-            Ok(())
-        })?)
-    };
-    match write() {
-        Ok(()) => Some(path.display().to_string()),
-        Err(e) => {
-            tracing::warn!("thumbnail {}: {}", path.display(), crate::base::Chain(&e));
-            None
-        }
-    }
+    let written = writer.finish(snapshot::freeze(&index));
+    IdentityOutcome { index, written }
 }
 
 fn partner_identity(tracks: &HashMap<TrackKey, TrackState>, key: TrackKey) -> Option<u64> {
     let partner = tracks.get(&key)?.partner?;
     tracks.get(&partner)?.identity
-}
-
-fn save(index: &IdentityIndex, cfg: &SiteConfig) -> Option<PathBuf> {
-    let dir = &cfg.index.snapshot_dir;
-    if let Err(e) = std::fs::create_dir_all(dir) {
-        tracing::error!("index snapshot directory {}: {e}", dir.display());
-        return None;
-    }
-    match snapshot::save(index, dir) {
-        Ok(p) => Some(p),
-        Err(e) => {
-            tracing::error!("{}", crate::base::Chain(&e));
-            None
-        }
-    }
 }

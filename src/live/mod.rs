@@ -19,6 +19,7 @@ pub mod supervise;
 pub mod tracking;
 pub mod types;
 pub mod video;
+pub mod writer;
 
 pub use capture::{CameraStats, SourceStats};
 pub use preflight::preflight;
@@ -98,6 +99,8 @@ pub struct RunSummary {
     pub metrics: Arc<Metrics>,
     pub identities: usize,
     pub snapshot: Option<PathBuf>,
+    /// Why the last snapshot attempt failed, if it did.
+    pub snapshot_error: Option<String>,
     /// The metrics listener's address, when one ran.
     pub metrics_addr: Option<std::net::SocketAddr>,
     pub mqtt_dropped: u64,
@@ -130,6 +133,7 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
     let preflight::Ready { embedder, model_id } = preflight(cfg)?;
     let log = open_event_log(cfg)?;
     let index = open_index(cfg, opts, embedder.dim() as usize, &model_id)?;
+    let writer = writer::DiskWriter::start(&cfg.index.snapshot_dir, &metrics)?;
     let mqtt = match &cfg.outputs.mqtt {
         Some(m) => Some(mqtt::MqttSink::start(m, &m.client_id)?),
         None => None,
@@ -173,7 +177,7 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
             embedding::run(embedder.as_ref(), &embed_rx, &ident_tx, limits, m)
         })?;
         let ident = sup.spawn(s, "identity", move || {
-            identity::run(cfg, index, &ident_rx, &events_tx, labels, m)
+            identity::run(cfg, index, writer, &ident_rx, &events_tx, labels, m)
         })?;
         let out = sup.spawn(s, "events", move || outputs::run(&events_rx, sinks, m))?;
         let video = if video_paths.is_empty() {
@@ -225,7 +229,8 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
         cameras: stats,
         metrics,
         identities: outcome.index.identities().len(),
-        snapshot: outcome.snapshot,
+        snapshot: outcome.written.snapshot,
+        snapshot_error: outcome.written.error,
         metrics_addr,
         mqtt_dropped,
         elapsed: started.elapsed(),

@@ -168,6 +168,7 @@ fn index(action: IndexAction) -> Result<ExitCode> {
     match action {
         IndexAction::Stats { .. } => print!("{}", inspect::stats(&path, &idx)),
         IndexAction::Query { identity, k, .. } => {
+            eprintln!("snapshot {}", path.display());
             println!("{:>10}  {:>8}  modality", "identity", "distance");
             for (id, d, cross) in inspect::query(&idx, identity, k)? {
                 println!("{id:>10}  {d:>8.4}  {}", if cross { "cross" } else { "same" });

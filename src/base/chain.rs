@@ -9,10 +9,19 @@ pub struct Chain<'a>(pub &'a dyn Error);
 
 impl fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", without_backtrace(&self.0.to_string()))?;
+        let mut last = without_backtrace(&self.0.to_string()).to_owned();
+        write!(f, "{last}")?;
         let mut source = self.0.source();
         while let Some(e) = source {
-            write!(f, ": {}", without_backtrace(&e.to_string()))?;
+            let text = without_backtrace(&e.to_string()).to_owned();
+            // `model.weights a.safetensors` then `a.safetensors: tensor …`: the file once.
+            let named = last.rsplit(' ').next().unwrap_or_default();
+            let shown = match text.strip_prefix(named).and_then(|t| t.strip_prefix(": ")) {
+                Some(rest) if !named.is_empty() => rest,
+                _ => &text,
+            };
+            write!(f, ": {shown}")?;
+            last = text;
             source = e.source();
         }
         Ok(())
@@ -41,6 +50,19 @@ mod tests {
     fn prints_every_cause_once() {
         let e = Outer(std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"));
         assert_eq!(Chain(&e).to_string(), "reading the site: no such file");
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("model.weights /m/a.safetensors")]
+    struct Named(#[source] std::io::Error);
+
+    #[test]
+    fn a_cause_that_repeats_the_name_its_parent_ends_in_says_it_once() {
+        let e = Named(std::io::Error::other("/m/a.safetensors: tensor `x` has NaN"));
+        assert_eq!(
+            Chain(&e).to_string(),
+            "model.weights /m/a.safetensors: tensor `x` has NaN"
+        );
     }
 
     #[test]

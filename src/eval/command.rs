@@ -89,7 +89,14 @@ pub fn run(req: &EvalRequest) -> Result<Outcome, EvalError> {
                 let file = WeightFile::read(weights)?;
                 let embedder = embedder(&file, req, device)?;
                 let protocol = protocol(req, trained_trial(req, &file))?;
-                let bank = extract_with(&embedder, &protocol, req)?;
+                // Degenerate features name the weights that gave them, not the images.
+                let bank = extract_with(&embedder, &protocol, req).map_err(|e| match e {
+                    EvalError::Features { path, problem } => EvalError::Features {
+                        path: weights.clone(),
+                        problem: format!("its features of the images under {}: {problem}", path.display()),
+                    },
+                    other => other,
+                })?;
                 bank.save(&req.out.join(format!("features-{}.safetensors", i + 1)))?;
                 (protocol, bank)
             }

@@ -133,6 +133,9 @@ pub fn read_rgb(path: &Path) -> Result<Mat, EvalError> {
             "no such file"
         })
     })?;
+    if bytes.is_empty() {
+        return Err(problem("empty file"));
+    }
     if let Some(why) = truncated(&bytes) {
         return Err(problem(why));
     }

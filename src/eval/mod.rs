@@ -114,6 +114,12 @@ impl FeatureBank {
                 paths[row]
             )));
         }
+        if size[0] > 1 && f.f_sub(&f.f_get(0)?)?.f_abs()?.f_max()?.f_double_value(&[])? == 0.0 {
+            return Err(bad(format!(
+                "all {} rows are the same vector: the features do not tell the images apart",
+                size[0]
+            )));
+        }
         let mut rows = HashMap::with_capacity(paths.len());
         for (i, p) in paths.into_iter().enumerate() {
             if let Some(prev) = rows.insert(p.clone(), i as i64) {

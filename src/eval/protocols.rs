@@ -75,8 +75,21 @@ pub fn sysu(root: &Path, mode: SysuMode, shots: Shots, trials: &[u64]) -> Result
     ids.sort_unstable();
     let mut query = Vec::new();
     for &pid in &ids {
+        let before = query.len();
         for cam in sysu::INFRARED_CAMS {
             query.extend(sysu::images(root, cam, pid)?);
+        }
+        if query.len() == before {
+            let mut visible = 0;
+            for cam in sysu::VISIBLE_CAMS {
+                visible += sysu::images(root, cam, pid)?.len();
+            }
+            if visible == 0 {
+                return Err(DataError::new(
+                    &root.join("exp/test_id.txt"),
+                    format!("person {pid} is listed but has no images in any camera (no cam*/{pid:04}/)"),
+                ));
+            }
         }
     }
     let cams: &[i64] = match mode {

@@ -70,6 +70,12 @@ impl ScriptEmbedder {
                 manifest.output_dim, manifest.input_size
             )));
         }
+        if manifest.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) || manifest.mean.iter().any(|m| !m.is_finite()) {
+            return Err(bad(format!(
+                "mean {:?} and std {:?}: the std must be positive and both finite",
+                manifest.mean, manifest.std
+            )));
+        }
         let dir = manifest_path.parent().unwrap_or(Path::new("."));
         let open = |p: &Path| {
             let p = dir.join(p);

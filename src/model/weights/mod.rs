@@ -226,6 +226,21 @@ impl WeightFile {
                 path: path.to_path_buf(),
             });
         }
+        // Weights with NaN or infinite values give garbage embeddings: refused, naming the tensor.
+        for (name, t) in &tensors {
+            let finite = !t.is_floating_point()
+                || t.f_isfinite()
+                    .and_then(|f| f.f_all())
+                    .and_then(|a| a.f_int64_value(&[]))
+                    .is_ok_and(|v| v != 0);
+            if !finite {
+                return Err(WeightsError::Tensor {
+                    path: path.to_path_buf(),
+                    name: name.clone(),
+                    message: "has NaN or infinite values".to_owned(),
+                });
+            }
+        }
         Ok(Self {
             path: path.to_path_buf(),
             tensors,

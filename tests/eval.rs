@@ -328,6 +328,7 @@ fn eval_with_a_checkpoint_extracts_saves_and_scores() {
             .arg(&w)
             .arg("--out")
             .arg(&out)
+            .arg("--overwrite")
             .output()
             .expect("runs")
     };
@@ -385,6 +386,7 @@ fn regdb_checkpoints_are_scored_on_the_trial_they_trained_on() {
             .arg(&root)
             .arg("--out")
             .arg(dir.path().join("report"))
+            .arg("--overwrite")
             .args(extra);
         for c in checkpoints {
             cmd.arg("--checkpoint").arg(c);

@@ -38,7 +38,10 @@ pub fn read(path: &Path) -> Result<(Series, Series), VizError> {
         let v: serde_json::Value = serde_json::from_str(line).map_err(|e| err(n, e.to_string()))?;
         let epoch = v["epoch"].as_f64().ok_or_else(|| err(n, "no epoch".to_owned()))?;
         if !(epoch.fract() == 0.0 && (0.0..=1e6).contains(&epoch)) {
-            return Err(err(n, format!("epoch {epoch} is not an epoch number (a whole number up to 10^6)")));
+            return Err(err(
+                n,
+                format!("epoch {epoch} is not an epoch number (a whole number up to 10^6)"),
+            ));
         }
         if let Some(terms) = v["loss"].as_object() {
             for (k, x) in terms {

@@ -5,7 +5,10 @@
 //! time, as a live camera delivers it) and resident memory.
 //!
 //!     cargo bench --bench live_speed
-//!     REID_BENCH_SOAK_S=600 cargo bench --bench live_speed   # also: RSS over a looping 10-minute run
+//!     REID_BENCH_SOAK_S=3600 cargo bench --bench live_speed  # also: a soak of 4 pairs in real time
+//!
+//! The soak (`REID_BENCH_SOAK_PAIRS`, default 4) loops the clip on every pair in real time and
+//! prints RSS every minute, the drops by stage and reason, and the identity stage's latency.
 
 use reid_pipe::base::{Backbone, Crop, Modality};
 use reid_pipe::config::SiteConfig;
@@ -147,14 +150,18 @@ fn main() {
     if soak > 0.0 {
         let run_dir = dir.path().join("soak");
         std::fs::create_dir_all(&run_dir).expect("dir");
-        let cfg = site(&run_dir, &clip, 1, true, true);
+        let pairs: usize = std::env::var("REID_BENCH_SOAK_PAIRS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(4);
+        let cfg = site(&run_dir, &clip, pairs, true, true);
         let stop = Arc::new(AtomicBool::new(false));
         let s2 = Arc::clone(&stop);
         let sampler = std::thread::spawn(move || {
             let start = Instant::now();
             let mut samples = Vec::new();
             while start.elapsed().as_secs_f64() < soak {
-                std::thread::sleep(std::time::Duration::from_secs(30));
+                std::thread::sleep(std::time::Duration::from_secs(60).min(std::time::Duration::from_secs_f64(soak)));
                 samples.push((start.elapsed().as_secs(), rss_mb()));
             }
             s2.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -163,13 +170,26 @@ fn main() {
         let s = live::run(&cfg, &RunOptions::default(), &stop).expect("soak");
         let samples = sampler.join().expect("sampler");
         println!(
-            "soak {soak:.0} s: {} crops; RSS MB every 30 s: {}",
+            "soak {soak:.0} s, {pairs} pairs in real time: {} frames in, {} crops, {} identities; RSS MB every minute: {}",
+            s.metrics.total("reid_frames_in_total"),
             s.metrics.total("reid_crops_embedded_total"),
+            s.identities,
             samples
                 .iter()
                 .map(|(t, r)| format!("{t}s {r:.0}"))
                 .collect::<Vec<_>>()
                 .join(", ")
+        );
+        let text = s.metrics.render();
+        let drops: Vec<&str> = text.lines().filter(|l| l.starts_with("reid_dropped_total{")).collect();
+        println!("drops by stage and reason:\n  {}", drops.join("\n  "));
+        let identity = s.metrics.latency("reid_stage_seconds", "stage=\"identity\"");
+        let q = |p: f64| identity.quantile(p).map_or(f64::NAN, |v| v * 1e3);
+        println!(
+            "identity stage per message: p50 <= {:.0} ms, p99 <= {:.0} ms (bucket bounds), {} messages",
+            q(0.5),
+            q(0.99),
+            identity.count()
         );
     }
 }

@@ -144,7 +144,9 @@ pub fn run(
         }
         Some((e, arrived))
     };
+    let latency = metrics.latency("reid_stage_seconds", "stage=\"identity\"");
     for msg in input.iter() {
+        let started = Instant::now();
         let out = match msg {
             ToIdentity::Embedded {
                 key,
@@ -246,6 +248,7 @@ pub fn run(
             }
         }
         identities.store(index.identities().len() as i64, Ordering::Relaxed);
+        latency.observe(started.elapsed().as_secs_f64());
         if last_expiry.elapsed() >= Duration::from_secs(1) {
             index.expire(now());
             last_expiry = Instant::now();

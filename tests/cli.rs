@@ -390,3 +390,94 @@ fn template_secrets_never_appear_in_any_output() {
         assert!(!all.contains(secret), "{secret} was printed:\n{all}");
     }
 }
+
+/// What a run opens before its first frame is checked by `check` too: a missing detector model,
+/// a snapshot folder that is a file and a TorchScript model of another output size fail `check`
+/// naming the key, and the same site never starts `run`.
+#[test]
+fn check_fails_where_run_could_not_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let weights = common::repo("models/weights/mobilenetv2_imagenet.safetensors");
+    let site = |name: &str, detector: &str, weights: &Path, snapshots: &Path| {
+        let path = d.join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "[runtime]\ndevice = \"cpu\"\n[[cameras]]\nname = \"a\"\n[cameras.visible]\nkind = \"test\"\nframes = 5\n\
+                 [cameras.thermal]\nkind = \"test\"\nframes = 5\n[detector]\n{detector}\n[model]\nweights = \"{}\"\n\
+                 [index]\nsnapshot_dir = \"{}\"\n",
+                weights.display(),
+                snapshots.display()
+            ),
+        )
+        .expect("site");
+        path
+    };
+    let good = site("good", "kind = \"hog\"", &weights, &d.join("index"));
+    ok_check(&good);
+    // A TorchScript export of the same network, its manifest then claiming another size.
+    let export = reid(&[
+        "export",
+        good.to_str().expect("utf-8"),
+        "--out",
+        d.join("ts").to_str().expect("utf-8"),
+    ]);
+    assert!(export.status.success(), "{}", text(&export));
+    let manifest = d.join("ts/reid-embedder.toml");
+    let text_of = std::fs::read_to_string(&manifest).expect("manifest");
+    std::fs::write(&manifest, text_of.replace("output_dim = 1280", "output_dim = 64")).expect("manifest");
+    let a_file = d.join("a-file");
+    std::fs::write(&a_file, "x").expect("file");
+    for (name, detector, w, snapshots, key) in [
+        (
+            "detector",
+            "kind = \"ssd\"\nmodel = \"/nonexistent/person.pb\"",
+            weights.clone(),
+            d.join("index"),
+            "`detector.model`",
+        ),
+        (
+            "snapshots",
+            "kind = \"hog\"",
+            weights.clone(),
+            a_file.clone(),
+            "index.snapshot_dir",
+        ),
+        (
+            "torchscript",
+            "kind = \"hog\"",
+            manifest.clone(),
+            d.join("index"),
+            "model.weights",
+        ),
+    ] {
+        let path = site(name, detector, &w, &snapshots);
+        let arg = path.to_str().expect("utf-8");
+        for command in ["check", "run"] {
+            let o = reid(&[command, arg]);
+            let t = text(&o);
+            assert_eq!(o.status.code(), Some(1), "{name}, {command}: {t}");
+            assert!(
+                t.contains(key) && !t.contains("frames processed"),
+                "{name}, {command}: {t}"
+            );
+        }
+    }
+    let o = reid(&[
+        "check",
+        site("torchscript-message", "kind = \"hog\"", &manifest, &d.join("index"))
+            .to_str()
+            .expect("utf-8"),
+    ]);
+    assert!(
+        text(&o).contains("returned shape [1, 1280], expected [1, 64]"),
+        "{}",
+        text(&o)
+    );
+}
+
+fn ok_check(path: &Path) {
+    let o = reid(&["check", path.to_str().expect("utf-8")]);
+    assert!(o.status.success(), "{}", text(&o));
+}

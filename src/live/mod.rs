@@ -52,9 +52,13 @@ pub enum LiveError {
         #[source]
         source: Box<crate::model::embedder::EmbedError>,
     },
-    #[error("camera {camera}: its detector cannot start")]
+    #[error(
+        "camera {camera}: the detector (`detector.kind` = \"{}\", `detector.model`) cannot start",
+        format!("{kind:?}").to_lowercase()
+    )]
     Detector {
         camera: String,
+        kind: crate::config::site::DetectorKind,
         #[source]
         source: crate::detect::DetectError,
     },

@@ -19,6 +19,7 @@ pub fn preflight(cfg: &SiteConfig) -> Result<Ready, LiveError> {
     for cam in &cfg.cameras {
         crate::detect::visible(&cam.detector).map_err(|source| LiveError::Detector {
             camera: cam.name.clone(),
+            kind: cam.detector.kind,
             source,
         })?;
     }

@@ -31,7 +31,7 @@ pub enum Command {
         /// Site configuration (TOML), e.g. config/site.toml.
         site: PathBuf,
         /// Stop each source after this many frames.
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         max_frames: Option<u64>,
         /// When the index snapshots were written by another model (vectors of another
         /// dimension), set them aside (renamed `set-aside-*`, kept) and begin an empty index;
@@ -56,7 +56,7 @@ pub enum Command {
         #[arg(long)]
         resume: bool,
         /// Independent runs (seeds seed, seed+1, …) summarised as mean ± std.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
         runs: usize,
     },
     /// Score features with a benchmark's exact protocol: CMC, mAP, mINP over its trials.
@@ -210,7 +210,7 @@ pub struct EvalArgs {
     #[arg(long, default_value = "auto", value_parser = device)]
     pub device: Device,
     /// Images per extraction batch.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4096))]
     pub batch: usize,
     /// SYSU-MM01 search mode.
     #[arg(long, value_enum, default_value = "all")]
@@ -226,7 +226,7 @@ pub struct EvalArgs {
     #[arg(long, value_parser = Trials::parse)]
     pub trials: Option<Trials>,
     /// Queries ranked per block (bounds memory).
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(i64).range(1..))]
     pub block: i64,
     /// Output folder for summary.json, per_query.csv and cmc.png.
     #[arg(long, default_value = "out/eval")]
@@ -289,10 +289,10 @@ pub enum VizFigure {
         #[command(flatten)]
         eval: EvalArgs,
         /// Queries drawn from the first trial (chosen with --seed).
-        #[arg(long, default_value_t = 8)]
+        #[arg(long, default_value_t = 8, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
         queries: usize,
         /// Gallery images per query.
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 10, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
         top: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -371,7 +371,7 @@ pub enum IndexAction {
         #[arg(long)]
         identity: u64,
         /// How many neighbours.
-        #[arg(short, default_value_t = 5)]
+        #[arg(short, default_value_t = 5, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
         k: usize,
     },
     /// Write identities.jsonl and exemplars.safetensors.

@@ -115,7 +115,7 @@ fn check_sources(cfg: &SiteConfig, r: &mut Report) {
             let what = format!("source {}/{modality}", cam.name);
             match template::render(spec) {
                 Ok(rendered) => {
-                    for element in template::elements(&rendered.description) {
+                    for element in template::elements(&rendered.shown) {
                         if seen.contains(&element) {
                             continue;
                         }

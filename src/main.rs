@@ -382,7 +382,7 @@ fn run_site(site: &Path, max_frames: Option<u64>, fresh_index: bool) -> Result<E
     }
     if let Some(e) = &summary.snapshot_error {
         // The identities of this run are not on disk: that is a failed run.
-        eprintln!("error: the last index snapshot failed: {e}");
+        eprintln!("error: the last index snapshot failed: {}", reid_pipe::base::Chain(e));
         return Ok(ExitCode::FAILURE);
     }
     Ok(if failed == 0 {

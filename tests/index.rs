@@ -481,7 +481,9 @@ fn index_command_inspects_a_snapshot() {
         "{stats}"
     );
     let q = run(&["query", d, "--identity", "1", "-k", "2"]);
-    assert_eq!(q.lines().count(), 3, "{q}");
+    // The snapshot used (stderr), the header and two neighbours.
+    assert!(q.contains("snapshot-0000000001.ridx"), "{q}");
+    assert_eq!(q.lines().filter(|l| !l.starts_with("snapshot ")).count(), 3, "{q}");
     let out = dir.path().join("export");
     run(&["export", d, "--out", out.to_str().expect("utf-8")]);
     assert_eq!(

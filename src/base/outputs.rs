@@ -14,12 +14,23 @@ pub enum OutputError {
     },
     #[error("{} exists; pass --overwrite to replace it", .0.display())]
     Exists(PathBuf),
+    #[error("{} is not a folder: the outputs go into a folder there", .0.display())]
+    NotAFolder(PathBuf),
+    #[error("{} would be written twice (two of the command's outputs have this name)", .0.display())]
+    Twice(PathBuf),
 }
 
 /// Checks the files a command is about to write: none may be one of `inputs` (what each is, and
 /// its path), and none may exist unless `overwrite`.
 pub fn check(outputs: &[PathBuf], inputs: &[(String, PathBuf)], overwrite: bool) -> Result<(), OutputError> {
-    for output in outputs {
+    for (i, output) in outputs.iter().enumerate() {
+        if outputs[..i].iter().any(|o| same_file(o, output)) {
+            return Err(OutputError::Twice(output.clone()));
+        }
+        // The nearest existing ancestor must be a folder for the output to be created there.
+        if let Some(file) = output.ancestors().skip(1).find(|a| a.exists()).filter(|a| !a.is_dir()) {
+            return Err(OutputError::NotAFolder(file.to_path_buf()));
+        }
         if let Some((what, input)) = inputs.iter().find(|(_, input)| same_file(output, input)) {
             return Err(OutputError::IsInput {
                 output: output.clone(),
@@ -34,9 +45,11 @@ pub fn check(outputs: &[PathBuf], inputs: &[(String, PathBuf)], overwrite: bool)
     Ok(())
 }
 
-/// `path`, or when it exists the first free `stem-N.ext` beside it (N = 1, 2, …).
-pub fn first_free(path: &Path) -> PathBuf {
-    if !path.exists() {
+/// `path`, or when it exists (or is in `taken`: names the same run already chose) the first
+/// free `stem-N.ext` beside it (N = 1, 2, …).
+pub fn first_free(path: &Path, taken: &[PathBuf]) -> PathBuf {
+    let free = |p: &Path| !p.exists() && !taken.iter().any(|t| t == p);
+    if free(path) {
         return path.to_path_buf();
     }
     let stem = path
@@ -49,7 +62,7 @@ pub fn first_free(path: &Path) -> PathBuf {
         .unwrap_or_default();
     (1u64..)
         .map(|n| path.with_file_name(format!("{stem}-{n}{ext}")))
-        .find(|p| !p.exists())
+        .find(|p| free(p))
         .expect("some number is free")
 }
 
@@ -121,15 +134,27 @@ mod tests {
         );
         assert_eq!(check(std::slice::from_ref(&existing), &inputs, true), Ok(()));
         assert_eq!(check(&[dir.path().join("fresh.png")], &inputs, false), Ok(()));
+        let under_a_file = existing.join("summary.json");
+        assert_eq!(
+            check(&[under_a_file], &inputs, true),
+            Err(OutputError::NotAFolder(existing.clone()))
+        );
+        let json = dir.path().join("fig.json");
+        assert_eq!(
+            check(&[json.clone(), json.with_extension("json")], &inputs, true),
+            Err(OutputError::Twice(json))
+        );
     }
 
     #[test]
     fn first_free_numbers_past_existing_files() {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("annotated.mkv");
-        assert_eq!(first_free(&p), p);
+        assert_eq!(first_free(&p, &[]), p);
         std::fs::write(&p, "").expect("write");
         std::fs::write(dir.path().join("annotated-1.mkv"), "").expect("write");
-        assert_eq!(first_free(&p), dir.path().join("annotated-2.mkv"));
+        let second = dir.path().join("annotated-2.mkv");
+        assert_eq!(first_free(&p, &[]), second);
+        assert_eq!(first_free(&p, &[second]), dir.path().join("annotated-3.mkv"));
     }
 }

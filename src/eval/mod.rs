@@ -114,7 +114,7 @@ impl FeatureBank {
                 paths[row]
             )));
         }
-        if size[0] > 1 && f.f_sub(&f.f_get(0)?)?.f_abs()?.f_max()?.f_double_value(&[])? == 0.0 {
+        if size[0] > 1 && f.f_eq_tensor(&f.f_get(0)?)?.f_all()?.f_int64_value(&[])? != 0 {
             return Err(bad(format!(
                 "all {} rows are the same vector: the features do not tell the images apart",
                 size[0]

@@ -72,6 +72,12 @@ struct Meta {
 
 /// CRC-32 (IEEE 802.3, reflected, as zlib's).
 pub fn crc32(bytes: &[u8]) -> u32 {
+    crc32_update(0, bytes)
+}
+
+/// The CRC-32 of the bytes `crc` was computed over followed by `bytes` (zlib's `crc32(crc, …)`),
+/// for data read in pieces.
+pub fn crc32_update(crc: u32, bytes: &[u8]) -> u32 {
     static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
     let table = TABLE.get_or_init(|| {
         let mut t = [0u32; 256];
@@ -86,7 +92,7 @@ pub fn crc32(bytes: &[u8]) -> u32 {
     });
     !bytes
         .iter()
-        .fold(!0u32, |c, &b| table[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8))
+        .fold(!crc, |c, &b| table[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8))
 }
 
 /// The live part of an index, frozen for a snapshot: identities with their exemplar lists
@@ -219,8 +225,7 @@ pub fn decode(
         e.vector = chunk
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
-            .collect::<Vec<f32>>()
-            .into();
+            .collect();
         e.alive = true;
     }
     if let Some(i) = meta
@@ -329,6 +334,7 @@ pub fn save(frozen: &Frozen, dir: &Path) -> Result<PathBuf, SnapshotError> {
         path: path.clone(),
         source,
     })?;
+    remember_intact(&path);
     prune(dir)?;
     Ok(path)
 }
@@ -340,6 +346,7 @@ fn prune(dir: &Path) -> Result<(), SnapshotError> {
     for (_, path) in snapshots(dir)?.iter().rev() {
         if intact_seen >= KEEP {
             let _ = std::fs::remove_file(path);
+            intact_files().remove(path);
         } else if intact(path) {
             intact_seen += 1;
         }
@@ -347,21 +354,37 @@ fn prune(dir: &Path) -> Result<(), SnapshotError> {
     Ok(())
 }
 
-/// Whether a snapshot file is whole: its magic and checksum hold. Files already found whole
-/// (same path, length and modification time) are not read again.
+/// Snapshot files found whole, by path, with the length and modification time they had then:
+/// they are not read again while those stay the same.
+type IntactFiles = std::collections::HashMap<PathBuf, (u64, std::time::SystemTime)>;
+
+fn intact_files() -> std::sync::MutexGuard<'static, IntactFiles> {
+    static FILES: std::sync::OnceLock<std::sync::Mutex<IntactFiles>> = std::sync::OnceLock::new();
+    FILES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The length and modification time of a file.
+fn stamp(path: &Path) -> Option<(u64, std::time::SystemTime)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.len(), meta.modified().ok()?))
+}
+
+/// Records a snapshot just written (atomically, so whole) as intact.
+fn remember_intact(path: &Path) {
+    if let Some(s) = stamp(path) {
+        intact_files().insert(path.to_path_buf(), s);
+    }
+}
+
+/// Whether a snapshot file is whole: its magic and checksum hold.
 fn intact(path: &Path) -> bool {
-    type Seen = std::collections::HashSet<(PathBuf, u64, std::time::SystemTime)>;
-    static SEEN: std::sync::Mutex<Option<Seen>> = std::sync::Mutex::new(None);
-    let Ok(meta) = std::fs::metadata(path) else {
+    let Some(s) = stamp(path) else {
         return false;
     };
-    let key = (
-        path.to_path_buf(),
-        meta.len(),
-        meta.modified().unwrap_or(std::time::UNIX_EPOCH),
-    );
-    let mut seen = SEEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    if seen.get_or_insert_default().contains(&key) {
+    if intact_files().get(path) == Some(&s) {
         return true;
     }
     let whole = std::fs::read(path).is_ok_and(|bytes| {
@@ -371,7 +394,7 @@ fn intact(path: &Path) -> bool {
         }
     });
     if whole {
-        seen.get_or_insert_default().insert(key);
+        intact_files().insert(path.to_path_buf(), s);
     }
     whole
 }
@@ -512,6 +535,7 @@ mod tests {
     fn crc32_matches_zlib() {
         // python3 -c "import zlib; print(hex(zlib.crc32(b'123456789')))" → 0xcbf43926
         assert_eq!(super::crc32(b"123456789"), 0xcbf4_3926);
+        assert_eq!(super::crc32_update(super::crc32(b"1234"), b"56789"), 0xcbf4_3926);
         assert_eq!(super::crc32(b""), 0);
     }
 

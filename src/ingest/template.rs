@@ -46,10 +46,13 @@ pub struct Rendered {
 }
 
 impl Rendered {
-    /// `text` (a GStreamer message about this pipeline) with every secret value replaced by `***`.
+    /// `text` (a GStreamer message about this pipeline) with every secret value replaced by
+    /// `***`, as written and percent-decoded (an element may print a URL's password decoded).
     pub fn scrub(&self, text: &str) -> String {
         self.secrets
             .iter()
+            .flat_map(|s| [s.clone(), percent_decoded(s)])
+            .filter(|s| !s.is_empty())
             .fold(text.to_owned(), |t, secret| t.replace(secret.as_str(), "***"))
     }
 }
@@ -141,6 +144,30 @@ pub fn render(spec: &SourceSpec) -> Result<Rendered, TemplateError> {
         rtsp_credentials,
         secrets,
     })
+}
+
+/// `%XX` escapes decoded (as URLs carry them); anything else kept.
+fn percent_decoded(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Reads a template file.

@@ -26,7 +26,7 @@ pub enum EmbedStageError {
     FailingBatches {
         count: u64,
         #[source]
-        last: BatchError,
+        last: Box<BatchError>,
     },
 }
 
@@ -227,7 +227,7 @@ fn infer(
                 if in_a_row >= max_failed {
                     return Err(EmbedStageError::FailingBatches {
                         count: in_a_row,
-                        last: e,
+                        last: Box::new(e),
                     });
                 }
             }

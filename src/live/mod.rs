@@ -104,7 +104,7 @@ pub struct RunSummary {
     pub identities: usize,
     pub snapshot: Option<PathBuf>,
     /// Why the last snapshot attempt failed, if it did.
-    pub snapshot_error: Option<String>,
+    pub snapshot_error: Option<writer::WriteError>,
     /// The metrics listener's address, when one ran.
     pub metrics_addr: Option<std::net::SocketAddr>,
     pub mqtt_dropped: u64,
@@ -133,7 +133,7 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
     let started = Instant::now();
     apply_threads(cfg.runtime.threads);
     let metrics = Arc::new(Metrics::default());
-    // Outputs first: a path that cannot be written fails the run before anything starts.
+    // Everything the run opens is checked before a source starts.
     let preflight::Ready { embedder, model_id } = preflight(cfg)?;
     let log = open_event_log(cfg)?;
     let index = open_index(cfg, opts, embedder.dim() as usize, &model_id)?;
@@ -301,16 +301,15 @@ fn open_index(cfg: &SiteConfig, opts: &RunOptions, dim: usize, model: &str) -> R
 /// The annotated video files: each camera's `outputs.video` name, or when a file of that name
 /// exists (an earlier run's), the first free numbered name beside it: a run never replaces a file.
 fn video_paths(cfg: &SiteConfig) -> Vec<PathBuf> {
-    cfg.video_paths()
-        .iter()
-        .map(|p| {
-            let free = crate::base::outputs::first_free(p);
-            if free != *p {
-                tracing::info!("outputs.video: {} exists; writing {}", p.display(), free.display());
-            }
-            free
-        })
-        .collect()
+    let mut chosen: Vec<PathBuf> = Vec::new();
+    for p in cfg.video_paths() {
+        let free = crate::base::outputs::first_free(&p, &chosen);
+        if free != p {
+            tracing::info!("outputs.video: {} exists; writing {}", p.display(), free.display());
+        }
+        chosen.push(free);
+    }
+    chosen
 }
 
 /// The `/metrics` listener of `outputs.metrics_listen`, if set.

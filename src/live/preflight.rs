@@ -5,7 +5,10 @@
 
 use super::LiveError;
 use crate::config::SiteConfig;
+use crate::index::snapshot::crc32_update;
 use crate::model::embedder::{self, Embed};
+use std::io::Read;
+use std::path::Path;
 
 /// What the checks loaded, for the run to use.
 pub struct Ready {
@@ -25,35 +28,43 @@ pub fn preflight(cfg: &SiteConfig) -> Result<Ready, LiveError> {
     }
     crate::index::snapshot::check_writable(&cfg.index.snapshot_dir)?;
     let embedder = load_embedder(cfg)?;
-    let model_id = model_id(cfg).map_err(|source| LiveError::ModelId {
-        path: cfg.model.weights.clone(),
-        source,
-    })?;
+    let model_id =
+        model_id(&cfg.model.weights, embedder.stager().input_size()).map_err(|source| LiveError::ModelId {
+            path: cfg.model.weights.clone(),
+            source,
+        })?;
     Ok(Ready { embedder, model_id })
 }
 
 /// An id of the model, so that a snapshot knows whose vectors it holds: the CRC-32 of the
-/// weight file (of a TorchScript manifest and the two modules it names) and the configured input
-/// size. The same weights copied elsewhere keep their id; any change to them gives a new one.
-pub fn model_id(cfg: &SiteConfig) -> Result<String, std::io::Error> {
-    let weights = &cfg.model.weights;
-    let mut files = vec![weights.clone()];
+/// weight file (of a TorchScript manifest and the two modules it names) and the input size the
+/// network runs at. The same weights copied elsewhere keep their id; any change to them gives a
+/// new one.
+pub fn model_id(weights: &Path, input_size: (i64, i64)) -> Result<String, std::io::Error> {
+    let mut files = vec![weights.to_path_buf()];
     if weights.extension().is_some_and(|e| e == "toml") {
         let manifest: toml::Table = std::fs::read_to_string(weights)?
             .parse()
             .map_err(std::io::Error::other)?;
-        let dir = weights.parent().unwrap_or(std::path::Path::new("."));
+        let dir = weights.parent().unwrap_or(Path::new("."));
         for side in ["visible", "thermal"] {
             if let Some(module) = manifest.get(side).and_then(toml::Value::as_str) {
                 files.push(dir.join(module));
             }
         }
     }
-    let mut bytes = format!("{:?}", cfg.model.input_size).into_bytes();
+    let mut crc = crc32_update(0, format!("{input_size:?}").as_bytes());
+    let mut chunk = vec![0u8; 1 << 20];
     for f in files {
-        bytes.extend(std::fs::read(f)?);
+        let mut file = std::fs::File::open(f)?;
+        loop {
+            match file.read(&mut chunk)? {
+                0 => break,
+                n => crc = crc32_update(crc, &chunk[..n]),
+            }
+        }
     }
-    Ok(format!("{:08x}", crate::index::snapshot::crc32(&bytes)))
+    Ok(format!("{crc:08x}"))
 }
 
 /// The embedder of `model`, on `runtime.device`, checked on a test crop of each modality.

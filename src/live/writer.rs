@@ -28,8 +28,17 @@ enum Job {
 pub struct Written {
     /// The last snapshot written.
     pub snapshot: Option<PathBuf>,
-    /// The last snapshot error, if the last attempt failed.
-    pub error: Option<String>,
+    /// Why the last snapshot attempt failed, if it did.
+    pub error: Option<WriteError>,
+}
+
+/// Why a snapshot was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Snapshot(#[from] snapshot::SnapshotError),
+    #[error("the disk writer failed: {0}")]
+    Panicked(String),
 }
 
 /// The writer thread and its queue.
@@ -67,10 +76,11 @@ impl DiskWriter {
         let thread = std::thread::Builder::new().name("disk-writer".into()).spawn(move || {
             let mut written = Written::default();
             for job in queue {
-                match job {
+                // A panic in one job (a bug) is that job's failure, not the writer's end: the
+                // stage goes on handing over snapshots.
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match job {
                     Job::Snapshot(frozen) => {
-                        write_snapshot(&frozen, &dir, &counters, &mut written);
-                        in_flight.store(false, Ordering::Release);
+                        written = write_snapshot(&frozen, &dir, &counters, std::mem::take(&mut written));
                     }
                     Job::Thumbnail { path, pixels, crop } => {
                         if let Err(e) = write_thumbnail(&path, &pixels, &crop) {
@@ -78,7 +88,14 @@ impl DiskWriter {
                             tracing::warn!("thumbnail {}: {}", path.display(), Chain(&e));
                         }
                     }
+                }));
+                if let Err(payload) = outcome {
+                    let cause = crate::runtime::panic_message(payload.as_ref());
+                    tracing::error!("the disk writer failed: {cause}");
+                    counters.errors.fetch_add(1, Ordering::Relaxed);
+                    written.error = Some(WriteError::Panicked(cause));
                 }
+                in_flight.store(false, Ordering::Release);
             }
             written
         })?;
@@ -122,14 +139,14 @@ impl DiskWriter {
     pub fn finish(self, last: Frozen) -> Written {
         let _ = self.jobs.send(Job::Snapshot(last));
         drop(self.jobs);
-        self.thread.join().unwrap_or_else(|_| Written {
+        self.thread.join().unwrap_or_else(|payload| Written {
             snapshot: None,
-            error: Some("the disk writer thread panicked".to_owned()),
+            error: Some(WriteError::Panicked(crate::runtime::panic_message(payload.as_ref()))),
         })
     }
 }
 
-fn write_snapshot(frozen: &Frozen, dir: &Path, c: &Counters, written: &mut Written) {
+fn write_snapshot(frozen: &Frozen, dir: &Path, c: &Counters, mut written: Written) -> Written {
     let started = std::time::Instant::now();
     let result = std::fs::create_dir_all(dir)
         .map_err(|source| snapshot::SnapshotError::Write {
@@ -150,11 +167,11 @@ fn write_snapshot(frozen: &Frozen, dir: &Path, c: &Counters, written: &mut Writt
         }
         Err(e) => {
             c.errors.fetch_add(1, Ordering::Relaxed);
-            let message = Chain(&e).to_string();
-            tracing::error!("{message}");
-            written.error = Some(message);
+            tracing::error!("{}", Chain(&e));
+            written.error = Some(e.into());
         }
     }
+    written
 }
 
 /// Why a thumbnail was not written.
@@ -236,7 +253,10 @@ mod tests {
         let written = writer.finish(snapshot::freeze(&idx));
         assert!(written.snapshot.is_none());
         assert!(
-            written.error.as_deref().is_some_and(|e| e.contains("file/index")),
+            written
+                .error
+                .as_ref()
+                .is_some_and(|e| Chain(e).to_string().contains("file/index")),
             "{written:?}"
         );
         assert_eq!(metrics.total("reid_snapshot_errors_total"), 1);

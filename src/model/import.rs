@@ -30,8 +30,8 @@ pub enum ImportError {
     Weights(#[from] WeightsError),
     #[error("{}: exists; pass --force to replace it", path.display())]
     Exists { path: PathBuf },
-    #[error("{}: is the input file; write the import somewhere else", path.display())]
-    SameFile { path: PathBuf },
+    #[error("OUTPUT")]
+    Output(#[from] crate::base::OutputError),
     #[error("{}: the classifier has {found} identities, --classes says {expected}", path.display())]
     Classes { path: PathBuf, found: i64, expected: i64 },
     #[error("{}: records an input size of {recorded:?}, --input-size says {given:?}", path.display())]
@@ -77,21 +77,12 @@ impl fmt::Display for Imported {
 
 /// Converts `req.input` into a reid-pipe weight file at `req.output`, atomically.
 pub fn run(req: &Request<'_>) -> Result<Imported, ImportError> {
-    if req.output.exists() {
-        let same = match (req.input.canonicalize(), req.output.canonicalize()) {
-            (Ok(a), Ok(b)) => a == b,
-            _ => false,
-        };
-        if same {
-            return Err(ImportError::SameFile {
-                path: req.output.to_path_buf(),
-            });
-        }
-        if !req.overwrite {
-            return Err(ImportError::Exists {
-                path: req.output.to_path_buf(),
-            });
-        }
+    let input = [("INPUT".to_owned(), req.input.to_path_buf())];
+    crate::base::outputs::check(&[req.output.to_path_buf()], &input, true)?;
+    if req.output.exists() && !req.overwrite {
+        return Err(ImportError::Exists {
+            path: req.output.to_path_buf(),
+        });
     }
     let file = WeightFile::read(req.input)?;
     let spec = file.spec(req.input_size)?;

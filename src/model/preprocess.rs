@@ -127,6 +127,11 @@ impl Stager {
         }
     }
 
+    /// The network's input height and width.
+    pub fn input_size(&self) -> (i64, i64) {
+        self.size
+    }
+
     /// The way in use (never `Auto`).
     pub fn way(&self) -> Preprocess {
         self.way

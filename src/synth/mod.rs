@@ -339,10 +339,25 @@ fn render_to(path: &Path, person: &Person, thermal: bool, rng: &mut PyRandom) ->
     write(path, &img)
 }
 
+/// Most walkers in a generated scene clip.
+const MAX_SCENE_PEOPLE: usize = 64;
+
 /// Writes a dataset of `identities` people in `format` under `out`; deterministic for a seed.
 /// `out` must not exist or be empty: the layouts use the real datasets' file names, so writing
 /// over a real copy would overwrite it, and over an earlier set would mix identities.
 pub fn generate(format: Format, identities: usize, out: &Path, seed: u64) -> Result<(), SynthError> {
+    // The layouts' person ids have four digits (SYSU `0001`, Market `0001_c1…`); a clip more
+    // than a few dozen walkers is not a scene.
+    let most = if format == Format::Scene {
+        MAX_SCENE_PEOPLE
+    } else {
+        9999
+    };
+    if identities > most {
+        return Err(SynthError::Args(format!(
+            "--identities {identities}: at most {most} for this layout"
+        )));
+    }
     if let Ok(mut entries) = std::fs::read_dir(out)
         && entries.next().is_some()
     {

@@ -152,13 +152,14 @@ impl Param {
         }
     }
 
-    /// The secret part of the value, if any: all of it, or a URL's password.
+    /// The secret part of the value, if any: all of it, or a URL's password (never empty).
     pub fn secret(&self) -> Option<String> {
-        if self.whole {
+        let secret = if self.whole {
             Some(self.value.clone())
         } else {
-            super::url::split(&self.value).password.filter(|p| !p.is_empty())
-        }
+            super::url::split(&self.value).password
+        };
+        secret.filter(|s| !s.is_empty())
     }
 }
 

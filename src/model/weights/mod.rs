@@ -87,6 +87,13 @@ pub enum WeightsError {
         unexpected: Vec<String>,
         misshaped: Vec<(String, Vec<i64>, Vec<i64>)>,
     },
+    #[error("{}: cannot check the values of `{name}`", path.display())]
+    Check {
+        path: PathBuf,
+        name: String,
+        #[source]
+        source: Box<tch::TchError>,
+    },
     #[error("{}: copying `{name}` into the network", path.display())]
     Copy {
         path: PathBuf,
@@ -227,13 +234,17 @@ impl WeightFile {
             });
         }
         // Weights with NaN or infinite values give garbage embeddings: refused, naming the tensor.
-        for (name, t) in &tensors {
-            let finite = !t.is_floating_point()
-                || t.f_isfinite()
-                    .and_then(|f| f.f_all())
-                    .and_then(|a| a.f_int64_value(&[]))
-                    .is_ok_and(|v| v != 0);
-            if !finite {
+        for (name, t) in tensors.iter().filter(|(_, t)| t.is_floating_point()) {
+            let finite = t
+                .f_isfinite()
+                .and_then(|f| f.f_all())
+                .and_then(|a| a.f_int64_value(&[]))
+                .map_err(|source| WeightsError::Check {
+                    path: path.to_path_buf(),
+                    name: name.clone(),
+                    source: Box::new(source),
+                })?;
+            if finite == 0 {
                 return Err(WeightsError::Tensor {
                     path: path.to_path_buf(),
                     name: name.clone(),

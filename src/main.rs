@@ -283,11 +283,26 @@ fn viz(figure: reid_pipe::cli::VizFigure) -> Result<()> {
 
 fn check(path: &Path) -> Result<()> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    // A site file has camera pairs; anything else is read as a training file. A file that is not
-    // valid TOML is told apart by its table headers, so its error comes from the right loader.
+    // A file with any table only a site file has is a site file; anything else is read as a
+    // training file. A file that is not valid TOML is told apart by its table headers, so its
+    // error comes from the right loader.
+    const SITE_ONLY: [&str; 7] = [
+        "runtime",
+        "cameras",
+        "detector",
+        "thermal_detector",
+        "tracker",
+        "index",
+        "outputs",
+    ];
     let is_site = match text.parse::<toml::Table>() {
-        Ok(table) => table.contains_key("cameras"),
-        Err(_) => text.lines().any(|l| l.trim_start().starts_with("[[cameras]]")),
+        Ok(table) => SITE_ONLY.iter().any(|k| table.contains_key(*k)),
+        Err(_) => text.lines().any(|l| {
+            let l = l.trim_start().trim_start_matches('[');
+            SITE_ONLY
+                .iter()
+                .any(|k| l.starts_with(k) && l[k.len()..].starts_with([']', '.']))
+        }),
     };
     if is_site {
         let cfg = SiteConfig::load(path)?;

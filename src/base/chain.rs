@@ -14,8 +14,13 @@ impl fmt::Display for Chain<'_> {
         let mut source = self.0.source();
         while let Some(e) = source {
             let text = without_backtrace(&e.to_string()).to_owned();
-            // `model.weights a.safetensors` then `a.safetensors: tensor …`: the file once.
+            // `model.weights a.safetensors` then `a.safetensors: tensor …` (or `a.safetensors`
+            // alone): the file once.
             let named = last.rsplit(' ').next().unwrap_or_default();
+            if !named.is_empty() && text == named {
+                source = e.source();
+                continue;
+            }
             let shown = match text.strip_prefix(named).and_then(|t| t.strip_prefix(": ")) {
                 Some(rest) if !named.is_empty() => rest,
                 _ => &text,

@@ -149,15 +149,26 @@ pub fn train(cfg: &TrainConfig, opts: Options) -> Result<Vec<RunResult>, TrainEr
             });
         }
     }
-    if !opts.resume {
-        // A new run never replaces what an earlier one wrote.
-        for dir in &dirs {
-            if let Some(file) = RUN_FILES.iter().map(|f| dir.join(f)).find(|p| p.exists()) {
+    for dir in &dirs {
+        let earlier = RUN_FILES.iter().map(|f| dir.join(f)).find(|p| p.exists());
+        let checkpoint = dir.join(RUN_FILES[0]);
+        match earlier {
+            // A new run never replaces what an earlier one wrote.
+            Some(file) if !opts.resume => {
                 return Err(TrainError::OutputDir {
                     path: file,
                     problem: "an earlier run's output: pass --resume to continue it, or set another output_dir",
                 });
             }
+            // Nor does a resumed one that has nothing to resume from.
+            Some(_) if !checkpoint.exists() => {
+                return Err(TrainError::OutputDir {
+                    path: checkpoint,
+                    problem: "missing, so --resume has nothing to continue, and the earlier run's other files \
+                              would be replaced; move them away or set another output_dir",
+                });
+            }
+            _ => {}
         }
     }
     tch::set_num_threads(cfg.threads as i32);

@@ -6,7 +6,7 @@
 //! for `train`, a new folder for `synth`), and no output may be one of the run's own inputs.
 
 use crate::fixtures::{site_text, train_text};
-use crate::{Case, Fixtures, arg, common, write};
+use crate::{Case, Fixtures, arg, common, eval_features, strings, write};
 use std::path::{Path, PathBuf};
 
 /// The command-line cases, each writing its inputs under its own case folder.
@@ -73,29 +73,6 @@ impl Base {
 // ---------------------------------------------------------------------------------------------
 // Argument lists
 // ---------------------------------------------------------------------------------------------
-
-fn strings(args: &[&str]) -> Vec<String> {
-    args.iter().map(|s| (*s).to_owned()).collect()
-}
-
-/// `eval --dataset dataset --root root --features features --device cpu --out out`, then `extra`.
-fn eval_features(dataset: &str, root: &Path, features: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
-    let mut args = strings(&[
-        "eval",
-        "--dataset",
-        dataset,
-        "--root",
-        &arg(root),
-        "--features",
-        &arg(features),
-        "--device",
-        "cpu",
-        "--out",
-        &arg(out),
-    ]);
-    args.extend(strings(extra));
-    args
-}
 
 /// `eval` of `--checkpoint weights` on the fixtures' SYSU-MM01 set on the CPU at 64×32, then
 /// `extra`.

@@ -6,7 +6,7 @@
 //! logs for `viz curves`. Every input is made here, in Rust, from the fixtures.
 
 use crate::fixtures::{site_text, train_text};
-use crate::{Case, Fixtures, arg, common, write};
+use crate::{Case, Fixtures, arg, common, eval_features, strings, write};
 use serde_json::{Map, Value, json};
 use std::path::{Path, PathBuf};
 use tch::{CModule, Device, Kind, Tensor};
@@ -30,10 +30,6 @@ pub fn cases(fx: &Fixtures) -> Vec<Case> {
 // ---------------------------------------------------------------------------------------------
 // Commands
 // ---------------------------------------------------------------------------------------------
-
-fn strings(args: &[&str]) -> Vec<String> {
-    args.iter().map(|s| (*s).to_owned()).collect()
-}
 
 /// `reid-pipe <command> site.toml` for a site in `dir` (two test sources, HOG, snapshots in
 /// `dir/index`) whose model is `weights`.
@@ -65,23 +61,6 @@ fn eval_checkpoint(dataset: &str, root: &Path, weights: &Path, dir: &Path, extra
     ]));
     args.extend(strings(extra));
     args
-}
-
-/// `eval --features file` on the `dataset` at `root`, writing to `dir/out`.
-fn eval_features(dataset: &str, root: &Path, features: &Path, dir: &Path) -> Vec<String> {
-    strings(&[
-        "eval",
-        "--dataset",
-        dataset,
-        "--root",
-        &arg(root),
-        "--features",
-        &arg(features),
-        "--device",
-        "cpu",
-        "--out",
-        &arg(&dir.join("out")),
-    ])
 }
 
 /// `import input dir/imported.safetensors`.
@@ -1206,7 +1185,15 @@ fn feature_files(fx: &Fixtures) -> Vec<Case> {
     let mut features = |name: &str, message: &str, bytes: Vec<u8>| {
         let dir = fx.case_dir(name);
         let file = write(&dir.join(format!("{name}.safetensors")), bytes);
-        cases.push(Case::new(name, 1, message, eval_features("sysu", &fx.sysu, &file, &dir)).keeps(&file));
+        cases.push(
+            Case::new(
+                name,
+                1,
+                message,
+                eval_features("sysu", &fx.sysu, &file, &dir.join("out"), &[]),
+            )
+            .keeps(&file),
+        );
     };
     features(
         "features-nan-row",
@@ -1310,7 +1297,7 @@ fn feature_files(fx: &Fixtures) -> Vec<Case> {
         "features-of-another-dataset",
         1,
         "sysu.safetensors has no feature for",
-        eval_features("market", &market, &file, &dir),
+        eval_features("market", &market, &file, &dir.join("out"), &[]),
     ));
     cases
 }

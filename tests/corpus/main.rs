@@ -62,6 +62,30 @@ pub fn write(path: &Path, text: impl AsRef<[u8]>) -> PathBuf {
     path.to_path_buf()
 }
 
+/// The arguments as owned strings.
+pub fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// `eval --dataset dataset --root root --features features --device cpu --out out`, then `extra`.
+pub fn eval_features(dataset: &str, root: &Path, features: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args = strings(&[
+        "eval",
+        "--dataset",
+        dataset,
+        "--root",
+        &arg(root),
+        "--features",
+        &arg(features),
+        "--device",
+        "cpu",
+        "--out",
+        &arg(out),
+    ]);
+    args.extend(strings(extra));
+    args
+}
+
 /// A path as a command-line argument.
 pub fn arg(p: &Path) -> String {
     p.to_str().expect("utf-8 path").to_owned()

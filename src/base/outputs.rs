@@ -31,7 +31,7 @@ pub fn check(outputs: &[PathBuf], inputs: &[(String, PathBuf)], overwrite: bool)
         if let Some(file) = output.ancestors().skip(1).find(|a| a.exists()).filter(|a| !a.is_dir()) {
             return Err(OutputError::NotAFolder(file.to_path_buf()));
         }
-        if let Some((what, input)) = inputs.iter().find(|(_, input)| same_file(output, input)) {
+        if let Some((what, input)) = input_named(output, inputs) {
             return Err(OutputError::IsInput {
                 output: output.clone(),
                 what: what.clone(),
@@ -43,6 +43,11 @@ pub fn check(outputs: &[PathBuf], inputs: &[(String, PathBuf)], overwrite: bool)
         return Err(OutputError::Exists(existing.clone()));
     }
     Ok(())
+}
+
+/// The input (what it is, and its path) that `output` names, if any.
+pub fn input_named<'a>(output: &Path, inputs: &'a [(String, PathBuf)]) -> Option<&'a (String, PathBuf)> {
+    inputs.iter().find(|(_, input)| same_file(output, input))
 }
 
 /// `path`, or when it exists (or is in `taken`: names the same run already chose) the first

@@ -4,7 +4,7 @@
 //! nor `run` accepts it and nothing the user has is written over.
 
 use super::{DetectorKind, Input, SiteConfig};
-use crate::base::outputs::same_file;
+use crate::base::outputs::input_named;
 use crate::config::{ConfigError, Source};
 use std::ops::Range;
 use std::path::PathBuf;
@@ -60,7 +60,7 @@ pub(super) fn outputs_clear_of_inputs(
         outputs.push(("outputs.video", &spans.video, p));
     }
     for (key, span, out) in outputs {
-        if let Some((what, input)) = inputs.iter().find(|(_, input)| same_file(&out, input)) {
+        if let Some((what, input)) = input_named(&out, &inputs) {
             return Err(src.error(
                 key,
                 span.clone().unwrap_or_default(),
@@ -73,7 +73,7 @@ pub(super) fn outputs_clear_of_inputs(
         }
     }
     if let Some(dir) = &cfg.outputs.thumbnails
-        && let Some((what, input)) = inputs.iter().find(|(_, input)| same_file(dir, input))
+        && let Some((what, input)) = input_named(dir, &inputs)
     {
         return Err(src.error(
             "outputs.thumbnails",

@@ -309,9 +309,21 @@ fn check(path: &Path) -> Result<()> {
         println!("{cfg:#?}");
         // What a run opens before its first frame: detectors, the snapshot folder, the model.
         live::preflight(&cfg)?;
+        for absent in live::preflight::absent_sources(&cfg) {
+            println!("warning: {absent}; `run` starts without this source and reports it failed");
+        }
     } else {
         let cfg = TrainConfig::load(path)?;
         println!("{cfg:#?}");
+        // What `train` checks before it decodes an image; an earlier run is fine for --resume.
+        let resume = reid_pipe::train::Options { resume: true, runs: 1 };
+        reid_pipe::train::preflight(&cfg, resume)?;
+        if std::fs::read_dir(&cfg.output_dir).is_ok_and(|mut d| d.next().is_some()) {
+            println!(
+                "note: output_dir {} holds an earlier run: `train` continues it only with --resume",
+                cfg.output_dir.display()
+            );
+        }
     }
     println!("{}: valid", path.display());
     Ok(())

@@ -220,7 +220,7 @@ fn the_pcb_head_trains_and_evaluates() {
         .replace("parts = 4", "parts = 5");
     std::fs::write(&cfg, text).expect("config");
     let o = bin().arg("train").arg(&cfg).output().expect("train");
-    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("model.parts = 5"));
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("model.parts: 5 parts"));
 }
 
 #[test]

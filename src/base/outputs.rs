@@ -50,6 +50,11 @@ pub fn input_named<'a>(output: &Path, inputs: &'a [(String, PathBuf)]) -> Option
     inputs.iter().find(|(_, input)| same_file(output, input))
 }
 
+/// Whether `path` is `folder` or lies somewhere inside it (paths resolved as [`same_file`] does).
+pub fn inside(path: &Path, folder: &Path) -> bool {
+    normalised(path).starts_with(normalised(folder))
+}
+
 /// `path`, or when it exists (or is in `taken`: names the same run already chose) the first
 /// free `stem-N.ext` beside it (N = 1, 2, …).
 pub fn first_free(path: &Path, taken: &[PathBuf]) -> PathBuf {
@@ -139,6 +144,8 @@ mod tests {
         );
         assert_eq!(check(std::slice::from_ref(&existing), &inputs, true), Ok(()));
         assert_eq!(check(&[dir.path().join("fresh.png")], &inputs, false), Ok(()));
+        assert!(inside(&dir.path().join("new/../a/b"), &dir.path().join("a")));
+        assert!(!inside(&dir.path().join("ab"), &dir.path().join("a")));
         let under_a_file = existing.join("summary.json");
         assert_eq!(
             check(&[under_a_file], &inputs, true),

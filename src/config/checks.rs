@@ -61,3 +61,18 @@ pub(crate) fn positive(
     }
     float(src, key, v, default, 0.0, f64::INFINITY)
 }
+
+/// Exactly two values, `[a, b]`. Serde's fixed-size arrays read the first two elements of a
+/// longer TOML array and ignore the rest, so `[64, 32, 3]` would pass as `[64, 32]`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pair<T>(pub [T; 2]);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Pair<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let values = Vec::<T>::deserialize(d)?;
+        let found = values.len();
+        <[T; 2]>::try_from(values)
+            .map(Pair)
+            .map_err(|_| serde::de::Error::invalid_length(found, &"exactly 2 values"))
+    }
+}

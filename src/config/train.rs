@@ -2,7 +2,7 @@
 //! Defaults are the paper's recipe (see `shared/spec` §5): P=8 identities × K=4 images per
 //! modality, 288×144 input, SGD with Nesterov momentum, 81 epochs with warm-up and two steps.
 
-use super::checks;
+use super::checks::{self, Pair};
 use super::{ConfigError, Source};
 use crate::base::{Backbone, Device};
 use serde::Deserialize;
@@ -227,7 +227,7 @@ fn yes() -> bool {
 struct RawTrainModel {
     backbone: Spanned<Backbone>,
     pretrained: Option<Spanned<PathBuf>>,
-    input_size: Option<Spanned<[i64; 2]>>,
+    input_size: Option<Spanned<Pair<i64>>>,
     parts: Option<Spanned<i64>>,
 }
 
@@ -299,7 +299,7 @@ impl RawTrain {
         let input_size = match &m.input_size {
             None => (288, 144),
             Some(s) => {
-                let [h, w] = *s.get_ref();
+                let Pair([h, w]) = *s.get_ref();
                 if !(16..=2048).contains(&h) || !(16..=2048).contains(&w) {
                     return Err(src.error(
                         "model.input_size",

@@ -5,6 +5,7 @@
 
 use super::LiveError;
 use crate::config::SiteConfig;
+use crate::config::site::Input;
 use crate::index::snapshot::crc32_update;
 use crate::model::embedder::{self, Embed};
 use std::io::Read;
@@ -34,6 +35,26 @@ pub fn preflight(cfg: &SiteConfig) -> Result<Ready, LiveError> {
             source,
         })?;
     Ok(Ready { embedder, model_id })
+}
+
+/// The source files, templates and devices that are not there now, each with its key. A run
+/// isolates its sources, so it starts without these and reports each as failed; `check` warns.
+pub fn absent_sources(cfg: &SiteConfig) -> Vec<String> {
+    let mut absent = Vec::new();
+    for (i, cam) in cfg.cameras.iter().enumerate() {
+        for (side, spec) in [("visible", &cam.visible), ("thermal", &cam.thermal)] {
+            let (key, path) = match &spec.input {
+                Input::File { path } => ("path", path),
+                Input::Template { template, .. } => ("template", template),
+                Input::V4l2 { device } => ("device", device),
+                Input::Rtsp { .. } | Input::Test { .. } => continue,
+            };
+            if !path.exists() {
+                absent.push(format!("cameras[{i}].{side}.{key}: {} not found", path.display()));
+            }
+        }
+    }
+    absent
 }
 
 /// An id of the model, so that a snapshot knows whose vectors it holds: the CRC-32 of the

@@ -16,13 +16,13 @@
 use super::amp::{AmpError, Precision, Stepped};
 use super::dataset::{self, DatasetError, TrainSet};
 use super::loader::{self, Loader};
+use super::preflight::{Ready, preflight};
 use super::sampler::epoch_batches;
 use super::sgd::{Group, Sgd};
 use super::step;
 use crate::base::PyRandom;
 use crate::config::TrainConfig;
 use crate::config::train::DatasetKind;
-use crate::config::train::Pretrained;
 use crate::eval::metrics::Scores;
 use crate::eval::protocols::{self, RegdbDirection, Shots, SysuMode};
 use crate::model::embedder::LbaEmbedder;
@@ -62,8 +62,18 @@ pub enum TrainError {
     },
     #[error("output_dir {}: {problem}", path.display())]
     OutputDir { path: PathBuf, problem: &'static str },
-    #[error("{0}")]
-    Unsupported(String),
+    #[error("{}: model.pretrained", file.display())]
+    Pretrained {
+        file: PathBuf,
+        #[source]
+        source: Box<WeightsError>,
+    },
+    #[error("{}: {key}: {message}", file.display())]
+    Setting {
+        file: PathBuf,
+        key: &'static str,
+        message: String,
+    },
     #[error("{}", file.display())]
     Device {
         file: PathBuf,
@@ -93,9 +103,6 @@ pub enum TrainError {
 /// Float16 steps in a row with non-finite gradients after which training stops as diverged.
 const MAX_SKIPPED_IN_A_ROW: usize = 50;
 
-/// Files a run writes into its directory; a new run (without `--resume`) refuses to start over them.
-const RUN_FILES: [&str; 3] = ["checkpoint.safetensors", "last.safetensors", "log.jsonl"];
-
 /// How to train.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
@@ -114,79 +121,18 @@ pub struct RunResult {
     pub metrics: Option<Scores>,
 }
 
-/// Trains `opts.runs` runs of the configuration.
+/// Trains `opts.runs` runs of the configuration, after the checks of [`preflight`].
 pub fn train(cfg: &TrainConfig, opts: Options) -> Result<Vec<RunResult>, TrainError> {
-    // Both backbones reduce the input 16× (last stride 1): every part needs a row.
-    let rows = i64::from(cfg.model.input_size.0) / 16;
-    if i64::from(cfg.model.parts) > rows {
-        return Err(TrainError::Unsupported(format!(
-            "{}: model.parts = {} but a {}-pixel-high input gives a {rows}-row feature map; use at most {rows} parts",
-            cfg.file.display(),
-            cfg.model.parts,
-            cfg.model.input_size.0
-        )));
-    }
-    let device = cfg.device.resolve("device").map_err(|source| TrainError::Device {
-        file: cfg.file.clone(),
-        source,
-    })?;
-    // Refused before any data is read: mixed precision on the CPU.
-    precision(cfg, device)?;
-    let dirs: Vec<PathBuf> = (0..opts.runs.max(1))
-        .map(|run| {
-            if opts.runs > 1 {
-                cfg.output_dir.join(format!("run-{}", run + 1))
-            } else {
-                cfg.output_dir.clone()
-            }
-        })
-        .collect();
-    for dir in std::iter::once(&cfg.output_dir).chain(&dirs) {
-        if dir.exists() && !dir.is_dir() {
-            return Err(TrainError::OutputDir {
-                path: dir.clone(),
-                problem: "a file is there; output_dir must be a folder (it is created when missing)",
-            });
-        }
-    }
-    for dir in &dirs {
-        let earlier = RUN_FILES.iter().map(|f| dir.join(f)).find(|p| p.exists());
-        let checkpoint = dir.join(RUN_FILES[0]);
-        match earlier {
-            // A new run never replaces what an earlier one wrote.
-            Some(file) if !opts.resume => {
-                return Err(TrainError::OutputDir {
-                    path: file,
-                    problem: "an earlier run's output: pass --resume to continue it, or set another output_dir",
-                });
-            }
-            // Nor does a resumed one that has nothing to resume from.
-            Some(_) if !checkpoint.exists() => {
-                return Err(TrainError::OutputDir {
-                    path: checkpoint,
-                    problem: "missing, so --resume has nothing to continue, and the earlier run's other files \
-                              would be replaced; move them away or set another output_dir",
-                });
-            }
-            _ => {}
-        }
-    }
+    let ready = preflight(cfg, opts)?;
     tch::set_num_threads(cfg.threads as i32);
     let size = (i64::from(cfg.model.input_size.0), i64::from(cfg.model.input_size.1));
     let cache = cfg.dataset.cache.then(|| cfg.output_dir.join("cache"));
     let set = dataset::load(&cfg.dataset, size, cache.as_deref(), cfg.loader.workers)?;
     tracing::info!("{}", set.summary);
-    let p = cfg.schedule.identities_per_batch;
-    if p > set.classes {
-        return Err(TrainError::Unsupported(format!(
-            "{}: schedule.identities_per_batch = {p}, but the training set has {} identities",
-            cfg.file.display(),
-            set.classes
-        )));
-    }
-    let mut results = Vec::with_capacity(dirs.len());
-    for (run, dir) in dirs.iter().enumerate() {
-        results.push(train_run(cfg, &set, dir, cfg.seed + run as u64, opts.resume, device)?);
+    let mut results = Vec::with_capacity(ready.dirs.len());
+    for (run, dir) in ready.dirs.iter().enumerate() {
+        let seed = cfg.seed + run as u64;
+        results.push(train_run(cfg, &set, &ready, dir, seed, opts.resume)?);
     }
     Ok(results)
 }
@@ -211,11 +157,12 @@ fn io_err(path: &Path, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -
 fn train_run(
     cfg: &TrainConfig,
     set: &TrainSet,
+    ready: &Ready,
     dir: &Path,
     seed: u64,
     resume: bool,
-    device: Device,
 ) -> Result<RunResult, TrainError> {
+    let device = ready.device;
     std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
     tch::manual_seed(seed as i64);
     let size = (i64::from(cfg.model.input_size.0), i64::from(cfg.model.input_size.1));
@@ -225,8 +172,8 @@ fn train_run(
     };
     let mut vs = VarStore::new(device);
     let net = LbaNet::new(&vs.root(), spec.clone());
-    if let Pretrained::File(pre) = &cfg.model.pretrained {
-        initialise_from(&mut vs, pre, &spec)?;
+    if let Some(file) = &ready.pretrained {
+        initialise_from(&mut vs, file)?;
     }
     // Channels-last convolution weights (inputs are channels-last already): faster kernels.
     crate::model::vars_channels_last(&vs);
@@ -417,22 +364,13 @@ fn train_run(
 }
 
 /// Loads a starting point into the network: any weight file (see [`weights`]) whose backbone is
-/// the configured one; a head that does not fit the training identities starts fresh.
-fn initialise_from(vs: &mut VarStore, path: &Path, spec: &ModelSpec) -> Result<(), TrainError> {
-    let file = WeightFile::read(path)?;
-    let theirs = file.spec(Some(spec.input_size))?;
-    if theirs.backbone != spec.backbone {
-        return Err(TrainError::Unsupported(format!(
-            "model.pretrained: {} holds a {:?} network, model.backbone is {:?}",
-            path.display(),
-            theirs.backbone,
-            spec.backbone
-        )));
-    }
-    let report = weights::load(vs, &file, Fit::Initialise)?;
+/// the configured one (checked by [`preflight`]); a head that does not fit the training
+/// identities starts fresh.
+fn initialise_from(vs: &mut VarStore, file: &WeightFile) -> Result<(), TrainError> {
+    let report = weights::load(vs, file, Fit::Initialise)?;
     tracing::info!(
         "{}: {} tensors loaded, {} ignored{}",
-        path.display(),
+        file.path.display(),
         report.loaded,
         report.ignored,
         if report.initialised.is_empty() {

@@ -196,6 +196,13 @@ pub fn cases(fx: &Fixtures) -> Vec<Case> {
             "key `model.input_size`",
         ),
         (
+            "cfg-input-size-extra",
+            "",
+            "",
+            "input_size = [256, 128, 3]\n".to_owned(),
+            "exactly 2 values",
+        ),
+        (
             "cfg-backbone-typo",
             "",
             "",
@@ -229,6 +236,13 @@ pub fn cases(fx: &Fixtures) -> Vec<Case> {
             "",
             "[thermal_detector]\nsigma = -1\n".to_owned(),
             "key `thermal_detector.sigma`",
+        ),
+        (
+            "cfg-thermal-aspect-extra",
+            "",
+            "",
+            "[thermal_detector]\naspect = [1.0, 5.0, 9.0]\n".to_owned(),
+            "exactly 2 values",
         ),
         (
             "cfg-metrics-address",
@@ -333,6 +347,17 @@ pub fn cases(fx: &Fixtures) -> Vec<Case> {
             "kind = \"hog\"\nroi = [[0, 0], [1, 1]]",
             "key `detector.roi`",
         ),
+        // Pairs with a third number: serde's fixed-size arrays alone would ignore it.
+        (
+            "cfg-detector-min-box-extra",
+            "kind = \"hog\"\nmin_box = [24, 48, 1]",
+            "exactly 2 values",
+        ),
+        (
+            "cfg-detector-roi-extra",
+            "kind = \"hog\"\nroi = [[0, 0], [9, 0], [9, 9, 9]]",
+            "exactly 2 values",
+        ),
         ("cfg-onnx-without-model", "kind = \"onnx\"", "key `detector.model`"),
         (
             "cfg-ssd-model-missing",
@@ -424,7 +449,7 @@ pub fn cases(fx: &Fixtures) -> Vec<Case> {
         Case::new(
             "cfg-thumbnails-is-weights (check)",
             1,
-            "outputs.thumbnails",
+            "may not be an input",
             ["check", &arg(&path)],
         )
         .keeps(&weights_copy),
@@ -450,9 +475,7 @@ pub fn cases(fx: &Fixtures) -> Vec<Case> {
             _ => {}
         }
         let path = write(&dir.join("train.toml"), format!("{text}{extra}"));
-        if name != "cfg-train-p-too-large" && name != "cfg-train-device" {
-            out.push(Case::new(format!("{name} (check)"), 1, message, ["check", &arg(&path)]));
-        }
+        out.push(Case::new(format!("{name} (check)"), 1, message, ["check", &arg(&path)]));
         out.push(Case::new(format!("{name} (train)"), 1, message, ["train", &arg(&path)]));
     }
     let dir = fx.case_dir("cfg-train-root-missing");
@@ -460,24 +483,101 @@ pub fn cases(fx: &Fixtures) -> Vec<Case> {
         &dir.join("train.toml"),
         train_text(&dir.join("run"), &dir.join("nowhere"), ""),
     );
-    out.push(Case::new(
-        "cfg-train-root-missing (train)",
-        1,
-        "nowhere",
-        ["train", &arg(&path)],
-    ));
+    for command in ["check", "train"] {
+        out.push(Case::new(
+            format!("cfg-train-root-missing ({command})"),
+            1,
+            "dataset.root",
+            [command, &arg(&path)],
+        ));
+    }
+    // What `train` checks before it decodes an image, `check` checks too.
+    for (name, extra, message) in [
+        ("cfg-train-parts", "", "model.parts"),
+        ("cfg-train-amp-cpu", "amp = true\n", "schedule.amp"),
+        ("cfg-train-input-size-extra", "", "exactly 2 values"),
+        ("cfg-train-pretrained-missing", "", "model.pretrained"),
+        ("cfg-train-pretrained-garbage", "", "model.pretrained"),
+    ] {
+        let dir = fx.case_dir(name);
+        let garbage = write(&dir.join("garbage.safetensors"), "not weights");
+        let text = train_text(&dir.join("run"), &fx.sysu, extra);
+        let text = match name {
+            "cfg-train-parts" => text.replace("input_size = [64, 32]", "input_size = [64, 32]\nparts = 5"),
+            "cfg-train-input-size-extra" => text.replace("[64, 32]", "[64, 32, 3]"),
+            "cfg-train-pretrained-missing" => text.replace(
+                "input_size = [64, 32]",
+                &format!(
+                    "input_size = [64, 32]\npretrained = \"{}\"",
+                    dir.join("nowhere.safetensors").display()
+                ),
+            ),
+            "cfg-train-pretrained-garbage" => text.replace(
+                "input_size = [64, 32]",
+                &format!("input_size = [64, 32]\npretrained = \"{}\"", garbage.display()),
+            ),
+            _ => text,
+        };
+        let path = write(&dir.join("train.toml"), text);
+        for command in ["check", "train"] {
+            out.push(Case::new(
+                format!("{name} ({command})"),
+                1,
+                message,
+                [command, &arg(&path)],
+            ));
+        }
+    }
+    // A run's folder inside the dataset, or a run file over the starting weights: refused, the
+    // inputs unchanged.
+    let dir = fx.case_dir("cfg-train-output-in-dataset");
+    let path = write(&dir.join("train.toml"), train_text(&fx.sysu.join("runs"), &fx.sysu, ""));
+    let ids = fx.sysu.join("exp/train_id.txt");
+    for command in ["check", "train"] {
+        out.push(
+            Case::new(
+                format!("cfg-train-output-in-dataset ({command})"),
+                1,
+                "inside dataset.root",
+                [command, &arg(&path)],
+            )
+            .keeps(&ids),
+        );
+    }
+    let dir = fx.case_dir("cfg-train-output-is-pretrained");
+    let pretrained = dir.join("run/last.safetensors");
+    std::fs::create_dir_all(dir.join("run")).expect("mkdir");
+    std::fs::copy(&fx.weights, &pretrained).expect("copy");
+    let text = train_text(&dir.join("run"), &fx.sysu, "").replace(
+        "input_size = [64, 32]",
+        &format!("input_size = [64, 32]\npretrained = \"{}\"", pretrained.display()),
+    );
+    let path = write(&dir.join("train.toml"), text);
+    for command in ["check", "train"] {
+        out.push(
+            Case::new(
+                format!("cfg-train-output-is-pretrained ({command})"),
+                1,
+                "may not be an input",
+                [command, &arg(&path)],
+            )
+            .keeps(&pretrained),
+        );
+    }
     let dir = fx.case_dir("cfg-train-output-is-file");
     let file = write(&dir.join("run"), "a file");
     let path = write(&dir.join("train.toml"), train_text(&file, &fx.sysu, ""));
-    out.push(
-        Case::new(
-            "cfg-train-output-is-file (train)",
-            1,
-            "output_dir",
-            ["train", &arg(&path)],
-        )
-        .keeps(&file),
-    );
+    for command in ["check", "train"] {
+        out.push(
+            Case::new(
+                format!("cfg-train-output-is-file ({command})"),
+                1,
+                "output_dir",
+                [command, &arg(&path)],
+            )
+            .keeps(&file),
+        );
+    }
     let dir = fx.case_dir("cfg-train-earlier-run");
     let log = write(&dir.join("run/log.jsonl"), "{\"epoch\": 1}\n");
     let path = write(&dir.join("train.toml"), train_text(&dir.join("run"), &fx.sysu, ""));
@@ -496,6 +596,19 @@ pub fn cases(fx: &Fixtures) -> Vec<Case> {
         )
         .keeps(&log),
     );
+    // A source file that is not there: `run` isolates sources, so `check` passes and warns.
+    let text = site(fx, "", "", &snapshots("cfg-source-missing")).replacen(
+        "[cameras.visible]\nkind = \"test\"\nframes = 5",
+        "[cameras.visible]\nkind = \"file\"\npath = \"/nonexistent/cam.mkv\"",
+        1,
+    );
+    let path = write(&fx.case_dir("cfg-source-missing").join("site.toml"), text);
+    out.push(Case::new(
+        "cfg-source-missing (check)",
+        0,
+        "warning: cameras[0].visible.path: /nonexistent/cam.mkv not found",
+        ["check", &arg(&path)],
+    ));
     let path = write(&fx.case_dir("cfg-neither").join("x.toml"), "[foo]\nbar = 1\n");
     out.push(Case::new(
         "cfg-neither (check)",

@@ -1002,11 +1002,11 @@ fn training_sets(fx: &Fixtures) -> Vec<Case> {
             std::fs::remove_dir_all(r.join(cam)).expect("remove");
         }
     });
-    train("train-root-is-a-file", "Not a directory", &|r| {
+    train("train-root-is-a-file", "sysu: not a folder", &|r| {
         std::fs::remove_dir_all(r).expect("remove");
         write(r, "a file where the dataset should be");
     });
-    train("train-root-missing", "exp/train_id.txt: cannot read", &|r| {
+    train("train-root-missing", "sysu: not found", &|r| {
         std::fs::remove_dir_all(r).expect("remove");
     });
     cases

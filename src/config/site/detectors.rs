@@ -2,7 +2,7 @@
 //! per-camera overrides (`[cameras.detector]`, `[cameras.thermal_detector]`): every key a camera
 //! sets replaces the site-wide value for that camera only.
 
-use crate::config::checks;
+use crate::config::checks::{self, Pair};
 use crate::config::{ConfigError, Source};
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -153,11 +153,11 @@ pub(super) struct RawDetector {
     model: Option<Spanned<PathBuf>>,
     confidence: Option<Spanned<f64>>,
     nms_iou: Option<Spanned<f64>>,
-    min_box: Option<Spanned<[i64; 2]>>,
+    min_box: Option<Spanned<Pair<i64>>>,
     crop_margin: Option<Spanned<f64>>,
-    roi: Option<Spanned<Vec<[f64; 2]>>>,
+    roi: Option<Spanned<Vec<Pair<f64>>>>,
     layout: Option<YoloLayout>,
-    input_size: Option<Spanned<[i64; 2]>>,
+    input_size: Option<Spanned<Pair<i64>>>,
     classes: Option<Spanned<Vec<i64>>>,
 }
 
@@ -168,12 +168,12 @@ pub(super) struct RawThermalDetector {
     min_celsius: Option<Spanned<f64>>,
     min_contrast: Option<Spanned<f64>>,
     min_area: Option<Spanned<i64>>,
-    aspect: Option<Spanned<[f64; 2]>>,
+    aspect: Option<Spanned<Pair<f64>>>,
     morph_px: Option<Spanned<i64>>,
     confidence: Option<Spanned<f64>>,
-    min_box: Option<Spanned<[i64; 2]>>,
+    min_box: Option<Spanned<Pair<i64>>>,
     crop_margin: Option<Spanned<f64>>,
-    roi: Option<Spanned<Vec<[f64; 2]>>>,
+    roi: Option<Spanned<Vec<Pair<f64>>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -195,11 +195,11 @@ pub(super) struct RawCalibration {
 fn min_box(
     src: &Source<'_>,
     key: &str,
-    v: &Option<Spanned<[i64; 2]>>,
+    v: &Option<Spanned<Pair<i64>>>,
     default: (u32, u32),
 ) -> Result<(u32, u32), ConfigError> {
     let Some(b) = v else { return Ok(default) };
-    let [w, h] = *b.get_ref();
+    let Pair([w, h]) = *b.get_ref();
     if !(1..=4096).contains(&w) || !(1..=4096).contains(&h) {
         return Err(src.error(
             key,
@@ -213,7 +213,7 @@ fn min_box(
 fn roi(
     src: &Source<'_>,
     key: &str,
-    v: &Option<Spanned<Vec<[f64; 2]>>>,
+    v: &Option<Spanned<Vec<Pair<f64>>>>,
     default: &Option<Vec<(f32, f32)>>,
 ) -> Result<Option<Vec<(f32, f32)>>, ConfigError> {
     let Some(p) = v else { return Ok(default.clone()) };
@@ -227,10 +227,10 @@ fn roi(
             ),
         ));
     }
-    if let Some([x, y]) = p
+    if let Some(Pair([x, y])) = p
         .get_ref()
         .iter()
-        .find(|[x, y]| !x.is_finite() || !y.is_finite() || *x < 0.0 || *y < 0.0)
+        .find(|Pair([x, y])| !x.is_finite() || !y.is_finite() || *x < 0.0 || *y < 0.0)
     {
         return Err(src.error(
             key,
@@ -238,7 +238,9 @@ fn roi(
             format!("expected pixel coordinates ≥ 0, found [{x}, {y}]"),
         ));
     }
-    Ok(Some(p.get_ref().iter().map(|&[x, y]| (x as f32, y as f32)).collect()))
+    Ok(Some(
+        p.get_ref().iter().map(|&Pair([x, y])| (x as f32, y as f32)).collect(),
+    ))
 }
 
 impl RawDetector {
@@ -272,7 +274,7 @@ impl RawDetector {
         let input_size = match &self.input_size {
             None => d.input_size,
             Some(s) => {
-                let [w, h] = *s.get_ref();
+                let Pair([w, h]) = *s.get_ref();
                 if !(32..=4096).contains(&w) || !(32..=4096).contains(&h) || w % 32 != 0 || h % 32 != 0 {
                     return Err(src.error(
                         &key("input_size"),
@@ -330,7 +332,7 @@ impl RawThermalDetector {
         let aspect = match &self.aspect {
             None => base.aspect,
             Some(a) => {
-                let [lo, hi] = *a.get_ref();
+                let Pair([lo, hi]) = *a.get_ref();
                 if !(lo > 0.0 && lo <= hi && hi.is_finite()) {
                     return Err(src.error(
                         &key("aspect"),

@@ -78,7 +78,11 @@ pub(super) fn outputs_clear_of_inputs(
         return Err(src.error(
             "outputs.thumbnails",
             spans.thumbnails.clone().unwrap_or_default(),
-            format!("{} is {what}, a file: thumbnails go into a folder", input.display()),
+            format!(
+                "{} is {what} ({}): an output may not be an input of the run, and thumbnails go into a folder",
+                dir.display(),
+                input.display()
+            ),
         ));
     }
     Ok(())

@@ -5,7 +5,7 @@ use super::detectors::{RawCalibration, RawDetector, RawThermalDetector, RawTrack
 use super::guard::{OutputSpans, outputs_clear_of_inputs};
 use super::sources::{RawSource, check_source};
 use super::*;
-use crate::config::checks;
+use crate::config::checks::{self, Pair};
 use std::collections::HashSet;
 use toml::Spanned;
 
@@ -58,7 +58,7 @@ struct RawCamera {
 struct RawModel {
     backbone: Option<Backbone>,
     weights: Spanned<PathBuf>,
-    input_size: Option<Spanned<[i64; 2]>>,
+    input_size: Option<Spanned<Pair<i64>>>,
     half: Option<bool>,
     #[serde(default)]
     preprocess: Preprocess,
@@ -263,7 +263,7 @@ impl RawModel {
         let input_size = match &self.input_size {
             None => None,
             Some(s) => {
-                let [h, w] = *s.get_ref();
+                let Pair([h, w]) = *s.get_ref();
                 if !(16..=2048).contains(&h) || !(16..=2048).contains(&w) {
                     return Err(src.error(
                         "model.input_size",

@@ -103,7 +103,7 @@ fn embedder_alone(clip: &Path, seconds: f64) -> f64 {
 fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let clip = dir.path().join("clip");
-    reid_pipe::synth::scene::write_clip(&clip, 6, 120, 11).expect("clip");
+    reid_pipe::synth::scene::write_clips(&clip, 6, 1, 120, 11).expect("clip");
     let rss_start = rss_mb();
     let alone = embedder_alone(&clip, 10.0);
     println!("embedder alone (MobileNetV2 256x128, batch 16): {alone:.1} crops/s");

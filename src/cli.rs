@@ -39,6 +39,32 @@ pub enum Command {
         #[arg(long)]
         fresh_index: bool,
     },
+    /// Build a cross-modal training set from a site's own footage, without labels.
+    ///
+    /// Runs the site's sources, detection and tracking (no model), and writes every fused
+    /// visible–thermal track pair whose boxes overlapped steadily as one pseudo-identity, in the
+    /// SYSU-MM01 layout `train` and `eval` read: the first part of the recording for training,
+    /// the rest for test (`[harvest]` in the site file sets the split and the quality filters),
+    /// with manifest.json recording where every crop came from.
+    Harvest {
+        /// Site configuration (TOML).
+        site: PathBuf,
+        /// The dataset folder to write (absent or empty; an earlier harvest only with --force).
+        #[arg(long)]
+        out: PathBuf,
+        /// Stop each source after this many frames.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        max_frames: Option<u64>,
+        /// Keep only crops from this stream time on, in seconds.
+        #[arg(long, default_value_t = 0.0)]
+        from: f64,
+        /// Keep only crops up to this stream time, in seconds.
+        #[arg(long)]
+        to: Option<f64>,
+        /// Replace an earlier harvest in --out (only a harvest's own files are removed).
+        #[arg(long)]
+        force: bool,
+    },
     /// Draw the figures models are judged by: retrieval grids, co-attention, correspondences,
     /// training curves.
     Viz {
@@ -104,6 +130,10 @@ pub enum Command {
         /// Output folder (the dataset root).
         #[arg(long)]
         out: PathBuf,
+        /// Scenes only: consecutive clips in one recording, each with two or three of the
+        /// people, who come back in later clips.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        clips: u64,
         /// Seed; the same seed writes the same dataset.
         #[arg(long, default_value_t = 0)]
         seed: u64,

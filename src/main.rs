@@ -45,6 +45,14 @@ fn run(command: Command) -> Result<ExitCode> {
             max_frames,
             fresh_index,
         } => run_site(&site, max_frames, fresh_index),
+        Command::Harvest {
+            site,
+            out,
+            max_frames,
+            from,
+            to,
+            force,
+        } => harvest(&site, out, max_frames, (from, to), force),
         Command::Train { config, resume, runs } => {
             let cfg = TrainConfig::load(&config)?;
             let results = reid_pipe::train::train(&cfg, reid_pipe::train::Options { resume, runs })?;
@@ -116,9 +124,10 @@ fn run(command: Command) -> Result<ExitCode> {
             format,
             identities,
             out,
+            clips,
             seed,
         } => {
-            reid_pipe::synth::generate(format, identities, &out, seed)?;
+            reid_pipe::synth::generate(format, identities, clips as usize, &out, seed)?;
             println!(
                 "wrote a {format:?} dataset of {identities} identities to {}",
                 out.display()
@@ -286,7 +295,8 @@ fn check(path: &Path) -> Result<()> {
     // A file with any table only a site file has is a site file; anything else is read as a
     // training file. A file that is not valid TOML is told apart by its table headers, so its
     // error comes from the right loader.
-    const SITE_ONLY: [&str; 7] = [
+    const SITE_ONLY: [&str; 8] = [
+        "harvest",
         "runtime",
         "cameras",
         "detector",
@@ -327,6 +337,56 @@ fn check(path: &Path) -> Result<()> {
     }
     println!("{}: valid", path.display());
     Ok(())
+}
+
+fn harvest(
+    site: &Path,
+    out: PathBuf,
+    max_frames: Option<u64>,
+    (from, to): (f64, Option<f64>),
+    force: bool,
+) -> Result<ExitCode> {
+    let to = to.unwrap_or(f64::INFINITY);
+    if !(from.is_finite() && from >= 0.0 && from < to) {
+        anyhow::bail!("--from {from} --to {to}: expected 0 ≤ from < to, in seconds of stream time");
+    }
+    let cfg = SiteConfig::load(site)?;
+    let inputs = [("the site file".to_owned(), site.to_path_buf())];
+    outputs::check(std::slice::from_ref(&out), &inputs, true).context("--out")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let handler_stop = Arc::clone(&stop);
+    ctrlc::set_handler(move || {
+        if handler_stop.swap(true, Ordering::Relaxed) {
+            std::process::exit(130);
+        }
+        eprintln!("stopping: the sources end and what was harvested so far is written");
+    })
+    .context("cannot install the signal handler")?;
+    let opts = live::harvest::HarvestOptions {
+        out: out.clone(),
+        max_frames,
+        from_s: from,
+        to_s: to,
+        force,
+    };
+    let summary = live::harvest::harvest(&cfg, &opts, &stop)?;
+    let w = &summary.written;
+    let l = &summary.left_out;
+    println!(
+        "{} tracks; {} pseudo-identities written to {} ({} train, {} test, cut at {:.1} s), {} crops",
+        summary.tracks,
+        w.train + w.test,
+        out.display(),
+        w.train,
+        w.test,
+        w.cut_s,
+        w.crops
+    );
+    println!(
+        "left out: {} spanning the cut, {} unstable fusions, {} short, {} without a large enough crop; {} tracks never fused",
+        l.crossing_the_cut, l.unstable_fusion, l.short, l.no_crops, l.unfused_tracks
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_site(site: &Path, max_frames: Option<u64>, fresh_index: bool) -> Result<ExitCode> {

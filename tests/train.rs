@@ -277,7 +277,7 @@ fn the_image_cache_is_rebuilt_when_it_was_made_another_way() {
     use reid_pipe::train::dataset;
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("SYSU");
-    reid_pipe::synth::generate(reid_pipe::synth::Format::Sysu, 6, &root, 0).expect("synth");
+    reid_pipe::synth::generate(reid_pipe::synth::Format::Sysu, 6, 1, &root, 0).expect("synth");
     let d = Dataset {
         kind: DatasetKind::Sysu,
         root,

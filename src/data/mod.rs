@@ -15,6 +15,9 @@ pub struct DataError {
     pub message: String,
 }
 
+/// The marker `reid-pipe harvest` leaves in a dataset folder until it has finished writing it.
+pub const HARVEST_INCOMPLETE: &str = "HARVEST-INCOMPLETE";
+
 impl DataError {
     pub(crate) fn new(path: &Path, message: impl Into<String>) -> Self {
         Self {

@@ -13,6 +13,13 @@ pub const INDOOR_VISIBLE_CAMS: [i64; 2] = [1, 2];
 
 /// Reads `exp/<split>_id.txt`: the first line, comma-separated integers (as the reference code).
 pub fn read_ids(root: &Path, split: &str) -> Result<Vec<i64>, DataError> {
+    let marker = root.join(super::HARVEST_INCOMPLETE);
+    if marker.exists() {
+        return Err(DataError::new(
+            &marker,
+            "an interrupted or unfinished harvest wrote this folder; run `reid-pipe harvest` again",
+        ));
+    }
     let path = root.join("exp").join(format!("{split}_id.txt"));
     let text = read_text(&path)?;
     let first = text.lines().next().unwrap_or("").trim();

@@ -10,6 +10,7 @@
 pub mod capture;
 pub mod embedding;
 pub mod events;
+pub mod harvest;
 pub mod identity;
 pub mod metrics;
 pub mod mqtt;

@@ -341,11 +341,19 @@ fn render_to(path: &Path, person: &Person, thermal: bool, rng: &mut PyRandom) ->
 
 /// Most walkers in a generated scene clip.
 const MAX_SCENE_PEOPLE: usize = 64;
+/// Clips of one generated recording (each 12 s at 10 frames/s).
+const MAX_CLIPS: usize = 100;
 
 /// Writes a dataset of `identities` people in `format` under `out`; deterministic for a seed.
 /// `out` must not exist or be empty: the layouts use the real datasets' file names, so writing
 /// over a real copy would overwrite it, and over an earlier set would mix identities.
-pub fn generate(format: Format, identities: usize, out: &Path, seed: u64) -> Result<(), SynthError> {
+pub fn generate(format: Format, identities: usize, clips: usize, out: &Path, seed: u64) -> Result<(), SynthError> {
+    if clips != 1 && format != Format::Scene {
+        return Err(SynthError::Args(format!("--clips {clips}: only a scene has clips")));
+    }
+    if clips > MAX_CLIPS {
+        return Err(SynthError::Args(format!("--clips {clips}: at most {MAX_CLIPS}")));
+    }
     // The layouts' person ids have four digits (SYSU `0001`, Market `0001_c1…`); a clip more
     // than a few dozen walkers is not a scene.
     let most = if format == Format::Scene {
@@ -374,7 +382,7 @@ pub fn generate(format: Format, identities: usize, out: &Path, seed: u64) -> Res
         Format::Sysu => sysu(identities, out, seed),
         Format::Regdb => regdb(identities, out, seed),
         Format::Market => market(identities, out, seed),
-        Format::Scene => scene::write_clip(out, identities, scene::CLIP_FRAMES, seed),
+        Format::Scene => scene::write_clips(out, identities, clips, scene::CLIP_FRAMES, seed),
     }
 }
 

@@ -38,11 +38,19 @@ impl Scene {
     /// left and the right, on lanes from the back (small) to the front (large). People walking the
     /// same way keep their distance; people walking opposite ways pass in front of each other.
     pub fn crossing(width: i32, height: i32, walkers: usize, frames: usize, seed: u64) -> opencv::Result<Self> {
+        let pids: Vec<i64> = (1..=walkers as i64).collect();
+        Self::crossing_people(width, height, &pids, frames, seed)
+    }
+
+    /// As [`crossing`](Self::crossing), with the people `pids` (the same id renders the same
+    /// person in every scene of a seed).
+    pub fn crossing_people(width: i32, height: i32, pids: &[i64], frames: usize, seed: u64) -> opencv::Result<Self> {
         let mut rng = PyRandom::new(seed);
+        let walkers = pids.len();
         let lanes = walkers.max(1) as f64;
         let list = (0..walkers)
             .map(|i| {
-                let pid = i as i64 + 1;
+                let pid = pids[i];
                 let person = Person::new(seed, pid);
                 // Lanes from the back (small) to the front (large), feet spaced down the frame.
                 let lane = (i as f64 + 0.5) / lanes;
@@ -173,11 +181,14 @@ pub const CLIP_FRAMES: usize = 120;
 /// Size of those frames.
 pub const CLIP_SIZE: (i32, i32) = (480, 360);
 
-/// Writes a clip of `walkers` people crossing both views in `frames` frames: PNG sequences
-/// `visible/00000.png …` (RGB) and `thermal/00000.png …` (grey), and `truth.jsonl` with one line
-/// per frame, modality and person: `{"frame", "modality", "pid", "box": [x, y, w, h]}`.
-pub fn write_clip(out: &Path, walkers: usize, frames: usize, seed: u64) -> Result<(), SynthError> {
-    if walkers == 0 {
+/// Writes a recording of `clips` consecutive clips of `frames` frames each: PNG sequences
+/// `visible/00000.png …` (RGB) and `thermal/00000.png …` (grey), numbered on across clips, and
+/// `truth.jsonl` with one line per frame, modality and person:
+/// `{"frame", "clip", "modality", "pid", "box": [x, y, w, h]}`. One clip shows all `people`
+/// crossing both views; with several, each clip shows two or three of them, drawn at random, so
+/// people leave and come back later as on a real site.
+pub fn write_clips(out: &Path, people: usize, clips: usize, frames: usize, seed: u64) -> Result<(), SynthError> {
+    if people == 0 {
         return Err(SynthError::Args("a scene needs at least one person".into()));
     }
     let err = |path: &Path, source| SynthError::Write {
@@ -188,28 +199,42 @@ pub fn write_clip(out: &Path, walkers: usize, frames: usize, seed: u64) -> Resul
         path: path.to_path_buf(),
         source,
     };
-    let scene = Scene::crossing(CLIP_SIZE.0, CLIP_SIZE.1, walkers, frames, seed).map_err(|e| draw(out, e))?;
     std::fs::create_dir_all(out).map_err(|e| err(out, e))?;
     let truth_path = out.join("truth.jsonl");
     let mut truth = std::io::BufWriter::new(std::fs::File::create(&truth_path).map_err(|e| err(&truth_path, e))?);
-    for t in 0..frames {
-        for (thermal, name) in [(false, "visible"), (true, "thermal")] {
-            let (img, boxes) = scene.frame(t, thermal).map_err(|e| draw(out, e))?;
-            let path = out.join(name).join(format!("{t:05}.png"));
-            if thermal {
-                let mut rgb = Mat::default();
-                imgproc::cvt_color_def(&img, &mut rgb, imgproc::COLOR_GRAY2RGB).map_err(|e| draw(&path, e))?;
-                write(&path, &rgb)?;
-            } else {
-                write(&path, &img)?;
+    let mut rng = PyRandom::new(seed.wrapping_add(1 << 32));
+    for clip in 0..clips {
+        let mut pids: Vec<i64> = (1..=people as i64).collect();
+        if clips > 1 {
+            let k = (2 + clip % 2).min(people);
+            for i in 0..k {
+                let j = i + rng.randbelow((people - i) as u64) as usize;
+                pids.swap(i, j);
             }
-            for (pid, b) in boxes {
-                writeln!(
-                    truth,
-                    "{{\"frame\":{t},\"modality\":\"{name}\",\"pid\":{pid},\"box\":[{},{},{},{}]}}",
-                    b.x, b.y, b.w, b.h
-                )
-                .map_err(|e| err(&truth_path, e))?;
+            pids.truncate(k);
+        }
+        let scene = Scene::crossing_people(CLIP_SIZE.0, CLIP_SIZE.1, &pids, frames, seed + clip as u64)
+            .map_err(|e| draw(out, e))?;
+        for t in 0..frames {
+            let frame = clip * frames + t;
+            for (thermal, name) in [(false, "visible"), (true, "thermal")] {
+                let (img, boxes) = scene.frame(t, thermal).map_err(|e| draw(out, e))?;
+                let path = out.join(name).join(format!("{frame:05}.png"));
+                if thermal {
+                    let mut rgb = Mat::default();
+                    imgproc::cvt_color_def(&img, &mut rgb, imgproc::COLOR_GRAY2RGB).map_err(|e| draw(&path, e))?;
+                    write(&path, &rgb)?;
+                } else {
+                    write(&path, &img)?;
+                }
+                for (pid, b) in boxes {
+                    writeln!(
+                        truth,
+                        "{{\"frame\":{frame},\"clip\":{clip},\"modality\":\"{name}\",\"pid\":{pid},\"box\":[{},{},{},{}]}}",
+                        b.x, b.y, b.w, b.h
+                    )
+                    .map_err(|e| err(&truth_path, e))?;
+                }
             }
         }
     }

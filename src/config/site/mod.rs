@@ -7,10 +7,12 @@
 
 pub mod detectors;
 mod guard;
+pub mod harvest;
 mod raw;
 mod sources;
 
 pub use detectors::{Calibration, Detector, DetectorKind, ThermalDetector, Tracker, YoloLayout};
+pub use harvest::Harvest;
 
 use super::{ConfigError, Source};
 use crate::base::{Backbone, Device, PixelFormat};
@@ -32,6 +34,8 @@ pub struct SiteConfig {
     pub model: Model,
     pub index: Index,
     pub outputs: Outputs,
+    /// How `reid-pipe harvest` builds a training set from the site's tracks.
+    pub harvest: Harvest,
 }
 
 /// Where and how the work runs.

@@ -3,6 +3,7 @@
 
 use super::detectors::{RawCalibration, RawDetector, RawThermalDetector, RawTracker};
 use super::guard::{OutputSpans, outputs_clear_of_inputs};
+use super::harvest::RawHarvest;
 use super::sources::{RawSource, check_source};
 use super::*;
 use crate::config::checks::{self, Pair};
@@ -25,6 +26,8 @@ pub(super) struct RawSite {
     index: RawIndex,
     #[serde(default)]
     outputs: RawOutputs,
+    #[serde(default)]
+    harvest: RawHarvest,
 }
 
 #[derive(Deserialize, Default)]
@@ -216,6 +219,7 @@ impl RawSite {
             model: self.model.check(src)?,
             index: self.index.check(src)?,
             outputs: self.outputs.check(src)?,
+            harvest: self.harvest.check(src)?,
         };
         outputs_clear_of_inputs(&cfg, &spans, src)?;
         Ok(cfg)

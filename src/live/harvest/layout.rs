@@ -1,0 +1,316 @@
+//! Harvested pseudo-identities written as SYSU-MM01, the layout `train` and `eval` read:
+//! `cam<N>/<pid:04>/<nnnn>.jpg` (camera pair 1: visible `cam1`, thermal `cam3`; pair 2: `cam2`,
+//! `cam6`), `exp/{train,val,test}_id.txt`, and `manifest.json` (where every pseudo-identity and
+//! crop came from).
+//!
+//! The output folder is marked incomplete (`HARVEST-INCOMPLETE`) until the manifest is in
+//! place; the dataset readers refuse a marked folder, and a new harvest into it starts over.
+//! Only the entries a harvest writes are ever removed.
+
+use super::HarvestError;
+use super::collect::{Collected, TrackLog};
+use crate::base::Modality;
+use crate::live::types::TrackKey;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// The marker of a harvest in progress (or interrupted).
+pub const INCOMPLETE: &str = crate::data::HARVEST_INCOMPLETE;
+/// The manifest, written last.
+pub const MANIFEST: &str = "manifest.json";
+/// The first field of a harvest's manifest.
+const FORMAT: &str = "reid-pipe harvest 1";
+/// SYSU-MM01 camera folders (visible, thermal) of camera pairs 1 and 2.
+pub const CAMERA_FOLDERS: [(i64, i64); 2] = [(1, 3), (2, 6)];
+/// The entries of the output folder a harvest writes: all it ever removes.
+const ENTRIES: [&str; 7] = ["cam1", "cam2", "cam3", "cam6", "exp", MANIFEST, INCOMPLETE];
+
+/// Which part of the recording a pseudo-identity is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    Train,
+    Test,
+}
+
+/// One person seen in both modalities: a fused visible–thermal track pair.
+#[derive(Debug, Clone)]
+pub struct PseudoIdentity {
+    pub visible: TrackKey,
+    pub thermal: TrackKey,
+    pub first_s: f64,
+    pub last_s: f64,
+    /// Frames both tracks were seen in, their mean IoU, and the share at or above `fuse_iou`.
+    pub fusion: (usize, f64, f64),
+}
+
+/// Makes `out` ready for a harvest: absent or empty; an interrupted harvest's output (started
+/// over); an earlier harvest's output only with `force`. Anything else is refused.
+pub fn prepare(out: &Path, force: bool) -> Result<(), HarvestError> {
+    let refuse = |problem: &'static str| HarvestError::Output {
+        path: out.to_path_buf(),
+        problem,
+    };
+    if !out.exists() {
+        return Ok(());
+    }
+    if !out.is_dir() {
+        return Err(refuse(
+            "a file is there; --out must be a folder (it is created when missing)",
+        ));
+    }
+    let io = |source| HarvestError::Write {
+        path: out.to_path_buf(),
+        source,
+    };
+    if std::fs::read_dir(out).map_err(io)?.next().is_none() {
+        return Ok(());
+    }
+    if out.join(INCOMPLETE).exists() {
+        tracing::warn!("{}: an interrupted harvest; starting it over", out.display());
+    } else if is_harvest(&out.join(MANIFEST)) {
+        if !force {
+            return Err(refuse("holds an earlier harvest; pass --force to replace it"));
+        }
+    } else {
+        return Err(refuse(
+            "not empty, and not a harvest's output: choose an empty folder (harvest removes only what it wrote)",
+        ));
+    }
+    for entry in ENTRIES {
+        let path = out.join(entry);
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else if path.exists() {
+            std::fs::remove_file(&path)
+        } else {
+            Ok(())
+        };
+        removed.map_err(|source| HarvestError::Write { path, source })?;
+    }
+    Ok(())
+}
+
+fn is_harvest(manifest: &Path) -> bool {
+    std::fs::read(manifest)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|v| v.get("format").and_then(|f| f.as_str()) == Some(FORMAT))
+}
+
+#[derive(Serialize)]
+struct Manifest<'a> {
+    format: &'static str,
+    site: &'a Path,
+    /// Stream time of the first and last crop harvested, and of the cut between train and test.
+    span_s: (f64, f64),
+    cut_s: f64,
+    settings: Settings,
+    identities: Vec<IdentityEntry>,
+    left_out: &'a LeftOut,
+}
+
+#[derive(Serialize)]
+struct Settings {
+    train_fraction: f64,
+    min_track_frames: u32,
+    min_box_height: f32,
+    max_crops_per_track: usize,
+    duplicate_difference: f64,
+    min_fused_fraction: f64,
+}
+
+#[derive(Serialize)]
+struct IdentityEntry {
+    pid: i64,
+    split: Split,
+    camera: String,
+    visible_track: u64,
+    thermal_track: u64,
+    first_s: f64,
+    last_s: f64,
+    fusion_frames: usize,
+    fusion_mean_iou: f64,
+    fusion_stable_fraction: f64,
+    crops: Vec<CropEntry>,
+}
+
+#[derive(Serialize)]
+struct CropEntry {
+    file: String,
+    modality: Modality,
+    pts_s: f64,
+    /// Detection box in its frame: x, y, width, height.
+    #[serde(rename = "box")]
+    bbox: [f32; 4],
+}
+
+/// Why pseudo-identities or tracks were left out.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct LeftOut {
+    /// Fused pairs whose boxes did not overlap steadily enough.
+    pub unstable_fusion: usize,
+    /// Fused pairs with a track of fewer frames than `min_track_frames`.
+    pub short: usize,
+    /// Fused pairs with a track without a crop large enough.
+    pub no_crops: usize,
+    /// Pseudo-identities seen on both sides of the cut.
+    pub crossing_the_cut: usize,
+    /// Confirmed tracks that were never fused (no thermal partner, or no visible one).
+    pub unfused_tracks: usize,
+}
+
+/// What was written.
+#[derive(Debug)]
+pub struct Written {
+    pub train: usize,
+    pub test: usize,
+    pub crops: usize,
+    pub cut_s: f64,
+}
+
+/// Everything [`write`] needs.
+pub struct Harvested<'a> {
+    pub site: &'a Path,
+    pub cameras: &'a [String],
+    pub settings: &'a crate::config::site::Harvest,
+    pub collected: &'a Collected,
+    pub identities: Vec<PseudoIdentity>,
+    pub left_out: LeftOut,
+}
+
+/// Fewest pseudo-identities on each side of the cut.
+pub const MIN_PER_SIDE: usize = 2;
+
+/// Splits the pseudo-identities by time and writes the dataset into `out` (made ready by
+/// [`prepare`]).
+pub fn write(out: &Path, mut h: Harvested<'_>) -> Result<Written, HarvestError> {
+    let (start, end) = h.collected.span.unwrap_or((0.0, 0.0));
+    let cut_s = start + h.settings.train_fraction * (end - start);
+    h.identities.sort_by(|a, b| a.first_s.total_cmp(&b.first_s));
+    let mut sides = Vec::new();
+    for id in h.identities {
+        let split = if id.last_s <= cut_s {
+            Split::Train
+        } else if id.first_s >= cut_s {
+            Split::Test
+        } else {
+            h.left_out.crossing_the_cut += 1;
+            continue;
+        };
+        sides.push((id, split));
+    }
+    let train = sides.iter().filter(|(_, s)| *s == Split::Train).count();
+    let test = sides.len() - train;
+    if train < MIN_PER_SIDE || test < MIN_PER_SIDE {
+        return Err(HarvestError::TooShort {
+            span_s: end - start,
+            cut_s,
+            train,
+            test,
+            crossing: h.left_out.crossing_the_cut,
+        });
+    }
+    if sides.len() > 9999 {
+        return Err(HarvestError::TooMany(sides.len()));
+    }
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| HarvestError::Write { path, source }
+    };
+    std::fs::create_dir_all(out).map_err(io(out))?;
+    let marker = out.join(INCOMPLETE);
+    std::fs::write(
+        &marker,
+        "a harvest is writing this folder, or was interrupted: run it again\n",
+    )
+    .map_err(io(&marker))?;
+    let mut entries = Vec::with_capacity(sides.len());
+    let mut ids = (Vec::new(), Vec::new());
+    let mut crops = 0;
+    for (i, (id, split)) in sides.iter().enumerate() {
+        let pid = i as i64 + 1;
+        let (vis_cam, ir_cam) = CAMERA_FOLDERS[id.visible.camera];
+        let mut files = Vec::new();
+        for (key, cam) in [(&id.visible, vis_cam), (&id.thermal, ir_cam)] {
+            let track: &TrackLog = &h.collected.tracks[key];
+            let dir = out.join(format!("cam{cam}/{pid:04}"));
+            std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+            for (n, kept) in track.chosen(h.settings.max_crops_per_track).into_iter().enumerate() {
+                let rel = format!("cam{cam}/{pid:04}/{:04}.jpg", n + 1);
+                let path = out.join(&rel);
+                std::fs::write(&path, &kept.jpeg).map_err(io(&path))?;
+                let b = kept.bbox;
+                files.push(CropEntry {
+                    file: rel,
+                    modality: key.modality,
+                    pts_s: kept.pts_s,
+                    bbox: [b.x, b.y, b.w, b.h],
+                });
+            }
+        }
+        crops += files.len();
+        match split {
+            Split::Train => ids.0.push(pid),
+            Split::Test => ids.1.push(pid),
+        }
+        entries.push(IdentityEntry {
+            pid,
+            split: *split,
+            camera: h.cameras[id.visible.camera].clone(),
+            visible_track: id.visible.track,
+            thermal_track: id.thermal.track,
+            first_s: id.first_s,
+            last_s: id.last_s,
+            fusion_frames: id.fusion.0,
+            fusion_mean_iou: id.fusion.1,
+            fusion_stable_fraction: id.fusion.2,
+            crops: files,
+        });
+    }
+    // SYSU's trainer reads train + val; val holds the latest training identity (as the reference
+    // layout has a non-empty val list).
+    let (train_ids, test_ids) = ids;
+    let (train_only, val) = train_ids.split_at(train_ids.len() - 1);
+    let exp = out.join("exp");
+    std::fs::create_dir_all(&exp).map_err(io(&exp))?;
+    for (name, list) in [
+        ("train_id.txt", train_only),
+        ("val_id.txt", val),
+        ("test_id.txt", &test_ids[..]),
+    ] {
+        let text: Vec<String> = list.iter().map(i64::to_string).collect();
+        let path = exp.join(name);
+        crate::atomic::write(&path, format!("{}\n", text.join(",")).as_bytes()).map_err(io(&path))?;
+    }
+    let s = h.settings;
+    let manifest = Manifest {
+        format: FORMAT,
+        site: h.site,
+        span_s: (start, end),
+        cut_s,
+        settings: Settings {
+            train_fraction: s.train_fraction,
+            min_track_frames: s.min_track_frames,
+            min_box_height: s.min_box_height,
+            max_crops_per_track: s.max_crops_per_track,
+            duplicate_difference: s.duplicate_difference,
+            min_fused_fraction: s.min_fused_fraction,
+        },
+        identities: entries,
+        left_out: &h.left_out,
+    };
+    let path: PathBuf = out.join(MANIFEST);
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| HarvestError::Write {
+        path: path.clone(),
+        source: e.into(),
+    })?;
+    crate::atomic::write(&path, &json).map_err(io(&path))?;
+    std::fs::remove_file(&marker).map_err(io(&marker))?;
+    Ok(Written {
+        train,
+        test,
+        crops,
+        cut_s,
+    })
+}

@@ -1,0 +1,266 @@
+//! `reid-pipe harvest` on a generated recording (several clips, people coming back): the layout
+//! `train` reads, pseudo-identities of both modalities that are each one true person, the time
+//! split, the manifest against the files, and the output folder's safety.
+
+mod common;
+
+use common::{bin, ok, repo, scene_site, text};
+use serde_json::Value;
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+/// Frames per second of the generated clips.
+const FPS: f64 = 10.0;
+
+/// A recording of `clips` clips of `people` people, and a site file playing it.
+fn recording(dir: &Path, people: usize, clips: usize, seed: u64) -> (PathBuf, PathBuf) {
+    let clip = dir.join("clip");
+    ok(bin()
+        .args(["synth", "--format", "scene", "--identities", &people.to_string()])
+        .args(["--clips", &clips.to_string(), "--seed", &seed.to_string(), "--out"])
+        .arg(&clip)
+        .output()
+        .expect("synth"));
+    let model = format!(
+        "backbone = \"mobilenetv2\"\nweights = \"{}\"\n",
+        repo("models/weights/mobilenetv2_imagenet.safetensors").display()
+    );
+    let site = scene_site(dir, &clip, None, &model, "[harvest]\nmin_box_height = 40\n");
+    (clip, site)
+}
+
+fn harvest(site: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    bin()
+        .arg("harvest")
+        .arg(site)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .expect("harvest")
+}
+
+/// Every file under `dir`, relative to it.
+fn files(dir: &Path) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(p.strip_prefix(dir).expect("under").to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
+}
+
+/// True boxes per (frame, modality): (pid, [x, y, w, h]).
+type Truth = HashMap<(i64, String), Vec<(i64, [f64; 4])>>;
+
+fn truth(clip: &Path) -> Truth {
+    let mut out = Truth::new();
+    for line in std::fs::read_to_string(clip.join("truth.jsonl"))
+        .expect("truth")
+        .lines()
+    {
+        let v: Value = serde_json::from_str(line).expect("json");
+        let b: Vec<f64> = v["box"]
+            .as_array()
+            .expect("box")
+            .iter()
+            .map(|x| x.as_f64().expect("f64"))
+            .collect();
+        out.entry((
+            v["frame"].as_i64().expect("frame"),
+            v["modality"].as_str().expect("m").to_owned(),
+        ))
+        .or_default()
+        .push((v["pid"].as_i64().expect("pid"), [b[0], b[1], b[2], b[3]]));
+    }
+    out
+}
+
+fn iou(a: &[f64; 4], b: &[f64; 4]) -> f64 {
+    let x = (a[0] + a[2]).min(b[0] + b[2]) - a[0].max(b[0]);
+    let y = (a[1] + a[3]).min(b[1] + b[3]) - a[1].max(b[1]);
+    if x <= 0.0 || y <= 0.0 {
+        return 0.0;
+    }
+    x * y / (a[2] * a[3] + b[2] * b[3] - x * y)
+}
+
+#[test]
+fn a_recording_becomes_a_cross_modal_training_set() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (clip, site) = recording(dir.path(), 6, 4, 3);
+    let out = dir.path().join("harvest");
+    let o = harvest(&site, &out, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).expect("manifest")).expect("json");
+    assert!(!out.join("HARVEST-INCOMPLETE").exists());
+    let cut = manifest["cut_s"].as_f64().expect("cut");
+    let ids = manifest["identities"].as_array().expect("identities");
+    assert!(ids.len() >= 4, "{}", text(&o));
+    // The manifest names exactly the crop files written.
+    let mut listed = BTreeSet::from(["manifest.json".to_owned()]);
+    for name in ["train_id.txt", "val_id.txt", "test_id.txt"] {
+        listed.insert(format!("exp/{name}"));
+    }
+    let truth = truth(&clip);
+    let (mut pure, mut crops) = (0, 0);
+    for id in ids {
+        let (first, last) = (
+            id["first_s"].as_f64().expect("first"),
+            id["last_s"].as_f64().expect("last"),
+        );
+        // No pseudo-identity crosses the time split.
+        match id["split"].as_str().expect("split") {
+            "train" => assert!(last <= cut, "{id}"),
+            "test" => assert!(first >= cut, "{id}"),
+            other => panic!("split {other}"),
+        }
+        let mut modalities = BTreeSet::new();
+        let mut people: HashMap<i64, usize> = HashMap::new();
+        for c in id["crops"].as_array().expect("crops") {
+            let file = c["file"].as_str().expect("file").to_owned();
+            let modality = c["modality"].as_str().expect("modality").to_owned();
+            let folder = if modality == "visible" { "cam1/" } else { "cam3/" };
+            assert!(file.starts_with(folder), "{file} ({modality})");
+            modalities.insert(modality.clone());
+            let b: Vec<f64> = c["box"]
+                .as_array()
+                .expect("box")
+                .iter()
+                .map(|x| x.as_f64().expect("f64"))
+                .collect();
+            let frame = (c["pts_s"].as_f64().expect("pts") * FPS).round() as i64;
+            let best = truth
+                .get(&(frame, modality))
+                .into_iter()
+                .flatten()
+                .map(|(pid, t)| (iou(t, &[b[0], b[1], b[2], b[3]]), *pid))
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+            if let Some((overlap, pid)) = best
+                && overlap > 0.3
+            {
+                *people.entry(pid).or_default() += 1;
+            }
+            listed.insert(file);
+        }
+        // Both modalities in every pseudo-identity, and mostly one true person.
+        assert_eq!(modalities.len(), 2, "{id}");
+        let n: usize = id["crops"].as_array().expect("crops").len();
+        pure += people.values().max().copied().unwrap_or(0);
+        crops += n;
+    }
+    assert_eq!(files(&out), listed);
+    assert!(
+        pure as f64 >= 0.8 * crops as f64,
+        "{pure} of {crops} crops are their identity's person"
+    );
+    // The split files hold the manifest's ids.
+    let read = |n: &str| -> BTreeSet<i64> {
+        std::fs::read_to_string(out.join("exp").join(n))
+            .expect("ids")
+            .trim()
+            .split(',')
+            .map(|s| s.parse().expect("id"))
+            .collect()
+    };
+    let train: BTreeSet<i64> = read("train_id.txt").union(&read("val_id.txt")).copied().collect();
+    let test = read("test_id.txt");
+    for id in ids {
+        let pid = id["pid"].as_i64().expect("pid");
+        let side = if id["split"] == "train" { &train } else { &test };
+        assert!(side.contains(&pid), "{pid}");
+    }
+    // `train` reads the layout and evaluates on its test part.
+    let cfg = dir.path().join("train.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "output_dir = \"{}\"\ndevice = \"cpu\"\n[dataset]\nkind = \"sysu\"\nroot = \"{}\"\n\
+             [model]\nbackbone = \"tinyresnet\"\ninput_size = [64, 32]\n\
+             [schedule]\nepochs = 1\nwarmup_epochs = 0\nmilestones = []\nidentities_per_batch = {}\nimages_per_identity = 1\n",
+            dir.path().join("run").display(),
+            out.display(),
+            train.len().min(4)
+        ),
+    )
+    .expect("config");
+    let o = bin().arg("train").arg(&cfg).output().expect("train");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(dir.path().join("run/last.safetensors").exists());
+}
+
+#[test]
+fn the_output_folder_is_never_overwritten_unasked_and_an_interrupted_harvest_starts_over() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, site) = recording(dir.path(), 4, 4, 5);
+    // A folder with someone else's file: refused, even with --force, and the file is kept.
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir_all(&theirs).expect("mkdir");
+    std::fs::write(theirs.join("notes.txt"), "mine").expect("write");
+    for extra in [&[][..], &["--force"][..]] {
+        let o = harvest(&site, &theirs, extra);
+        assert!(
+            o.status.code() == Some(1) && text(&o).contains("not a harvest's output"),
+            "{}",
+            text(&o)
+        );
+    }
+    assert_eq!(files(&theirs), BTreeSet::from(["notes.txt".to_owned()]));
+    // Too short to split: the error names the minimum.
+    let out = dir.path().join("out");
+    let o = harvest(&site, &out, &["--max-frames", "20"]);
+    assert!(
+        o.status.code() == Some(1) && text(&o).contains("too short to split") && text(&o).contains("at least 2"),
+        "{}",
+        text(&o)
+    );
+    let o = harvest(&site, &out, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let before = files(&out);
+    // An earlier harvest: refused without --force.
+    let o = harvest(&site, &out, &[]);
+    assert!(
+        o.status.code() == Some(1) && text(&o).contains("--force"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(files(&out), before);
+    // An interrupted one: the readers refuse it, and a new harvest starts it over, keeping the
+    // files it did not write.
+    std::fs::write(out.join("HARVEST-INCOMPLETE"), "").expect("marker");
+    std::fs::write(out.join("README.txt"), "site notes").expect("write");
+    let cfg = dir.path().join("train.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "output_dir = \"{}\"\ndevice = \"cpu\"\n[dataset]\nkind = \"sysu\"\nroot = \"{}\"\n\
+             [model]\nbackbone = \"tinyresnet\"\ninput_size = [64, 32]\n[schedule]\nidentities_per_batch = 2\nimages_per_identity = 1\n",
+            dir.path().join("run").display(),
+            out.display()
+        ),
+    )
+    .expect("config");
+    let o = bin().arg("check").arg(&cfg).output().expect("check");
+    assert!(
+        o.status.code() == Some(1) && text(&o).contains("HARVEST-INCOMPLETE"),
+        "{}",
+        text(&o)
+    );
+    let o = harvest(&site, &out, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let mut expected = before.clone();
+    expected.insert("README.txt".to_owned());
+    assert_eq!(files(&out), expected);
+    // --force replaces an earlier harvest, and again keeps what it did not write.
+    let o = harvest(&site, &out, &["--force"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(files(&out), expected);
+}

@@ -65,6 +65,32 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Adapt the site's model to its own footage, without labels: harvest, train from the
+    /// site's current weights, evaluate before and after on the held-out (later) part.
+    ///
+    /// Writes OUT/data (the harvest), OUT/train.toml and OUT/run/ (the trainer's files; the
+    /// adapted weights are OUT/run/last.safetensors), OUT/eval-before/ and OUT/eval-after/,
+    /// OUT/retrieval.png, and OUT/report.json + report.md with the scores and index thresholds
+    /// suggested for the adapted weights; prints the site-file lines that switch to them.
+    Adapt {
+        /// Site configuration (TOML).
+        site: PathBuf,
+        /// The folder to write (absent or empty; an earlier adaptation only with --resume).
+        #[arg(long)]
+        out: PathBuf,
+        /// Stop each source after this many frames (harvest).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        max_frames: Option<u64>,
+        /// Training epochs.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        epochs: u32,
+        /// Training seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Continue an interrupted adaptation in --out.
+        #[arg(long)]
+        resume: bool,
+    },
     /// Draw the figures models are judged by: retrieval grids, co-attention, correspondences,
     /// training curves.
     Viz {

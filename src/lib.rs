@@ -18,6 +18,7 @@
 //! - [`doctor`]: installation checks.
 //! - [`libtorch`]: the few libtorch calls tch does not wrap (autocast type, pinned memory).
 
+pub mod adapt;
 pub mod atomic;
 pub mod base;
 pub mod cli;

@@ -53,6 +53,32 @@ fn run(command: Command) -> Result<ExitCode> {
             to,
             force,
         } => harvest(&site, out, max_frames, (from, to), force),
+        Command::Adapt {
+            site,
+            out,
+            max_frames,
+            epochs,
+            seed,
+            resume,
+        } => {
+            let cfg = SiteConfig::load(&site)?;
+            let opts = reid_pipe::adapt::AdaptOptions {
+                out,
+                max_frames,
+                epochs,
+                seed,
+                resume,
+            };
+            let stop = Arc::new(AtomicBool::new(false));
+            let report = reid_pipe::adapt::adapt(&cfg, &opts, &stop)?;
+            println!("{}", report.table());
+            println!(
+                "To use the adapted weights, set in {}:\n{}",
+                site.display(),
+                report.site_lines()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Train { config, resume, runs } => {
             let cfg = TrainConfig::load(&config)?;
             let results = reid_pipe::train::train(&cfg, reid_pipe::train::Options { resume, runs })?;

@@ -264,3 +264,71 @@ fn the_output_folder_is_never_overwritten_unasked_and_an_interrupted_harvest_sta
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(files(&out), expected);
 }
+
+#[test]
+fn adapt_harvests_trains_evaluates_and_reports() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, site) = recording(dir.path(), 6, 4, 3);
+    let out = dir.path().join("adapt");
+    let adapt = |extra: &[&str]| {
+        bin()
+            .arg("adapt")
+            .arg(&site)
+            .arg("--out")
+            .arg(&out)
+            .args(["--epochs", "1"])
+            .args(extra)
+            .output()
+            .expect("adapt")
+    };
+    let o = adapt(&[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let report: Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).expect("report")).expect("json");
+    for side in ["before", "after"] {
+        for metric in ["rank1", "map"] {
+            let mean = report[side][metric][0].as_f64().expect("mean");
+            assert!((0.0..=100.0).contains(&mean) && mean > 0.0, "{side} {metric}: {report}");
+        }
+    }
+    let cross = report["cross_modality_threshold"]["distance"]
+        .as_f64()
+        .expect("threshold");
+    assert!((0.0..=2.0).contains(&cross), "{report}");
+    for f in [
+        "report.md",
+        "retrieval.png",
+        "train.toml",
+        "run/last.safetensors",
+        "data/manifest.json",
+    ] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+    // The printed lines switch the site to the adapted weights, and the site still checks.
+    let printed = text(&o);
+    let lines = &printed[printed.find("[model]").expect("site lines")..];
+    assert!(
+        lines.contains("run/last.safetensors") && lines.contains("cross_modality_threshold"),
+        "{printed}"
+    );
+    let adapted_site = dir.path().join("adapted.toml");
+    let weights = report["adapted_weights"].as_str().expect("weights");
+    let original = std::fs::read_to_string(&site).expect("site");
+    let start = original.find("weights = ").expect("weights key");
+    let end = start + original[start..].find('\n').expect("line end");
+    std::fs::write(
+        &adapted_site,
+        format!("{}weights = \"{weights}\"{}", &original[..start], &original[end..]),
+    )
+    .expect("write");
+    let o = bin().arg("check").arg(&adapted_site).output().expect("check");
+    assert!(o.status.success(), "{}", text(&o));
+    // An earlier adaptation is continued only with --resume.
+    let o = adapt(&[]);
+    assert!(
+        o.status.code() == Some(1) && text(&o).contains("--resume"),
+        "{}",
+        text(&o)
+    );
+    let o = adapt(&["--resume"]);
+    assert!(o.status.success(), "{}", text(&o));
+}

@@ -15,7 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["track", "eval", "synth"],
     &["train", "viz"],
     &["live"],
-    &["doctor", "cli"],
+    &["doctor", "cli", "adapt"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

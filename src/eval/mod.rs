@@ -149,11 +149,16 @@ impl FeatureBank {
         Self::new(path.to_path_buf(), features.to_kind(tch::Kind::Float), paths)
     }
 
+    /// The image path of every row, in row order.
+    pub fn paths(&self) -> Vec<&str> {
+        let mut rows: Vec<(&String, &i64)> = self.rows.iter().collect();
+        rows.sort_by_key(|(_, r)| **r);
+        rows.into_iter().map(|(p, _)| p.as_str()).collect()
+    }
+
     /// Writes the bank in the format [`FeatureBank::load`] reads.
     pub fn save(&self, path: &Path) -> Result<(), EvalError> {
-        let mut paths: Vec<(&String, &i64)> = self.rows.iter().collect();
-        paths.sort_by_key(|(_, r)| **r);
-        let paths: Vec<&String> = paths.into_iter().map(|(p, _)| p).collect();
+        let paths = self.paths();
         let meta = std::collections::BTreeMap::from([(
             "paths".to_owned(),
             serde_json::to_string(&paths).map_err(|e| EvalError::Write {

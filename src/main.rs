@@ -70,6 +70,17 @@ fn run(command: Command) -> Result<ExitCode> {
                 resume,
             };
             let stop = Arc::new(AtomicBool::new(false));
+            let handler_stop = Arc::clone(&stop);
+            ctrlc::set_handler(move || {
+                if handler_stop.swap(true, Ordering::Relaxed) {
+                    std::process::exit(130);
+                }
+                eprintln!(
+                    "stopping after this phase (a harvest writes what it has); Ctrl-C again stops at once; \
+                     `adapt --resume` continues (training from its last epoch's checkpoint)"
+                );
+            })
+            .context("cannot install the signal handler")?;
             let report = reid_pipe::adapt::adapt(&cfg, &opts, &stop)?;
             println!("{}", report.table());
             println!(
@@ -397,7 +408,7 @@ fn harvest(
     };
     let summary = live::harvest::harvest(&cfg, &opts, &stop)?;
     let w = &summary.written;
-    let l = &summary.left_out;
+    let l = &w.left_out;
     println!(
         "{} tracks; {} pseudo-identities written to {} ({} train, {} test, cut at {:.1} s), {} crops",
         summary.tracks,

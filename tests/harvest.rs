@@ -233,6 +233,16 @@ fn the_output_folder_is_never_overwritten_unasked_and_an_interrupted_harvest_sta
         text(&o)
     );
     assert_eq!(files(&out), before);
+    let manifest = std::fs::read(out.join("manifest.json")).expect("manifest");
+    // With --force, a new harvest that fails (too short) leaves the earlier one as it was.
+    let o = harvest(&site, &out, &["--force", "--max-frames", "20"]);
+    assert!(
+        o.status.code() == Some(1) && text(&o).contains("too short"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(files(&out), before);
+    assert_eq!(std::fs::read(out.join("manifest.json")).expect("manifest"), manifest);
     // An interrupted one: the readers refuse it, and a new harvest starts it over, keeping the
     // files it did not write.
     std::fs::write(out.join("HARVEST-INCOMPLETE"), "").expect("marker");

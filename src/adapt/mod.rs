@@ -58,6 +58,8 @@ pub enum AdaptError {
         #[source]
         source: Box<crate::eval::EvalError>,
     },
+    #[error("interrupted after the {0}; `reid-pipe adapt --resume` continues")]
+    Interrupted(&'static str),
     #[error("the retrieval figure")]
     Viz(#[from] crate::viz::VizError),
 }
@@ -116,10 +118,10 @@ impl AdaptReport {
             s.push_str("[index]\n");
         }
         if let Some(t) = self.same_modality_threshold {
-            s.push_str(&format!("same_modality_threshold = {:.4}\n", t.distance));
+            s.push_str(&format!("same_modality_threshold = {:.4}\n", round_up(t.distance)));
         }
         if let Some(t) = self.cross_modality_threshold {
-            s.push_str(&format!("cross_modality_threshold = {:.4}\n", t.distance));
+            s.push_str(&format!("cross_modality_threshold = {:.4}\n", round_up(t.distance)));
         }
         s
     }
@@ -152,7 +154,7 @@ impl AdaptReport {
             if let Some(th) = th {
                 t.push_str(&format!(
                     "\n`index.{key}` = {:.4}: splits {:.1} % of {} same-identity pairs, merges {:.1} % of {} different ones.",
-                    th.distance,
+                    round_up(th.distance),
                     100.0 * th.split_rate,
                     th.same_pairs,
                     100.0 * th.merge_rate,
@@ -163,6 +165,12 @@ impl AdaptReport {
         t.push('\n');
         t
     }
+}
+
+/// `x` rounded up to the 4 decimals the site lines print: the index joins at or below its
+/// threshold, so rounding down would split the pairs the threshold was chosen to keep.
+fn round_up(x: f64) -> f64 {
+    (x * 1e4).ceil() / 1e4
 }
 
 /// Entries of the output folder an adaptation writes.
@@ -193,6 +201,14 @@ pub fn adapt(cfg: &SiteConfig, opts: &AdaptOptions, stop: &Arc<AtomicBool>) -> R
         };
         harvest::harvest(cfg, &h, stop)?;
     }
+    let interrupted = |phase| {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            Err(AdaptError::Interrupted(phase))
+        } else {
+            Ok(())
+        }
+    };
+    interrupted("harvest")?;
     let ids = |split| {
         crate::data::sysu::read_ids(&data, split).map_err(|e| AdaptError::Eval {
             what: "the harvested ids",
@@ -204,11 +220,16 @@ pub fn adapt(cfg: &SiteConfig, opts: &AdaptOptions, stop: &Arc<AtomicBool>) -> R
     let test_ids = ids("test")?.len();
     tracing::info!("adapt 2/4: training from {}", cfg.model.weights.display());
     let train_file = out.join(TRAIN_FILE);
-    let text = training_file(cfg, backbone, input_size, train_ids, opts);
-    crate::atomic::write(&train_file, text.as_bytes()).map_err(|source| AdaptError::Write {
-        path: train_file.clone(),
-        source,
-    })?;
+    if opts.resume && train_file.exists() {
+        // The run continues as it was set up, whatever --epochs says now.
+        tracing::info!("continuing the training of {}", train_file.display());
+    } else {
+        let text = training_file(cfg, backbone, input_size, train_ids, opts);
+        crate::atomic::write(&train_file, text.as_bytes()).map_err(|source| AdaptError::Write {
+            path: train_file.clone(),
+            source,
+        })?;
+    }
     let train_cfg = TrainConfig::load(&train_file)?;
     crate::train::train(
         &train_cfg,
@@ -217,6 +238,7 @@ pub fn adapt(cfg: &SiteConfig, opts: &AdaptOptions, stop: &Arc<AtomicBool>) -> R
             runs: 1,
         },
     )?;
+    interrupted("training")?;
     let adapted = out.join(RUN).join("last.safetensors");
     tracing::info!("adapt 3/4: evaluating before and after on the held-out part");
     let request = |input: &Path, folder: &str| EvalRequest {
@@ -368,24 +390,30 @@ fn training_file(
     };
     let epochs = opts.epochs.max(1);
     format!(
-        "# Written by `reid-pipe adapt {site}`: the site's own tracks, from its current weights.\n\
+        "# Written by `reid-pipe adapt`: the site's own tracks, from its current weights.\n\
          seed = {seed}\noutput_dir = \"{RUN}\"\ndevice = \"{device}\"\nthreads = {threads}\n\n\
          [dataset]\nkind = \"sysu\"\nroot = \"{DATA}\"\n\n\
-         [model]\nbackbone = \"{backbone}\"\npretrained = \"{weights}\"\ninput_size = [{h}, {w}]\n\n\
+         [model]\nbackbone = \"{backbone}\"\npretrained = {weights}\ninput_size = [{h}, {w}]\n\n\
          [schedule]\nepochs = {epochs}\nidentities_per_batch = {p}\nimages_per_identity = {k}\n\
          base_lr = {BASE_LR}\nwarmup_epochs = 0\nmilestones = [{milestone}]\neval_every = {epochs}\n",
-        site = cfg.file.display(),
         seed = opts.seed,
         threads = cfg.runtime.threads,
-        weights = std::path::absolute(&cfg.model.weights)
-            .unwrap_or_else(|_| cfg.model.weights.clone())
-            .display(),
+        // A TOML string, escaped as TOML needs.
+        weights = toml::Value::String(
+            std::path::absolute(&cfg.model.weights)
+                .unwrap_or_else(|_| cfg.model.weights.clone())
+                .to_string_lossy()
+                .into_owned()
+        ),
         // The learning rate drops tenfold after two thirds of the epochs.
         milestone = Some(epochs * 2 / 3)
             .filter(|m| *m >= 1)
             .map_or(String::new(), |m| m.to_string()),
     )
 }
+
+/// Most held-out crops whose pairs the thresholds are computed from.
+const MAX_ROWS: usize = 2000;
 
 /// Thresholds from the held-out features an evaluation saved (paths `camN/<pid>/…`).
 fn suggested_thresholds(features: &Path) -> Result<(Option<Threshold>, Option<Threshold>), AdaptError> {
@@ -396,9 +424,13 @@ fn suggested_thresholds(features: &Path) -> Result<(Option<Threshold>, Option<Th
     let bank = FeatureBank::load(features).map_err(eval_err)?;
     let rows = crate::base::normalize_rows(&bank.features.to_kind(tch::Kind::Float)).map_err(|e| eval_err(e.into()))?;
     let rows: Vec<Vec<f32>> = Vec::<Vec<f32>>::try_from(&rows).map_err(|e| eval_err(e.into()))?;
+    // All pairs of at most MAX_ROWS crops (evenly spread): enough pairs for a threshold, and
+    // a bounded cost on a large harvest.
+    let step = rows.len().div_ceil(MAX_ROWS).max(1);
+    let rows: Vec<Vec<f32>> = rows.into_iter().step_by(step).collect();
     let mut labels = Vec::new();
     let mut thermal = Vec::new();
-    for path in bank.paths() {
+    for path in bank.paths().into_iter().step_by(step) {
         let mut parts = path.split('/');
         let cam = parts.next().unwrap_or("");
         let pid = parts.next().and_then(|p| p.parse::<i64>().ok()).unwrap_or(-1);

@@ -29,6 +29,8 @@ pub struct Kept {
     /// The detection box (the crop adds the detector's margin).
     pub bbox: BBox,
     pub jpeg: Vec<u8>,
+    /// Its grey thumbnail, which the next crop is compared with.
+    signature: Vec<u8>,
 }
 
 /// What was seen of one track.
@@ -44,7 +46,6 @@ pub struct TrackLog {
     pub kept: Vec<Kept>,
     /// Crops skipped as near-duplicates of the one kept before them.
     pub duplicates: u32,
-    signature: Option<Vec<u8>>,
     gap_s: f64,
 }
 
@@ -132,7 +133,6 @@ impl<'a> Collector<'a> {
             frame_size: size,
             kept: Vec::new(),
             duplicates: 0,
-            signature: None,
             gap_s: 0.0,
         });
         log.boxes.push((job.pts_s, job.bbox));
@@ -149,19 +149,22 @@ impl<'a> Collector<'a> {
                 return;
             }
         };
-        if let Some(last) = &log.signature
-            && mean_difference(last, &signature) < self.settings.duplicate_difference
+        if let Some(last) = log.kept.last()
+            && mean_difference(&last.signature, &signature) < self.settings.duplicate_difference
         {
             log.duplicates += 1;
             return;
         }
-        log.signature = Some(signature);
         log.kept.push(Kept {
             pts_s: job.pts_s,
             bbox: job.bbox,
             jpeg,
+            signature,
         });
         if log.kept.len() >= 2 * self.settings.max_crops_per_track {
+            // Every other crop goes, and the next must be as far from the last as the kept ones
+            // are from each other (at least the whole span when a single crop is left).
+            let span = log.kept.last().map_or(0.0, |k| k.pts_s) - log.kept[0].pts_s;
             let mut i = 0;
             log.kept.retain(|_| {
                 i += 1;
@@ -171,7 +174,8 @@ impl<'a> Collector<'a> {
                 .kept
                 .windows(2)
                 .map(|w| w[1].pts_s - w[0].pts_s)
-                .fold(f64::MAX, f64::min);
+                .reduce(f64::min)
+                .unwrap_or(span);
         }
     }
 }
@@ -237,11 +241,13 @@ pub fn overlap(visible: &TrackLog, thermal: &TrackLog, tolerance_s: f64, iou: f3
     let mut total = 0.0;
     let mut above = 0;
     for (t, tb) in &thermal.boxes {
+        // The visible box nearest in time, within the tolerance.
         let i = visible.boxes.partition_point(|(v, _)| *v < t - tolerance_s);
-        let Some((v, vb)) = visible.boxes.get(i) else { continue };
-        if (v - t).abs() > tolerance_s {
-            continue;
-        }
+        let nearest = visible.boxes[i..]
+            .iter()
+            .take_while(|(v, _)| *v <= t + tolerance_s)
+            .min_by(|a, b| (a.0 - t).abs().total_cmp(&(b.0 - t).abs()));
+        let Some((_, vb)) = nearest else { continue };
         let scaled = BBox::new(tb.x * sx, tb.y * sy, tb.w * sx, tb.h * sy);
         let x = vb.iou(&scaled);
         seen += 1;
@@ -275,10 +281,10 @@ mod tests {
                     pts_s: i as f64,
                     bbox: BBox::new(0.0, 0.0, 1.0, 1.0),
                     jpeg: Vec::new(),
+                    signature: Vec::new(),
                 })
                 .collect(),
             duplicates: 0,
-            signature: None,
             gap_s: 0.0,
         }
     }
@@ -313,5 +319,32 @@ mod tests {
         assert!((mean - 0.7).abs() < 1e-6, "{mean}");
         // Frames farther apart than the tolerance do not count.
         assert_eq!(overlap(&visible, &thermal, 0.001, 0.5).0, 0);
+        // With a tolerance wider than a frame, each thermal box meets the nearest visible one,
+        // not the earliest within reach (which would be the frame before).
+        let moving = log(
+            (0..10)
+                .map(|i| {
+                    (
+                        f64::from(i) * 0.1,
+                        BBox::new(f32::from(i as u8) * 20.0, 0.0, 20.0, 40.0),
+                    )
+                })
+                .collect(),
+            (100, 100),
+            0,
+        );
+        let following = log(
+            (0..10)
+                .map(|i| {
+                    (
+                        f64::from(i) * 0.1 + 0.01,
+                        BBox::new(f32::from(i as u8) * 20.0, 0.0, 20.0, 40.0),
+                    )
+                })
+                .collect(),
+            (100, 100),
+            0,
+        );
+        assert_eq!(overlap(&moving, &following, 0.15, 0.9), (10, 1.0, 1.0));
     }
 }

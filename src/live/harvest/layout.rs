@@ -44,8 +44,10 @@ pub struct PseudoIdentity {
     pub fusion: (usize, f64, f64),
 }
 
-/// Makes `out` ready for a harvest: absent or empty; an interrupted harvest's output (started
-/// over); an earlier harvest's output only with `force`. Anything else is refused.
+/// Checks that `out` may take a harvest: absent or empty; an interrupted harvest's output
+/// (started over); an earlier harvest's output only with `force`. Anything else is refused.
+/// Nothing is removed here: [`write`] replaces an earlier harvest only once the new one is
+/// ready to be written, so a harvest that fails leaves the earlier one as it was.
 pub fn prepare(out: &Path, force: bool) -> Result<(), HarvestError> {
     let refuse = |problem: &'static str| HarvestError::Output {
         path: out.to_path_buf(),
@@ -67,17 +69,35 @@ pub fn prepare(out: &Path, force: bool) -> Result<(), HarvestError> {
         return Ok(());
     }
     if out.join(INCOMPLETE).exists() {
-        tracing::warn!("{}: an interrupted harvest; starting it over", out.display());
+        tracing::warn!("{}: an interrupted harvest; it is started over", out.display());
+        Ok(())
     } else if is_harvest(&out.join(MANIFEST)) {
-        if !force {
-            return Err(refuse("holds an earlier harvest; pass --force to replace it"));
+        if force {
+            Ok(())
+        } else {
+            Err(refuse("holds an earlier harvest; pass --force to replace it"))
         }
     } else {
-        return Err(refuse(
+        Err(refuse(
             "not empty, and not a harvest's output: choose an empty folder (harvest removes only what it wrote)",
-        ));
+        ))
     }
-    for entry in ENTRIES {
+}
+
+/// Marks `out` incomplete, then removes what an earlier harvest wrote there (only the entries
+/// a harvest writes): an interruption in between leaves a folder the readers refuse, which the
+/// next harvest starts over.
+fn clear(out: &Path) -> Result<(), HarvestError> {
+    let marker = out.join(INCOMPLETE);
+    std::fs::write(
+        &marker,
+        "a harvest is writing this folder, or was interrupted: run it again\n",
+    )
+    .map_err(|source| HarvestError::Write {
+        path: marker.clone(),
+        source,
+    })?;
+    for entry in ENTRIES.iter().filter(|e| **e != INCOMPLETE) {
         let path = out.join(entry);
         let removed = if path.is_dir() {
             std::fs::remove_dir_all(&path)
@@ -167,6 +187,8 @@ pub struct Written {
     pub test: usize,
     pub crops: usize,
     pub cut_s: f64,
+    /// What was left out, and why (including the pseudo-identities that span the cut).
+    pub left_out: LeftOut,
 }
 
 /// Everything [`write`] needs.
@@ -219,12 +241,8 @@ pub fn write(out: &Path, mut h: Harvested<'_>) -> Result<Written, HarvestError> 
         move |source| HarvestError::Write { path, source }
     };
     std::fs::create_dir_all(out).map_err(io(out))?;
+    clear(out)?;
     let marker = out.join(INCOMPLETE);
-    std::fs::write(
-        &marker,
-        "a harvest is writing this folder, or was interrupted: run it again\n",
-    )
-    .map_err(io(&marker))?;
     let mut entries = Vec::with_capacity(sides.len());
     let mut ids = (Vec::new(), Vec::new());
     let mut crops = 0;
@@ -312,5 +330,6 @@ pub fn write(out: &Path, mut h: Harvested<'_>) -> Result<Written, HarvestError> 
         test,
         crops,
         cut_s,
+        left_out: h.left_out,
     })
 }

@@ -60,6 +60,10 @@ pub enum HarvestError {
     )]
     TooMany(usize),
     #[error(
+        "no person was tracked in the stream time harvested ({outside} crops fell outside --from/--to): nothing to harvest"
+    )]
+    NoTracks { outside: u64 },
+    #[error(
         "no visible–thermal track pair was fused ({0} tracks, none with a partner): the site's views may not be aligned (cameras.fuse_iou = 0 turns fusion off), or its thermal camera saw no one; a cross-modal training set needs fused pairs"
     )]
     NothingFused(usize),
@@ -83,7 +87,6 @@ pub struct HarvestOptions {
 pub struct HarvestSummary {
     pub written: layout::Written,
     pub tracks: usize,
-    pub left_out: LeftOut,
 }
 
 /// Harvests the site into `opts.out`.
@@ -106,6 +109,11 @@ pub fn harvest(
         })?;
     }
     let collected = collect_tracks(cfg, opts, stop)?;
+    if collected.tracks.is_empty() {
+        return Err(HarvestError::NoTracks {
+            outside: collected.outside,
+        });
+    }
     let (identities, left_out) = pseudo_identities(cfg, &collected);
     if identities.is_empty() && left_out.unstable_fusion + left_out.short + left_out.no_crops == 0 {
         return Err(HarvestError::NothingFused(collected.tracks.len()));
@@ -119,13 +127,12 @@ pub fn harvest(
             settings: &cfg.harvest,
             collected: &collected,
             identities,
-            left_out: left_out.clone(),
+            left_out,
         },
     )?;
     Ok(HarvestSummary {
         written,
         tracks: collected.tracks.len(),
-        left_out,
     })
 }
 

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{bin, ok, repo, scene_site, text};
+use common::{bin, box_iou as iou, ok, repo, scene_site, scene_truth as truth, text};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -55,41 +55,6 @@ fn files(dir: &Path) -> BTreeSet<String> {
         }
     }
     out
-}
-
-/// True boxes per (frame, modality): (pid, [x, y, w, h]).
-type Truth = HashMap<(i64, String), Vec<(i64, [f64; 4])>>;
-
-fn truth(clip: &Path) -> Truth {
-    let mut out = Truth::new();
-    for line in std::fs::read_to_string(clip.join("truth.jsonl"))
-        .expect("truth")
-        .lines()
-    {
-        let v: Value = serde_json::from_str(line).expect("json");
-        let b: Vec<f64> = v["box"]
-            .as_array()
-            .expect("box")
-            .iter()
-            .map(|x| x.as_f64().expect("f64"))
-            .collect();
-        out.entry((
-            v["frame"].as_i64().expect("frame"),
-            v["modality"].as_str().expect("m").to_owned(),
-        ))
-        .or_default()
-        .push((v["pid"].as_i64().expect("pid"), [b[0], b[1], b[2], b[3]]));
-    }
-    out
-}
-
-fn iou(a: &[f64; 4], b: &[f64; 4]) -> f64 {
-    let x = (a[0] + a[2]).min(b[0] + b[2]) - a[0].max(b[0]);
-    let y = (a[1] + a[3]).min(b[1] + b[3]) - a[1].max(b[1]);
-    if x <= 0.0 || y <= 0.0 {
-        return 0.0;
-    }
-    x * y / (a[2] * a[3] + b[2] * b[3] - x * y)
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{bin, clip, free_port, ok, repo, scene_site, text};
+use common::{Truth, bin, box_iou as iou, clip, free_port, ok, repo, scene_site, scene_truth as truth, text};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -29,41 +29,6 @@ fn events(path: &Path) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect()
-}
-
-/// True boxes: (frame, modality) → [(pid, [x, y, w, h])].
-type Truth = HashMap<(i64, String), Vec<(i64, [f64; 4])>>;
-
-fn truth(clip: &Path) -> Truth {
-    let mut out: HashMap<_, Vec<_>> = HashMap::new();
-    for line in std::fs::read_to_string(clip.join("truth.jsonl"))
-        .expect("truth")
-        .lines()
-    {
-        let v: Value = serde_json::from_str(line).expect("json");
-        let b: Vec<f64> = v["box"]
-            .as_array()
-            .expect("box")
-            .iter()
-            .map(|x| x.as_f64().expect("f64"))
-            .collect();
-        out.entry((
-            v["frame"].as_i64().expect("frame"),
-            v["modality"].as_str().expect("m").to_owned(),
-        ))
-        .or_default()
-        .push((v["pid"].as_i64().expect("pid"), [b[0], b[1], b[2], b[3]]));
-    }
-    out
-}
-
-fn iou(a: &[f64; 4], b: &[f64; 4]) -> f64 {
-    let ix = (a[0] + a[2]).min(b[0] + b[2]) - a[0].max(b[0]);
-    let iy = (a[1] + a[3]).min(b[1] + b[3]) - a[1].max(b[1]);
-    if ix <= 0.0 || iy <= 0.0 {
-        return 0.0;
-    }
-    ix * iy / (a[2] * a[3] + b[2] * b[3] - ix * iy)
 }
 
 /// How the run's identities relate to the true people.

@@ -40,6 +40,10 @@ pub struct CameraStats {
     pub pairing: PairCounts,
 }
 
+/// A camera pair as started: its name, its pairing thread (or why it could not start), and the
+/// stats of sources that failed to start.
+pub type Started = (String, std::io::Result<JoinHandle<CameraStats>>, Vec<SourceStats>);
+
 /// A pair (or a lone frame) from camera pair `camera`.
 pub struct Arrival {
     pub camera: usize,
@@ -88,7 +92,7 @@ pub fn start(
     stop: &Arc<AtomicBool>,
     out: &Sender<Arrival>,
     metrics: &Metrics,
-) -> Vec<(String, std::io::Result<JoinHandle<CameraStats>>, Vec<SourceStats>)> {
+) -> Vec<Started> {
     let queue = cfg.runtime.queue_capacity;
     let mut cameras = Vec::new();
     for (index, cam) in cfg.cameras.iter().enumerate() {
@@ -160,7 +164,7 @@ pub fn start(
 }
 
 /// Waits for the camera threads of [`start`].
-pub fn join(cameras: Vec<(String, std::io::Result<JoinHandle<CameraStats>>, Vec<SourceStats>)>) -> Vec<CameraStats> {
+pub fn join(cameras: Vec<Started>) -> Vec<CameraStats> {
     cameras
         .into_iter()
         .map(|(camera, thread, failed)| {

@@ -146,11 +146,12 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
     let server_stop = Arc::new(AtomicBool::new(false));
     let server = start_metrics_server(cfg, &metrics, &server_stop)?;
     let q = cfg.runtime.queue_capacity;
-    let (arrivals_tx, arrivals) = bounded(q);
-    let cameras = capture::start(cfg, opts.max_frames, stop, &arrivals_tx, &metrics);
-    drop(arrivals_tx);
-    let mut pool = DetectPool::<Tag>::new(cfg.runtime.detector_workers, q, detector_factory(cfg));
-    let detected = pool.take_results().expect("a new pool has its results receiver");
+    let Front {
+        cameras,
+        arrivals,
+        pool,
+        detected,
+    } = start_front(cfg, opts.max_frames, stop, &metrics);
     let (embed_tx, embed_rx) = bounded(q * cfg.runtime.batch_size.max(1));
     let (ident_tx, ident_rx) = bounded(q * cfg.runtime.batch_size.max(1));
     let (events_tx, events_rx) = bounded(q * 16);
@@ -240,6 +241,31 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
         mqtt_dropped,
         elapsed: started.elapsed(),
     })
+}
+
+/// The front of the pipeline, started: the sources and their pairing threads feeding the
+/// arrivals queue, and the detection pool whose results come out in frame order.
+struct Front {
+    cameras: Vec<capture::Started>,
+    arrivals: Receiver<capture::Arrival>,
+    pool: DetectPool<Tag>,
+    detected: Receiver<crate::detect::pool::Done<Tag>>,
+}
+
+/// Starts the sources (each stopping after `max_frames`, or when `stop` is set) and the
+/// detection pool, with queues of `runtime.queue_capacity`.
+fn start_front(cfg: &SiteConfig, max_frames: Option<u64>, stop: &Arc<AtomicBool>, metrics: &Metrics) -> Front {
+    let q = cfg.runtime.queue_capacity;
+    let (arrivals_tx, arrivals) = bounded(q);
+    let cameras = capture::start(cfg, max_frames, stop, &arrivals_tx, metrics);
+    let mut pool = DetectPool::<Tag>::new(cfg.runtime.detector_workers, q, detector_factory(cfg));
+    let detected = pool.take_results().expect("a new pool has its results receiver");
+    Front {
+        cameras,
+        arrivals,
+        pool,
+        detected,
+    }
 }
 
 /// `runtime.threads`: libtorch's and OpenCV's CPU threads.

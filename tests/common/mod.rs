@@ -162,3 +162,40 @@ snapshot_dir = "{dir}/index"
     std::fs::write(&path, text).expect("site");
     path
 }
+
+/// True boxes of a generated clip: (frame, modality) → [(pid, [x, y, w, h])].
+pub type Truth = std::collections::HashMap<(i64, String), Vec<(i64, [f64; 4])>>;
+
+/// Reads a generated clip's `truth.jsonl`.
+pub fn scene_truth(clip: &Path) -> Truth {
+    let mut out = Truth::new();
+    for line in std::fs::read_to_string(clip.join("truth.jsonl"))
+        .expect("truth")
+        .lines()
+    {
+        let v: serde_json::Value = serde_json::from_str(line).expect("json");
+        let b: Vec<f64> = v["box"]
+            .as_array()
+            .expect("box")
+            .iter()
+            .map(|x| x.as_f64().expect("f64"))
+            .collect();
+        out.entry((
+            v["frame"].as_i64().expect("frame"),
+            v["modality"].as_str().expect("m").to_owned(),
+        ))
+        .or_default()
+        .push((v["pid"].as_i64().expect("pid"), [b[0], b[1], b[2], b[3]]));
+    }
+    out
+}
+
+/// Intersection over union of two [x, y, w, h] boxes.
+pub fn box_iou(a: &[f64; 4], b: &[f64; 4]) -> f64 {
+    let ix = (a[0] + a[2]).min(b[0] + b[2]) - a[0].max(b[0]);
+    let iy = (a[1] + a[3]).min(b[1] + b[3]) - a[1].max(b[1]);
+    if ix <= 0.0 || iy <= 0.0 {
+        return 0.0;
+    }
+    ix * iy / (a[2] * a[3] + b[2] * b[3] - ix * iy)
+}

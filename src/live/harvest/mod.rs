@@ -12,16 +12,14 @@ pub mod layout;
 
 use super::metrics::Metrics;
 use super::supervise::Supervisor;
-use super::{capture, detector_factory, dispatch, tracking};
+use super::{capture, dispatch, tracking};
 use crate::config::SiteConfig;
-use crate::detect::pool::DetectPool;
 use collect::{Collected, Collector};
 use crossbeam_channel::bounded;
 use layout::{CAMERA_FOLDERS, Harvested, LeftOut, PseudoIdentity};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use tracking::Tag;
 
 /// Errors of a harvest, naming the folder, setting or stage involved.
 #[derive(Debug, thiserror::Error)]
@@ -140,13 +138,13 @@ pub fn harvest(
 fn collect_tracks(cfg: &SiteConfig, opts: &HarvestOptions, stop: &Arc<AtomicBool>) -> Result<Collected, HarvestError> {
     super::apply_threads(cfg.runtime.threads);
     let metrics = Metrics::default();
-    let q = cfg.runtime.queue_capacity;
-    let (arrivals_tx, arrivals) = bounded(q);
-    let cameras = capture::start(cfg, opts.max_frames, stop, &arrivals_tx, &metrics);
-    drop(arrivals_tx);
-    let mut pool = DetectPool::<Tag>::new(cfg.runtime.detector_workers, q, detector_factory(cfg));
-    let detected = pool.take_results().expect("a new pool has its results receiver");
-    let (crops_tx, crops_rx) = bounded(q * cfg.runtime.batch_size.max(1));
+    let super::Front {
+        cameras,
+        arrivals,
+        pool,
+        detected,
+    } = super::start_front(cfg, opts.max_frames, stop, &metrics);
+    let (crops_tx, crops_rx) = bounded(cfg.runtime.queue_capacity * cfg.runtime.batch_size.max(1));
     let supervisor = Supervisor::new(Arc::clone(stop));
     let sup = &supervisor;
     let bar = indicatif::ProgressBar::new_spinner().with_style(

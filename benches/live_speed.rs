@@ -117,7 +117,7 @@ fn main() {
         let m = &s.metrics;
         let crops = m.total("reid_crops_embedded_total");
         let secs = s.elapsed.as_secs_f64();
-        let lat = m.latency("reid_frame_to_event_seconds", "");
+        let lat = m.latency("reid_frame_to_event_seconds", &[]);
         let ms = |q: f64| lat.quantile(q).map_or(f64::NAN, |v| v * 1000.0);
         println!(
             "{pairs:>5} {:>8} {crops:>7} {secs:>9.1} {:>9.1} {:>7.2} {:>8.0} {:>8.0} {:>8.0}",
@@ -135,7 +135,7 @@ fn main() {
     std::fs::create_dir_all(&run_dir).expect("dir");
     let cfg = site(&run_dir, &clip, 1, false, true);
     let s = live::run(&cfg, &RunOptions::default(), &Arc::new(AtomicBool::new(false))).expect("run");
-    let lat = s.metrics.latency("reid_frame_to_event_seconds", "");
+    let lat = s.metrics.latency("reid_frame_to_event_seconds", &[]);
     let ms = |q: f64| lat.quantile(q).map_or(f64::NAN, |v| v * 1000.0);
     println!(
         "real time, 1 pair: frame-to-event p50 ≤ {:.0} ms, p99 ≤ {:.0} ms ({} events)",
@@ -183,7 +183,7 @@ fn main() {
         let text = s.metrics.render();
         let drops: Vec<&str> = text.lines().filter(|l| l.starts_with("reid_dropped_total{")).collect();
         println!("drops by stage and reason:\n  {}", drops.join("\n  "));
-        let identity = s.metrics.latency("reid_stage_seconds", "stage=\"identity\"");
+        let identity = s.metrics.latency("reid_stage_seconds", &[("stage", "identity")]);
         let q = |p: f64| identity.quantile(p).map_or(f64::NAN, |v| v * 1e3);
         println!(
             "identity stage per message: p50 <= {:.0} ms, p99 <= {:.0} ms (bucket bounds), {} messages",

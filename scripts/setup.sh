@@ -20,6 +20,7 @@ apt_packages=(
   libopencv-dev opencv-data opencv-doc clang libclang-dev
   libgstrtspserver-1.0-dev gstreamer1.0-rtsp
   mosquitto mosquitto-clients
+  prometheus chromium
 )
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -486,7 +486,7 @@ fn run_site(site: &Path, max_frames: Option<u64>, fresh_index: bool) -> Result<E
     }
     let m = &summary.metrics;
     let events = |kind: &str| {
-        m.counter("reid_events_total", &format!("type=\"{kind}\""))
+        m.counter("reid_events_total", &[("type", kind)])
             .load(Ordering::Relaxed)
     };
     println!(

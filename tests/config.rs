@@ -77,7 +77,7 @@ fn shipped_site_file_parses() {
         cfg.model.weights.starts_with(repo("config")),
         "relative paths resolve from the file's directory"
     );
-    assert_eq!(cfg.outputs.metrics_listen.map(|a| a.ip().is_loopback()), Some(true));
+    assert_eq!(cfg.outputs.http_listen.map(|a| a.ip().is_loopback()), Some(true));
     assert_eq!(
         cam.detector.kind,
         DetectorKind::Ssd,
@@ -234,9 +234,30 @@ fn toml_syntax_error() {
 }
 
 #[test]
-fn metrics_address_must_parse() {
+fn listen_addresses_and_rtsp_paths_must_parse() {
+    // The earlier key name is still read, and named by its current name.
     let e = site_err(format!("{SITE}\n[outputs]\nmetrics_listen = \"localhost\"\n").as_bytes());
-    expect(&e, "outputs.metrics_listen", 21, "expected an address");
+    expect(&e, "outputs.http_listen", 21, "expected an address");
+    let e = site_err(format!("{SITE}\n[outputs]\nhttp_listen = \"127.0.0.1\"\n").as_bytes());
+    expect(&e, "outputs.http_listen", 21, "expected an address");
+    let e = site_err(format!("{SITE}\n[outputs.rtsp]\nlisten = \"8554\"\n").as_bytes());
+    expect(&e, "outputs.rtsp.listen", 21, "expected an address");
+    let e = site_err(format!("{SITE}\n[outputs.rtsp]\npath = \"annotated view\"\n").as_bytes());
+    expect(&e, "outputs.rtsp.path", 21, "expected a path");
+    let e = site_err(format!("{SITE}\n[outputs.rtsp]\nfps = 0\n").as_bytes());
+    expect(&e, "outputs.rtsp.fps", 21, "");
+    let e = site_err(
+        format!("{SITE}\n[outputs.mqtt]\nhost = \"h\"\nhome_assistant = true\ndiscovery_prefix = \"home/assistant\"\n").as_bytes(),
+    );
+    expect(&e, "outputs.mqtt.discovery_prefix", 23, "one topic level");
+    let cfg = reid_pipe::config::SiteConfig::from_bytes(
+        Path::new("site.toml"),
+        format!("{SITE}\n[outputs.rtsp]\npath = \"/live/\"\n").as_bytes(),
+    )
+    .expect("valid");
+    let rtsp = cfg.outputs.rtsp.expect("rtsp");
+    assert_eq!(rtsp.path, "/live");
+    assert!(rtsp.listen.ip().is_loopback(), "loopback unless configured");
 }
 
 #[test]

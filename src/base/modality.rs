@@ -10,12 +10,19 @@ pub enum Modality {
     Thermal,
 }
 
-impl fmt::Display for Modality {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Modality {
+    /// `"visible"` or `"thermal"`, as in site files, events and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
             Modality::Visible => "visible",
             Modality::Thermal => "thermal",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Modality {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

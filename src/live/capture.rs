@@ -61,14 +61,14 @@ struct PairMetrics {
 impl PairMetrics {
     fn new(metrics: &Metrics, camera: &str) -> Self {
         let unpaired =
-            |m: &str| metrics.counter("reid_unpaired_total", &format!("camera=\"{camera}\",modality=\"{m}\""));
+            |m: &str| metrics.counter("reid_unpaired_total", &[("camera", camera), ("modality", m)]);
         PairMetrics {
-            pairs: metrics.counter("reid_pairs_total", &format!("camera=\"{camera}\"")),
+            pairs: metrics.counter("reid_pairs_total", &[("camera", camera)]),
             unpaired_visible: unpaired("visible"),
             unpaired_thermal: unpaired("thermal"),
             dropped: metrics.counter(
                 "reid_dropped_total",
-                &format!("stage=\"pairing\",reason=\"unpaired\",camera=\"{camera}\""),
+                &[("stage", "pairing"), ("reason", "unpaired"), ("camera", camera)],
             ),
         }
     }
@@ -109,13 +109,13 @@ pub fn start(
                 Arc::clone(stop),
             ) {
                 Ok(h) => {
-                    let labels = format!("camera=\"{}\",modality=\"{modality}\"", cam.name);
+                    let labels = [("camera", cam.name.as_str()), ("modality", modality.as_str())];
                     let c = &h.counters;
                     metrics.adopt("reid_frames_in_total", &labels, Arc::clone(&c.frames));
                     metrics.adopt("reid_source_reconnects_total", &labels, Arc::clone(&c.reconnects));
                     metrics.adopt(
                         "reid_dropped_total",
-                        &format!("stage=\"source\",reason=\"queue_full\",{labels}"),
+                        &[("stage", "source"), ("reason", "queue_full"), labels[0], labels[1]],
                         Arc::clone(&c.dropped),
                     );
                     handles.push(h);

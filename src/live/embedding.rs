@@ -108,8 +108,8 @@ fn batch(
     max_wait: Duration,
     metrics: &Metrics,
 ) {
-    let sizes = metrics.histogram("reid_batch_size", "", &BATCH_BUCKETS);
-    let depth = metrics.gauge("reid_queue_depth", "queue=\"embed\"");
+    let sizes = metrics.histogram("reid_batch_size", &[], &BATCH_BUCKETS);
+    let depth = metrics.gauge("reid_queue_depth", &[("queue", "embed")]);
     let mut batch: Vec<CropJob> = Vec::with_capacity(batch_size);
     let mut deadline = Instant::now();
     loop {
@@ -158,7 +158,7 @@ impl PhaseMetrics {
     fn new(metrics: &Metrics) -> Self {
         Self(
             ["prepare", "upload", "network", "download"]
-                .map(|p| metrics.histogram("reid_embed_phase_seconds", &format!("phase=\"{p}\""), &PHASE_BUCKETS)),
+                .map(|p| metrics.histogram("reid_embed_phase_seconds", &[("phase", p)], &PHASE_BUCKETS)),
         )
     }
 
@@ -178,9 +178,9 @@ fn infer(
     max_failed: u64,
     metrics: &Metrics,
 ) -> Result<(), EmbedStageError> {
-    let latency = metrics.latency("reid_stage_seconds", "stage=\"embed\"");
-    let embedded = metrics.counter("reid_crops_embedded_total", "");
-    let failed = metrics.counter("reid_dropped_total", "stage=\"embed\",reason=\"failed\"");
+    let latency = metrics.latency("reid_stage_seconds", &[("stage", "embed")]);
+    let embedded = metrics.counter("reid_crops_embedded_total", &[]);
+    let failed = metrics.counter("reid_dropped_total", &[("stage", "embed"), ("reason", "failed")]);
     let phases = PhaseMetrics::new(metrics);
     let mut failed_batches = 0u64;
     let mut in_a_row = 0u64;

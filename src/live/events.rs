@@ -23,6 +23,17 @@ pub enum EventKind {
     End,
 }
 
+impl EventKind {
+    /// `"new"`, `"update"` or `"end"`, as in the JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::New => "new",
+            EventKind::Update => "update",
+            EventKind::End => "end",
+        }
+    }
+}
+
 /// One identity event (one JSON line).
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {

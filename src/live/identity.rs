@@ -9,7 +9,8 @@
 use super::events::{Event, EventKind};
 use super::metrics::Metrics;
 use super::types::{Pixels, ToIdentity, TrackKey, TrackNote};
-use super::writer::{DiskWriter, Written};
+use super::board::Board;
+use super::writer::{DiskWriter, Exemplar, ThumbnailJob, Written};
 use crate::config::SiteConfig;
 use crate::detect::BBox;
 use crate::index::identities::{Decision, IdentityIndex};
@@ -52,8 +53,10 @@ pub struct IdentityOutcome {
     pub written: Written,
 }
 
-/// Runs until `input` closes; `writer` writes the snapshots and thumbnails. The last snapshot is
-/// written (waited for) before it returns.
+/// Runs until `input` closes; `writer` writes the snapshots and thumbnails (exemplar thumbnails
+/// go to `board` when the operator's view runs). The last snapshot is written (waited for) before
+/// it returns.
+#[allow(clippy::too_many_arguments)] // the stage's inputs, outputs and shared views
 pub fn run(
     cfg: &SiteConfig,
     mut index: IdentityIndex,
@@ -61,12 +64,13 @@ pub fn run(
     input: &Receiver<ToIdentity>,
     events: &Sender<(Event, Instant)>,
     labels: &Labels,
+    board: Option<&Arc<Board>>,
     metrics: &Metrics,
 ) -> IdentityOutcome {
     let interval = cfg.tracker.embed_interval_ms as f64 / 1000.0;
     let snapshot_every = Duration::from_secs_f64(cfg.index.snapshot_interval_s.max(1.0));
-    let identities = metrics.gauge("reid_identities", "");
-    let refused = metrics.counter("reid_dropped_total", "stage=\"identity\",reason=\"refused\"");
+    let identities = metrics.gauge("reid_identities", &[]);
+    let refused = metrics.counter("reid_dropped_total", &[("stage", "identity"), ("reason", "refused")]);
     let mut tracks: HashMap<TrackKey, TrackState> = HashMap::new();
     let mut last_snapshot = Instant::now();
     let mut last_expiry = Instant::now();
@@ -135,16 +139,36 @@ pub fn run(
         e.distance = decision.distance;
         e.cross_modal = decision.cross_modal;
         e.embeddings = count;
-        if decision.created
-            && let (Some(dir), Some((pixels, crop))) = (&cfg.outputs.thumbnails, &state.crop)
-        {
-            let path = dir.join(format!("identity-{}.jpg", decision.identity));
-            let shown = path.display().to_string();
-            e.thumbnail = writer.thumbnail(path, pixels.clone(), *crop).then_some(shown);
+        if let Some((pixels, crop)) = &state.crop {
+            let file = match &cfg.outputs.thumbnails {
+                Some(dir) if decision.created => Some(dir.join(format!("identity-{}.jpg", decision.identity))),
+                _ => None,
+            };
+            let exemplar = board
+                .filter(|b| b.wants_thumbnail(decision.identity, e.time))
+                .map(|b| Exemplar {
+                    board: Arc::clone(b),
+                    identity: decision.identity,
+                    camera: camera.clone(),
+                    modality: key.modality,
+                    time: e.time,
+                });
+            if file.is_some() || exemplar.is_some() {
+                let shown = file.as_ref().map(|p| p.display().to_string());
+                let job = ThumbnailJob {
+                    pixels: pixels.clone(),
+                    crop: *crop,
+                    file,
+                    exemplar,
+                };
+                if writer.thumbnail(job) {
+                    e.thumbnail = shown;
+                }
+            }
         }
         Some((e, arrived))
     };
-    let latency = metrics.latency("reid_stage_seconds", "stage=\"identity\"");
+    let latency = metrics.latency("reid_stage_seconds", &[("stage", "identity")]);
     for msg in input.iter() {
         let started = Instant::now();
         let out = match msg {
@@ -163,7 +187,7 @@ pub fn run(
                 let state = tracks.entry(key).or_default();
                 state.mean.add(&vector, quality);
                 state.last = Some((bbox, score, pts_s, arrived));
-                if cfg.outputs.thumbnails.is_some() {
+                if cfg.outputs.thumbnails.is_some() || board.is_some() {
                     state.crop = Some((pixels, crop));
                 }
                 let due = match state.last_match_pts {

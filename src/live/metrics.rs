@@ -1,14 +1,14 @@
-//! Metrics of the live pipeline in the Prometheus text format, served over HTTP (`GET /metrics`)
-//! on the configured address (127.0.0.1 unless configured otherwise).
+//! Metrics of the live pipeline: counters, gauges and histograms kept in atomics that the stages
+//! update without locking, named and labelled as Prometheus series. The exposition text (served as
+//! `GET /metrics` by [`super::http`]) is written by TiKV's Prometheus client (`prometheus`), in
+//! the Prometheus text format 0.0.4 that every scraper and `promtool` read, from metric families
+//! built from these atomics at each scrape.
 
+use prometheus::proto::{self, MetricFamily, MetricType};
+use prometheus::{Encoder, TextEncoder};
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 /// Upper bounds (seconds) of the latency histograms' buckets.
 const LATENCY_BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -20,6 +20,7 @@ pub const PHASE_BUCKETS: [f64; 12] = [
 ];
 
 /// A histogram with fixed buckets.
+#[derive(Debug)]
 pub struct Histogram {
     bounds: Vec<f64>,
     counts: Vec<AtomicU64>,
@@ -67,16 +68,25 @@ impl Histogram {
     }
 }
 
-type Key = (&'static str, String);
+/// A series' labels, in order: `&[("camera", "gate"), ("modality", "visible")]`.
+pub type Labels<'a> = &'a [(&'static str, &'a str)];
 
-/// Every metric of a run, by name and label set (`camera="a",modality="visible"`).
-#[derive(Default)]
+/// A series' labels as stored.
+type OwnedLabels = Vec<(&'static str, String)>;
+
+type Key = (&'static str, OwnedLabels);
+
+fn key(name: &'static str, labels: Labels<'_>) -> Key {
+    (name, labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect())
+}
+
+/// Every metric of a run, by name and label set.
+#[derive(Debug, Default)]
 pub struct Metrics {
     counters: Mutex<BTreeMap<Key, Arc<AtomicU64>>>,
     gauges: Mutex<BTreeMap<Key, Arc<AtomicI64>>>,
     histograms: Mutex<BTreeMap<Key, Arc<Histogram>>>,
 }
-
 fn help(name: &str) -> &'static str {
     match name {
         "reid_frames_in_total" => "Frames delivered by a source (counted as they leave it)",
@@ -106,142 +116,172 @@ fn help(name: &str) -> &'static str {
 }
 
 impl Metrics {
-    pub fn counter(&self, name: &'static str, labels: &str) -> Arc<AtomicU64> {
+    /// The counter `name` with `labels` (created at zero on first use). Look it up once, outside
+    /// per-frame loops: the look-up takes a lock.
+    pub fn counter(&self, name: &'static str, labels: Labels<'_>) -> Arc<AtomicU64> {
         let mut m = self.counters.lock().unwrap_or_else(|e| e.into_inner());
-        Arc::clone(m.entry((name, labels.to_owned())).or_default())
+        Arc::clone(m.entry(key(name, labels)).or_default())
     }
 
     /// Exports a counter kept elsewhere (a source's, the MQTT client's) under `name` and `labels`.
-    pub fn adopt(&self, name: &'static str, labels: &str, counter: Arc<AtomicU64>) {
+    pub fn adopt(&self, name: &'static str, labels: Labels<'_>, counter: Arc<AtomicU64>) {
         let mut m = self.counters.lock().unwrap_or_else(|e| e.into_inner());
-        m.insert((name, labels.to_owned()), counter);
+        m.insert(key(name, labels), counter);
     }
 
-    pub fn gauge(&self, name: &'static str, labels: &str) -> Arc<AtomicI64> {
+    pub fn gauge(&self, name: &'static str, labels: Labels<'_>) -> Arc<AtomicI64> {
         let mut m = self.gauges.lock().unwrap_or_else(|e| e.into_inner());
-        Arc::clone(m.entry((name, labels.to_owned())).or_default())
+        Arc::clone(m.entry(key(name, labels)).or_default())
     }
 
     /// A latency histogram (seconds).
-    pub fn latency(&self, name: &'static str, labels: &str) -> Arc<Histogram> {
+    pub fn latency(&self, name: &'static str, labels: Labels<'_>) -> Arc<Histogram> {
         self.histogram(name, labels, &LATENCY_BUCKETS)
     }
 
-    pub fn histogram(&self, name: &'static str, labels: &str, bounds: &[f64]) -> Arc<Histogram> {
+    /// The histogram `name` with `labels`; `bounds` are used when it is created.
+    pub fn histogram(&self, name: &'static str, labels: Labels<'_>, bounds: &[f64]) -> Arc<Histogram> {
         let mut m = self.histograms.lock().unwrap_or_else(|e| e.into_inner());
         Arc::clone(
-            m.entry((name, labels.to_owned()))
+            m.entry(key(name, labels))
                 .or_insert_with(|| Arc::new(Histogram::new(bounds))),
         )
     }
 
     /// Sum of a counter over all label sets.
     pub fn total(&self, name: &str) -> u64 {
+        self.counters_named(name).iter().map(|(_, v)| v).sum()
+    }
+
+    /// Every series of the counter `name`: its labels and value.
+    pub fn counters_named(&self, name: &str) -> Vec<(OwnedLabels, u64)> {
         let m = self.counters.lock().unwrap_or_else(|e| e.into_inner());
         m.iter()
             .filter(|((n, _), _)| *n == name)
-            .map(|(_, v)| v.load(Ordering::Relaxed))
-            .sum()
+            .map(|((_, l), v)| (l.clone(), v.load(Ordering::Relaxed)))
+            .collect()
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// Every series of the gauge `name`: its labels and value.
+    pub fn gauges_named(&self, name: &str) -> Vec<(OwnedLabels, i64)> {
+        let m = self.gauges.lock().unwrap_or_else(|e| e.into_inner());
+        m.iter()
+            .filter(|((n, _), _)| *n == name)
+            .map(|((_, l), v)| (l.clone(), v.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// The histogram `name` with `labels`, if any stage created it.
+    pub fn find_histogram(&self, name: &str, labels: Labels<'_>) -> Option<Arc<Histogram>> {
+        let m = self.histograms.lock().unwrap_or_else(|e| e.into_inner());
+        m.iter()
+            .find(|((n, l), _)| {
+                *n == name && l.len() == labels.len() && l.iter().zip(labels).all(|(a, b)| a.0 == b.0 && a.1 == b.1)
+            })
+            .map(|(_, h)| Arc::clone(h))
+    }
+
+    /// Every metric as Prometheus metric families, in name order.
+    pub fn families(&self) -> Vec<MetricFamily> {
+        let mut out = Vec::new();
+        let counters = by_name(&self.counters.lock().unwrap_or_else(|e| e.into_inner()));
+        for (name, series) in counters {
+            out.push(family(name, MetricType::COUNTER, series, |m, v| {
+                let mut c = proto::Counter::default();
+                c.set_value(v.load(Ordering::Relaxed) as f64);
+                m.set_counter(c);
+            }));
+        }
+        let gauges = by_name(&self.gauges.lock().unwrap_or_else(|e| e.into_inner()));
+        for (name, series) in gauges {
+            out.push(family(name, MetricType::GAUGE, series, |m, v| {
+                let mut g = proto::Gauge::default();
+                g.set_value(v.load(Ordering::Relaxed) as f64);
+                m.set_gauge(g);
+            }));
+        }
+        let histograms = by_name(&self.histograms.lock().unwrap_or_else(|e| e.into_inner()));
+        for (name, series) in histograms {
+            out.push(family(name, MetricType::HISTOGRAM, series, |m, h| {
+                // Bucket counts as read, one at a time, made cumulative; the count is at least
+                // their sum, so the `+Inf` bucket the encoder adds never falls below the others.
+                let mut cumulative = 0;
+                let buckets: Vec<proto::Bucket> = h
+                    .bounds
+                    .iter()
+                    .zip(&h.counts)
+                    .map(|(bound, c)| {
+                        cumulative += c.load(Ordering::Relaxed);
+                        let mut b = proto::Bucket::default();
+                        b.set_upper_bound(*bound);
+                        b.set_cumulative_count(cumulative);
+                        b
+                    })
+                    .collect();
+                let mut p = proto::Histogram::default();
+                p.set_sample_count(h.count.load(Ordering::Relaxed).max(cumulative));
+                p.set_sample_sum(h.sum_micro.load(Ordering::Relaxed) as f64 / 1e6);
+                p.set_bucket(buckets);
+                m.set_histogram(p);
+            }));
+        }
+        out
+    }
+
+    /// The exposition of every metric in the Prometheus text format.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let header = |out: &mut String, name: &str, kind: &str, last: &mut String| {
-            if last != name {
-                let _ = writeln!(out, "# HELP {name} {}\n# TYPE {name} {kind}", help(name));
-                *last = name.to_owned();
-            }
-        };
-        let braces = |l: &str| {
-            if l.is_empty() {
-                String::new()
-            } else {
-                format!("{{{l}}}")
-            }
-        };
-        let mut last = String::new();
-        for ((name, labels), v) in self.counters.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            header(&mut out, name, "counter", &mut last);
-            let _ = writeln!(out, "{name}{} {}", braces(labels), v.load(Ordering::Relaxed));
-        }
-        for ((name, labels), v) in self.gauges.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            header(&mut out, name, "gauge", &mut last);
-            let _ = writeln!(out, "{name}{} {}", braces(labels), v.load(Ordering::Relaxed));
-        }
-        for ((name, labels), h) in self.histograms.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            header(&mut out, name, "histogram", &mut last);
-            let sep = if labels.is_empty() { "" } else { "," };
-            let mut cumulative = 0;
-            for (b, c) in h.bounds.iter().zip(&h.counts) {
-                cumulative += c.load(Ordering::Relaxed);
-                let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {cumulative}");
-            }
-            let count = h.count.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
-            let sum = h.sum_micro.load(Ordering::Relaxed) as f64 / 1e6;
-            let _ = writeln!(
-                out,
-                "{name}_sum{} {sum}\n{name}_count{} {count}",
-                braces(labels),
-                braces(labels)
-            );
+        if let Err(e) = TextEncoder::new().encode_utf8(&self.families(), &mut out) {
+            tracing::error!("encoding the metrics: {e}");
         }
         out
     }
 }
 
-/// Reads a request up to the end of its headers (at most 8 KiB, or what arrives before the read
-/// timeout): answering and closing with part of a request unread makes the kernel reset the
-/// connection, and the client loses the answer.
-fn read_head(conn: &mut std::net::TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 1024];
-    while head.len() < 8192 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        match conn.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-        }
-    }
-    String::from_utf8_lossy(&head).into_owned()
+/// The content type of [`Metrics::render`]'s text.
+pub fn content_type() -> String {
+    TextEncoder::new().format_type().to_owned()
 }
 
-/// Serves `metrics` on `addr` until `stop` is set. Returns the bound address (port 0 picks one).
-pub fn serve(
-    addr: SocketAddr,
-    metrics: Arc<Metrics>,
-    stop: Arc<AtomicBool>,
-) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
-    let listener = TcpListener::bind(addr)?;
-    let bound = listener.local_addr()?;
-    listener.set_nonblocking(true)?;
-    let thread = std::thread::Builder::new().name("metrics".into()).spawn(move || {
-        while !stop.load(Ordering::Relaxed) {
-            match listener.accept() {
-                Ok((mut conn, _)) => {
-                    let _ = conn.set_nonblocking(false);
-                    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-                    let request = read_head(&mut conn);
-                    let (status, body) = if request.starts_with("GET /metrics") {
-                        ("200 OK", metrics.render())
-                    } else {
-                        ("404 Not Found", "not found; try /metrics\n".to_owned())
-                    };
-                    let _ = write!(
-                        conn,
-                        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(50)),
-                Err(e) => {
-                    tracing::warn!("metrics listener: {e}");
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-            }
+/// Groups series by metric name, in name order.
+fn by_name<V: Clone>(map: &BTreeMap<Key, V>) -> Vec<(&'static str, Vec<(OwnedLabels, V)>)> {
+    let mut out: Vec<(&'static str, Vec<(OwnedLabels, V)>)> = Vec::new();
+    for ((name, labels), v) in map {
+        match out.last_mut() {
+            Some((n, series)) if n == name => series.push((labels.clone(), v.clone())),
+            _ => out.push((name, vec![(labels.clone(), v.clone())])),
         }
-    })?;
-    Ok((bound, thread))
+    }
+    out
+}
+
+/// One metric family: its help, type and a metric per label set, filled in by `value`.
+fn family<V>(
+    name: &str,
+    kind: MetricType,
+    series: Vec<(OwnedLabels, V)>,
+    value: impl Fn(&mut proto::Metric, &V),
+) -> MetricFamily {
+    let mut f = MetricFamily::default();
+    f.set_name(name.to_owned());
+    f.set_help(help(name).to_owned());
+    f.set_field_type(kind);
+    for (labels, v) in series {
+        let pairs = labels
+            .into_iter()
+            .map(|(k, val)| {
+                let mut l = proto::LabelPair::default();
+                l.set_name(k.to_owned());
+                l.set_value(val);
+                l
+            })
+            .collect();
+        let mut m = proto::Metric::default();
+        m.set_label(pairs);
+        value(&mut m, &v);
+        f.mut_metric().push(m);
+    }
+    f
 }
 
 #[cfg(test)]
@@ -251,11 +291,12 @@ mod tests {
     #[test]
     fn exposition_format() {
         let m = Metrics::default();
-        m.counter("reid_events_total", "type=\"new\"")
+        m.counter("reid_events_total", &[("type", "new")])
             .fetch_add(3, Ordering::Relaxed);
-        let h = m.latency("reid_stage_seconds", "stage=\"embed\"");
+        let h = m.latency("reid_stage_seconds", &[("stage", "embed")]);
         h.observe(0.02);
         h.observe(0.3);
+        h.observe(99.0);
         let text = m.render();
         assert!(
             text.contains("# TYPE reid_events_total counter\nreid_events_total{type=\"new\"} 3\n"),
@@ -263,14 +304,13 @@ mod tests {
         );
         assert!(
             text.contains("reid_stage_seconds_bucket{stage=\"embed\",le=\"0.025\"} 1\n"),
-            "{text}"
+            "cumulative buckets: {text}"
         );
-        assert!(
-            text.contains("reid_stage_seconds_bucket{stage=\"embed\",le=\"0.5\"} 2\n"),
-            "{text}"
-        );
-        assert!(text.contains("reid_stage_seconds_count{stage=\"embed\"} 2\n"), "{text}");
-        assert_eq!(h.quantile(0.5), Some(0.025));
-        assert_eq!(h.quantile(0.99), Some(0.5));
+        assert!(text.contains("reid_stage_seconds_bucket{stage=\"embed\",le=\"0.5\"} 2\n"), "{text}");
+        assert!(text.contains("reid_stage_seconds_bucket{stage=\"embed\",le=\"+Inf\"} 3\n"), "{text}");
+        assert!(text.contains("reid_stage_seconds_count{stage=\"embed\"} 3\n"), "{text}");
+        assert_eq!(h.quantile(0.5), Some(0.5));
+        assert_eq!(h.quantile(0.3), Some(0.025));
+        assert_eq!(h.quantile(0.99), Some(f64::INFINITY));
     }
 }

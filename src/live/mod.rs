@@ -7,15 +7,18 @@
 //! sources drop their oldest frames (counted). On stop (SIGINT/SIGTERM) the sources end, every
 //! queue drains, tracks end, events are flushed and the index is snapshotted.
 
+pub mod board;
 pub mod capture;
 pub mod embedding;
 pub mod events;
 pub mod harvest;
+pub mod http;
 pub mod identity;
 pub mod metrics;
 pub mod mqtt;
 pub mod outputs;
 pub mod preflight;
+pub mod rtsp;
 pub mod supervise;
 pub mod tracking;
 pub mod types;
@@ -69,12 +72,10 @@ pub enum LiveError {
         #[source]
         source: std::io::Error,
     },
-    #[error("outputs.metrics_listen {addr}: cannot listen")]
-    Metrics {
-        addr: std::net::SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Http(#[from] http::HttpError),
+    #[error(transparent)]
+    Rtsp(#[from] rtsp::RtspError),
     #[error(transparent)]
     Mqtt(#[from] mqtt::MqttError),
     #[error("cannot start a pipeline thread")]
@@ -106,8 +107,8 @@ pub struct RunSummary {
     pub snapshot: Option<PathBuf>,
     /// Why the last snapshot attempt failed, if it did.
     pub snapshot_error: Option<writer::WriteError>,
-    /// The metrics listener's address, when one ran.
-    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// The HTTP server's address, when one ran.
+    pub http_addr: Option<std::net::SocketAddr>,
     pub mqtt_dropped: u64,
     pub elapsed: Duration,
 }
@@ -143,8 +144,16 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
         Some(m) => Some(mqtt::MqttSink::start(m, &m.client_id)?),
         None => None,
     };
-    let server_stop = Arc::new(AtomicBool::new(false));
-    let server = start_metrics_server(cfg, &metrics, &server_stop)?;
+    let board = cfg.outputs.http_listen.map(|_| Arc::new(new_board(cfg)));
+    let server = match (cfg.outputs.http_listen, &board) {
+        (Some(addr), Some(b)) => Some(http::Server::start(addr, Arc::clone(b), Arc::clone(&metrics))?),
+        _ => None,
+    };
+    let names: Vec<String> = cfg.cameras.iter().map(|c| c.name.clone()).collect();
+    let restream = match &cfg.outputs.rtsp {
+        Some(r) => Some(rtsp::Restream::start(r, &names)?),
+        None => None,
+    };
     let q = cfg.runtime.queue_capacity;
     let Front {
         cameras,
@@ -156,14 +165,19 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
     let (ident_tx, ident_rx) = bounded(q * cfg.runtime.batch_size.max(1));
     let (events_tx, events_rx) = bounded(q * 16);
     let labels: identity::Labels = Arc::default();
-    let video_paths = video_paths(cfg);
+    let destinations = video::Destinations {
+        files: video_paths(cfg),
+        board: board.clone(),
+        restream: restream.clone(),
+    };
     let (video_tx, video_rx) = bounded(q);
-    let video_tx = (!video_paths.is_empty()).then_some(video_tx);
+    let video_tx = destinations.any().then_some(video_tx);
     let finished = AtomicBool::new(false);
     let sinks = outputs::Sinks {
         log,
         stdout: cfg.outputs.stdout,
         mqtt,
+        board: board.clone(),
     };
     let supervisor = supervise::Supervisor::new(Arc::clone(stop));
     let sup = &supervisor;
@@ -182,15 +196,16 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
             };
             embedding::run(embedder.as_ref(), &embed_rx, &ident_tx, limits, m)
         })?;
+        let board = board.as_ref();
         let ident = sup.spawn(s, "identity", move || {
-            identity::run(cfg, index, writer, &ident_rx, &events_tx, labels, m)
+            identity::run(cfg, index, writer, &ident_rx, &events_tx, labels, board, m)
         })?;
         let out = sup.spawn(s, "events", move || outputs::run(&events_rx, sinks, m))?;
-        let video = if video_paths.is_empty() {
-            None
+        let video = if destinations.any() {
+            let to = &destinations;
+            Some(sup.spawn(s, "video", move || video::run(&video_rx, to, labels))?)
         } else {
-            let paths = &video_paths;
-            Some(sup.spawn(s, "video", move || video::run(&video_rx, paths, labels))?)
+            None
         };
         let fin = &finished;
         if opts.status_every_s > 0.0 {
@@ -217,9 +232,12 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
         mqtt_dropped = mqtt.dropped.total();
         mqtt.close(Duration::from_secs(5));
     }
-    server_stop.store(true, Ordering::Relaxed);
-    let metrics_addr = server.map(|(addr, thread)| {
-        let _ = thread.join();
+    if let Some(r) = &restream {
+        r.stop();
+    }
+    let http_addr = server.map(|server| {
+        let addr = server.addr();
+        server.stop();
         addr
     });
     if let Some(failure) = supervisor.failure() {
@@ -237,7 +255,7 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
         identities: outcome.index.identities().len(),
         snapshot: outcome.written.snapshot,
         snapshot_error: outcome.written.error,
-        metrics_addr,
+        http_addr,
         mqtt_dropped,
         elapsed: started.elapsed(),
     })
@@ -339,18 +357,18 @@ fn video_paths(cfg: &SiteConfig) -> Vec<PathBuf> {
     chosen
 }
 
-/// The `/metrics` listener of `outputs.metrics_listen`, if set.
-fn start_metrics_server(
-    cfg: &SiteConfig,
-    metrics: &Arc<Metrics>,
-    stop: &Arc<AtomicBool>,
-) -> Result<Option<(std::net::SocketAddr, std::thread::JoinHandle<()>)>, LiveError> {
-    let Some(addr) = cfg.outputs.metrics_listen else {
-        return Ok(None);
+/// The operator's view of the run: its camera pairs, the index expiry, the embedder's device.
+fn new_board(cfg: &SiteConfig) -> board::Board {
+    let device = match cfg.runtime.device.resolve("runtime.device") {
+        Ok(tch::Device::Cuda(n)) => format!("cuda:{n}"),
+        Ok(_) => "cpu".to_owned(),
+        Err(_) => "unknown".to_owned(),
     };
-    metrics::serve(addr, Arc::clone(metrics), Arc::clone(stop))
-        .map(Some)
-        .map_err(|source| LiveError::Metrics { addr, source })
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let cameras = cfg.cameras.iter().map(|c| c.name.clone()).collect();
+    board::Board::new(cameras, cfg.index.expiry_s, device, started)
 }
 
 /// Builds each stream's detector: the camera's visible detector or its thermal one.
@@ -367,7 +385,7 @@ fn detector_factory(cfg: &SiteConfig) -> DetectorFactory {
 
 /// The dispatch stage: every frame of every arrival goes to the detection pool.
 fn dispatch(arrivals: &Receiver<capture::Arrival>, mut pool: DetectPool<Tag>, m: &Metrics) {
-    let depth = m.gauge("reid_queue_depth", "queue=\"detect\"");
+    let depth = m.gauge("reid_queue_depth", &[("queue", "detect")]);
     for a in arrivals.iter() {
         let frames = match a.paired {
             Paired::Pair { visible, thermal } => vec![(visible, true), (thermal, true)],
@@ -403,13 +421,13 @@ fn status(m: &Metrics, every: Duration, finished: &AtomicBool) {
         let frames = m.total("reid_frames_processed_total");
         let crops = m.total("reid_crops_embedded_total");
         let dt = last.0.elapsed().as_secs_f64().max(1e-9);
-        let batch = m.histogram("reid_batch_size", "", &metrics::BATCH_BUCKETS);
+        let batch = m.histogram("reid_batch_size", &[], &metrics::BATCH_BUCKETS);
         tracing::info!(
             "frames {frames} ({:.1}/s) | crops {crops} ({:.1}/s, {} batches) | identities {} | events {} | dropped {}",
             (frames - last.1) as f64 / dt,
             (crops - last.2) as f64 / dt,
             batch.count(),
-            m.gauge("reid_identities", "").load(Ordering::Relaxed),
+            m.gauge("reid_identities", &[]).load(Ordering::Relaxed),
             m.total("reid_events_total"),
             m.total("reid_dropped_total"),
         );

@@ -1,7 +1,8 @@
-//! The output stage: every event goes to the JSON-lines file, standard output and MQTT, as
-//! configured. The file is flushed whenever the queue runs empty, so a crash loses at most the
+//! The output stage: every event goes to the JSON-lines file, standard output, MQTT and the
+//! operator's view, as configured. The file is flushed whenever the queue runs empty, so a crash loses at most the
 //! events of one burst, and never lines already written.
 
+use super::board::Board;
 use super::events::{Event, EventKind, EventLog};
 use super::metrics::Metrics;
 use super::mqtt::MqttSink;
@@ -16,23 +17,25 @@ pub struct Sinks {
     pub log: Option<EventLog>,
     pub stdout: bool,
     pub mqtt: Option<MqttSink>,
+    /// The operator's view, when the HTTP server runs.
+    pub board: Option<Arc<Board>>,
 }
 
 /// Runs until `input` closes; returns the sinks for closing.
 pub fn run(input: &Receiver<(Event, Instant)>, mut sinks: Sinks, metrics: &Metrics) -> Sinks {
-    let latency = metrics.latency("reid_frame_to_event_seconds", "");
-    let failed = metrics.counter("reid_dropped_total", "stage=\"events_file\",reason=\"write_failed\"");
+    let latency = metrics.latency("reid_frame_to_event_seconds", &[]);
+    let failed = metrics.counter("reid_dropped_total", &[("stage", "events_file"), ("reason", "write_failed")]);
     let [new, update, end] =
-        ["new", "update", "end"].map(|k| metrics.counter("reid_events_total", &format!("type=\"{k}\"")));
+        ["new", "update", "end"].map(|k| metrics.counter("reid_events_total", &[("type", k)]));
     if let Some(mqtt) = &sinks.mqtt {
         metrics.adopt(
             "reid_dropped_total",
-            "stage=\"mqtt\",reason=\"queue_full\"",
+            &[("stage", "mqtt"), ("reason", "queue_full")],
             Arc::clone(&mqtt.dropped.queue_full),
         );
         metrics.adopt(
             "reid_dropped_total",
-            "stage=\"mqtt\",reason=\"disconnected\"",
+            &[("stage", "mqtt"), ("reason", "disconnected")],
             Arc::clone(&mqtt.dropped.disconnected),
         );
     }
@@ -68,6 +71,9 @@ pub fn run(input: &Receiver<(Event, Instant)>, mut sinks: Sinks, metrics: &Metri
         }
         if let Some(mqtt) = &sinks.mqtt {
             mqtt.publish(&event, &line);
+        }
+        if let Some(board) = &sinks.board {
+            board.record(&event);
         }
         latency.observe(arrived.elapsed().as_secs_f64());
         if input.is_empty()

@@ -106,7 +106,7 @@ impl StageCounters {
         let mut streams = HashMap::new();
         for (i, cam) in cfg.cameras.iter().enumerate() {
             for modality in [Modality::Visible, Modality::Thermal] {
-                let labels = format!("camera=\"{}\",modality=\"{modality}\"", cam.name);
+                let labels = [("camera", cam.name.as_str()), ("modality", modality.as_str())];
                 streams.insert(
                     StreamId::new(i, modality),
                     StreamCounters {
@@ -121,10 +121,10 @@ impl StageCounters {
             active_tracks: cfg
                 .cameras
                 .iter()
-                .map(|c| metrics.gauge("reid_active_tracks", &format!("camera=\"{}\"", c.name)))
+                .map(|c| metrics.gauge("reid_active_tracks", &[("camera", &c.name)]))
                 .collect(),
-            detect_failed: metrics.counter("reid_dropped_total", "stage=\"detect\",reason=\"failed\""),
-            video_dropped: metrics.counter("reid_dropped_total", "stage=\"video\",reason=\"queue_full\""),
+            detect_failed: metrics.counter("reid_dropped_total", &[("stage", "detect"), ("reason", "failed")]),
+            video_dropped: metrics.counter("reid_dropped_total", &[("stage", "video"), ("reason", "queue_full")]),
         }
     }
 }

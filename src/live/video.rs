@@ -1,8 +1,11 @@
-//! The annotated video of a camera pair: visible and thermal side by side, every confirmed track
-//! boxed in its identity's colour with its label, encoded by GStreamer (H.264 in Matroska) to a
-//! file per camera pair.
+//! The annotated view of a camera pair: visible and thermal side by side, every confirmed track
+//! boxed in its identity's colour with its label. It is drawn once per frame and goes to a video
+//! file per camera pair (GStreamer: H.264 in Matroska), to the operator's page (a JPEG a few times
+//! a second) and to the RTSP restream, as configured.
 
+use super::board::{Board, LatestFrame};
 use super::identity::Labels;
+use super::rtsp::Restream;
 use super::types::{Pixels, TrackKey};
 use crate::base::Modality;
 use crate::detect::BBox;
@@ -14,6 +17,8 @@ use opencv::imgproc;
 use opencv::prelude::*;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Frame sizes of the visible and the thermal half.
 type PairSize = ((u32, u32), (u32, u32));
@@ -60,7 +65,6 @@ pub enum VideoError {
 struct Encoder {
     pipeline: gst::Pipeline,
     src: gst_app::AppSrc,
-    size: (i32, i32),
 }
 
 impl Encoder {
@@ -90,11 +94,7 @@ impl Encoder {
         src.set_property("block", true);
         src.set_property("max-bytes", (width * height * 3 * 4) as u64);
         pipeline.set_state(gst::State::Playing)?;
-        Ok(Self {
-            pipeline,
-            src,
-            size: (width, height),
-        })
+        Ok(Self { pipeline, src })
     }
 
     fn push(&self, mat: &Mat, pts_ns: u64) -> Result<(), VideoError> {
@@ -218,53 +218,114 @@ fn size_of(a: &Annotated) -> (u32, u32) {
     }
 }
 
-/// Writes the frames of every camera pair until `input` closes. Each file starts at the first
-/// frame that has both halves (its size is fixed then).
-pub fn run(input: &crossbeam_channel::Receiver<VideoFrame>, paths: &[PathBuf], labels: &Labels) {
-    let mut encoders: Vec<Option<(Encoder, PairSize)>> = paths.iter().map(|_| None).collect();
-    let mut failed = vec![false; paths.len()];
-    let mut next_pts = vec![0u64; paths.len()];
+/// Where the annotated view goes: a video file per camera pair, the operator's page (a JPEG every
+/// [`BOARD_FRAME_INTERVAL`]) and the RTSP restream.
+#[derive(Default)]
+pub struct Destinations {
+    pub files: Vec<PathBuf>,
+    pub board: Option<Arc<Board>>,
+    pub restream: Option<Arc<Restream>>,
+}
+
+impl Destinations {
+    /// Whether any destination is configured (the stage runs only then).
+    pub fn any(&self) -> bool {
+        !self.files.is_empty() || self.board.is_some() || self.restream.is_some()
+    }
+}
+
+/// Interval between two frames of a camera pair drawn for the page.
+pub const BOARD_FRAME_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Draws the frames of every camera pair until `input` closes, for each destination that wants
+/// one. A camera pair's size is fixed by its first frame with both halves.
+pub fn run(input: &crossbeam_channel::Receiver<VideoFrame>, to: &Destinations, labels: &Labels) {
+    let cameras = to.board.as_ref().map_or(0, |b| b.cameras().len()).max(to.files.len());
+    let cameras = to.restream.as_ref().map_or(cameras, |r| r.cameras().max(cameras));
+    let mut sizes: Vec<Option<PairSize>> = vec![None; cameras];
+    let mut encoders: Vec<Option<Encoder>> = (0..cameras).map(|_| None).collect();
+    let mut failed = vec![false; cameras];
+    let mut next_pts = vec![0u64; cameras];
+    let mut last_board = vec![None::<Instant>; cameras];
     for frame in input.iter() {
         let c = frame.camera;
-        if failed[c] {
+        if c >= cameras {
             continue;
         }
-        if encoders[c].is_none() {
+        if sizes[c].is_none() {
             let (Some(v), Some(t)) = (&frame.visible, &frame.thermal) else {
                 continue;
             };
-            let sizes = (size_of(v), size_of(t));
-            let (w, h) = ((sizes.0.0 + sizes.1.0) as i32, sizes.0.1.max(sizes.1.1) as i32);
-            match Encoder::start(&paths[c], w, h) {
-                Ok(e) => encoders[c] = Some((e, sizes)),
-                Err(e) => {
-                    tracing::error!("annotated video {}: {}", paths[c].display(), crate::base::Chain(&e));
-                    failed[c] = true;
-                    continue;
+            let pair = (size_of(v), size_of(t));
+            sizes[c] = Some(pair);
+            if let Some(path) = to.files.get(c) {
+                let (w, h) = ((pair.0.0 + pair.1.0) as i32, pair.0.1.max(pair.1.1) as i32);
+                match Encoder::start(path, w, h) {
+                    Ok(e) => encoders[c] = Some(e),
+                    Err(e) => {
+                        tracing::error!("annotated video {}: {}", path.display(), crate::base::Chain(&e));
+                        failed[c] = true;
+                    }
                 }
             }
         }
-        let Some((encoder, sizes)) = &encoders[c] else { continue };
-        let sizes_now = (
-            frame.visible.as_ref().map_or(sizes.0, size_of),
-            frame.thermal.as_ref().map_or(sizes.1, size_of),
+        let Some(pair) = sizes[c] else { continue };
+        let now = (
+            frame.visible.as_ref().map_or(pair.0, size_of),
+            frame.thermal.as_ref().map_or(pair.1, size_of),
         );
-        if sizes_now != *sizes {
+        if now != pair {
             continue; // a source changed resolution mid-stream: such frames are left out
         }
-        // Timestamps must grow for the muxer.
-        let pts = frame.pts_ns.unwrap_or(next_pts[c]).max(next_pts[c]);
-        next_pts[c] = pts + 1;
-        let result = compose(&frame, *sizes, labels).and_then(|m| {
-            debug_assert_eq!((m.cols(), m.rows()), encoder.size);
-            encoder.push(&m, pts)
-        });
-        if let Err(e) = result {
-            tracing::error!("annotated video {}: {}", paths[c].display(), crate::base::Chain(&e));
-            failed[c] = true;
+        let to_file = encoders[c].is_some() && !failed[c];
+        let to_board = to.board.is_some() && last_board[c].is_none_or(|t: Instant| t.elapsed() >= BOARD_FRAME_INTERVAL);
+        let to_restream = to.restream.as_ref().is_some_and(|r| r.wants(c));
+        if !(to_file || to_board || to_restream) {
+            continue;
+        }
+        let canvas = match compose(&frame, pair, labels) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!("annotated view of camera pair {c}: {}", crate::base::Chain(&e));
+                continue;
+            }
+        };
+        if to_file && let Some(encoder) = &encoders[c] {
+            // Timestamps must grow for the muxer.
+            let pts = frame.pts_ns.unwrap_or(next_pts[c]).max(next_pts[c]);
+            next_pts[c] = pts + 1;
+            if let Err(e) = encoder.push(&canvas, pts) {
+                let path = to.files[c].display();
+                tracing::error!("annotated video {path}: {}", crate::base::Chain(&e));
+                failed[c] = true;
+            }
+        }
+        if to_board && let Some(board) = &to.board {
+            last_board[c] = Some(Instant::now());
+            match latest_frame(&canvas) {
+                Ok(f) => board.set_frame(c, f),
+                Err(e) => tracing::warn!("annotated view of camera pair {c}: JPEG: {e}"),
+            }
+        }
+        if to_restream && let Some(r) = &to.restream {
+            r.push(c, &canvas);
         }
     }
-    for (e, _) in encoders.into_iter().flatten() {
+    for e in encoders.into_iter().flatten() {
         e.finish();
     }
+}
+
+/// The canvas (RGB) as a JPEG for the page.
+fn latest_frame(canvas: &Mat) -> opencv::Result<LatestFrame> {
+    let mut bgr = Mat::default();
+    imgproc::cvt_color_def(canvas, &mut bgr, imgproc::COLOR_RGB2BGR)?;
+    Ok(LatestFrame {
+        jpeg: super::writer::jpeg(&bgr)?.into(),
+        time: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64()),
+        width: canvas.cols() as u32,
+        height: canvas.rows() as u32,
+    })
 }

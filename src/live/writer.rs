@@ -4,6 +4,7 @@
 //! a full queue drops the thumbnail, counted). Snapshot errors are logged and counted, and the
 //! last one is kept for the run's summary.
 
+use super::board::{Board, Thumbnail};
 use super::metrics::Metrics;
 use super::types::Pixels;
 use crate::base::Chain;
@@ -20,7 +21,25 @@ const THUMBNAIL_QUEUE: usize = 32;
 
 enum Job {
     Snapshot(Frozen),
-    Thumbnail { path: PathBuf, pixels: Pixels, crop: BBox },
+    Thumbnail(ThumbnailJob),
+}
+
+/// A thumbnail to make: a JPEG of `crop` in `pixels`, written to `file` (`outputs.thumbnails`)
+/// and/or kept on the board as an exemplar of an identity.
+pub struct ThumbnailJob {
+    pub pixels: Pixels,
+    pub crop: BBox,
+    pub file: Option<PathBuf>,
+    pub exemplar: Option<Exemplar>,
+}
+
+/// Where a thumbnail goes on the board.
+pub struct Exemplar {
+    pub board: Arc<Board>,
+    pub identity: u64,
+    pub camera: String,
+    pub modality: crate::base::Modality,
+    pub time: f64,
 }
 
 /// What the writer did, when it is finished.
@@ -65,13 +84,13 @@ impl DiskWriter {
         let (jobs, queue) = bounded::<Job>(THUMBNAIL_QUEUE + 1);
         let busy = Arc::new(AtomicBool::new(false));
         let counters = Counters {
-            snapshots: metrics.counter("reid_snapshots_total", ""),
-            errors: metrics.counter("reid_snapshot_errors_total", ""),
-            last_success: metrics.gauge("reid_snapshot_last_success_timestamp_seconds", ""),
-            seconds: metrics.latency("reid_snapshot_seconds", ""),
-            thumbnails_failed: metrics.counter("reid_dropped_total", "stage=\"thumbnails\",reason=\"write_failed\""),
+            snapshots: metrics.counter("reid_snapshots_total", &[]),
+            errors: metrics.counter("reid_snapshot_errors_total", &[]),
+            last_success: metrics.gauge("reid_snapshot_last_success_timestamp_seconds", &[]),
+            seconds: metrics.latency("reid_snapshot_seconds", &[]),
+            thumbnails_failed: metrics.counter("reid_dropped_total", &[("stage", "thumbnails"), ("reason", "write_failed")]),
         };
-        let thumbnails_dropped = metrics.counter("reid_dropped_total", "stage=\"thumbnails\",reason=\"queue_full\"");
+        let thumbnails_dropped = metrics.counter("reid_dropped_total", &[("stage", "thumbnails"), ("reason", "queue_full")]);
         let (dir, in_flight) = (snapshot_dir.to_path_buf(), Arc::clone(&busy));
         let thread = std::thread::Builder::new().name("disk-writer".into()).spawn(move || {
             let mut written = Written::default();
@@ -82,10 +101,10 @@ impl DiskWriter {
                     Job::Snapshot(frozen) => {
                         written = write_snapshot(&frozen, &dir, &counters, std::mem::take(&mut written));
                     }
-                    Job::Thumbnail { path, pixels, crop } => {
-                        if let Err(e) = write_thumbnail(&path, &pixels, &crop) {
+                    Job::Thumbnail(job) => {
+                        if let Err(e) = make_thumbnail(job) {
                             counters.thumbnails_failed.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!("thumbnail {}: {}", path.display(), Chain(&e));
+                            tracing::warn!("{}", Chain(&e));
                         }
                     }
                 }));
@@ -123,10 +142,9 @@ impl DiskWriter {
         }
     }
 
-    /// Queues a thumbnail of `crop` in `pixels` to be written to `path`; `false` (counted) when
-    /// the queue is full.
-    pub fn thumbnail(&self, path: PathBuf, pixels: Pixels, crop: BBox) -> bool {
-        match self.jobs.try_send(Job::Thumbnail { path, pixels, crop }) {
+    /// Queues a thumbnail; `false` (counted) when the queue is full.
+    pub fn thumbnail(&self, job: ThumbnailJob) -> bool {
+        match self.jobs.try_send(Job::Thumbnail(job)) {
             Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.thumbnails_dropped.fetch_add(1, Ordering::Relaxed);
@@ -174,41 +192,69 @@ fn write_snapshot(frozen: &Frozen, dir: &Path, c: &Counters, mut written: Writte
     written
 }
 
-/// Why a thumbnail was not written.
+/// Why a thumbnail was not made.
 #[derive(Debug, thiserror::Error)]
 enum ThumbnailError {
-    #[error("cannot create the folder")]
-    Folder(#[source] std::io::Error),
-    #[error("reading the frame")]
+    #[error("thumbnail {}", .0.display())]
+    Write(PathBuf, #[source] std::io::Error),
+    #[error("thumbnail: reading the frame")]
     Pixels(#[from] super::types::PixelsError),
-    #[error("the crop is empty")]
+    #[error("thumbnail: the crop is empty")]
     Empty,
-    #[error("encoding")]
+    #[error("thumbnail: encoding")]
     OpenCv(#[from] opencv::Error),
 }
 
-/// Writes a JPEG of `crop` in `pixels` to `path`.
-fn write_thumbnail(path: &Path, pixels: &Pixels, crop: &BBox) -> Result<(), ThumbnailError> {
-    use opencv::core::{Mat, Rect, Vector};
-    use opencv::prelude::*;
-    use opencv::{imgcodecs, imgproc};
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(ThumbnailError::Folder)?;
+/// Encodes the JPEG once, then writes it to its file and hands it to the board.
+fn make_thumbnail(job: ThumbnailJob) -> Result<(), ThumbnailError> {
+    let jpeg = encode_crop(&job.pixels, &job.crop)?;
+    if let Some(path) = &job.file {
+        let written = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(dir) => std::fs::create_dir_all(dir),
+            None => Ok(()),
+        }
+        .and_then(|()| crate::atomic::write(path, &jpeg));
+        written.map_err(|e| ThumbnailError::Write(path.clone(), e))?;
     }
+    if let Some(x) = job.exemplar {
+        let thumbnail = Thumbnail {
+            time: x.time,
+            camera: x.camera,
+            modality: x.modality,
+            jpeg: jpeg.into(),
+        };
+        x.board.add_thumbnail(x.identity, thumbnail);
+    }
+    Ok(())
+}
+
+/// A JPEG of `crop` in `pixels`.
+fn encode_crop(pixels: &Pixels, crop: &BBox) -> Result<Vec<u8>, ThumbnailError> {
+    use opencv::core::{Mat, Rect};
+    use opencv::imgproc;
+    use opencv::prelude::*;
     let map = pixels.map()?;
     let image = map.image()?;
     let (x, y, w, h) = crop.pixels(image.width, image.height).ok_or(ThumbnailError::Empty)?;
     Ok(image.with_mat(|m| {
         let roi = Mat::roi(m, Rect::new(x as i32, y as i32, w as i32, h as i32))?;
-        let mut out = Mat::default();
+        let mut bgr = Mat::default();
         if image.format == crate::base::PixelFormat::Rgb {
-            imgproc::cvt_color_def(&roi, &mut out, imgproc::COLOR_RGB2BGR)?;
+            imgproc::cvt_color_def(&roi, &mut bgr, imgproc::COLOR_RGB2BGR)?;
         } else {
-            roi.copy_to(&mut out)?;
+            roi.copy_to(&mut bgr)?;
         }
-        imgcodecs::imwrite(path, &out, &Vector::new())?;
-        Ok(())
+        jpeg(&bgr)
     })?)
+}
+
+/// JPEG bytes of a BGR or grey image (quality 85).
+pub fn jpeg(image: &opencv::core::Mat) -> opencv::Result<Vec<u8>> {
+    use opencv::core::{Vector, VectorToVec};
+    let mut out = Vector::<u8>::new();
+    let params = Vector::from_slice(&[opencv::imgcodecs::IMWRITE_JPEG_QUALITY, 85]);
+    opencv::imgcodecs::imencode(".jpg", image, &mut out, &params)?;
+    Ok(out.to_vec())
 }
 
 #[cfg(test)]

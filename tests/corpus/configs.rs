@@ -249,7 +249,7 @@ pub fn cases(fx: &Fixtures) -> Vec<Case> {
             "",
             "",
             "[outputs]\nmetrics_listen = \"not an address\"\n".to_owned(),
-            "key `outputs.metrics_listen`",
+            "key `outputs.http_listen`",
         ),
         (
             "cfg-mqtt-qos",

@@ -284,9 +284,22 @@ pub struct Outputs {
     pub video: Option<PathBuf>,
     /// Directory for a thumbnail (JPEG) of each new identity.
     pub thumbnails: Option<PathBuf>,
-    /// Prometheus metrics listener, e.g. `127.0.0.1:9464`.
-    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The operator's HTTP server (page, JSON API, `/metrics`), e.g. `127.0.0.1:9464`.
+    pub http_listen: Option<std::net::SocketAddr>,
+    /// RTSP restream of the annotated view.
+    pub rtsp: Option<Rtsp>,
     pub mqtt: Option<Mqtt>,
+}
+
+/// The RTSP restream of the annotated view: one mount per camera pair, `<path>/<camera>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rtsp {
+    /// Address and port of the RTSP server (127.0.0.1:8554 unless configured).
+    pub listen: std::net::SocketAddr,
+    /// Mount prefix, e.g. `/annotated`.
+    pub path: String,
+    /// Frames per second sent (the latest annotated frame, repeated or skipped to keep the rate).
+    pub fps: f64,
 }
 
 /// MQTT publishing.
@@ -305,6 +318,10 @@ pub struct Mqtt {
     /// MQTT client id: the same across restarts, so the broker resumes the persistent session
     /// (default `reid-pipe-<host>-<site file name>`).
     pub client_id: String,
+    /// Publish Home Assistant discovery messages and sensor states (retained).
+    pub home_assistant: bool,
+    /// Home Assistant's discovery topic prefix (`homeassistant`).
+    pub discovery_prefix: String,
 }
 
 impl SiteConfig {

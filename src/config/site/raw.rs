@@ -89,7 +89,11 @@ struct RawOutputs {
     stdout: bool,
     video: Option<Spanned<PathBuf>>,
     thumbnails: Option<Spanned<PathBuf>>,
-    metrics_listen: Option<Spanned<String>>,
+    /// The earlier name, `metrics_listen`, is still read.
+    #[serde(alias = "metrics_listen")]
+    http_listen: Option<Spanned<String>>,
+    /// Annotated view restreamed over RTSP.
+    rtsp: Option<RawRtsp>,
     mqtt: Option<RawMqtt>,
 }
 
@@ -106,6 +110,18 @@ struct RawMqtt {
     tls: bool,
     buffer: Option<Spanned<i64>>,
     client_id: Option<Spanned<String>>,
+    /// Home Assistant MQTT discovery.
+    #[serde(default)]
+    home_assistant: bool,
+    discovery_prefix: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRtsp {
+    listen: Option<Spanned<String>>,
+    path: Option<Spanned<String>>,
+    fps: Option<Spanned<f64>>,
 }
 
 /// `reid-pipe-<host>-<site file stem>`, with characters other than letters, digits, `-` and `_`
@@ -327,11 +343,11 @@ impl RawIndex {
 
 impl RawOutputs {
     fn check(self, src: &Source<'_>) -> Result<Outputs, ConfigError> {
-        let metrics_listen = match &self.metrics_listen {
+        let http_listen = match &self.http_listen {
             None => None,
             Some(s) => Some(s.get_ref().parse().map_err(|_| {
                 src.error(
-                    "outputs.metrics_listen",
+                    "outputs.http_listen",
                     s.span(),
                     format!(
                         "expected an address such as \"127.0.0.1:9464\", found {:?}",
@@ -374,8 +390,14 @@ impl RawOutputs {
                     password_env: m.password_env,
                     tls: m.tls,
                     buffer: checks::int(src, "outputs.mqtt.buffer", &m.buffer, 1000, 1, 1_000_000)? as usize,
+                    home_assistant: m.home_assistant,
+                    discovery_prefix: topic_part(src, "outputs.mqtt.discovery_prefix", m.discovery_prefix, "homeassistant")?,
                 })
             }
+        };
+        let rtsp = match self.rtsp {
+            None => None,
+            Some(r) => Some(r.check(src)?),
         };
         Ok(Outputs {
             events: self.events.map(|p| src.resolve(p.get_ref())),
@@ -385,8 +407,63 @@ impl RawOutputs {
             stdout: self.stdout,
             video: self.video.map(|p| src.resolve(p.get_ref())),
             thumbnails: self.thumbnails.map(|p| src.resolve(p.get_ref())),
-            metrics_listen,
+            http_listen,
+            rtsp,
             mqtt,
         })
     }
+}
+
+impl RawRtsp {
+    fn check(self, src: &Source<'_>) -> Result<Rtsp, ConfigError> {
+        let listen = match &self.listen {
+            None => std::net::SocketAddr::from(([127, 0, 0, 1], 8554)),
+            Some(s) => s.get_ref().parse().map_err(|_| {
+                src.error(
+                    "outputs.rtsp.listen",
+                    s.span(),
+                    format!("expected an address such as \"127.0.0.1:8554\", found {:?}", s.get_ref()),
+                )
+            })?,
+        };
+        let path = match &self.path {
+            None => "/annotated".to_owned(),
+            Some(p) => {
+                let v = p.get_ref().trim_end_matches('/');
+                let fine = v.starts_with('/')
+                    && v[1..]
+                        .split('/')
+                        .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)));
+                if !fine {
+                    return Err(src.error(
+                        "outputs.rtsp.path",
+                        p.span(),
+                        format!("expected a path such as \"/annotated\" (letters, digits, '-', '_', '.'), found {:?}", p.get_ref()),
+                    ));
+                }
+                v.to_owned()
+            }
+        };
+        Ok(Rtsp {
+            listen,
+            path,
+            fps: checks::float(src, "outputs.rtsp.fps", &self.fps, 10.0, 1.0, 60.0)?,
+        })
+    }
+}
+
+/// An MQTT topic level: letters, digits, `-`, `_`, `.` (no wildcards, no `/`).
+fn topic_part(src: &Source<'_>, key: &str, value: Option<Spanned<String>>, default: &str) -> Result<String, ConfigError> {
+    let Some(v) = value else {
+        return Ok(default.to_owned());
+    };
+    let text = v.get_ref();
+    if text.is_empty() || !text.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        return Err(src.error(
+            key,
+            v.span(),
+            format!("expected one topic level of letters, digits, '-', '_' or '.', found {text:?}"),
+        ));
+    }
+    Ok(text.clone())
 }

@@ -20,7 +20,7 @@ apt_packages=(
   libopencv-dev opencv-data opencv-doc clang libclang-dev
   libgstrtspserver-1.0-dev gstreamer1.0-rtsp
   mosquitto mosquitto-clients
-  prometheus chromium
+  prometheus chromium python3-jsonschema
 )
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{Truth, bin, box_iou as iou, clip, free_port, ok, repo, scene_site, scene_truth as truth, text};
+use common::{
+    Truth, bin, box_iou as iou, broker, clip, free_port, ok, repo, scene_site, scene_truth as truth, terminate, text,
+};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -352,38 +354,6 @@ fn drops_are_exported_by_stage_and_reason() {
     );
 }
 
-/// A mosquitto broker on 127.0.0.1:`port` with a persistent store in `dir`.
-fn broker(dir: &Path, port: u16) -> std::process::Child {
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "user root\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n",
-            dir.display()
-        ),
-    )
-    .expect("conf");
-    let child = Command::new("mosquitto")
-        .arg("-c")
-        .arg(&conf)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("mosquitto (scripts/setup.sh installs it)");
-    wait_for_port(port);
-    child
-}
-
-fn wait_for_port(port: u16) {
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("nothing listens on {port}");
-}
-
 /// A persistent-session QoS 1 subscriber printing `topic payload` lines to `out`.
 fn subscriber(port: u16, out: &Path) -> std::process::Child {
     let child = Command::new("mosquitto_sub")
@@ -406,12 +376,6 @@ fn subscriber(port: u16, out: &Path) -> std::process::Child {
         .expect("mosquitto_sub");
     std::thread::sleep(std::time::Duration::from_millis(500));
     child
-}
-
-fn stop(mut child: std::process::Child) {
-    // SIGTERM lets mosquitto write its persistent store.
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
-    let _ = child.wait();
 }
 
 fn mqtt_lines(path: &Path) -> Vec<Value> {
@@ -536,14 +500,14 @@ fn events_reach_mqtt_subscribers_even_across_a_broker_restart() {
     let run = spawn_run(&cfg);
     // Down from 4 s to 7 s of the 12 s clip.
     std::thread::sleep(std::time::Duration::from_secs(4));
-    stop(b);
+    terminate(b);
     std::thread::sleep(std::time::Duration::from_secs(3));
     b = broker(&store, port);
     let out = run.wait_with_output().expect("run");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     std::thread::sleep(std::time::Duration::from_secs(2));
-    stop(sub);
-    stop(b);
+    terminate(sub);
+    terminate(b);
     let written = events(&events_path);
     let delivered = mqtt_lines(&received);
     let got: std::collections::HashSet<String> = delivered.iter().map(signature).collect();

@@ -2,11 +2,12 @@
 //! loop: the JSON API (shapes, filters, errors, 50 clients at once), `/metrics` through
 //! `promtool check metrics`, the page in headless Chromium (with a screenshot), the RTSP restream
 //! played by `gst-launch-1.0`, and bad input (a port in use, a malformed request, a client that
-//! leaves mid-answer).
+//! leaves mid-answer); Home Assistant's discovery on a real mosquitto broker, and the events
+//! against their published JSON Schema.
 
 mod common;
 
-use common::{bin, clip, fails, free_port, repo, scene_site};
+use common::{bin, broker, clip, fails, free_port, ok, repo, scene_site, terminate};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -340,4 +341,96 @@ fn the_operator_view_serves_the_page_the_api_metrics_and_rtsp_while_running() {
     }
     assert!(status.success(), "exit {status:?}: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Every retained message under `topics` on the broker: (topic, payload).
+fn retained(port: u16, topics: &[&str]) -> Vec<(String, String)> {
+    let mut cmd = Command::new("mosquitto_sub");
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-v", "--retained-only", "-W", "3"]);
+    for t in topics {
+        cmd.args(["-t", t]);
+    }
+    let out = cmd.output().expect("mosquitto_sub");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(t, p)| (t.to_owned(), p.to_owned())))
+        .collect()
+}
+
+#[test]
+fn home_assistant_discovery_is_retained_and_events_follow_their_schema() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let store = dir.path().join("broker");
+    std::fs::create_dir_all(&store).expect("store");
+    let b = broker(&store, port);
+    let clip = clip(dir.path(), 3, 5);
+    let model = format!(
+        "backbone = \"mobilenetv2\"\nweights = \"{}\"\ninput_size = [256, 128]\n",
+        repo("models/weights/mobilenetv2_imagenet.safetensors").display()
+    );
+    let events = dir.path().join("events.jsonl");
+    let extra = format!(
+        "[outputs]\nevents = \"{}\"\n[outputs.mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nclient_id = \"site-a\"\nhome_assistant = true\n",
+        events.display()
+    );
+    let site = scene_site(dir.path(), &clip, None, &model, &extra);
+    ok(bin().args(["--log", "warn", "run"]).arg(&site).output().expect("run"));
+    let messages = retained(port, &["homeassistant/#", "reid-pipe/#"]);
+    terminate(b);
+    let get = |topic: &str| {
+        messages
+            .iter()
+            .find(|(t, _)| t == topic)
+            .map(|(_, p)| p.clone())
+            .unwrap_or_else(|| panic!("no retained {topic} in {messages:?}"))
+    };
+    // Discovery: a config per sensor, pointing at its state and the availability topic.
+    for (object, state) in [
+        ("identities_present", "reid-pipe/identities_present"),
+        ("gate_people", "reid-pipe/gate/people"),
+        ("gate_last_identity", "reid-pipe/gate/last_identity"),
+    ] {
+        let config: Value = serde_json::from_str(&get(&format!("homeassistant/sensor/site-a/{object}/config"))).expect("json");
+        assert_eq!(config["state_topic"], state, "{config}");
+        assert_eq!(config["availability_topic"], "reid-pipe/availability");
+        assert_eq!(config["unique_id"], format!("site-a_{object}"));
+        assert_eq!(config["device"]["identifiers"][0], "site-a");
+    }
+    // A clean stop leaves "offline"; every track ended, so nobody is present.
+    assert_eq!(get("reid-pipe/availability"), "offline");
+    assert_eq!(get("reid-pipe/gate/people"), "0");
+    assert_eq!(get("reid-pipe/identities_present"), "0");
+    let last: u64 = get("reid-pipe/gate/last_identity").parse().expect("an identity id");
+    let lines = std::fs::read_to_string(&events).expect("events");
+    let ids: Vec<u64> = lines
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok()?["identity"].as_u64())
+        .collect();
+    assert_eq!(ids.last(), Some(&last), "the last identity seen at the gate");
+
+    // Every event matches docs/event.schema.json, and the schema refuses a broken one.
+    let check = r#"
+import json, sys, jsonschema
+schema = json.load(open(sys.argv[1]))
+jsonschema.Draft202012Validator.check_schema(schema)
+v = jsonschema.Draft202012Validator(schema)
+lines = open(sys.argv[2]).read().splitlines()
+assert lines, "no events"
+for n, line in enumerate(lines, 1):
+    errors = list(v.iter_errors(json.loads(line)))
+    assert not errors, f"line {n}: {errors[0].message}"
+broken = json.loads(lines[0]); broken["type"] = "bogus"; del broken["camera"]
+assert len(list(v.iter_errors(broken))) == 2
+print(len(lines))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", check])
+        .arg(repo("docs/event.schema.json"))
+        .arg(&events)
+        .output()
+        .expect("python3 with jsonschema (Debian package python3-jsonschema, installed by scripts/setup.sh)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let checked: usize = String::from_utf8_lossy(&out.stdout).trim().parse().expect("count");
+    assert_eq!(checked, lines.lines().count());
 }

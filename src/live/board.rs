@@ -250,6 +250,11 @@ impl Board {
         out.into_iter().map(|(c, (ids, tracks))| (c, (ids.len(), tracks))).collect()
     }
 
+    /// Identities with a live track anywhere.
+    pub fn identities_present(&self) -> usize {
+        self.state().tracks.values().collect::<BTreeSet<_>>().len()
+    }
+
     /// The latest events matching `filter`, newest first, at most `limit`.
     pub fn events(&self, filter: &EventFilter, limit: usize) -> Vec<Event> {
         let s = self.state();
@@ -311,6 +316,7 @@ mod tests {
         assert!(r.cross_modal && r.present());
         assert_eq!(r.live_tracks.len(), 2);
         assert_eq!(b.present()["gate"], (1, 2));
+        assert_eq!(b.identities_present(), 1);
         // The thermal track switches to identity 9: it leaves 7.
         b.record(&event(EventKind::Update, 4.0, Modality::Thermal, 4, Some(9)));
         assert_eq!(b.identity(7).expect("7").live_tracks.len(), 1);

@@ -12,6 +12,7 @@ pub mod capture;
 pub mod embedding;
 pub mod events;
 pub mod harvest;
+pub mod homeassistant;
 pub mod http;
 pub mod identity;
 pub mod metrics;
@@ -141,17 +142,17 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
     let index = open_index(cfg, opts, embedder.dim() as usize, &model_id)?;
     let writer = writer::DiskWriter::start(&cfg.index.snapshot_dir, &metrics)?;
     let mqtt = match &cfg.outputs.mqtt {
-        Some(m) => Some(mqtt::MqttSink::start(m, &m.client_id)?),
+        Some(m) => Some(mqtt::MqttSink::start(m, &camera_names(cfg))?),
         None => None,
     };
-    let board = cfg.outputs.http_listen.map(|_| Arc::new(new_board(cfg)));
+    let home_assistant = cfg.outputs.mqtt.as_ref().filter(|m| m.home_assistant);
+    let board = (cfg.outputs.http_listen.is_some() || home_assistant.is_some()).then(|| Arc::new(new_board(cfg)));
     let server = match (cfg.outputs.http_listen, &board) {
         (Some(addr), Some(b)) => Some(http::Server::start(addr, Arc::clone(b), Arc::clone(&metrics))?),
         _ => None,
     };
-    let names: Vec<String> = cfg.cameras.iter().map(|c| c.name.clone()).collect();
     let restream = match &cfg.outputs.rtsp {
-        Some(r) => Some(rtsp::Restream::start(r, &names)?),
+        Some(r) => Some(rtsp::Restream::start(r, &camera_names(cfg))?),
         None => None,
     };
     let q = cfg.runtime.queue_capacity;
@@ -167,7 +168,8 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
     let labels: identity::Labels = Arc::default();
     let destinations = video::Destinations {
         files: video_paths(cfg),
-        board: board.clone(),
+        // Frames for the page only when there is a page.
+        board: board.clone().filter(|_| server.is_some()),
         restream: restream.clone(),
     };
     let (video_tx, video_rx) = bounded(q);
@@ -178,6 +180,7 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
         stdout: cfg.outputs.stdout,
         mqtt,
         board: board.clone(),
+        home_assistant: home_assistant.map(homeassistant::States::new),
     };
     let supervisor = supervise::Supervisor::new(Arc::clone(stop));
     let sup = &supervisor;
@@ -357,6 +360,11 @@ fn video_paths(cfg: &SiteConfig) -> Vec<PathBuf> {
     chosen
 }
 
+/// The camera pairs' names, in site-file order.
+fn camera_names(cfg: &SiteConfig) -> Vec<String> {
+    cfg.cameras.iter().map(|c| c.name.clone()).collect()
+}
+
 /// The operator's view of the run: its camera pairs, the index expiry, the embedder's device.
 fn new_board(cfg: &SiteConfig) -> board::Board {
     let device = match cfg.runtime.device.resolve("runtime.device") {
@@ -367,8 +375,7 @@ fn new_board(cfg: &SiteConfig) -> board::Board {
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
-    let cameras = cfg.cameras.iter().map(|c| c.name.clone()).collect();
-    board::Board::new(cameras, cfg.index.expiry_s, device, started)
+    board::Board::new(camera_names(cfg), cfg.index.expiry_s, device, started)
 }
 
 /// Builds each stream's detector: the camera's visible detector or its thermal one.

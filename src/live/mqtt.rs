@@ -1,5 +1,7 @@
 //! Publishing events over MQTT (rumqttc): one topic per camera pair,
-//! `<topic_prefix>/<camera>/events`, JSON payloads, the configured QoS.
+//! `<topic_prefix>/<camera>/events`, JSON payloads (`docs/event.schema.json`), the configured QoS;
+//! with `home_assistant`, also the discovery configs, availability and sensor states of
+//! [`super::homeassistant`], retained.
 //!
 //! A background thread drives the connection and reconnects (every second) when the broker goes
 //! away. Meanwhile events wait in the client's queue, bounded by `outputs.mqtt.buffer`; events
@@ -8,8 +10,9 @@
 //! broker resumes the session; at QoS 0, and with a broker that lost its sessions, they are lost.
 
 use super::events::Event;
+use super::homeassistant::{self, Retained};
 use crate::config::site::Mqtt;
-use rumqttc::{Client, Connection, MqttOptions, QoS, Transport};
+use rumqttc::{Client, Connection, LastWill, MqttOptions, QoS, Transport};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -27,6 +30,8 @@ pub struct MqttSink {
     connected: Arc<AtomicBool>,
     closing: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    /// The availability topic, with Home Assistant on.
+    availability: Option<String>,
 }
 
 /// Events dropped with the queue full, by the state of the connection at the time.
@@ -56,9 +61,9 @@ pub enum MqttError {
 
 impl MqttSink {
     /// Connects in the background; fails only on settings that cannot work (a password variable
-    /// that is not set).
-    pub fn start(cfg: &Mqtt, client_id: &str) -> Result<Self, MqttError> {
-        let mut opts = MqttOptions::new(client_id, &cfg.host, cfg.port);
+    /// that is not set). `cameras` name the camera pairs for Home Assistant's sensors.
+    pub fn start(cfg: &Mqtt, cameras: &[String]) -> Result<Self, MqttError> {
+        let mut opts = MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port);
         opts.set_keep_alive(Duration::from_secs(10));
         // A persistent session: after a reconnect the broker resumes it, so publications that
         // were in flight are sent again instead of being discarded with a fresh session.
@@ -75,7 +80,17 @@ impl MqttSink {
             let _ = rustls::crypto::ring::default_provider().install_default();
             opts.set_transport(Transport::tls_with_default_config());
         }
-        let (client, connection) = Client::new(opts, cfg.buffer);
+        let availability = cfg.home_assistant.then(|| homeassistant::availability_topic(cfg));
+        if let Some(topic) = &availability {
+            opts.set_last_will(LastWill::new(topic, "offline", QoS::AtLeastOnce, true));
+        }
+        // Room for the announcements on top of the events' buffer.
+        let announce = if cfg.home_assistant {
+            homeassistant::announcements(cfg, cameras)
+        } else {
+            Vec::new()
+        };
+        let (client, connection) = Client::new(opts, cfg.buffer + announce.len() + 1);
         let qos = match cfg.qos {
             0 => QoS::AtMostOnce,
             1 => QoS::AtLeastOnce,
@@ -86,9 +101,10 @@ impl MqttSink {
         let connected = Arc::new(AtomicBool::new(false));
         let broker = format!("{}:{}", cfg.host, cfg.port);
         let (c, p, up) = (Arc::clone(&closing), Arc::clone(&published), Arc::clone(&connected));
+        let announcer = (client.clone(), announce);
         let thread = std::thread::Builder::new()
             .name("mqtt".into())
-            .spawn(move || drive(connection, &broker, &c, &p, &up))
+            .spawn(move || drive(connection, &broker, &c, &p, &up, &announcer))
             .map_err(MqttError::Thread)?;
         Ok(Self {
             client,
@@ -99,7 +115,29 @@ impl MqttSink {
             connected,
             closing,
             thread: Some(thread),
+            availability,
         })
+    }
+
+    /// Queues a retained message at QoS 1 (a Home Assistant state); never blocks. A full queue
+    /// drops it, counted with the events.
+    pub fn publish_retained(&self, (topic, payload): Retained) {
+        if self
+            .client
+            .try_publish(topic, QoS::AtLeastOnce, true, payload.into_bytes())
+            .is_err()
+        {
+            self.count_drop();
+        }
+    }
+
+    fn count_drop(&self) {
+        let reason = if self.connected.load(Ordering::Relaxed) {
+            &self.dropped.queue_full
+        } else {
+            &self.dropped.disconnected
+        };
+        reason.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Queues one event; never blocks.
@@ -110,12 +148,7 @@ impl MqttSink {
             .try_publish(topic, self.qos, false, payload.as_bytes().to_vec())
             .is_err()
         {
-            let reason = if self.connected.load(Ordering::Relaxed) {
-                &self.dropped.queue_full
-            } else {
-                &self.dropped.disconnected
-            };
-            reason.fetch_add(1, Ordering::Relaxed);
+            self.count_drop();
         }
     }
 
@@ -126,6 +159,10 @@ impl MqttSink {
 
     /// Sends what is queued (waiting up to `grace` for an absent broker), then disconnects.
     pub fn close(mut self, grace: Duration) {
+        // A clean stop says so (the last will covers the others).
+        if let Some(topic) = self.availability.take() {
+            self.publish_retained((topic, "offline".to_owned()));
+        }
         // Never blocks: with the broker away and the queue full, the disconnect is skipped and
         // the connection thread is left to end at its next timeout.
         let _ = self.client.try_disconnect();
@@ -145,12 +182,14 @@ impl MqttSink {
     }
 }
 
+/// Drives the connection; on each connection, queues the announcements (retained) first.
 fn drive(
     mut connection: Connection,
     broker: &str,
     closing: &AtomicBool,
     published: &AtomicU64,
     connected: &AtomicBool,
+    (client, announce): &(Client, Vec<Retained>),
 ) {
     let mut down_since: Option<Instant> = None;
     loop {
@@ -161,6 +200,9 @@ fn drive(
                 match event {
                     Event::Incoming(Packet::ConnAck(_)) => {
                         connected.store(true, Ordering::Relaxed);
+                        for (topic, payload) in announce {
+                            let _ = client.try_publish(topic, QoS::AtLeastOnce, true, payload.clone().into_bytes());
+                        }
                         if down_since.take().is_some() {
                             tracing::info!("MQTT broker {broker}: reconnected");
                         }

@@ -4,6 +4,7 @@
 
 use super::board::Board;
 use super::events::{Event, EventKind, EventLog};
+use super::homeassistant::States;
 use super::metrics::Metrics;
 use super::mqtt::MqttSink;
 use crossbeam_channel::Receiver;
@@ -17,8 +18,10 @@ pub struct Sinks {
     pub log: Option<EventLog>,
     pub stdout: bool,
     pub mqtt: Option<MqttSink>,
-    /// The operator's view, when the HTTP server runs.
+    /// The operator's view, when the HTTP server or Home Assistant's sensors need it.
     pub board: Option<Arc<Board>>,
+    /// Home Assistant's sensor states (published over `mqtt`).
+    pub home_assistant: Option<States>,
 }
 
 /// Runs until `input` closes; returns the sinks for closing.
@@ -74,6 +77,11 @@ pub fn run(input: &Receiver<(Event, Instant)>, mut sinks: Sinks, metrics: &Metri
         }
         if let Some(board) = &sinks.board {
             board.record(&event);
+            if let (Some(states), Some(mqtt)) = (&mut sinks.home_assistant, &sinks.mqtt) {
+                for state in states.changed(&event, board) {
+                    mqtt.publish_retained(state);
+                }
+            }
         }
         latency.observe(arrived.elapsed().as_secs_f64());
         if input.is_empty()

@@ -199,3 +199,43 @@ pub fn box_iou(a: &[f64; 4], b: &[f64; 4]) -> f64 {
     }
     ix * iy / (a[2] * a[3] + b[2] * b[3] - ix * iy)
 }
+
+/// A mosquitto broker on 127.0.0.1:`port` with a persistent store in `dir`.
+pub fn broker(dir: &Path, port: u16) -> std::process::Child {
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "user root\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n",
+            dir.display()
+        ),
+    )
+    .expect("conf");
+    let child = std::process::Command::new("mosquitto")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("mosquitto (scripts/setup.sh installs it)");
+    wait_for_port(port);
+    child
+}
+
+/// Waits (up to five seconds) until something listens on 127.0.0.1:`port`.
+pub fn wait_for_port(port: u16) {
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("nothing listens on {port}");
+}
+
+/// Stops a process with SIGTERM (mosquitto then writes its persistent store) and waits for it.
+pub fn terminate(mut child: std::process::Child) {
+    let _ = std::process::Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+}
+

@@ -9,6 +9,9 @@
 //!
 //! The soak (`REID_BENCH_SOAK_PAIRS`, default 4) loops the clip on every pair in real time and
 //! prints RSS every minute, the drops by stage and reason, and the identity stage's latency.
+//!
+//! Last, the 1-pair run again with the operator's page served and 50 HTTP clients polling it
+//! (page, API, frames, `/metrics`) without pause: frames/s against the run without clients.
 
 use reid_pipe::base::{Backbone, Crop, Modality};
 use reid_pipe::config::SiteConfig;
@@ -108,6 +111,7 @@ fn main() {
     let alone = embedder_alone(&clip, 10.0);
     println!("embedder alone (MobileNetV2 256x128, batch 16): {alone:.1} crops/s");
     println!("pairs   frames   crops   seconds   crops/s   ratio   p50 ms   p99 ms   RSS MB");
+    let mut one_pair_fps = f64::NAN;
     for pairs in [1, 2, 4] {
         let run_dir = dir.path().join(format!("run{pairs}"));
         std::fs::create_dir_all(&run_dir).expect("dir");
@@ -119,6 +123,9 @@ fn main() {
         let secs = s.elapsed.as_secs_f64();
         let lat = m.latency("reid_frame_to_event_seconds", &[]);
         let ms = |q: f64| lat.quantile(q).map_or(f64::NAN, |v| v * 1000.0);
+        if pairs == 1 {
+            one_pair_fps = m.total("reid_frames_processed_total") as f64 / secs;
+        }
         println!(
             "{pairs:>5} {:>8} {crops:>7} {secs:>9.1} {:>9.1} {:>7.2} {:>8.0} {:>8.0} {:>8.0}",
             m.total("reid_frames_processed_total"),
@@ -143,6 +150,7 @@ fn main() {
         ms(0.99),
         lat.count()
     );
+    http_load(&dir.path().join("http"), &clip, one_pair_fps);
     let soak: f64 = std::env::var("REID_BENCH_SOAK_S")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -192,4 +200,62 @@ fn main() {
             identity.count()
         );
     }
+}
+
+/// The 1-pair run with the page served on a free port and 50 clients polling it until it ends.
+fn http_load(run_dir: &Path, clip: &Path, without_clients_fps: f64) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    std::fs::create_dir_all(run_dir).expect("dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let mut cfg = site(run_dir, clip, 1, false, false);
+    cfg.outputs.http_listen = Some(([127, 0, 0, 1], port).into());
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicBool::new(false));
+    let paths = [
+        "/",
+        "/api/stats",
+        "/api/identities",
+        "/api/events",
+        "/metrics",
+        "/api/cameras/pair0/latest.jpg",
+    ];
+    let clients: Vec<_> = (0..50)
+        .map(|i| {
+            let done = Arc::clone(&done);
+            std::thread::spawn(move || {
+                let mut times = Vec::new();
+                while !done.load(Ordering::Relaxed) {
+                    let started = Instant::now();
+                    let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        continue;
+                    };
+                    let path = paths[i % paths.len()];
+                    let _ = write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                    let mut body = Vec::new();
+                    if c.read_to_end(&mut body).is_ok() && body.starts_with(b"HTTP/1.1 ") {
+                        times.push(started.elapsed().as_secs_f64());
+                    }
+                }
+                times
+            })
+        })
+        .collect();
+    let s = live::run(&cfg, &RunOptions::default(), &stop).expect("run");
+    done.store(true, Ordering::Relaxed);
+    let mut times: Vec<f64> = clients.into_iter().flat_map(|c| c.join().expect("client")).collect();
+    times.sort_by(f64::total_cmp);
+    let fps = s.metrics.total("reid_frames_processed_total") as f64 / s.elapsed.as_secs_f64();
+    println!(
+        "1 pair with 50 HTTP clients polling: {fps:.1} frames/s vs {without_clients_fps:.1} without ({:.2}×); \
+         {} requests answered, p50 {:.1} ms, p99 {:.1} ms",
+        fps / without_clients_fps,
+        times.len(),
+        times.get(times.len() / 2).map_or(f64::NAN, |t| t * 1e3),
+        times.get(times.len() * 99 / 100).map_or(f64::NAN, |t| t * 1e3),
+    );
 }

@@ -247,7 +247,8 @@ fn listen_addresses_and_rtsp_paths_must_parse() {
     let e = site_err(format!("{SITE}\n[outputs.rtsp]\nfps = 0\n").as_bytes());
     expect(&e, "outputs.rtsp.fps", 21, "");
     let e = site_err(
-        format!("{SITE}\n[outputs.mqtt]\nhost = \"h\"\nhome_assistant = true\ndiscovery_prefix = \"home/assistant\"\n").as_bytes(),
+        format!("{SITE}\n[outputs.mqtt]\nhost = \"h\"\nhome_assistant = true\ndiscovery_prefix = \"home/assistant\"\n")
+            .as_bytes(),
     );
     expect(&e, "outputs.mqtt.discovery_prefix", 23, "one topic level");
     let cfg = reid_pipe::config::SiteConfig::from_bytes(

@@ -24,8 +24,7 @@ struct Reply {
 
 impl Reply {
     fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
     }
 
     fn text(&self) -> String {
@@ -45,7 +44,11 @@ fn get(port: u16, path: &str) -> Reply {
     let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status");
     let content_type = head
         .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-type:").map(|v| v.trim().to_owned()))
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type:")
+                .map(|v| v.trim().to_owned())
+        })
         .unwrap_or_default();
     let mut body = raw[split + 4..].to_vec();
     if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
@@ -62,7 +65,8 @@ fn unchunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
         let line_end = data.windows(2).position(|w| w == b"\r\n").expect("chunk size");
-        let size = usize::from_str_radix(std::str::from_utf8(&data[..line_end]).expect("hex").trim(), 16).expect("size");
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&data[..line_end]).expect("hex").trim(), 16).expect("size");
         if size == 0 {
             return out;
         }
@@ -91,13 +95,17 @@ fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>
     }
 }
 
-/// The scene site, its sources looping (so the run goes on until stopped), with the page on
-/// `http` and the restream on `rtsp`.
+/// The scene site, its sources looping in real time (10 frames/s, as live cameras deliver them;
+/// the run goes on until stopped), with the page on `http` and the restream on `rtsp`.
 fn looping_site(dir: &Path, http: u16, rtsp: u16) -> PathBuf {
     let clip = clip(dir, 3, 11);
     let template = dir.join("looping.pipeline");
     let images = std::fs::read_to_string(repo("pipelines/images.pipeline")).expect("template");
-    std::fs::write(&template, images.replace("index=0", "index=0 loop=true")).expect("template");
+    let live = images
+        .replace("index=0", "index=0 loop=true")
+        .replace("! pngdec !", "! pngdec ! identity sync=true !");
+    assert_ne!(live, images);
+    std::fs::write(&template, live).expect("template");
     let model = format!(
         "backbone = \"mobilenetv2\"\nweights = \"{}\"\ninput_size = [256, 128]\n",
         repo("models/weights/mobilenetv2_imagenet.safetensors").display()
@@ -108,7 +116,10 @@ fn looping_site(dir: &Path, http: u16, rtsp: u16) -> PathBuf {
     );
     let site = scene_site(dir, &clip, None, &model, &extra);
     let text = std::fs::read_to_string(&site).expect("site");
-    let looped = text.replace(&repo("pipelines/images.pipeline").display().to_string(), &template.display().to_string());
+    let looped = text.replace(
+        &repo("pipelines/images.pipeline").display().to_string(),
+        &template.display().to_string(),
+    );
     assert_ne!(looped, text);
     std::fs::write(&site, looped).expect("site");
     site
@@ -151,7 +162,9 @@ fn the_operator_view_serves_the_page_the_api_metrics_and_rtsp_while_running() {
 
     // An identity with a thumbnail, and events.
     let id = wait_for("an identity with a thumbnail", Duration::from_secs(240), || {
-        let r = TcpStream::connect(("127.0.0.1", http)).ok().map(|_| get(http, "/api/identities"))?;
+        let r = TcpStream::connect(("127.0.0.1", http))
+            .ok()
+            .map(|_| get(http, "/api/identities"))?;
         let v = r.json();
         v["identities"]
             .as_array()?
@@ -165,7 +178,9 @@ fn the_operator_view_serves_the_page_the_api_metrics_and_rtsp_while_running() {
     let gate = &cams["cameras"][0];
     assert_eq!(gate["name"], "gate", "{cams}");
     let frame_url = wait_for("a frame", Duration::from_secs(30), || {
-        get(http, "/api/cameras").json()["cameras"][0]["latest_frame"].as_str().map(str::to_owned)
+        get(http, "/api/cameras").json()["cameras"][0]["latest_frame"]
+            .as_str()
+            .map(str::to_owned)
     });
     let frame = get(http, &frame_url);
     assert_eq!((frame.status, frame.content_type.as_str()), (200, "image/jpeg"));
@@ -176,13 +191,24 @@ fn the_operator_view_serves_the_page_the_api_metrics_and_rtsp_while_running() {
     // --- identities
     let list = get(http, "/api/identities").json();
     let first = &list["identities"][0];
-    for key in ["id", "first_seen", "last_seen", "present", "cameras", "modalities", "cross_modal", "thumbnails"] {
+    for key in [
+        "id",
+        "first_seen",
+        "last_seen",
+        "present",
+        "cameras",
+        "modalities",
+        "cross_modal",
+        "thumbnails",
+    ] {
         assert!(!first[key].is_null(), "{key} in {first}");
     }
     let one = get(http, &format!("/api/identities/{id}")).json();
     assert_eq!(one["id"].as_u64(), Some(id));
     assert!(
-        one["sightings"].as_array().is_some_and(|s| !s.is_empty() && s.iter().all(|x| x["camera"] == "gate")),
+        one["sightings"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty() && s.iter().all(|x| x["camera"] == "gate")),
         "{one}"
     );
     let thumb = get(http, one["thumbnails"][0].as_str().expect("thumbnail url"));
@@ -190,7 +216,11 @@ fn the_operator_view_serves_the_page_the_api_metrics_and_rtsp_while_running() {
     jpeg_size(&thumb.body);
     let unknown = get(http, "/api/identities/987654321");
     assert_eq!(unknown.status, 404);
-    assert!(unknown.json()["error"].as_str().is_some_and(|e| e.contains("987654321")));
+    assert!(
+        unknown.json()["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("987654321"))
+    );
     let bad = get(http, "/api/identities/abc");
     assert_eq!(bad.status, 400);
     assert!(bad.json()["error"].as_str().is_some_and(|e| e.contains("abc")));
@@ -204,16 +234,33 @@ fn the_operator_view_serves_the_page_the_api_metrics_and_rtsp_while_running() {
     assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first: {times:?}");
     let cutoff = times[times.len() / 2];
     let after = get(http, &format!("/api/events?after={cutoff}&limit=1000")).json();
-    let later: Vec<f64> = after["events"].as_array().expect("events").iter().map(|e| e["time"].as_f64().expect("time")).collect();
+    let later: Vec<f64> = after["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["time"].as_f64().expect("time"))
+        .collect();
     // Times compared within a microsecond: JSON numbers parse back within an ulp.
-    assert!(!later.is_empty() && later.iter().all(|t| *t > cutoff - 1e-6), "after={cutoff}: {later:?}");
+    assert!(
+        !later.is_empty() && later.iter().all(|t| *t > cutoff - 1e-6),
+        "after={cutoff}: {later:?}"
+    );
     let oldest = times[times.len() - 1];
-    assert!(oldest >= cutoff - 1e-6 || !later.iter().any(|t| (t - oldest).abs() < 1e-6), "after={cutoff}: {later:?}");
+    assert!(
+        oldest >= cutoff - 1e-6 || !later.iter().any(|t| (t - oldest).abs() < 1e-6),
+        "after={cutoff}: {later:?}"
+    );
     let of_id = get(http, &format!("/api/events?identity={id}")).json();
     let of_id = of_id["events"].as_array().expect("events");
     assert!(!of_id.is_empty() && of_id.iter().all(|e| e["identity"].as_u64() == Some(id)));
     let at_gate = get(http, "/api/events?camera=gate&limit=5").json();
-    assert!(at_gate["events"].as_array().expect("events").iter().all(|e| e["camera"] == "gate"));
+    assert!(
+        at_gate["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .all(|e| e["camera"] == "gate")
+    );
     for (query, named) in [
         ("camera=nope", "camera"),
         ("limit=many", "limit"),
@@ -224,7 +271,11 @@ fn the_operator_view_serves_the_page_the_api_metrics_and_rtsp_while_running() {
     ] {
         let r = get(http, &format!("/api/events?{query}"));
         assert_eq!(r.status, 400, "{query}: {}", r.text());
-        assert!(r.json()["error"].as_str().is_some_and(|e| e.contains(named)), "{query}: {}", r.text());
+        assert!(
+            r.json()["error"].as_str().is_some_and(|e| e.contains(named)),
+            "{query}: {}",
+            r.text()
+        );
     }
     let nowhere = get(http, "/api/nothing");
     assert_eq!(nowhere.status, 404);
@@ -235,8 +286,14 @@ fn the_operator_view_serves_the_page_the_api_metrics_and_rtsp_while_running() {
         let s = get(http, "/api/stats").json();
         (s["cameras"]["gate"]["visible"]["fps_in"].as_f64()? > 0.0).then_some(s)
     });
+    // Sources play at 10 frames/s: a rate above that would be a wrong window or a total.
+    let fps = stats["cameras"]["gate"]["visible"]["fps_in"].as_f64().expect("fps");
+    assert!(fps <= 13.0, "fps_in {fps}: {stats}");
     assert!(stats["embed"]["batches"].as_u64() > Some(0), "{stats}");
-    assert!(stats["cameras"]["gate"]["thermal"]["frames_processed"].as_u64() > Some(0), "{stats}");
+    assert!(
+        stats["cameras"]["gate"]["thermal"]["frames_processed"].as_u64() > Some(0),
+        "{stats}"
+    );
     assert!(stats["dropped"].is_array() && stats["queues"].is_object(), "{stats}");
     assert_eq!(stats["device"], "cpu");
     assert!(stats["process"]["rss_bytes"].as_u64() > Some(0), "{stats}");
@@ -244,9 +301,16 @@ fn the_operator_view_serves_the_page_the_api_metrics_and_rtsp_while_running() {
     // --- /metrics through promtool
     let metrics = get(http, "/metrics");
     assert_eq!(metrics.status, 200);
-    assert!(metrics.content_type.starts_with("text/plain; version=0.0.4"), "{}", metrics.content_type);
+    assert!(
+        metrics.content_type.starts_with("text/plain; version=0.0.4"),
+        "{}",
+        metrics.content_type
+    );
     let text = metrics.text();
-    assert!(text.contains("reid_frames_in_total{camera=\"gate\",modality=\"visible\"}"), "{text}");
+    assert!(
+        text.contains("reid_frames_in_total{camera=\"gate\",modality=\"visible\"}"),
+        "{text}"
+    );
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -254,7 +318,12 @@ fn the_operator_view_serves_the_page_the_api_metrics_and_rtsp_while_running() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("promtool (Debian package prometheus, installed by scripts/setup.sh)");
-    promtool.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write");
+    promtool
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
     let out = promtool.wait_with_output().expect("promtool");
     assert!(
         out.status.success(),
@@ -294,7 +363,13 @@ fn the_operator_view_serves_the_page_the_api_metrics_and_rtsp_while_running() {
     let screenshot = dir.path().join("operator-view.png");
     let chromium = |args: &[&str]| {
         Command::new("chromium")
-            .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--virtual-time-budget=4000"])
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+                "--virtual-time-budget=4000",
+            ])
             .args(args)
             .arg(format!("http://127.0.0.1:{http}/"))
             .output()
@@ -303,10 +378,20 @@ fn the_operator_view_serves_the_page_the_api_metrics_and_rtsp_while_running() {
     let dom = chromium(&["--dump-dom"]);
     let dom = String::from_utf8_lossy(&dom.stdout).into_owned();
     assert!(dom.contains("<figcaption>gate"), "the camera pair is listed: {dom}");
-    assert!(dom.contains("class=\"identity\"") && dom.contains("class=\"thumb\""), "identities with thumbnails: {dom}");
+    assert!(
+        dom.contains("class=\"identity\"") && dom.contains("class=\"thumb\""),
+        "identities with thumbnails: {dom}"
+    );
     assert!(dom.contains("class=\"event\""), "event rows: {dom}");
-    let shot = chromium(&[&format!("--screenshot={}", screenshot.display()), "--window-size=1280,1000"]);
-    assert!(screenshot.exists(), "screenshot: {}", String::from_utf8_lossy(&shot.stderr));
+    let shot = chromium(&[
+        &format!("--screenshot={}", screenshot.display()),
+        "--window-size=1280,1000",
+    ]);
+    assert!(
+        screenshot.exists(),
+        "screenshot: {}",
+        String::from_utf8_lossy(&shot.stderr)
+    );
     let target = repo("target/operator-view.png");
     let _ = std::fs::copy(&screenshot, &target);
     let identity_page = get(http, &format!("/identities/{id}"));
@@ -318,7 +403,18 @@ fn the_operator_view_serves_the_page_the_api_metrics_and_rtsp_while_running() {
     let played = Command::new("timeout")
         .args(["90", "gst-launch-1.0", "-q", "rtspsrc"])
         .arg(format!("location=rtsp://127.0.0.1:{rtsp}/annotated/gate"))
-        .args(["protocols=tcp", "!", "rtph264depay", "!", "h264parse", "!", "openh264dec", "!", "fakesink", "num-buffers=10"])
+        .args([
+            "protocols=tcp",
+            "!",
+            "rtph264depay",
+            "!",
+            "h264parse",
+            "!",
+            "openh264dec",
+            "!",
+            "fakesink",
+            "num-buffers=10",
+        ])
         .output()
         .expect("gst-launch-1.0");
     assert!(
@@ -329,12 +425,25 @@ fn the_operator_view_serves_the_page_the_api_metrics_and_rtsp_while_running() {
     );
 
     // --- a second run on the same port stops before its sources start, naming the key
-    let busy = fails(bin().args(["--log", "warn", "run"]).arg(&site).output().expect("second run"));
-    assert!(busy.contains("outputs.http_listen") && busy.contains("cannot listen"), "{busy}");
+    let busy = fails(
+        bin()
+            .args(["--log", "warn", "run"])
+            .arg(&site)
+            .output()
+            .expect("second run"),
+    );
+    assert!(
+        busy.contains("outputs.http_listen") && busy.contains("cannot listen"),
+        "{busy}"
+    );
 
     // --- the run stops cleanly on SIGINT
-    let _ = Command::new("kill").args(["-INT", &running.0.id().to_string()]).status();
-    let status = wait_for("the run to stop", Duration::from_secs(60), || running.0.try_wait().ok().flatten());
+    let _ = Command::new("kill")
+        .args(["-INT", &running.0.id().to_string()])
+        .status();
+    let status = wait_for("the run to stop", Duration::from_secs(60), || {
+        running.0.try_wait().ok().flatten()
+    });
     let mut stderr = String::new();
     if let Some(mut e) = running.0.stderr.take() {
         let _ = e.read_to_string(&mut stderr);
@@ -346,7 +455,16 @@ fn the_operator_view_serves_the_page_the_api_metrics_and_rtsp_while_running() {
 /// Every retained message under `topics` on the broker: (topic, payload).
 fn retained(port: u16, topics: &[&str]) -> Vec<(String, String)> {
     let mut cmd = Command::new("mosquitto_sub");
-    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-v", "--retained-only", "-W", "3"]);
+    cmd.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-v",
+        "--retained-only",
+        "-W",
+        "3",
+    ]);
     for t in topics {
         cmd.args(["-t", t]);
     }
@@ -391,7 +509,8 @@ fn home_assistant_discovery_is_retained_and_events_follow_their_schema() {
         ("gate_people", "reid-pipe/gate/people"),
         ("gate_last_identity", "reid-pipe/gate/last_identity"),
     ] {
-        let config: Value = serde_json::from_str(&get(&format!("homeassistant/sensor/site-a/{object}/config"))).expect("json");
+        let config: Value =
+            serde_json::from_str(&get(&format!("homeassistant/sensor/site-a/{object}/config"))).expect("json");
         assert_eq!(config["state_topic"], state, "{config}");
         assert_eq!(config["availability_topic"], "reid-pipe/availability");
         assert_eq!(config["unique_id"], format!("site-a_{object}"));

@@ -193,8 +193,8 @@ impl Board {
     pub fn wants_thumbnail(&self, identity: u64, now: f64) -> bool {
         let mut s = self.state();
         let r = s.identities.entry(identity).or_default();
-        let due = r.thumbnails.len() < THUMBNAILS_KEPT
-            && r.thumbnail_asked.is_none_or(|t| now - t >= THUMBNAIL_SPACING_S);
+        let due =
+            r.thumbnails.len() < THUMBNAILS_KEPT && r.thumbnail_asked.is_none_or(|t| now - t >= THUMBNAIL_SPACING_S);
         if due {
             r.thumbnail_asked = Some(now);
         }
@@ -219,14 +219,22 @@ impl Board {
 
     /// Camera pair `camera`'s latest frame, if one was drawn.
     pub fn frame(&self, camera: usize) -> Option<LatestFrame> {
-        self.frames.get(camera)?.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.frames
+            .get(camera)?
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The identities, most recently seen first, at most `limit`.
     pub fn identities(&self, limit: usize) -> Vec<(u64, IdentityRecord)> {
         let s = self.state();
-        let mut all: Vec<(u64, &IdentityRecord)> =
-            s.identities.iter().filter(|(_, r)| r.last_seen > 0.0).map(|(id, r)| (*id, r)).collect();
+        let mut all: Vec<(u64, &IdentityRecord)> = s
+            .identities
+            .iter()
+            .filter(|(_, r)| r.last_seen > 0.0)
+            .map(|(id, r)| (*id, r))
+            .collect();
         all.sort_by(|a, b| b.1.last_seen.total_cmp(&a.1.last_seen).then(a.0.cmp(&b.0)));
         all.into_iter().take(limit).map(|(id, r)| (id, r.clone())).collect()
     }
@@ -247,7 +255,9 @@ impl Board {
                 *tracks += 1;
             }
         }
-        out.into_iter().map(|(c, (ids, tracks))| (c, (ids.len(), tracks))).collect()
+        out.into_iter()
+            .map(|(c, (ids, tracks))| (c, (ids.len(), tracks)))
+            .collect()
     }
 
     /// Identities with a live track anywhere.
@@ -336,7 +346,10 @@ mod tests {
             after: Some(3.5),
             ..EventFilter::default()
         };
-        assert_eq!(b.events(&filter, 10).iter().map(|e| e.time).collect::<Vec<_>>(), [200.0, 5.0, 4.0]);
+        assert_eq!(
+            b.events(&filter, 10).iter().map(|e| e.time).collect::<Vec<_>>(),
+            [200.0, 5.0, 4.0]
+        );
     }
 
     #[test]

@@ -60,8 +60,7 @@ struct PairMetrics {
 
 impl PairMetrics {
     fn new(metrics: &Metrics, camera: &str) -> Self {
-        let unpaired =
-            |m: &str| metrics.counter("reid_unpaired_total", &[("camera", camera), ("modality", m)]);
+        let unpaired = |m: &str| metrics.counter("reid_unpaired_total", &[("camera", camera), ("modality", m)]);
         PairMetrics {
             pairs: metrics.counter("reid_pairs_total", &[("camera", camera)]),
             unpaired_visible: unpaired("visible"),

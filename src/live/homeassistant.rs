@@ -24,7 +24,13 @@ pub fn availability_topic(cfg: &Mqtt) -> String {
 fn node_id(cfg: &Mqtt) -> String {
     cfg.client_id
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -109,7 +115,10 @@ impl States {
             now.push((format!("{}/{camera}/people", self.prefix), people.to_string()));
         }
         if let Some(id) = event.identity {
-            now.push((format!("{}/{}/last_identity", self.prefix, event.camera), id.to_string()));
+            now.push((
+                format!("{}/{}/last_identity", self.prefix, event.camera),
+                id.to_string(),
+            ));
         }
         now.retain(|(topic, payload)| self.published.get(topic) != Some(payload));
         for (topic, payload) in &now {

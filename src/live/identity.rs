@@ -6,10 +6,10 @@
 //! identities, and hands a frozen copy of the index to the disk writer ([`super::writer`]) every
 //! `index.snapshot_interval_s` and at the end; thumbnails go to the writer too.
 
+use super::board::Board;
 use super::events::{Event, EventKind};
 use super::metrics::Metrics;
 use super::types::{Pixels, ToIdentity, TrackKey, TrackNote};
-use super::board::Board;
 use super::writer::{DiskWriter, Exemplar, ThumbnailJob, Written};
 use crate::config::SiteConfig;
 use crate::detect::BBox;

@@ -306,8 +306,14 @@ mod tests {
             text.contains("reid_stage_seconds_bucket{stage=\"embed\",le=\"0.025\"} 1\n"),
             "cumulative buckets: {text}"
         );
-        assert!(text.contains("reid_stage_seconds_bucket{stage=\"embed\",le=\"0.5\"} 2\n"), "{text}");
-        assert!(text.contains("reid_stage_seconds_bucket{stage=\"embed\",le=\"+Inf\"} 3\n"), "{text}");
+        assert!(
+            text.contains("reid_stage_seconds_bucket{stage=\"embed\",le=\"0.5\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("reid_stage_seconds_bucket{stage=\"embed\",le=\"+Inf\"} 3\n"),
+            "{text}"
+        );
         assert!(text.contains("reid_stage_seconds_count{stage=\"embed\"} 3\n"), "{text}");
         assert_eq!(h.quantile(0.5), Some(0.5));
         assert_eq!(h.quantile(0.3), Some(0.025));

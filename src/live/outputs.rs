@@ -27,9 +27,11 @@ pub struct Sinks {
 /// Runs until `input` closes; returns the sinks for closing.
 pub fn run(input: &Receiver<(Event, Instant)>, mut sinks: Sinks, metrics: &Metrics) -> Sinks {
     let latency = metrics.latency("reid_frame_to_event_seconds", &[]);
-    let failed = metrics.counter("reid_dropped_total", &[("stage", "events_file"), ("reason", "write_failed")]);
-    let [new, update, end] =
-        ["new", "update", "end"].map(|k| metrics.counter("reid_events_total", &[("type", k)]));
+    let failed = metrics.counter(
+        "reid_dropped_total",
+        &[("stage", "events_file"), ("reason", "write_failed")],
+    );
+    let [new, update, end] = ["new", "update", "end"].map(|k| metrics.counter("reid_events_total", &[("type", k)]));
     if let Some(mqtt) = &sinks.mqtt {
         metrics.adopt(
             "reid_dropped_total",

@@ -88,9 +88,15 @@ impl DiskWriter {
             errors: metrics.counter("reid_snapshot_errors_total", &[]),
             last_success: metrics.gauge("reid_snapshot_last_success_timestamp_seconds", &[]),
             seconds: metrics.latency("reid_snapshot_seconds", &[]),
-            thumbnails_failed: metrics.counter("reid_dropped_total", &[("stage", "thumbnails"), ("reason", "write_failed")]),
+            thumbnails_failed: metrics.counter(
+                "reid_dropped_total",
+                &[("stage", "thumbnails"), ("reason", "write_failed")],
+            ),
         };
-        let thumbnails_dropped = metrics.counter("reid_dropped_total", &[("stage", "thumbnails"), ("reason", "queue_full")]);
+        let thumbnails_dropped = metrics.counter(
+            "reid_dropped_total",
+            &[("stage", "thumbnails"), ("reason", "queue_full")],
+        );
         let (dir, in_flight) = (snapshot_dir.to_path_buf(), Arc::clone(&busy));
         let thread = std::thread::Builder::new().name("disk-writer".into()).spawn(move || {
             let mut written = Written::default();

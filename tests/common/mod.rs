@@ -238,4 +238,3 @@ pub fn terminate(mut child: std::process::Child) {
     let _ = std::process::Command::new("kill").arg(child.id().to_string()).status();
     let _ = child.wait();
 }
-

@@ -391,7 +391,12 @@ impl RawOutputs {
                     tls: m.tls,
                     buffer: checks::int(src, "outputs.mqtt.buffer", &m.buffer, 1000, 1, 1_000_000)? as usize,
                     home_assistant: m.home_assistant,
-                    discovery_prefix: topic_part(src, "outputs.mqtt.discovery_prefix", m.discovery_prefix, "homeassistant")?,
+                    discovery_prefix: topic_part(
+                        src,
+                        "outputs.mqtt.discovery_prefix",
+                        m.discovery_prefix,
+                        "homeassistant",
+                    )?,
                 })
             }
         };
@@ -422,7 +427,10 @@ impl RawRtsp {
                 src.error(
                     "outputs.rtsp.listen",
                     s.span(),
-                    format!("expected an address such as \"127.0.0.1:8554\", found {:?}", s.get_ref()),
+                    format!(
+                        "expected an address such as \"127.0.0.1:8554\", found {:?}",
+                        s.get_ref()
+                    ),
                 )
             })?,
         };
@@ -431,14 +439,17 @@ impl RawRtsp {
             Some(p) => {
                 let v = p.get_ref().trim_end_matches('/');
                 let fine = v.starts_with('/')
-                    && v[1..]
-                        .split('/')
-                        .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)));
+                    && v[1..].split('/').all(|part| {
+                        !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                    });
                 if !fine {
                     return Err(src.error(
                         "outputs.rtsp.path",
                         p.span(),
-                        format!("expected a path such as \"/annotated\" (letters, digits, '-', '_', '.'), found {:?}", p.get_ref()),
+                        format!(
+                            "expected a path such as \"/annotated\" (letters, digits, '-', '_', '.'), found {:?}",
+                            p.get_ref()
+                        ),
                     ));
                 }
                 v.to_owned()
@@ -453,7 +464,12 @@ impl RawRtsp {
 }
 
 /// An MQTT topic level: letters, digits, `-`, `_`, `.` (no wildcards, no `/`).
-fn topic_part(src: &Source<'_>, key: &str, value: Option<Spanned<String>>, default: &str) -> Result<String, ConfigError> {
+fn topic_part(
+    src: &Source<'_>,
+    key: &str,
+    value: Option<Spanned<String>>,
+    default: &str,
+) -> Result<String, ConfigError> {
     let Some(v) = value else {
         return Ok(default.to_owned());
     };

@@ -43,7 +43,9 @@ fn limit(map: &HashMap<String, String>, default: usize, max: usize) -> Result<us
     match parsed::<usize>(map, "limit", &what)? {
         None => Ok(default),
         Some(n) if (1..=max).contains(&n) => Ok(n),
-        Some(n) => Err(ApiError::bad_request(format!("parameter limit: expected {what}, found {n}"))),
+        Some(n) => Err(ApiError::bad_request(format!(
+            "parameter limit: expected {what}, found {n}"
+        ))),
     }
 }
 
@@ -99,7 +101,10 @@ pub async fn identity(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> R
 }
 
 /// `GET /api/identities/{id}/thumbnails/{n}`: an exemplar JPEG.
-pub async fn thumbnail(State(s): State<Arc<Shared>>, Path((id, n)): Path<(String, String)>) -> Result<Response, ApiError> {
+pub async fn thumbnail(
+    State(s): State<Arc<Shared>>,
+    Path((id, n)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
     let id = identity_id(&id)?;
     let n: usize = n
         .parse()
@@ -117,7 +122,10 @@ pub async fn thumbnail(State(s): State<Arc<Shared>>, Path((id, n)): Path<(String
 
 fn jpeg(bytes: axum::body::Bytes) -> Response {
     (
-        [(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "no-store")],
+        [
+            (header::CONTENT_TYPE, "image/jpeg"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
         bytes,
     )
         .into_response()
@@ -128,7 +136,9 @@ pub async fn events(State(s): State<Arc<Shared>>, query: Params) -> Result<Json<
     let map = params(query, &["after", "camera", "identity", "limit"])?;
     let after = parsed::<f64>(&map, "after", "a Unix time in seconds")?;
     if after.is_some_and(|t| !t.is_finite()) {
-        return Err(ApiError::bad_request("parameter after: expected a finite Unix time in seconds"));
+        return Err(ApiError::bad_request(
+            "parameter after: expected a finite Unix time in seconds",
+        ));
     }
     let camera = map.get("camera").cloned();
     if let Some(c) = &camera
@@ -144,7 +154,9 @@ pub async fn events(State(s): State<Arc<Shared>>, query: Params) -> Result<Json<
         camera,
         identity: parsed::<u64>(&map, "identity", "an identity id (a whole number)")?,
     };
-    let events = s.board.events(&filter, limit(&map, 100, crate::live::board::EVENTS_KEPT)?);
+    let events = s
+        .board
+        .events(&filter, limit(&map, 100, crate::live::board::EVENTS_KEPT)?);
     Ok(Json(json!({ "events": events })))
 }
 

@@ -158,7 +158,11 @@ async fn metrics(axum::extract::State(shared): axum::extract::State<Arc<Shared>>
 }
 
 async fn not_found(uri: axum::http::Uri) -> Response {
-    ApiError::new(StatusCode::NOT_FOUND, format!("no such page or endpoint: {}", uri.path())).into_response()
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no such page or endpoint: {}", uri.path()),
+    )
+    .into_response()
 }
 
 /// An error answered as JSON: `{"error": "…"}` with its status code.

@@ -70,8 +70,16 @@ fn identity_row(id: u64, r: &IdentityRecord) -> String {
         clock(r.last_seen),
         esc(&cameras.join(", ")),
         modalities.join(" + "),
-        if r.cross_modal { "<span class=\"yes\">✓</span>" } else { "" },
-        if r.present() { "<span class=\"yes\">● present</span>" } else { "<span class=\"no\">gone</span>" },
+        if r.cross_modal {
+            "<span class=\"yes\">✓</span>"
+        } else {
+            ""
+        },
+        if r.present() {
+            "<span class=\"yes\">● present</span>"
+        } else {
+            "<span class=\"no\">gone</span>"
+        },
     )
 }
 
@@ -87,7 +95,11 @@ fn event_row(e: &Event) -> String {
         e.modality,
         e.track_id,
         e.distance.map_or_else(String::new, |d| format!("{d:.3}")),
-        if e.cross_modal { "<span class=\"yes\">✓</span>" } else { "" },
+        if e.cross_modal {
+            "<span class=\"yes\">✓</span>"
+        } else {
+            ""
+        },
     )
 }
 
@@ -120,15 +132,19 @@ pub async fn index(State(s): State<Arc<Shared>>) -> Html<String> {
             esc(name)
         );
     }
-    body.push_str("</div><h2>Identities</h2><table><thead><tr><th></th><th>id</th><th>first seen</th><th>last seen</th>\
+    body.push_str(
+        "</div><h2>Identities</h2><table><thead><tr><th></th><th>id</th><th>first seen</th><th>last seen</th>\
                    <th>cameras</th><th>modalities</th><th>cross-modal</th><th>now</th></tr></thead>\
-                   <tbody id=\"identities\" data-refresh>");
+                   <tbody id=\"identities\" data-refresh>",
+    );
     for (id, r) in identities.iter().take(IDENTITIES_SHOWN) {
         body.push_str(&identity_row(*id, r));
     }
-    body.push_str("</tbody></table><h2>Events</h2><table><thead><tr><th>time</th><th>type</th><th>camera</th>\
+    body.push_str(
+        "</tbody></table><h2>Events</h2><table><thead><tr><th>time</th><th>type</th><th>camera</th>\
                    <th>modality</th><th>track</th><th>identity</th><th>distance</th><th>cross-modal</th></tr></thead>\
-                   <tbody id=\"events\" data-refresh>");
+                   <tbody id=\"events\" data-refresh>",
+    );
     for e in board.events(&Default::default(), EVENTS_SHOWN) {
         body.push_str(&event_row(&e));
     }
@@ -159,7 +175,11 @@ fn timeline(r: &IdentityRecord) -> String {
             esc(camera),
             left + width
         );
-        for sg in r.sightings.iter().filter(|s| &s.camera == camera && s.modality.as_str() == *modality) {
+        for sg in r
+            .sightings
+            .iter()
+            .filter(|s| &s.camera == camera && s.modality.as_str() == *modality)
+        {
             let x = left + width * (sg.time - t0) / (t1 - t0);
             let colour = if *modality == "visible" { "#1f77b4" } else { "#d62728" };
             let _ = write!(svg, "<circle cx=\"{x:.1}\" cy=\"{y}\" r=\"4\" fill=\"{colour}\"/>");
@@ -185,11 +205,18 @@ pub async fn identity(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> R
         .board
         .identity(id)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no identity {id}")))?;
-    let mut body = format!("<p><a href=\"/\">← all cameras</a></p><h1>Identity {id}</h1><div id=\"about\" data-refresh><table>");
-    body.push_str("<thead><tr><th></th><th>id</th><th>first seen</th><th>last seen</th><th>cameras</th><th>modalities</th>\
-                   <th>cross-modal</th><th>now</th></tr></thead><tbody>");
+    let mut body =
+        format!("<p><a href=\"/\">← all cameras</a></p><h1>Identity {id}</h1><div id=\"about\" data-refresh><table>");
+    body.push_str(
+        "<thead><tr><th></th><th>id</th><th>first seen</th><th>last seen</th><th>cameras</th><th>modalities</th>\
+                   <th>cross-modal</th><th>now</th></tr></thead><tbody>",
+    );
     body.push_str(&identity_row(id, &r));
-    let _ = write!(body, "</tbody></table><p>{} track(s) carried it.</p></div>", r.tracks_seen);
+    let _ = write!(
+        body,
+        "</tbody></table><p>{} track(s) carried it.</p></div>",
+        r.tracks_seen
+    );
     body.push_str("<h2>Exemplars</h2><div class=\"thumbs\" id=\"thumbs\" data-refresh>");
     for (n, t) in r.thumbnails.iter().enumerate() {
         let _ = write!(

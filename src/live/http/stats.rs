@@ -126,12 +126,12 @@ pub fn report(s: &Shared) -> Value {
                 }),
             );
         }
-        cam.insert("pairs_per_s".into(), json!(round(window.rate(&format!("pairs|{name}|")))));
-        cam.insert("tracks_alive".into(), json!(active.get(name).copied().unwrap_or(0)));
         cam.insert(
-            "people_present".into(),
-            json!(present.get(name).map_or(0, |p| p.0)),
+            "pairs_per_s".into(),
+            json!(round(window.rate(&format!("pairs|{name}|")))),
         );
+        cam.insert("tracks_alive".into(), json!(active.get(name).copied().unwrap_or(0)));
+        cam.insert("people_present".into(), json!(present.get(name).map_or(0, |p| p.0)));
         cameras.insert(name.clone(), Value::Object(cam));
     }
     let dropped: Vec<Value> = m
@@ -149,7 +149,9 @@ pub fn report(s: &Shared) -> Value {
         .map(|(l, v)| (label(&l, "queue").to_owned(), json!(v)))
         .collect();
     let quantile = |name: &str, labels: &[(&'static str, &str)], q: f64| {
-        m.find_histogram(name, labels).and_then(|h| h.quantile(q)).filter(|v| v.is_finite())
+        m.find_histogram(name, labels)
+            .and_then(|h| h.quantile(q))
+            .filter(|v| v.is_finite())
     };
     let phases: Map<String, Value> = ["prepare", "upload", "network", "download"]
         .iter()

@@ -149,7 +149,10 @@ impl Drop for Running {
 #[test]
 fn the_operator_view_serves_the_page_the_api_metrics_and_rtsp_while_running() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (http, rtsp) = (free_port(), free_port());
+    let http = free_port();
+    let rtsp = wait_for("a second free port", Duration::from_secs(5), || {
+        Some(free_port()).filter(|p| *p != http)
+    });
     let site = looping_site(dir.path(), http, rtsp);
     let child = bin()
         .args(["--log", "warn", "run"])
@@ -250,9 +253,13 @@ fn the_operator_view_serves_the_page_the_api_metrics_and_rtsp_while_running() {
         oldest >= cutoff - 1e-6 || !later.iter().any(|t| (t - oldest).abs() < 1e-6),
         "after={cutoff}: {later:?}"
     );
-    let of_id = get(http, &format!("/api/events?identity={id}")).json();
+    let recent = list
+        .iter()
+        .find_map(|e| e["identity"].as_u64())
+        .expect("a recent event with an identity");
+    let of_id = get(http, &format!("/api/events?identity={recent}")).json();
     let of_id = of_id["events"].as_array().expect("events");
-    assert!(!of_id.is_empty() && of_id.iter().all(|e| e["identity"].as_u64() == Some(id)));
+    assert!(!of_id.is_empty() && of_id.iter().all(|e| e["identity"].as_u64() == Some(recent)));
     let at_gate = get(http, "/api/events?camera=gate&limit=5").json();
     assert!(
         at_gate["events"]
@@ -277,6 +284,18 @@ fn the_operator_view_serves_the_page_the_api_metrics_and_rtsp_while_running() {
             r.text()
         );
     }
+    let mut c = TcpStream::connect(("127.0.0.1", http)).expect("connect");
+    c.write_all(b"POST /api/events HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).expect("answer");
+    assert!(
+        answer.starts_with("HTTP/1.1 405") && answer.contains("only GET"),
+        "{answer}"
+    );
+    let undecodable = get(http, "/api/identities/%FF");
+    assert_eq!(undecodable.status, 400);
+    assert!(undecodable.json()["error"].is_string());
     let nowhere = get(http, "/api/nothing");
     assert_eq!(nowhere.status, 404);
     assert!(nowhere.json()["error"].is_string());
@@ -286,9 +305,10 @@ fn the_operator_view_serves_the_page_the_api_metrics_and_rtsp_while_running() {
         let s = get(http, "/api/stats").json();
         (s["cameras"]["gate"]["visible"]["fps_in"].as_f64()? > 0.0).then_some(s)
     });
-    // Sources play at 10 frames/s: a rate above that would be a wrong window or a total.
+    // Sources play at 10 frames/s: a rate well above that would be a wrong window or a total
+    // (frames held back by a stall are let through at once after it: some margin above 10).
     let fps = stats["cameras"]["gate"]["visible"]["fps_in"].as_f64().expect("fps");
-    assert!(fps <= 13.0, "fps_in {fps}: {stats}");
+    assert!(fps <= 25.0, "fps_in {fps}: {stats}");
     assert!(stats["embed"]["batches"].as_u64() > Some(0), "{stats}");
     assert!(
         stats["cameras"]["gate"]["thermal"]["frames_processed"].as_u64() > Some(0),
@@ -362,8 +382,10 @@ fn the_operator_view_serves_the_page_the_api_metrics_and_rtsp_while_running() {
     assert!(page.content_type.starts_with("text/html"));
     let screenshot = dir.path().join("operator-view.png");
     let chromium = |args: &[&str]| {
-        Command::new("chromium")
+        Command::new("timeout")
             .args([
+                "120",
+                "chromium",
                 "--headless",
                 "--no-sandbox",
                 "--disable-gpu",

@@ -68,7 +68,7 @@ pub struct IdentityRecord {
     pub cross_modal: bool,
     /// Tracks that carry this identity now: (camera, modality, track id).
     pub live_tracks: BTreeSet<(String, &'static str, u64)>,
-    /// Track ids that ever carried it.
+    /// Times a track took this identity (a track that leaves and comes back counts twice).
     pub tracks_seen: usize,
     /// The latest sightings, oldest first.
     pub sightings: VecDeque<Sighting>,
@@ -82,14 +82,29 @@ impl IdentityRecord {
     pub fn present(&self) -> bool {
         !self.live_tracks.is_empty()
     }
+
+    /// A copy with no sightings (the bulk of a record).
+    fn clone_without_sightings(&self) -> Self {
+        Self {
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+            cameras: self.cameras.clone(),
+            modalities: self.modalities.clone(),
+            cross_modal: self.cross_modal,
+            live_tracks: self.live_tracks.clone(),
+            tracks_seen: self.tracks_seen,
+            sightings: VecDeque::new(),
+            thumbnails: self.thumbnails.clone(),
+            thumbnail_asked: self.thumbnail_asked,
+        }
+    }
 }
 
 #[derive(Default)]
 struct State {
     identities: BTreeMap<u64, IdentityRecord>,
-    /// The latest events with their sequence numbers, oldest first.
-    events: VecDeque<(u64, Event)>,
-    next_sequence: u64,
+    /// The latest events, oldest first.
+    events: VecDeque<Event>,
     /// The identity each live track carries: (camera, modality, track) → identity.
     tracks: BTreeMap<(String, &'static str, u64), u64>,
     last_pruned: f64,
@@ -133,12 +148,10 @@ impl Board {
     /// Records one event: kept among the latest, and applied to its identity.
     pub fn record(&self, event: &Event) {
         let mut s = self.state();
-        let sequence = s.next_sequence;
-        s.next_sequence += 1;
         if s.events.len() == EVENTS_KEPT {
             s.events.pop_front();
         }
-        s.events.push_back((sequence, event.clone()));
+        s.events.push_back(event.clone());
         let track = (event.camera.clone(), event.modality.as_str(), event.track_id);
         // The track leaves the identity it carried before (a switch, or its end).
         let before = s.tracks.get(&track).copied();
@@ -226,17 +239,31 @@ impl Board {
             .clone()
     }
 
-    /// The identities, most recently seen first, at most `limit`.
-    pub fn identities(&self, limit: usize) -> Vec<(u64, IdentityRecord)> {
+    /// The identities, most recently seen first, at most `limit`, only those `present` (or not)
+    /// when given; without their sightings (see [`Board::identity`]). Only the identities returned
+    /// are copied, so the stages wait little for the lock.
+    pub fn identities(&self, limit: usize, present: Option<bool>) -> Vec<(u64, IdentityRecord)> {
         let s = self.state();
-        let mut all: Vec<(u64, &IdentityRecord)> = s
+        let mut order: Vec<(f64, u64)> = s
             .identities
             .iter()
-            .filter(|(_, r)| r.last_seen > 0.0)
-            .map(|(id, r)| (*id, r))
+            .filter(|(_, r)| r.last_seen > 0.0 && present.is_none_or(|p| r.present() == p))
+            .map(|(id, r)| (r.last_seen, *id))
             .collect();
-        all.sort_by(|a, b| b.1.last_seen.total_cmp(&a.1.last_seen).then(a.0.cmp(&b.0)));
-        all.into_iter().take(limit).map(|(id, r)| (id, r.clone())).collect()
+        order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        order
+            .into_iter()
+            .take(limit)
+            .map(|(_, id)| (id, s.identities[&id].clone_without_sightings()))
+            .collect()
+    }
+
+    /// Identities known, and those present now.
+    pub fn counts(&self) -> (usize, usize) {
+        let s = self.state();
+        let known = s.identities.values().filter(|r| r.last_seen > 0.0);
+        let present = known.clone().filter(|r| r.present()).count();
+        (known.count(), present)
     }
 
     /// One identity.
@@ -271,11 +298,11 @@ impl Board {
         s.events
             .iter()
             .rev()
-            .filter(|(_, e)| filter.after.is_none_or(|t| e.time > t))
-            .filter(|(_, e)| filter.camera.as_ref().is_none_or(|c| &e.camera == c))
-            .filter(|(_, e)| filter.identity.is_none_or(|id| e.identity == Some(id)))
+            .filter(|e| filter.after.is_none_or(|t| e.time > t))
+            .filter(|e| filter.camera.as_ref().is_none_or(|c| &e.camera == c))
+            .filter(|e| filter.identity.is_none_or(|id| e.identity == Some(id)))
             .take(limit)
-            .map(|(_, e)| e.clone())
+            .cloned()
             .collect()
     }
 }
@@ -332,7 +359,22 @@ mod tests {
         assert_eq!(b.identity(7).expect("7").live_tracks.len(), 1);
         b.record(&event(EventKind::End, 5.0, Modality::Visible, 1, Some(7)));
         assert!(!b.identity(7).expect("7").present());
-        assert_eq!(b.identities(10).iter().map(|(id, _)| *id).collect::<Vec<_>>(), [7, 9]);
+        assert_eq!(
+            b.identities(10, None).iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            [7, 9]
+        );
+        assert_eq!(
+            b.identities(10, Some(true))
+                .iter()
+                .map(|(id, _)| *id)
+                .collect::<Vec<_>>(),
+            [9]
+        );
+        assert!(
+            b.identities(10, None)[0].1.sightings.is_empty(),
+            "lists carry no sightings"
+        );
+        assert_eq!(b.counts(), (2, 1));
         // Not seen for longer than the expiry and no live track: forgotten.
         b.record(&event(EventKind::End, 200.0, Modality::Thermal, 4, Some(9)));
         assert!(b.identity(7).is_none());

@@ -34,6 +34,19 @@ fn node_id(cfg: &Mqtt) -> String {
         .collect()
 }
 
+/// A topic level and object id Home Assistant accepts: `[A-Za-z0-9_-]` (a `.` becomes `_`).
+fn object_id(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// The sensors: (object id, name, state topic, unit).
 fn sensors(cfg: &Mqtt, cameras: &[String]) -> Vec<(String, String, String, Option<&'static str>)> {
     let prefix = cfg.topic_prefix.trim_end_matches('/');
@@ -44,14 +57,15 @@ fn sensors(cfg: &Mqtt, cameras: &[String]) -> Vec<(String, String, String, Optio
         Some("people"),
     )];
     for c in cameras {
+        let id = object_id(c);
         out.push((
-            format!("{c}_people"),
+            format!("{id}_people"),
             format!("{c} people"),
             format!("{prefix}/{c}/people"),
             Some("people"),
         ));
         out.push((
-            format!("{c}_last_identity"),
+            format!("{id}_last_identity"),
             format!("{c} last identity"),
             format!("{prefix}/{c}/last_identity"),
             None,
@@ -90,10 +104,12 @@ pub fn announcements(cfg: &Mqtt, cameras: &[String]) -> Vec<Retained> {
     out
 }
 
-/// The sensors' states as last published.
+/// The sensors' states as last queued for the broker.
 pub struct States {
     prefix: String,
     published: HashMap<String, String>,
+    /// The broker connection those were sent on: a new one gets every state again.
+    connection: u64,
 }
 
 impl States {
@@ -101,11 +117,27 @@ impl States {
         Self {
             prefix: cfg.topic_prefix.trim_end_matches('/').to_owned(),
             published: HashMap::new(),
+            connection: 0,
         }
     }
 
-    /// The states that changed with `event` (already recorded on `board`), to publish retained.
-    pub fn changed(&mut self, event: &Event, board: &Board) -> Vec<Retained> {
+    /// Publishes, through `send` (false when it could not queue), the states that changed with
+    /// `event` (already recorded on `board`), or every state on a new `connection`. A state that
+    /// could not be queued is tried again with the next event.
+    pub fn publish(&mut self, event: &Event, board: &Board, connection: u64, mut send: impl FnMut(Retained) -> bool) {
+        if connection != self.connection {
+            self.connection = connection;
+            self.published.clear();
+        }
+        for (topic, payload) in self.changed(event, board) {
+            if send((topic.clone(), payload.clone())) {
+                self.published.insert(topic, payload);
+            }
+        }
+    }
+
+    /// The states that differ from those queued last.
+    fn changed(&self, event: &Event, board: &Board) -> Vec<Retained> {
         let present = board.present();
         let mut now: Vec<Retained> = vec![(
             format!("{}/identities_present", self.prefix),
@@ -121,9 +153,6 @@ impl States {
             ));
         }
         now.retain(|(topic, payload)| self.published.get(topic) != Some(payload));
-        for (topic, payload) in &now {
-            self.published.insert(topic.clone(), payload.clone());
-        }
         now
     }
 }

@@ -145,7 +145,7 @@ pub fn run(
                 _ => None,
             };
             let exemplar = board
-                .filter(|b| b.wants_thumbnail(decision.identity, e.time))
+                .filter(|b| writer.has_spare_room() && b.wants_thumbnail(decision.identity, e.time))
                 .map(|b| Exemplar {
                     board: Arc::clone(b),
                     identity: decision.identity,

@@ -199,7 +199,8 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
             };
             embedding::run(embedder.as_ref(), &embed_rx, &ident_tx, limits, m)
         })?;
-        let board = board.as_ref();
+        // Exemplar thumbnails only for a page.
+        let board = board.as_ref().filter(|_| server.is_some());
         let ident = sup.spawn(s, "identity", move || {
             identity::run(cfg, index, writer, &ident_rx, &events_tx, labels, board, m)
         })?;

@@ -28,6 +28,7 @@ pub struct MqttSink {
     published: Arc<AtomicU64>,
     /// Whether the broker connection is up (for the drop reason).
     connected: Arc<AtomicBool>,
+    connections: Arc<AtomicU64>,
     closing: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     /// The availability topic, with Home Assistant on.
@@ -100,11 +101,18 @@ impl MqttSink {
         let published = Arc::new(AtomicU64::new(0));
         let connected = Arc::new(AtomicBool::new(false));
         let broker = format!("{}:{}", cfg.host, cfg.port);
-        let (c, p, up) = (Arc::clone(&closing), Arc::clone(&published), Arc::clone(&connected));
-        let announcer = (client.clone(), announce);
+        let connections = Arc::new(AtomicU64::new(0));
+        let link = Link {
+            closing: Arc::clone(&closing),
+            published: Arc::clone(&published),
+            connected: Arc::clone(&connected),
+            connections: Arc::clone(&connections),
+            client: client.clone(),
+            announce,
+        };
         let thread = std::thread::Builder::new()
             .name("mqtt".into())
-            .spawn(move || drive(connection, &broker, &c, &p, &up, &announcer))
+            .spawn(move || drive(connection, &broker, &link))
             .map_err(MqttError::Thread)?;
         Ok(Self {
             client,
@@ -113,6 +121,7 @@ impl MqttSink {
             dropped: Drops::default(),
             published,
             connected,
+            connections,
             closing,
             thread: Some(thread),
             availability,
@@ -120,15 +129,21 @@ impl MqttSink {
     }
 
     /// Queues a retained message at QoS 1 (a Home Assistant state); never blocks. A full queue
-    /// drops it, counted with the events.
-    pub fn publish_retained(&self, (topic, payload): Retained) {
-        if self
+    /// drops it (`false`), counted with the events.
+    pub fn publish_retained(&self, (topic, payload): Retained) -> bool {
+        let queued = self
             .client
             .try_publish(topic, QoS::AtLeastOnce, true, payload.into_bytes())
-            .is_err()
-        {
+            .is_ok();
+        if !queued {
             self.count_drop();
         }
+        queued
+    }
+
+    /// Connections made to the broker so far (each reconnection counts).
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
     }
 
     fn count_drop(&self) {
@@ -161,7 +176,7 @@ impl MqttSink {
     pub fn close(mut self, grace: Duration) {
         // A clean stop says so (the last will covers the others).
         if let Some(topic) = self.availability.take() {
-            self.publish_retained((topic, "offline".to_owned()));
+            let _ = self.publish_retained((topic, "offline".to_owned()));
         }
         // Never blocks: with the broker away and the queue full, the disconnect is skipped and
         // the connection thread is left to end at its next timeout.
@@ -182,15 +197,28 @@ impl MqttSink {
     }
 }
 
-/// Drives the connection; on each connection, queues the announcements (retained) first.
-fn drive(
-    mut connection: Connection,
-    broker: &str,
-    closing: &AtomicBool,
-    published: &AtomicU64,
-    connected: &AtomicBool,
-    (client, announce): &(Client, Vec<Retained>),
-) {
+/// What the connection thread shares with the sink.
+struct Link {
+    closing: Arc<AtomicBool>,
+    published: Arc<AtomicU64>,
+    connected: Arc<AtomicBool>,
+    connections: Arc<AtomicU64>,
+    /// Queues the announcements.
+    client: Client,
+    /// Sent (retained) on each connection, before anything else.
+    announce: Vec<Retained>,
+}
+
+/// Drives the connection; on each connection, queues the announcements first.
+fn drive(mut connection: Connection, broker: &str, link: &Link) {
+    let Link {
+        closing,
+        published,
+        connected,
+        connections,
+        client,
+        announce,
+    } = link;
     let mut down_since: Option<Instant> = None;
     loop {
         // Longer than a connection attempt (TCP, TLS), which a timeout would cancel.
@@ -200,6 +228,7 @@ fn drive(
                 match event {
                     Event::Incoming(Packet::ConnAck(_)) => {
                         connected.store(true, Ordering::Relaxed);
+                        connections.fetch_add(1, Ordering::Relaxed);
                         for (topic, payload) in announce {
                             let _ = client.try_publish(topic, QoS::AtLeastOnce, true, payload.clone().into_bytes());
                         }

@@ -80,9 +80,7 @@ pub fn run(input: &Receiver<(Event, Instant)>, mut sinks: Sinks, metrics: &Metri
         if let Some(board) = &sinks.board {
             board.record(&event);
             if let (Some(states), Some(mqtt)) = (&mut sinks.home_assistant, &sinks.mqtt) {
-                for state in states.changed(&event, board) {
-                    mqtt.publish_retained(state);
-                }
+                states.publish(&event, board, mqtt.connections(), |state| mqtt.publish_retained(state));
             }
         }
         latency.observe(arrived.elapsed().as_secs_f64());

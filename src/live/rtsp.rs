@@ -33,8 +33,8 @@ pub enum RtspError {
 #[derive(Default)]
 struct Mount {
     src: Option<gst_app::AppSrc>,
-    /// Frame size in the source's caps.
-    size: Option<(i32, i32)>,
+    /// The source's caps are set (from the first frame; a camera pair's frames keep their size).
+    caps_set: bool,
     last_push: Option<Instant>,
 }
 
@@ -42,7 +42,6 @@ struct Mount {
 pub struct Restream {
     mounts: Vec<Arc<Mutex<Mount>>>,
     interval: Duration,
-    port: u16,
     main_loop: gst::glib::MainLoop,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -76,7 +75,7 @@ impl Restream {
                     .and_then(|e| e.downcast::<gst_app::AppSrc>().ok());
                 let mut m = slot.lock().unwrap_or_else(|e| e.into_inner());
                 m.src = src;
-                m.size = None;
+                m.caps_set = false;
             });
             points.add_factory(&format!("{}/{camera}", cfg.path), factory);
             mounts.push(mount);
@@ -86,6 +85,9 @@ impl Restream {
             cause: e.to_string(),
         })?;
         let port = server.bound_port().max(0) as u16;
+        for camera in cameras {
+            tracing::info!("outputs.rtsp: rtsp://{}:{port}{}/{camera}", cfg.listen.ip(), cfg.path);
+        }
         let main_loop = gst::glib::MainLoop::new(Some(&ctx), false);
         let ml = main_loop.clone();
         let thread = std::thread::Builder::new()
@@ -103,15 +105,9 @@ impl Restream {
         Ok(Arc::new(Self {
             mounts,
             interval: Duration::from_secs_f64(1.0 / cfg.fps),
-            port,
             main_loop,
             thread: Mutex::new(Some(thread)),
         }))
-    }
-
-    /// The port the server listens on (the configured one, or the one picked for port 0).
-    pub fn port(&self) -> u16 {
-        self.port
     }
 
     /// Camera pairs mounted.
@@ -127,25 +123,22 @@ impl Restream {
         })
     }
 
-    /// Sends a drawn frame (RGB) to camera pair `camera`'s clients. A frame of another size than
-    /// the stream's first is left out; a media that stopped (its clients left) is forgotten.
+    /// Sends a drawn frame (RGB; a camera pair's frames all have one size) to camera pair
+    /// `camera`'s clients. A media that stopped taking frames (its clients left) is forgotten; the
+    /// next client's media takes its place.
     pub fn push(&self, camera: usize, canvas: &Mat) {
         let Some(mount) = self.mounts.get(camera) else { return };
         let mut m = mount.lock().unwrap_or_else(|e| e.into_inner());
         let Some(src) = m.src.clone() else { return };
-        let size = (canvas.cols(), canvas.rows());
-        if m.size.is_none() {
+        if !m.caps_set {
             let caps = gst::Caps::builder("video/x-raw")
                 .field("format", "RGB")
-                .field("width", size.0)
-                .field("height", size.1)
+                .field("width", canvas.cols())
+                .field("height", canvas.rows())
                 .field("framerate", gst::Fraction::new(0, 1))
                 .build();
             src.set_caps(Some(&caps));
-            m.size = Some(size);
-        }
-        if m.size != Some(size) {
-            return;
+            m.caps_set = true;
         }
         m.last_push = Some(Instant::now());
         let Ok(bytes) = canvas.data_bytes() else { return };
@@ -154,14 +147,25 @@ impl Restream {
         }
     }
 
-    /// Stops the server and disconnects its clients.
+    /// Stops the server and disconnects its clients (once; later calls do nothing).
     pub fn stop(&self) {
-        self.main_loop.quit();
         for m in &self.mounts {
             m.lock().unwrap_or_else(|e| e.into_inner()).src = None;
         }
-        if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = t.join();
+        let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return;
+        };
+        // A quit before the thread's loop runs would be lost: ask until the thread ends.
+        while !t.is_finished() {
+            self.main_loop.quit();
+            std::thread::sleep(Duration::from_millis(10));
         }
+        let _ = t.join();
+    }
+}
+
+impl Drop for Restream {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

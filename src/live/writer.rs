@@ -148,6 +148,12 @@ impl DiskWriter {
         }
     }
 
+    /// Whether the thumbnail queue is less than half full: exemplars for the page are made only
+    /// then, so that they never crowd out the thumbnail files of new identities.
+    pub fn has_spare_room(&self) -> bool {
+        self.jobs.len() < THUMBNAIL_QUEUE / 2
+    }
+
     /// Queues a thumbnail; `false` (counted) when the queue is full.
     pub fn thumbnail(&self, job: ThumbnailJob) -> bool {
         match self.jobs.try_send(Job::Thumbnail(job)) {
@@ -244,13 +250,14 @@ fn encode_crop(pixels: &Pixels, crop: &BBox) -> Result<Vec<u8>, ThumbnailError> 
     let (x, y, w, h) = crop.pixels(image.width, image.height).ok_or(ThumbnailError::Empty)?;
     Ok(image.with_mat(|m| {
         let roi = Mat::roi(m, Rect::new(x as i32, y as i32, w as i32, h as i32))?;
-        let mut bgr = Mat::default();
-        if image.format == crate::base::PixelFormat::Rgb {
-            imgproc::cvt_color_def(&roi, &mut bgr, imgproc::COLOR_RGB2BGR)?;
-        } else {
-            roi.copy_to(&mut bgr)?;
+        let mut out = Mat::default();
+        match image.format {
+            crate::base::PixelFormat::Rgb => imgproc::cvt_color_def(&roi, &mut out, imgproc::COLOR_RGB2BGR)?,
+            // 16-bit thermal data in 8 bits, as the annotated view shows it.
+            crate::base::PixelFormat::Gray16 => roi.convert_to(&mut out, opencv::core::CV_8U, 1.0 / 256.0, 0.0)?,
+            crate::base::PixelFormat::Gray8 => roi.copy_to(&mut out)?,
         }
-        jpeg(&bgr)
+        jpeg(&out)
     })?)
 }
 

@@ -298,7 +298,7 @@ pub struct Rtsp {
     pub listen: std::net::SocketAddr,
     /// Mount prefix, e.g. `/annotated`.
     pub path: String,
-    /// Frames per second sent (the latest annotated frame, repeated or skipped to keep the rate).
+    /// At most this many frames per second sent (frames in between are left out).
     pub fps: f64,
 }
 

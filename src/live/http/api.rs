@@ -5,7 +5,7 @@
 use super::{ApiError, Shared};
 use crate::live::board::{EventFilter, IdentityRecord};
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -14,6 +14,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
+
+/// A path segment (`{id}`, `{name}`), refused as JSON when it does not decode.
+pub type Segment<T> = Result<Path<T>, PathRejection>;
+
+/// The decoded path segments, or a 400 that says why not.
+pub fn segment<T>(path: Segment<T>) -> Result<T, ApiError> {
+    path.map(|Path(v)| v)
+        .map_err(|e| ApiError::bad_request(format!("malformed path: {e}")))
+}
 
 /// The query parameters, refusing malformed ones and any not in `known`.
 fn params(query: Params, known: &[&str]) -> Result<HashMap<String, String>, ApiError> {
@@ -81,18 +90,16 @@ pub async fn identities(State(s): State<Arc<Shared>>, query: Params) -> Result<J
     let present = parsed::<bool>(&map, "present", "true or false")?;
     let list: Vec<Value> = s
         .board
-        .identities(usize::MAX)
+        .identities(limit, present)
         .iter()
-        .filter(|(_, r)| present.is_none_or(|p| r.present() == p))
-        .take(limit)
         .map(|(id, r)| identity_json(*id, r, false))
         .collect();
     Ok(Json(json!({ "identities": list })))
 }
 
 /// `GET /api/identities/{id}`: with its recent sightings.
-pub async fn identity(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let id = identity_id(&id)?;
+pub async fn identity(State(s): State<Arc<Shared>>, id: Segment<String>) -> Result<Json<Value>, ApiError> {
+    let id = identity_id(&segment(id)?)?;
     let r = s
         .board
         .identity(id)
@@ -185,7 +192,8 @@ pub async fn cameras(State(s): State<Arc<Shared>>) -> Json<Value> {
 }
 
 /// `GET /api/cameras/{name}/latest.jpg`.
-pub async fn latest_frame(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Result<Response, ApiError> {
+pub async fn latest_frame(State(s): State<Arc<Shared>>, name: Segment<String>) -> Result<Response, ApiError> {
+    let name = segment(name)?;
     let i = s
         .board
         .cameras()

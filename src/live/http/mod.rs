@@ -146,6 +146,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/identities/{id}/thumbnails/{n}", get(api::thumbnail))
         .route("/api/events", get(api::events))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(shared)
 }
 
@@ -163,6 +164,11 @@ async fn not_found(uri: axum::http::Uri) -> Response {
         format!("no such page or endpoint: {}", uri.path()),
     )
     .into_response()
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    let message = format!("{method} {}: only GET is served", uri.path());
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, message).into_response()
 }
 
 /// An error answered as JSON: `{"error": "…"}` with its status code.

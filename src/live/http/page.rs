@@ -2,10 +2,11 @@
 //! frames every second and the identity and event lists every three. Nothing is loaded from
 //! elsewhere: styles and script are inline.
 
+use super::api::{Segment, segment};
 use super::{ApiError, Shared};
 use crate::live::board::{Board, IdentityRecord};
 use crate::live::events::Event;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Html;
 use std::fmt::Write as _;
@@ -113,11 +114,11 @@ for(const e of document.querySelectorAll('[data-refresh]')){const n=d.getElement
 /// `GET /`: cameras, identities, events.
 pub async fn index(State(s): State<Arc<Shared>>) -> Html<String> {
     let board = &s.board;
-    let identities = board.identities(usize::MAX);
-    let present = identities.iter().filter(|(_, r)| r.present()).count();
+    let (known, present) = board.counts();
+    let identities = board.identities(IDENTITIES_SHOWN, None);
     let mut body = String::from("<h1>reid-pipe</h1>");
     body.push_str("<div id=\"head\" data-refresh>");
-    body.push_str(&summary(board, identities.len(), present));
+    body.push_str(&summary(board, known, present));
     body.push_str("</div><h2>Cameras</h2><div class=\"cameras\">");
     let people = board.present();
     for name in board.cameras() {
@@ -137,7 +138,7 @@ pub async fn index(State(s): State<Arc<Shared>>) -> Html<String> {
                    <th>cameras</th><th>modalities</th><th>cross-modal</th><th>now</th></tr></thead>\
                    <tbody id=\"identities\" data-refresh>",
     );
-    for (id, r) in identities.iter().take(IDENTITIES_SHOWN) {
+    for (id, r) in &identities {
         body.push_str(&identity_row(*id, r));
     }
     body.push_str(
@@ -197,7 +198,8 @@ fn timeline(r: &IdentityRecord) -> String {
 }
 
 /// `GET /identities/{id}`: sightings over time and exemplar thumbnails.
-pub async fn identity(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Result<Html<String>, ApiError> {
+pub async fn identity(State(s): State<Arc<Shared>>, id: Segment<String>) -> Result<Html<String>, ApiError> {
+    let id = segment(id)?;
     let id: u64 = id
         .parse()
         .map_err(|_| ApiError::bad_request(format!("identity: expected a whole number, found {:?}", id)))?;

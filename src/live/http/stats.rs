@@ -16,8 +16,8 @@ const SAMPLES: usize = 6;
 #[derive(Clone, Default)]
 struct Sample {
     counts: BTreeMap<String, u64>,
-    /// CPU seconds the process has used.
-    cpu_s: f64,
+    /// CPU seconds the process has used (None where `/proc` cannot tell).
+    cpu_s: Option<f64>,
 }
 
 /// The recent samples.
@@ -46,7 +46,7 @@ fn take(metrics: &Metrics) -> Sample {
     }
     Sample {
         counts,
-        cpu_s: process_cpu_seconds().unwrap_or(0.0),
+        cpu_s: process_cpu_seconds(),
     }
 }
 
@@ -165,10 +165,9 @@ pub fn report(s: &Shared) -> Value {
         .into_iter()
         .map(|(l, v)| (label(&l, "type").to_owned(), json!(v)))
         .collect();
-    let cpu_percent = if window.seconds > 0.0 {
-        Some(round(100.0 * (now.cpu_s - window.oldest.cpu_s) / window.seconds))
-    } else {
-        None
+    let cpu_percent = match (now.cpu_s, window.oldest.cpu_s) {
+        (Some(b), Some(a)) if window.seconds > 0.0 => Some(round(100.0 * (b - a) / window.seconds)),
+        _ => None,
     };
     json!({
         "uptime_s": round(super::now() - s.board.started),
@@ -206,9 +205,10 @@ fn process_cpu_seconds() -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
-/// Resident memory of the process, from `/proc/self/statm` (pages of 4 KiB).
+/// Resident memory of the process, from `VmRSS` in `/proc/self/status` (in kB there).
 fn resident_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }

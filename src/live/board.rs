@@ -322,23 +322,8 @@ mod tests {
 
     fn event(kind: EventKind, time: f64, modality: Modality, track: u64, identity: Option<u64>) -> Event {
         Event {
-            kind,
-            time,
-            camera: "gate".into(),
-            modality,
-            track_id: track,
-            stream_time_s: None,
-            bbox: None,
-            score: None,
             identity,
-            previous_identity: None,
-            identity_changed: false,
-            new_identity: false,
-            distance: None,
-            cross_modal: false,
-            embeddings: 0,
-            partner_track_id: None,
-            thumbnail: None,
+            ..Event::of_track(kind, time, "gate".into(), modality, track)
         }
     }
 

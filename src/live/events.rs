@@ -72,6 +72,29 @@ pub struct Event {
 }
 
 impl Event {
+    /// An event of track `track_id` with nothing known yet beyond the track.
+    pub fn of_track(kind: EventKind, time: f64, camera: String, modality: Modality, track_id: u64) -> Self {
+        Self {
+            kind,
+            time,
+            camera,
+            modality,
+            track_id,
+            stream_time_s: None,
+            bbox: None,
+            score: None,
+            identity: None,
+            previous_identity: None,
+            identity_changed: false,
+            new_identity: false,
+            distance: None,
+            cross_modal: false,
+            embeddings: 0,
+            partner_track_id: None,
+            thumbnail: None,
+        }
+    }
+
     pub fn with_box(mut self, b: BBox, score: f32) -> Self {
         self.bbox = Some([b.x, b.y, b.w, b.h]);
         self.score = Some(score);

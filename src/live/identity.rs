@@ -75,23 +75,16 @@ pub fn run(
     let mut last_snapshot = Instant::now();
     let mut last_expiry = Instant::now();
     let event = |kind, key: TrackKey, state: &TrackState| Event {
-        kind,
-        time: now(),
-        camera: cfg.cameras[key.camera].name.clone(),
-        modality: key.modality,
-        track_id: key.track,
         stream_time_s: state.last.map(|l| l.2),
-        bbox: None,
-        score: None,
         identity: state.identity,
-        previous_identity: None,
-        identity_changed: false,
-        new_identity: false,
-        distance: None,
-        cross_modal: false,
-        embeddings: 0,
         partner_track_id: state.partner.map(|p| p.track),
-        thumbnail: None,
+        ..Event::of_track(
+            kind,
+            now(),
+            cfg.cameras[key.camera].name.clone(),
+            key.modality,
+            key.track,
+        )
     };
     // `hint`: the fused partner's identity, for a track that has none yet.
     let matched = |index: &mut IdentityIndex,

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{bin, box_iou as iou, ok, repo, scene_site, scene_truth as truth, text};
+use common::{bin, box_iou as iou, files_under, ok, repo, scene_site, scene_truth as truth, text};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -38,23 +38,6 @@ fn harvest(site: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
         .args(extra)
         .output()
         .expect("harvest")
-}
-
-/// Every file under `dir`, relative to it.
-fn files(dir: &Path) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).expect("read_dir") {
-            let p = e.expect("entry").path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(p.strip_prefix(dir).expect("under").to_string_lossy().into_owned());
-            }
-        }
-    }
-    out
 }
 
 #[test]
@@ -122,7 +105,7 @@ fn a_recording_becomes_a_cross_modal_training_set() {
         pure += people.values().max().copied().unwrap_or(0);
         crops += n;
     }
-    assert_eq!(files(&out), listed);
+    assert_eq!(files_under(&out), listed);
     assert!(
         pure as f64 >= 0.8 * crops as f64,
         "{pure} of {crops} crops are their identity's person"
@@ -178,7 +161,7 @@ fn the_output_folder_is_never_overwritten_unasked_and_an_interrupted_harvest_sta
             text(&o)
         );
     }
-    assert_eq!(files(&theirs), BTreeSet::from(["notes.txt".to_owned()]));
+    assert_eq!(files_under(&theirs), BTreeSet::from(["notes.txt".to_owned()]));
     // Too short to split: the error names the minimum.
     let out = dir.path().join("out");
     let o = harvest(&site, &out, &["--max-frames", "20"]);
@@ -189,7 +172,7 @@ fn the_output_folder_is_never_overwritten_unasked_and_an_interrupted_harvest_sta
     );
     let o = harvest(&site, &out, &[]);
     assert!(o.status.success(), "{}", text(&o));
-    let before = files(&out);
+    let before = files_under(&out);
     // An earlier harvest: refused without --force.
     let o = harvest(&site, &out, &[]);
     assert!(
@@ -197,7 +180,7 @@ fn the_output_folder_is_never_overwritten_unasked_and_an_interrupted_harvest_sta
         "{}",
         text(&o)
     );
-    assert_eq!(files(&out), before);
+    assert_eq!(files_under(&out), before);
     let manifest = std::fs::read(out.join("manifest.json")).expect("manifest");
     // With --force, a new harvest that fails (too short) leaves the earlier one as it was.
     let o = harvest(&site, &out, &["--force", "--max-frames", "20"]);
@@ -206,7 +189,7 @@ fn the_output_folder_is_never_overwritten_unasked_and_an_interrupted_harvest_sta
         "{}",
         text(&o)
     );
-    assert_eq!(files(&out), before);
+    assert_eq!(files_under(&out), before);
     assert_eq!(std::fs::read(out.join("manifest.json")).expect("manifest"), manifest);
     // An interrupted one: the readers refuse it, and a new harvest starts it over, keeping the
     // files it did not write.
@@ -233,11 +216,11 @@ fn the_output_folder_is_never_overwritten_unasked_and_an_interrupted_harvest_sta
     assert!(o.status.success(), "{}", text(&o));
     let mut expected = before.clone();
     expected.insert("README.txt".to_owned());
-    assert_eq!(files(&out), expected);
+    assert_eq!(files_under(&out), expected);
     // --force replaces an earlier harvest, and again keeps what it did not write.
     let o = harvest(&site, &out, &["--force"]);
     assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(files(&out), expected);
+    assert_eq!(files_under(&out), expected);
 }
 
 #[test]

@@ -238,3 +238,21 @@ pub fn terminate(mut child: std::process::Child) {
     let _ = std::process::Command::new("kill").arg(child.id().to_string()).status();
     let _ = child.wait();
 }
+
+/// Every file under `dir`, as paths relative to it (`/`-separated), sorted.
+pub fn files_under(dir: &Path) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut folders = vec![dir.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                folders.push(path);
+            } else {
+                let relative = path.strip_prefix(dir).expect("under the folder");
+                out.insert(relative.to_str().expect("utf-8 path").to_owned());
+            }
+        }
+    }
+    out
+}

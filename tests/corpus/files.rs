@@ -259,21 +259,10 @@ fn truncate(path: &Path) {
 
 /// The `.jpg` files under `root`, relative, sorted.
 fn jpegs(root: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut folders = vec![root.to_path_buf()];
-    while let Some(folder) = folders.pop() {
-        for entry in std::fs::read_dir(&folder).expect("list") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                folders.push(path);
-            } else if path.extension().is_some_and(|e| e == "jpg") {
-                let rel = path.strip_prefix(root).expect("inside the root");
-                out.push(rel.to_str().expect("utf-8 path").to_owned());
-            }
-        }
-    }
-    out.sort();
-    out
+    common::files_under(root)
+        .into_iter()
+        .filter(|p| p.ends_with(".jpg"))
+        .collect()
 }
 
 /// A set `reid-pipe synth --format format` wrote into a folder of its own (written once).

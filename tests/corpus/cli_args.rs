@@ -6,7 +6,7 @@
 //! for `train`, a new folder for `synth`), and no output may be one of the run's own inputs.
 
 use crate::fixtures::{site_text, train_text};
-use crate::{Case, Fixtures, arg, common, eval_features, strings, write};
+use crate::{Case, Fixtures, arg, common, eval_args, eval_features, strings, write};
 use std::path::{Path, PathBuf};
 
 /// The command-line cases, each writing its inputs under its own case folder.
@@ -82,24 +82,9 @@ fn eval_checkpoint(fx: &Fixtures, weights: &Path, out: &Path, extra: &[&str]) ->
 
 /// `eval_checkpoint` at `--input-size size`.
 fn eval_sized(fx: &Fixtures, weights: &Path, size: [&str; 2], out: &Path, extra: &[&str]) -> Vec<String> {
-    let mut args = strings(&[
-        "eval",
-        "--dataset",
-        "sysu",
-        "--root",
-        &arg(&fx.sysu),
-        "--checkpoint",
-        &arg(weights),
-        "--device",
-        "cpu",
-        "--input-size",
-        size[0],
-        size[1],
-        "--out",
-        &arg(out),
-    ]);
-    args.extend(strings(extra));
-    args
+    let mut sized = vec!["--input-size", size[0], size[1]];
+    sized.extend_from_slice(extra);
+    eval_args("sysu", &fx.sysu, ("--checkpoint", weights), out, &sized)
 }
 
 /// `viz retrieval` of the shared features, `extra` after.

@@ -69,14 +69,20 @@ pub fn strings(args: &[&str]) -> Vec<String> {
 
 /// `eval --dataset dataset --root root --features features --device cpu --out out`, then `extra`.
 pub fn eval_features(dataset: &str, root: &Path, features: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    eval_args(dataset, root, ("--features", features), out, extra)
+}
+
+/// `eval --dataset dataset --root root <flag> <path> --device cpu --out out`, then `extra`; the
+/// input is `("--features", file)` or `("--checkpoint", weights)`.
+pub fn eval_args(dataset: &str, root: &Path, input: (&str, &Path), out: &Path, extra: &[&str]) -> Vec<String> {
     let mut args = strings(&[
         "eval",
         "--dataset",
         dataset,
         "--root",
         &arg(root),
-        "--features",
-        &arg(features),
+        input.0,
+        &arg(input.1),
         "--device",
         "cpu",
         "--out",

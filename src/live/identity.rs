@@ -7,7 +7,7 @@
 //! `index.snapshot_interval_s` and at the end; thumbnails go to the writer too.
 
 use super::board::Board;
-use super::events::{Event, EventKind};
+use super::events::{Event, EventKind, unix_now as now};
 use super::metrics::Metrics;
 use super::types::{Pixels, ToIdentity, TrackKey, TrackNote};
 use super::writer::{DiskWriter, Exemplar, ThumbnailJob, Written};
@@ -20,7 +20,7 @@ use crossbeam_channel::{Receiver, Sender};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Identities of live tracks, for the annotated video.
 pub type Labels = Arc<Mutex<HashMap<TrackKey, u64>>>;
@@ -38,12 +38,6 @@ struct TrackState {
     crop: Option<(Pixels, BBox)>,
     last_match_pts: Option<f64>,
     last: Option<(BBox, f32, f64, Instant)>,
-}
-
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// What the stage leaves behind.

@@ -167,6 +167,7 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
     let (events_tx, events_rx) = bounded(q * 16);
     let labels: identity::Labels = Arc::default();
     let destinations = video::Destinations {
+        cameras: cfg.cameras.len(),
         files: video_paths(cfg),
         // Frames for the page only when there is a page.
         board: board.clone().filter(|_| server.is_some()),
@@ -373,10 +374,7 @@ fn new_board(cfg: &SiteConfig) -> board::Board {
         Ok(_) => "cpu".to_owned(),
         Err(_) => "unknown".to_owned(),
     };
-    let started = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
-    board::Board::new(camera_names(cfg), cfg.index.expiry_s, device, started)
+    board::Board::new(camera_names(cfg), cfg.index.expiry_s, device, events::unix_now())
 }
 
 /// Builds each stream's detector: the camera's visible detector or its thermal one.

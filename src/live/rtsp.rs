@@ -110,11 +110,6 @@ impl Restream {
         }))
     }
 
-    /// Camera pairs mounted.
-    pub fn cameras(&self) -> usize {
-        self.mounts.len()
-    }
-
     /// Whether camera pair `camera` has a client and a frame is due.
     pub fn wants(&self, camera: usize) -> bool {
         self.mounts.get(camera).is_some_and(|m| {

@@ -222,6 +222,8 @@ fn size_of(a: &Annotated) -> (u32, u32) {
 /// [`BOARD_FRAME_INTERVAL`]) and the RTSP restream.
 #[derive(Default)]
 pub struct Destinations {
+    /// Camera pairs in the site.
+    pub cameras: usize,
     pub files: Vec<PathBuf>,
     pub board: Option<Arc<Board>>,
     pub restream: Option<Arc<Restream>>,
@@ -240,8 +242,7 @@ pub const BOARD_FRAME_INTERVAL: Duration = Duration::from_millis(200);
 /// Draws the frames of every camera pair until `input` closes, for each destination that wants
 /// one. A camera pair's size is fixed by its first frame with both halves.
 pub fn run(input: &crossbeam_channel::Receiver<VideoFrame>, to: &Destinations, labels: &Labels) {
-    let cameras = to.board.as_ref().map_or(0, |b| b.cameras().len()).max(to.files.len());
-    let cameras = to.restream.as_ref().map_or(cameras, |r| r.cameras().max(cameras));
+    let cameras = to.cameras;
     let mut sizes: Vec<Option<PairSize>> = vec![None; cameras];
     let mut encoders: Vec<Option<Encoder>> = (0..cameras).map(|_| None).collect();
     let mut failed = vec![false; cameras];
@@ -322,9 +323,7 @@ fn latest_frame(canvas: &Mat) -> opencv::Result<LatestFrame> {
     imgproc::cvt_color_def(canvas, &mut bgr, imgproc::COLOR_RGB2BGR)?;
     Ok(LatestFrame {
         jpeg: super::writer::jpeg(&bgr)?.into(),
-        time: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64()),
+        time: super::events::unix_now(),
         width: canvas.cols() as u32,
         height: canvas.rows() as u32,
     })

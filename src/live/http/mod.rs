@@ -13,6 +13,7 @@ mod page;
 mod stats;
 
 use super::board::Board;
+use super::events::unix_now as now;
 use super::metrics::Metrics;
 use axum::Router;
 use axum::http::StatusCode;
@@ -194,11 +195,4 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, axum::Json(serde_json::json!({ "error": self.message }))).into_response()
     }
-}
-
-/// Seconds since the Unix epoch.
-fn now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }

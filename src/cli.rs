@@ -87,6 +87,10 @@ pub enum Command {
         /// Training seed.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// How training batches draw their pseudo-identities: with those seen at the same time
+        /// (certainly other people), or at random as the LbA recipe does.
+        #[arg(long, value_enum, default_value_t = SamplerArg::CoOccurring)]
+        sampler: SamplerArg,
         /// Continue an interrupted adaptation in --out.
         #[arg(long)]
         resume: bool,
@@ -216,6 +220,22 @@ pub enum EvalDataset {
     Regdb,
     Market,
     Duke,
+}
+
+/// The training sampler of `adapt` (`schedule.sampler`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SamplerArg {
+    Identity,
+    CoOccurring,
+}
+
+impl From<SamplerArg> for crate::config::train::SamplerKind {
+    fn from(s: SamplerArg) -> Self {
+        match s {
+            SamplerArg::Identity => Self::Identity,
+            SamplerArg::CoOccurring => Self::CoOccurring,
+        }
+    }
 }
 
 /// SYSU-MM01 search mode.

@@ -59,6 +59,7 @@ fn run(command: Command) -> Result<ExitCode> {
             max_frames,
             epochs,
             seed,
+            sampler,
             resume,
         } => {
             let cfg = SiteConfig::load(&site)?;
@@ -67,6 +68,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 max_frames,
                 epochs,
                 seed,
+                sampler: sampler.into(),
                 resume,
             };
             let stop = Arc::new(AtomicBool::new(false));

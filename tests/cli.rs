@@ -288,6 +288,18 @@ fn impossible_runs_fail_before_writing_anything() {
         "{}",
         text(&o)
     );
+    // The co-occurring sampler on a set that was not harvested: refused, naming the file.
+    let o = train(
+        "cooc",
+        "[schedule]\nidentities_per_batch = 4\nimages_per_identity = 2\nsampler = \"co-occurring\"\n",
+    );
+    assert!(
+        o.status.code() == Some(1)
+            && text(&o).contains("schedule.sampler")
+            && text(&o).contains("exp/co_occurring.txt"),
+        "{}",
+        text(&o)
+    );
     // Every loss switched off: nothing to train (a configuration error, so `check` says it too).
     let o = train(
         "zero",

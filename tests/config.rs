@@ -435,6 +435,27 @@ fn training_mixed_precision_and_loader_settings_are_checked() {
 }
 
 #[test]
+fn the_co_occurring_sampler_needs_a_sysu_layout_set() {
+    use reid_pipe::config::train::SamplerKind;
+    let e = train_err(&format!("{TRAIN}[schedule]\nsampler = \"nearby\"\n"));
+    expect(&e, "schedule.sampler", 9, "unknown variant `nearby`");
+    let market = TRAIN.replace("kind = \"sysu\"", "kind = \"market\"");
+    let e = train_err(&format!("{market}[schedule]\nsampler = \"co-occurring\"\n"));
+    expect(&e, "schedule.sampler", 9, "needs a harvested set");
+    let cfg = |extra: &str| {
+        TrainConfig::from_bytes(Path::new("train.toml"), format!("{TRAIN}{extra}").as_bytes())
+            .expect("valid")
+            .schedule
+            .sampler
+    };
+    assert_eq!(cfg(""), SamplerKind::Identity, "the recipe's by default");
+    assert_eq!(
+        cfg("[schedule]\nsampler = \"co-occurring\"\n"),
+        SamplerKind::CoOccurring
+    );
+}
+
+#[test]
 fn mqtt_client_id_is_stable_per_site_and_checked() {
     let mqtt = "[outputs.mqtt]\nhost = \"127.0.0.1\"\n";
     let load =

@@ -12,6 +12,7 @@
 pub mod thresholds;
 
 use crate::base::Backbone;
+use crate::config::train::SamplerKind;
 use crate::config::{SiteConfig, TrainConfig};
 use crate::eval::protocols::{RegdbDirection, Shots, SysuMode};
 use crate::eval::report::Summary;
@@ -72,6 +73,8 @@ pub struct AdaptOptions {
     pub max_frames: Option<u64>,
     pub epochs: u32,
     pub seed: u64,
+    /// How training batches draw their pseudo-identities.
+    pub sampler: SamplerKind,
     /// Continue an interrupted adaptation in `out`.
     pub resume: bool,
 }
@@ -395,8 +398,9 @@ fn training_file(
          [dataset]\nkind = \"sysu\"\nroot = \"{DATA}\"\n\n\
          [model]\nbackbone = \"{backbone}\"\npretrained = {weights}\ninput_size = [{h}, {w}]\n\n\
          [schedule]\nepochs = {epochs}\nidentities_per_batch = {p}\nimages_per_identity = {k}\n\
-         base_lr = {BASE_LR}\nwarmup_epochs = 0\nmilestones = [{milestone}]\neval_every = {epochs}\n",
+         base_lr = {BASE_LR}\nwarmup_epochs = 0\nmilestones = [{milestone}]\neval_every = {epochs}\nsampler = \"{sampler}\"\n",
         seed = opts.seed,
+        sampler = opts.sampler.as_str(),
         threads = cfg.runtime.threads,
         // A TOML string, escaped as TOML needs.
         weights = toml::Value::String(

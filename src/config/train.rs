@@ -48,6 +48,29 @@ pub enum AmpDtype {
     Float16,
 }
 
+/// How the trainer draws a batch's identities (`schedule.sampler`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SamplerKind {
+    /// The recipe's: P identities drawn at random.
+    #[default]
+    Identity,
+    /// One identity drawn at random and, first, the identities seen at the same time by the same
+    /// camera (certainly other people: `exp/co_occurring.txt`, written by `reid-pipe harvest`),
+    /// then random ones up to P.
+    CoOccurring,
+}
+
+impl SamplerKind {
+    /// The name the training file uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SamplerKind::Identity => "identity",
+            SamplerKind::CoOccurring => "co-occurring",
+        }
+    }
+}
+
 /// Which dataset and where it is.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
@@ -167,6 +190,8 @@ pub struct Schedule {
     pub amp: bool,
     /// Its element type.
     pub amp_dtype: AmpDtype,
+    /// How a batch's identities are drawn.
+    pub sampler: SamplerKind,
 }
 
 impl TrainConfig {
@@ -263,6 +288,7 @@ struct RawSchedule {
     #[serde(default)]
     amp: bool,
     amp_dtype: Option<Spanned<AmpDtype>>,
+    sampler: Option<Spanned<SamplerKind>>,
 }
 
 impl RawTrain {
@@ -344,6 +370,16 @@ impl RawTrain {
         };
         let loss = self.loss.check(src)?;
         let batch_span = self.schedule.identities_per_batch.as_ref().map_or(0..0, Spanned::span);
+        if let Some(s) = &self.schedule.sampler
+            && *s.get_ref() == SamplerKind::CoOccurring
+            && dataset.kind != DatasetKind::Sysu
+        {
+            return Err(src.error(
+                "schedule.sampler",
+                s.span(),
+                "\"co-occurring\" needs a harvested set (dataset.kind = \"sysu\" with exp/co_occurring.txt)",
+            ));
+        }
         let schedule = self.schedule.check(src)?;
         if schedule.identities_per_batch <= schedule.images_per_identity {
             let span = batch_span;
@@ -500,6 +536,7 @@ impl RawSchedule {
                 Some(d) => *d.get_ref(),
                 None => AmpDtype::Auto,
             },
+            sampler: self.sampler.map(Spanned::into_inner).unwrap_or_default(),
         })
     }
 }

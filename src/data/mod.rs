@@ -38,7 +38,7 @@ pub struct Item {
     pub cam: i64,
 }
 
-/// Sorted file names (not paths) of the regular files in `dir`; `Ok(None)` if it does not exist.
+/// Sorted file names (not paths) of the regular files (or links to them) in `dir`; `Ok(None)` if it does not exist.
 pub(crate) fn sorted_files(dir: &Path) -> Result<Option<Vec<String>>, DataError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -48,7 +48,13 @@ pub(crate) fn sorted_files(dir: &Path) -> Result<Option<Vec<String>>, DataError>
     let mut names = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| DataError::new(dir, format!("cannot list the folder: {e}")))?;
-        let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
+        // Links are followed (sets are often assembled from links, and Python's listing follows
+        // them too); a broken link is not an image.
+        let is_file = match entry.file_type() {
+            Ok(t) if t.is_symlink() => std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file()),
+            Ok(t) => t.is_file(),
+            Err(_) => false,
+        };
         if is_file && let Some(name) = entry.file_name().to_str() {
             names.push(name.to_owned());
         }
@@ -61,4 +67,25 @@ pub(crate) fn sorted_files(dir: &Path) -> Result<Option<Vec<String>>, DataError>
 /// Reads a text file, naming it in the error.
 pub(crate) fn read_text(path: &Path) -> Result<String, DataError> {
     std::fs::read_to_string(path).map_err(|e| DataError::new(path, format!("cannot read: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listed_files_include_links_to_files_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        std::fs::write(d.join("b.jpg"), b"x").expect("file");
+        std::fs::create_dir(d.join("sub")).expect("dir");
+        std::os::unix::fs::symlink(d.join("b.jpg"), d.join("a.jpg")).expect("link");
+        std::os::unix::fs::symlink(d.join("gone.jpg"), d.join("broken.jpg")).expect("link");
+        std::os::unix::fs::symlink(d.join("sub"), d.join("linked-dir")).expect("link");
+        assert_eq!(
+            sorted_files(d).expect("list"),
+            Some(vec!["a.jpg".to_owned(), "b.jpg".to_owned()])
+        );
+        assert_eq!(sorted_files(&d.join("absent")).expect("absent"), None);
+    }
 }

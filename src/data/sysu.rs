@@ -2,6 +2,7 @@
 //! Cameras 1, 2, 4, 5 are visible; 3 and 6 infrared. cam2 and cam3 share a room.
 
 use super::{DataError, Item, read_text, sorted_files};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Visible cameras in the order the reference code lists them.
@@ -40,6 +41,42 @@ pub fn read_ids(root: &Path, split: &str) -> Result<Vec<i64>, DataError> {
         .collect()
 }
 
+/// The file of a harvested set that lists, for each person id, the ids seen by the same camera
+/// at the same time (so certainly other people): one line `pid: other,other,…` per id with any.
+pub const CO_OCCURRING: &str = "exp/co_occurring.txt";
+
+/// Reads [`CO_OCCURRING`]: person id → the ids seen at the same time; `Ok(None)` if absent.
+pub fn read_co_occurring(root: &Path) -> Result<Option<BTreeMap<i64, Vec<i64>>>, DataError> {
+    let path = root.join(CO_OCCURRING);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = read_text(&path)?;
+    let mut out = BTreeMap::new();
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let bad = |what: &str| DataError::new(&path, format!("line {}: {what}; expected `pid: other,other,…`", n + 1));
+        let (pid, others) = line.split_once(':').ok_or_else(|| bad("no `:`"))?;
+        let id = |s: &str| {
+            s.trim()
+                .parse::<i64>()
+                .map_err(|_| bad(&format!("{:?} is not a person id", s.trim())))
+        };
+        let pid = id(pid)?;
+        let others = others
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(id)
+            .collect::<Result<Vec<_>, _>>()?;
+        if others.contains(&pid) {
+            return Err(bad(&format!("person {pid} is listed as seen beside itself")));
+        }
+        if out.insert(pid, others).is_some() {
+            return Err(bad(&format!("person {pid} has a second line")));
+        }
+    }
+    Ok(Some(out))
+}
+
 /// Sorted images of one person in one camera (empty if the folder does not exist).
 pub fn images(root: &Path, cam: i64, pid: i64) -> Result<Vec<Item>, DataError> {
     let rel_dir = format!("cam{cam}/{pid:04}");
@@ -52,4 +89,37 @@ pub fn images(root: &Path, cam: i64, pid: i64) -> Result<Vec<Item>, DataError> {
             cam,
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(text: &str) -> (tempfile::TempDir, Result<Option<BTreeMap<i64, Vec<i64>>>, DataError>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("exp")).expect("exp");
+        std::fs::write(dir.path().join(CO_OCCURRING), text).expect("write");
+        let read = read_co_occurring(dir.path());
+        (dir, read)
+    }
+
+    #[test]
+    fn co_occurrence_lists_are_read_and_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(read_co_occurring(dir.path()).expect("absent").is_none());
+        let (_d, read) = with("1: 2,3\n\n2: 1\n3: 1\n");
+        let map = read.expect("read").expect("present");
+        assert_eq!(map, BTreeMap::from([(1, vec![2, 3]), (2, vec![1]), (3, vec![1])]));
+        for (text, problem) in [
+            ("1 2\n", "line 1: no `:`"),
+            ("1: 2\nx: 1\n", "line 2: \"x\" is not a person id"),
+            ("4: 4\n", "person 4 is listed as seen beside itself"),
+            ("1: 2\n1: 3\n", "person 1 has a second line"),
+        ] {
+            let (_d, read) = with(text);
+            let e = read.expect_err(text);
+            assert!(e.message.contains(problem), "{text:?}: {}", e.message);
+            assert!(e.path.ends_with(CO_OCCURRING));
+        }
+    }
 }

@@ -63,11 +63,7 @@ pub type Labelled = Vec<(Item, i64)>;
 pub fn list(d: &Dataset) -> Result<(Labelled, Labelled, usize), DatasetError> {
     match d.kind {
         DatasetKind::Sysu => {
-            // Train + val ids, relabelled by ascending pid (the reference's pre-processing).
-            let mut ids = sysu::read_ids(&d.root, "train")?;
-            ids.extend(sysu::read_ids(&d.root, "val")?);
-            ids.sort_unstable();
-            ids.dedup();
+            let ids = sysu_training_ids(&d.root)?;
             let label: BTreeMap<i64, i64> = ids.iter().enumerate().map(|(i, &p)| (p, i as i64)).collect();
             let mut vis = Vec::new();
             let mut ir = Vec::new();
@@ -115,6 +111,16 @@ pub fn list(d: &Dataset) -> Result<(Labelled, Labelled, usize), DatasetError> {
             Ok((v.clone(), v, pids.len()))
         }
     }
+}
+
+/// SYSU-MM01's training ids: train + val, ascending; an id's label is its place here (the
+/// reference's pre-processing).
+fn sysu_training_ids(root: &Path) -> Result<Vec<i64>, DataError> {
+    let mut ids = sysu::read_ids(root, "train")?;
+    ids.extend(sysu::read_ids(root, "val")?);
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
 }
 
 /// Loads (or reads from the cache) a dataset's training images at `size` (height, width).
@@ -200,6 +206,27 @@ pub fn load(d: &Dataset, size: (i64, i64), cache_dir: Option<&Path>, workers: us
         classes,
         summary,
     })
+}
+
+/// Per training label, the labels seen at the same time by the same camera (certainly other
+/// people), where the set says so (`exp/co_occurring.txt` of a harvested SYSU-layout set);
+/// ids outside the training part are left out.
+pub fn co_occurring(d: &Dataset) -> Result<Option<Vec<Vec<usize>>>, DatasetError> {
+    if d.kind != DatasetKind::Sysu {
+        return Ok(None);
+    }
+    let Some(by_pid) = sysu::read_co_occurring(&d.root)? else {
+        return Ok(None);
+    };
+    let ids = sysu_training_ids(&d.root)?;
+    let label: BTreeMap<i64, usize> = ids.iter().enumerate().map(|(l, &p)| (p, l)).collect();
+    let mut out = vec![Vec::new(); ids.len()];
+    for (pid, others) in &by_pid {
+        if let Some(&l) = label.get(pid) {
+            out[l] = others.iter().filter_map(|o| label.get(o).copied()).collect();
+        }
+    }
+    Ok(Some(out))
 }
 
 fn summary(kind: &str, classes: usize, vis: &[(Item, i64)], ir: &[(Item, i64)], single: bool) -> String {

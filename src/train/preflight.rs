@@ -10,7 +10,7 @@ use super::dataset;
 use super::trainer::{Options, TrainError};
 use crate::base::outputs;
 use crate::config::TrainConfig;
-use crate::config::train::Pretrained;
+use crate::config::train::{Pretrained, SamplerKind};
 use crate::model::weights::WeightFile;
 use std::path::PathBuf;
 use tch::Device;
@@ -27,6 +27,8 @@ pub struct Ready {
     pub pretrained: Option<WeightFile>,
     /// Training identities the dataset lists.
     pub classes: usize,
+    /// With the co-occurring sampler: per label, the labels seen beside it.
+    pub co_occurring: Option<Vec<Vec<usize>>>,
 }
 
 /// Runs the checks.
@@ -71,6 +73,18 @@ pub fn preflight(cfg: &TrainConfig, opts: Options) -> Result<Ready, TrainError> 
             ),
         ));
     }
+    let co_occurring = match cfg.schedule.sampler {
+        SamplerKind::Identity => None,
+        SamplerKind::CoOccurring => Some(dataset::co_occurring(&cfg.dataset)?.ok_or_else(|| {
+            setting(
+                "schedule.sampler",
+                format!(
+                    "\"co-occurring\" needs {}, which `reid-pipe harvest` writes; it is not there (sampler = \"identity\" draws identities at random)",
+                    cfg.dataset.root.join(crate::data::sysu::CO_OCCURRING).display()
+                ),
+            )
+        })?),
+    };
     let dirs = run_dirs(cfg, opts)?;
     let pretrained = match &cfg.model.pretrained {
         Pretrained::None => None,
@@ -81,6 +95,7 @@ pub fn preflight(cfg: &TrainConfig, opts: Options) -> Result<Ready, TrainError> 
         dirs,
         pretrained,
         classes,
+        co_occurring,
     })
 }
 

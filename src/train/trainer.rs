@@ -197,7 +197,15 @@ fn train_run(
     for epoch in start..s.epochs {
         let head_lr = s.head_lr(epoch);
         let backbone_lr = s.backbone_lr(epoch);
-        let batches = epoch_batches(&set.visible.by_label, &set.infrared.by_label, p, k, seed, epoch);
+        let batches = epoch_batches(
+            &set.visible.by_label,
+            &set.infrared.by_label,
+            ready.co_occurring.as_deref(),
+            p,
+            k,
+            seed,
+            epoch,
+        );
         let mut aug = PyRandom::new(
             seed.wrapping_mul(31)
                 .wrapping_add(u64::from(epoch))

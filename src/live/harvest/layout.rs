@@ -1,7 +1,8 @@
 //! Harvested pseudo-identities written as SYSU-MM01, the layout `train` and `eval` read:
 //! `cam<N>/<pid:04>/<nnnn>.jpg` (camera pair 1: visible `cam1`, thermal `cam3`; pair 2: `cam2`,
-//! `cam6`), `exp/{train,val,test}_id.txt`, and `manifest.json` (where every pseudo-identity and
-//! crop came from).
+//! `cam6`), `exp/{train,val,test}_id.txt`, `exp/co_occurring.txt` (the pseudo-identities seen
+//! at the same time by the same camera, which the `co-occurring` sampler draws together), and
+//! `manifest.json` (where every pseudo-identity and crop came from).
 //!
 //! The output folder is marked incomplete (`HARVEST-INCOMPLETE`) until the manifest is in
 //! place; the dataset readers refuse a marked folder, and a new harvest into it starts over.
@@ -12,6 +13,7 @@ use super::collect::{Collected, TrackLog};
 use crate::base::Modality;
 use crate::live::types::TrackKey;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// The marker of a harvest in progress (or interrupted).
@@ -149,9 +151,14 @@ struct IdentityEntry {
     thermal_track: u64,
     first_s: f64,
     last_s: f64,
+    /// First and last stream time of the visible and of the thermal track.
+    visible_s: (f64, f64),
+    thermal_s: (f64, f64),
     fusion_frames: usize,
     fusion_mean_iou: f64,
     fusion_stable_fraction: f64,
+    /// Pseudo-identities seen by the same camera at the same time: certainly other people.
+    co_occurring: Vec<i64>,
     crops: Vec<CropEntry>,
 }
 
@@ -201,6 +208,35 @@ pub struct Harvested<'a> {
     pub left_out: LeftOut,
 }
 
+/// Per pseudo-identity (in `sides` order, pid = index + 1), the pids whose visible tracks, or
+/// whose thermal tracks, the same camera pair saw at the same time: two tracks of one modality
+/// alive together are other people (a tracker's duplicate of one person breaks this; a harvest
+/// has no better evidence). The pair's whole span is not used: a person whose visible track
+/// broke and restarted while their thermal track went on would overlap themselves.
+fn co_occurring(sides: &[(PseudoIdentity, Split)], tracks: &HashMap<TrackKey, TrackLog>) -> Vec<Vec<i64>> {
+    let span = |key: &TrackKey| tracks.get(key).map(|t| (t.first_s(), t.last_s()));
+    let overlap = |a: &TrackKey, b: &TrackKey| match (span(a), span(b)) {
+        (Some(a), Some(b)) => a.0.max(b.0) < a.1.min(b.1),
+        _ => false,
+    };
+    sides
+        .iter()
+        .enumerate()
+        .map(|(i, (a, _))| {
+            sides
+                .iter()
+                .enumerate()
+                .filter(|&(j, (b, _))| {
+                    j != i
+                        && a.visible.camera == b.visible.camera
+                        && (overlap(&a.visible, &b.visible) || overlap(&a.thermal, &b.thermal))
+                })
+                .map(|(j, _)| j as i64 + 1)
+                .collect()
+        })
+        .collect()
+}
+
 /// Fewest pseudo-identities on each side of the cut.
 pub const MIN_PER_SIDE: usize = 2;
 
@@ -243,12 +279,17 @@ pub fn write(out: &Path, mut h: Harvested<'_>) -> Result<Written, HarvestError> 
     std::fs::create_dir_all(out).map_err(io(out))?;
     clear(out)?;
     let marker = out.join(INCOMPLETE);
+    let co_occurring = co_occurring(&sides, &h.collected.tracks);
     let mut entries = Vec::with_capacity(sides.len());
     let mut ids = (Vec::new(), Vec::new());
     let mut crops = 0;
     for (i, (id, split)) in sides.iter().enumerate() {
         let pid = i as i64 + 1;
         let (vis_cam, ir_cam) = CAMERA_FOLDERS[id.visible.camera];
+        let span = |key: &TrackKey| {
+            let t = &h.collected.tracks[key];
+            (t.first_s(), t.last_s())
+        };
         let mut files = Vec::new();
         for (key, cam) in [(&id.visible, vis_cam), (&id.thermal, ir_cam)] {
             let track: &TrackLog = &h.collected.tracks[key];
@@ -280,9 +321,12 @@ pub fn write(out: &Path, mut h: Harvested<'_>) -> Result<Written, HarvestError> 
             thermal_track: id.thermal.track,
             first_s: id.first_s,
             last_s: id.last_s,
+            visible_s: span(&id.visible),
+            thermal_s: span(&id.thermal),
             fusion_frames: id.fusion.0,
             fusion_mean_iou: id.fusion.1,
             fusion_stable_fraction: id.fusion.2,
+            co_occurring: co_occurring[i].clone(),
             crops: files,
         });
     }
@@ -301,6 +345,17 @@ pub fn write(out: &Path, mut h: Harvested<'_>) -> Result<Written, HarvestError> 
         let path = exp.join(name);
         crate::atomic::write(&path, format!("{}\n", text.join(",")).as_bytes()).map_err(io(&path))?;
     }
+    let path = out.join(crate::data::sysu::CO_OCCURRING);
+    let lines: String = co_occurring
+        .iter()
+        .enumerate()
+        .filter(|(_, others)| !others.is_empty())
+        .map(|(i, others)| {
+            let others: Vec<String> = others.iter().map(i64::to_string).collect();
+            format!("{}: {}\n", i + 1, others.join(","))
+        })
+        .collect();
+    crate::atomic::write(&path, lines.as_bytes()).map_err(io(&path))?;
     let s = h.settings;
     let manifest = Manifest {
         format: FORMAT,

@@ -1,0 +1,384 @@
+//! `reid-pipe adapt` measured against ground truth, on a generated recording where people come
+//! back (`synth --format scene`): the held-out part's pseudo-identities are relabelled with the
+//! true person of their crops, then
+//! - cross-modal retrieval (SYSU all-search single-shot, thermal queries, visible gallery) of the
+//!   starting ImageNet weights and of the adapted weights of each seed;
+//! - `reid-pipe run` on the held-out frames with each model and its thresholds (the site's for
+//!   the starting weights, the report's suggestion for the adapted ones): identities per true
+//!   person, and purity (the share of all tracks whose person is their identity's majority
+//!   person).
+//!
+//!     cargo bench --bench site_adaptation
+//!
+//! Settings (environment): `REID_BENCH_ADAPT_PEOPLE` (30), `_CLIPS` (48), `_EPOCHS` (10),
+//! `_SEEDS` (3), `_RUN_FRAMES` (held-out frames `run` plays; 0, the default, plays them all),
+//! `_SAMPLER` (`co-occurring` or `identity`), `_DIR` (target/bench-adapt). A finished
+//! adaptation of the same recording, sampler, epochs and seed is reused.
+
+#[path = "../tests/common/mod.rs"]
+mod test_common;
+
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use test_common::{Truth, box_iou as iou, scene_truth as truth};
+
+const FPS: f64 = 10.0;
+
+fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(format!("REID_BENCH_ADAPT_{name}"))
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn reid() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_reid-pipe"))
+}
+
+fn ok(cmd: &mut Command) -> String {
+    let o = cmd.output().expect("reid-pipe");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "{cmd:?}: {text}");
+    text
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The person whose true box overlaps `b` most (IoU > 0.3) in `frame`.
+fn person_at(truth: &Truth, frame: i64, modality: &str, b: &[f64; 4]) -> Option<i64> {
+    truth
+        .get(&(frame, modality.to_owned()))?
+        .iter()
+        .map(|(p, t)| (iou(t, b), *p))
+        .filter(|(o, _)| *o > 0.3)
+        .max_by(|x, y| x.0.total_cmp(&y.0))
+        .map(|(_, p)| p)
+}
+
+fn majority(votes: impl IntoIterator<Item = i64>) -> Option<(i64, usize, usize)> {
+    let mut count: BTreeMap<i64, usize> = BTreeMap::new();
+    let mut n = 0;
+    for v in votes {
+        *count.entry(v).or_default() += 1;
+        n += 1;
+    }
+    count.into_iter().max_by_key(|(_, c)| *c).map(|(p, c)| (p, c, n))
+}
+
+fn boxed(v: &Value) -> [f64; 4] {
+    let b: Vec<f64> = v.as_array().expect("box").iter().filter_map(Value::as_f64).collect();
+    [b[0], b[1], b[2], b[3]]
+}
+
+/// A copy (hard links) of the harvest's held-out part with the crops of every pseudo-identity
+/// and modality renamed to the true person of most of them (a wrong fusion thus keeps each
+/// side's own person): the SYSU layout `eval` reads, with true labels.
+fn relabel(harvest: &Path, truth: &Truth, out: &Path) -> usize {
+    let _ = std::fs::remove_dir_all(out);
+    std::fs::create_dir_all(out.join("exp")).expect("mkdir");
+    let manifest = json(&harvest.join("manifest.json"));
+    let mut people = BTreeMap::<i64, BTreeSet<&str>>::new();
+    for id in manifest["identities"].as_array().expect("identities") {
+        if id["split"] != "test" {
+            continue;
+        }
+        for modality in ["visible", "thermal"] {
+            let crops: Vec<&Value> = id["crops"]
+                .as_array()
+                .expect("crops")
+                .iter()
+                .filter(|c| c["modality"] == modality)
+                .collect();
+            let votes = crops.iter().filter_map(|c| {
+                let frame = (c["pts_s"].as_f64().expect("pts") * FPS).round() as i64;
+                person_at(truth, frame, modality, &boxed(&c["box"]))
+            });
+            let Some((person, _, _)) = majority(votes) else {
+                continue;
+            };
+            people.entry(person).or_default().insert(modality);
+            for c in crops {
+                let file = c["file"].as_str().expect("file");
+                let (cam, rest) = file.split_once('/').expect("cam/pid/file");
+                let dir = out.join(cam).join(format!("{person:04}"));
+                std::fs::create_dir_all(&dir).expect("mkdir");
+                std::fs::hard_link(harvest.join(file), dir.join(rest.replace('/', "-"))).expect("link");
+            }
+        }
+    }
+    // Queries need a gallery: people seen in one modality only are left out.
+    let both: Vec<String> = people
+        .iter()
+        .filter(|(_, m)| m.len() == 2)
+        .map(|(p, _)| p.to_string())
+        .collect();
+    std::fs::write(out.join("exp/test_id.txt"), both.join(",") + "\n").expect("ids");
+    std::fs::write(out.join("exp/train_id.txt"), "\n").expect("ids");
+    std::fs::write(out.join("exp/val_id.txt"), "\n").expect("ids");
+    both.len()
+}
+
+/// Rank-1 and mAP (means over the protocol's draws) of `weights` on the relabelled set.
+fn retrieval(root: &Path, weights: &Path, out: &Path) -> (f64, f64) {
+    ok(reid()
+        .args([
+            "eval",
+            "--dataset",
+            "sysu",
+            "--device",
+            "cpu",
+            "--input-size",
+            "128",
+            "64",
+            "--overwrite",
+        ])
+        .arg("--root")
+        .arg(root)
+        .arg("--checkpoint")
+        .arg(weights)
+        .arg("--out")
+        .arg(out));
+    let s = json(&out.join("summary.json"));
+    (
+        s["overall"]["rank1"]["mean"].as_f64().expect("rank1"),
+        s["overall"]["map"]["mean"].as_f64().expect("map"),
+    )
+}
+
+/// A site playing `clip` from frame `start`, `frames` of it (all with `None`).
+fn site_text(clip: &Path, template: &Path, dir: &Path, start: u64, frames: Option<u64>, model: &str) -> String {
+    let mut text = String::from(
+        "[runtime]\ndevice = \"cpu\"\nbatch_size = 16\n[[cameras]]\nname = \"gate\"\npairing_tolerance_ms = 20\n",
+    );
+    for (m, f) in [("visible", "rgb"), ("thermal", "gray8")] {
+        text += &format!(
+            "[cameras.{m}]\nkind = \"template\"\ntemplate = \"{}\"\nformat = \"{f}\"\n\
+             params = {{ location = \"{}/{m}/%05d.png\", start = \"{start}\", stop = \"{}\", caps = \"image/png,framerate=10/1\" }}\n",
+            template.display(),
+            clip.display(),
+            frames.map_or(-1, |n| (start + n - 1) as i64),
+        );
+    }
+    text += &format!(
+        "[detector]\nkind = \"motion\"\nmin_box = [16, 40]\n[thermal_detector]\nmin_area = 300\n\
+         [harvest]\nmin_box_height = 40\n{model}\nsnapshot_dir = \"{}/index\"\n[outputs]\nevents = \"{}/events.jsonl\"\nstdout = false\n",
+        dir.display(),
+        dir.display()
+    );
+    text
+}
+
+/// Identities per true person and purity of `run`'s identities, from its events: each track's
+/// last identity and its true person (most of its boxes).
+fn identities(events: &Path, truth: &Truth, start: u64) -> (f64, f64, usize) {
+    let mut tracks: HashMap<(String, String, u64), (i64, Vec<i64>)> = HashMap::new();
+    for line in std::fs::read_to_string(events).expect("events").lines() {
+        let e: Value = serde_json::from_str(line).expect("event");
+        let (Some(identity), Some(t)) = (e["identity"].as_i64(), e["stream_time_s"].as_f64()) else {
+            continue;
+        };
+        let modality = e["modality"].as_str().expect("modality").to_owned();
+        let key = (
+            e["camera"].as_str().expect("camera").to_owned(),
+            modality.clone(),
+            e["track_id"].as_u64().expect("track"),
+        );
+        let entry = tracks.entry(key).or_insert((identity, Vec::new()));
+        entry.0 = identity;
+        let frame = start as i64 + (t * FPS).round() as i64;
+        if let Some(p) = person_at(truth, frame, &modality, &boxed(&e["box"])) {
+            entry.1.push(p);
+        }
+    }
+    let mut per_person: BTreeMap<i64, BTreeSet<i64>> = BTreeMap::new();
+    let mut per_identity: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for (identity, votes) in tracks.values() {
+        if let Some((p, _, _)) = majority(votes.iter().copied()) {
+            per_person.entry(p).or_default().insert(*identity);
+            per_identity.entry(*identity).or_default().push(p);
+        }
+    }
+    let fragmentation = per_person.values().map(|s| s.len() as f64).sum::<f64>() / per_person.len().max(1) as f64;
+    let (pure, all) = per_identity.values().fold((0, 0), |(pure, all), ps| {
+        let (_, c, n) = majority(ps.iter().copied()).expect("non-empty");
+        (pure + c, all + n)
+    });
+    (fragmentation, pure as f64 / all.max(1) as f64, per_identity.len())
+}
+
+/// `reid-pipe run` on `frames` of the clip from `start` (all with 0), with `model` (the site
+/// file's `[model]` and `[index]`): see [`identities`].
+fn live(
+    clip: &Path,
+    template: &Path,
+    dir: &Path,
+    start: u64,
+    frames: u64,
+    model: &str,
+    truth: &Truth,
+) -> (f64, f64, usize) {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let site = dir.join("site.toml");
+    std::fs::write(
+        &site,
+        site_text(clip, template, dir, start, Some(frames).filter(|n| *n > 0), model),
+    )
+    .expect("site");
+    ok(reid().arg("run").arg(&site));
+    identities(&dir.join("events.jsonl"), truth, start)
+}
+
+fn mean_std(v: &[f64]) -> (f64, f64) {
+    let m = v.iter().sum::<f64>() / v.len() as f64;
+    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len().max(2) - 1) as f64;
+    (m, var.sqrt())
+}
+
+fn main() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = std::env::var_os("REID_BENCH_ADAPT_DIR").map_or_else(|| repo.join("target/bench-adapt"), PathBuf::from);
+    let (people, clips) = (setting("PEOPLE", 30), setting("CLIPS", 48));
+    let (epochs, seeds, run_frames) = (setting("EPOCHS", 10), setting("SEEDS", 3), setting("RUN_FRAMES", 0));
+    let sampler = std::env::var("REID_BENCH_ADAPT_SAMPLER").unwrap_or_else(|_| "co-occurring".into());
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    let clip = dir.join(format!("clip-{people}x{clips}"));
+    if !clip.join("truth.jsonl").exists() {
+        ok(reid()
+            .args(["synth", "--format", "scene", "--seed", "7"])
+            .args([
+                "--identities",
+                &people.to_string(),
+                "--clips",
+                &clips.to_string(),
+                "--out",
+            ])
+            .arg(&clip));
+    }
+    let truth = truth(&clip);
+    let template = dir.join("images.pipeline");
+    std::fs::write(
+        &template,
+        "multifilesrc location=${location} start-index=${start} stop-index=${stop} caps=${caps} ! pngdec ! videoconvert ! ${output}\n",
+    )
+    .expect("template");
+    let start_weights = repo.join("models/weights/mobilenetv2_imagenet.safetensors");
+    let start_model = format!(
+        "[model]\nbackbone = \"mobilenetv2\"\nweights = \"{}\"\ninput_size = [128, 64]\n\
+         [index]\nsame_modality_threshold = 0.04\ncross_modality_threshold = 0.08",
+        start_weights.display()
+    );
+    let site = dir.join("site.toml");
+    std::fs::write(&site, site_text(&clip, &template, &dir, 0, None, &start_model)).expect("site");
+    let mut adapted = Vec::new();
+    for seed in 0..seeds.max(1) {
+        let out = clip.join(format!("adapt-{sampler}-e{epochs}-s{seed}"));
+        if !out.join("report.json").exists() {
+            let _ = std::fs::remove_dir_all(&out);
+            let started = std::time::Instant::now();
+            ok(reid().arg("adapt").arg(&site).arg("--out").arg(&out).args([
+                "--epochs",
+                &epochs.to_string(),
+                "--seed",
+                &seed.to_string(),
+                "--sampler",
+                &sampler,
+            ]));
+            println!("seed {seed}: adapted in {:.0} s", started.elapsed().as_secs_f64());
+        }
+        adapted.push(out);
+    }
+    let harvest = adapted[0].join("data");
+    let manifest = json(&harvest.join("manifest.json"));
+    let cut_frame = (manifest["cut_s"].as_f64().expect("cut") * FPS).ceil() as u64;
+    let held_out = dir.join("held-out-truth");
+    let n_people = relabel(&harvest, &truth, &held_out);
+    println!(
+        "recording: {people} people, {clips} clips; {} pseudo-identities; held-out part from frame {cut_frame}: {n_people} true people",
+        manifest["identities"].as_array().map_or(0, Vec::len)
+    );
+    let before = retrieval(&held_out, &start_weights, &dir.join("eval-before"));
+    let live_before = live(
+        &clip,
+        &template,
+        &dir.join("run-before"),
+        cut_frame,
+        run_frames,
+        &start_model,
+        &truth,
+    );
+    let mut rows = Vec::new();
+    for out in &adapted {
+        let report = json(&out.join("report.json"));
+        let weights = PathBuf::from(report["adapted_weights"].as_str().expect("weights"));
+        let after = retrieval(&held_out, &weights, &out.join("eval-truth"));
+        let threshold = |k: &str| report[k]["distance"].as_f64().map_or(0.08, |d| (d * 1e4).ceil() / 1e4);
+        let model = format!(
+            "[model]\nbackbone = \"mobilenetv2\"\nweights = \"{}\"\ninput_size = [128, 64]\n\
+             [index]\nsame_modality_threshold = {}\ncross_modality_threshold = {}",
+            weights.display(),
+            threshold("same_modality_threshold"),
+            threshold("cross_modality_threshold")
+        );
+        let live_after = live(
+            &clip,
+            &template,
+            &out.join("run-truth"),
+            cut_frame,
+            run_frames,
+            &model,
+            &truth,
+        );
+        let pseudo = report["after"]["rank1"][0].as_f64().unwrap_or(f64::NAN);
+        rows.push((
+            after,
+            live_after,
+            pseudo,
+            report["before"]["rank1"][0].as_f64().unwrap_or(f64::NAN),
+        ));
+    }
+    let played = if run_frames == 0 {
+        "all".to_owned()
+    } else {
+        run_frames.to_string()
+    };
+    println!("\nHeld-out part, true labels; `run` on {played} held-out frames; sampler {sampler}, {epochs} epochs\n");
+    println!("| weights | rank-1 (%) | mAP (%) | identities per person | purity | identities |");
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| ImageNet start | {:.1} | {:.1} | {:.2} | {:.2} | {} |",
+        before.0, before.1, live_before.0, live_before.1, live_before.2
+    );
+    for (seed, (after, l, _, _)) in rows.iter().enumerate() {
+        println!(
+            "| adapted, seed {seed} | {:.1} | {:.1} | {:.2} | {:.2} | {} |",
+            after.0, after.1, l.0, l.1, l.2
+        );
+    }
+    let col = |f: &dyn Fn(&((f64, f64), (f64, f64, usize), f64, f64)) -> f64| {
+        mean_std(&rows.iter().map(f).collect::<Vec<_>>())
+    };
+    let (r1, map, frag, pur) = (col(&|r| r.0.0), col(&|r| r.0.1), col(&|r| r.1.0), col(&|r| r.1.1));
+    println!(
+        "| adapted, mean ± std | {:.1} ± {:.1} | {:.1} ± {:.1} | {:.2} ± {:.2} | {:.2} ± {:.2} | |",
+        r1.0, r1.1, map.0, map.1, frag.0, frag.1, pur.0, pur.1
+    );
+    let (pa, pb) = (col(&|r| r.2), col(&|r| r.3));
+    println!(
+        "\nOn the pseudo-identities (adapt's own report): rank-1 {:.1} before, {:.1} ± {:.1} after.\n\
+         Adapted rank-1 / starting rank-1 (true labels): {:.2}×.",
+        pb.0,
+        pa.0,
+        pa.1,
+        r1.0 / before.0
+    );
+}

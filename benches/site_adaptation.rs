@@ -321,7 +321,7 @@ fn main() {
         let report = json(&out.join("report.json"));
         let weights = PathBuf::from(report["adapted_weights"].as_str().expect("weights"));
         let after = retrieval(&held_out, &weights, &out.join("eval-truth"));
-        let threshold = |k: &str| report[k]["distance"].as_f64().map_or(0.08, |d| (d * 1e4).ceil() / 1e4);
+        let threshold = |k: &str| report[k]["distance"].as_f64().map_or(0.0, |d| (d * 1e4).floor() / 1e4);
         let model = format!(
             "[model]\nbackbone = \"mobilenetv2\"\nweights = \"{}\"\ninput_size = [128, 64]\n\
              [index]\nsame_modality_threshold = {}\ncross_modality_threshold = {}",

@@ -121,10 +121,10 @@ impl AdaptReport {
             s.push_str("[index]\n");
         }
         if let Some(t) = self.same_modality_threshold {
-            s.push_str(&format!("same_modality_threshold = {:.4}\n", round_up(t.distance)));
+            s.push_str(&format!("same_modality_threshold = {:.4}\n", round_down(t.distance)));
         }
         if let Some(t) = self.cross_modality_threshold {
-            s.push_str(&format!("cross_modality_threshold = {:.4}\n", round_up(t.distance)));
+            s.push_str(&format!("cross_modality_threshold = {:.4}\n", round_down(t.distance)));
         }
         s
     }
@@ -156,8 +156,8 @@ impl AdaptReport {
         ] {
             if let Some(th) = th {
                 t.push_str(&format!(
-                    "\n`index.{key}` = {:.4}: splits {:.1} % of {} same-identity pairs, merges {:.1} % of {} different ones.",
-                    round_up(th.distance),
+                    "\n`index.{key}` = {:.4}: splits {:.1} % of {} same-identity pairs, merges {:.2} % of {} different ones.",
+                    round_down(th.distance),
                     100.0 * th.split_rate,
                     th.same_pairs,
                     100.0 * th.merge_rate,
@@ -170,10 +170,10 @@ impl AdaptReport {
     }
 }
 
-/// `x` rounded up to the 4 decimals the site lines print: the index joins at or below its
-/// threshold, so rounding down would split the pairs the threshold was chosen to keep.
-fn round_up(x: f64) -> f64 {
-    (x * 1e4).ceil() / 1e4
+/// `x` rounded down to the 4 decimals the site lines print: the index joins at or below its
+/// threshold, so rounding up would merge more pairs than the threshold was chosen to allow.
+fn round_down(x: f64) -> f64 {
+    (x * 1e4).floor() / 1e4
 }
 
 /// Entries of the output folder an adaptation writes.
@@ -443,7 +443,7 @@ fn suggested_thresholds(features: &Path) -> Result<(Option<Threshold>, Option<Th
     }
     let [same_s, same_d, cross_s, cross_d] = thresholds::pair_distances(&rows, &labels, &thermal);
     Ok((
-        thresholds::separating(&same_s, &same_d),
-        thresholds::separating(&cross_s, &cross_d),
+        thresholds::at_merge_rate(&same_s, &same_d, thresholds::MERGE_RATE),
+        thresholds::at_merge_rate(&cross_s, &cross_d, thresholds::MERGE_RATE),
     ))
 }

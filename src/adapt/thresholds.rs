@@ -1,10 +1,24 @@
 //! Index thresholds that suit a model, from held-out pseudo-identities: the cosine distances
 //! between crops of the same pseudo-identity and of different ones, per modality pairing, and
-//! the distance that separates them with the least balanced error (the mean of the share of
-//! same-identity pairs above it, which would split a person, and the share of different-identity
-//! pairs at or below it, which would merge two).
+//! the largest distance at which at most [`MERGE_RATE`] of the different-identity pairs would
+//! merge (the way face and re-ID systems pick an operating point: at a fixed false-match rate),
+//! with the share of same-identity pairs it still splits.
+//!
+//! Why not the distance with the least balanced error: the index compares every new track with
+//! every exemplar of every identity and keeps what joins, so a pairwise merge rate of a few
+//! percent joins most people within minutes. Measured on a generated recording (BENCHMARKS.md,
+//! "Site adaptation"): balanced-error thresholds left 4–5 identities for 21 people (purity 0.15);
+//! at 0.1 % the adapted model kept purity 0.93.
 
 use serde::Serialize;
+
+/// The share of different-identity pairs a suggested threshold may merge.
+pub const MERGE_RATE: f64 = 0.001;
+
+/// A threshold that still splits more than this share of same-identity pairs joins almost no one
+/// by appearance, while each merge it makes is a wrong one: 0 is suggested instead (that
+/// modality pairing then joins by fusion only).
+pub const MAX_SPLIT_RATE: f64 = 0.9;
 
 /// A suggested threshold and how well it separates.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -18,40 +32,34 @@ pub struct Threshold {
     pub different_pairs: usize,
 }
 
-/// The threshold with the least balanced error between `same` and `different` distances;
-/// `None` when either is empty. Ties go to the smallest distance (the fewest merges).
-pub fn separating(same: &[f64], different: &[f64]) -> Option<Threshold> {
+/// The largest distance (one of the different-identity distances, or 0 when even the closest
+/// pair is too many, or when it would split more than [`MAX_SPLIT_RATE`] of the `same` pairs)
+/// that merges at most `merge_rate` of the `different` pairs; `None` when either list is empty.
+pub fn at_merge_rate(same: &[f64], different: &[f64], merge_rate: f64) -> Option<Threshold> {
     if same.is_empty() || different.is_empty() {
         return None;
     }
-    let mut s = same.to_vec();
     let mut d = different.to_vec();
-    s.sort_by(f64::total_cmp);
     d.sort_by(f64::total_cmp);
-    let mut best: Option<(f64, Threshold)> = None;
-    for &t in s.iter().chain(&d) {
-        let within_same = s.partition_point(|x| *x <= t);
-        let within_different = d.partition_point(|x| *x <= t);
-        let split_rate = 1.0 - within_same as f64 / s.len() as f64;
-        let merge_rate = within_different as f64 / d.len() as f64;
-        let error = (split_rate + merge_rate) / 2.0;
-        let better = best
-            .as_ref()
-            .is_none_or(|(e, b)| error < *e || (error == *e && t < b.distance));
-        if better {
-            best = Some((
-                error,
-                Threshold {
-                    distance: t,
-                    split_rate,
-                    merge_rate,
-                    same_pairs: s.len(),
-                    different_pairs: d.len(),
-                },
-            ));
-        }
+    // The most pairs that may merge; ties at the cut would merge more, so step below them.
+    let allowed = (merge_rate * d.len() as f64).floor() as usize;
+    let mut merged = allowed.min(d.len());
+    while merged > 0 && merged < d.len() && d[merged] == d[merged - 1] {
+        merged -= 1;
     }
-    best.map(|(_, t)| t)
+    let within = |distance: f64| same.iter().filter(|x| **x <= distance).count() as f64 / same.len() as f64;
+    let mut distance = if merged == 0 { 0.0 } else { d[merged - 1] };
+    if 1.0 - within(distance) > MAX_SPLIT_RATE {
+        distance = 0.0;
+    }
+    let within_different = d.partition_point(|x| *x <= distance);
+    Some(Threshold {
+        distance,
+        split_rate: 1.0 - within(distance),
+        merge_rate: within_different as f64 / d.len() as f64,
+        same_pairs: same.len(),
+        different_pairs: d.len(),
+    })
 }
 
 /// Distances of every pair of rows of unit-length `features` (N×D, row-major), split by
@@ -81,21 +89,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn separated_distances_give_a_threshold_between_them() {
-        let t = separating(&[0.01, 0.02, 0.03], &[0.2, 0.3]).expect("threshold");
-        assert_eq!(t.distance, 0.03);
-        assert_eq!((t.split_rate, t.merge_rate), (0.0, 0.0));
+    fn the_threshold_merges_at_most_the_allowed_share() {
+        // 1,000 different pairs at 0.001, 0.002, … 1.000: 0.1 % allows one merge, at 0.001.
+        let different: Vec<f64> = (1..=1000).map(|i| f64::from(i) / 1000.0).collect();
+        let t = at_merge_rate(&[0.0005, 0.0008, 0.002, 0.5], &different, 0.001).expect("threshold");
+        assert_eq!(t.distance, 0.001);
+        assert_eq!((t.merge_rate, t.split_rate), (0.001, 0.5));
+        assert_eq!((t.same_pairs, t.different_pairs), (4, 1000));
+        // 1 %: ten merges, up to 0.010; three of the four same pairs are within.
+        let t = at_merge_rate(&[0.0005, 0.0008, 0.002, 0.5], &different, 0.01).expect("threshold");
+        assert_eq!((t.distance, t.merge_rate, t.split_rate), (0.01, 0.01, 0.25));
     }
 
     #[test]
-    fn overlapping_distances_balance_splits_and_merges() {
-        // At 0.3: one of four same pairs split (0.25), one of four different pairs merged (0.25)
-        // → 0.25; at 0.2: 0.5 split, 0 merged → 0.25 too, and the smaller distance wins; at
-        // 0.4: 0 split, 0.5 merged → 0.25. Every other candidate is worse.
-        let t = separating(&[0.1, 0.2, 0.3, 0.4], &[0.25, 0.4, 0.5, 0.6]).expect("threshold");
-        assert_eq!(t.distance, 0.2);
-        assert_eq!((t.split_rate, t.merge_rate), (0.5, 0.0));
-        assert!(separating(&[], &[0.1]).is_none());
+    fn a_threshold_that_joins_almost_no_one_is_not_suggested() {
+        // 0.1 % allows one merge at 0.001, where 19 of 20 same pairs are still split.
+        let different: Vec<f64> = (1..=1000).map(|i| f64::from(i) / 1000.0).collect();
+        let mut same = vec![0.0005];
+        same.extend((0..19).map(|i| 0.3 + f64::from(i) / 100.0));
+        let t = at_merge_rate(&same, &different, 0.001).expect("threshold");
+        assert_eq!((t.distance, t.merge_rate, t.split_rate), (0.0, 0.0, 1.0));
+        // Two of 20 within (90 % split, not more): kept.
+        same[1] = 0.0009;
+        let t = at_merge_rate(&same, &different, 0.001).expect("threshold");
+        assert_eq!((t.distance, t.merge_rate, t.split_rate), (0.001, 0.001, 0.9));
+    }
+
+    #[test]
+    fn too_few_pairs_or_ties_at_the_cut_give_a_tighter_threshold() {
+        // 100 pairs allow no merge at 0.1 %: nothing joins.
+        let different: Vec<f64> = (1..=100).map(|i| f64::from(i) / 100.0).collect();
+        let t = at_merge_rate(&[0.005, 0.5], &different, 0.001).expect("threshold");
+        assert_eq!((t.distance, t.merge_rate, t.split_rate), (0.0, 0.0, 1.0));
+        // 1 % of 200 allows two, but the second and third tie: only the first merges.
+        let mut tied = vec![0.1, 0.2, 0.2];
+        tied.extend((0..197).map(|i| 0.5 + f64::from(i) / 1000.0));
+        let t = at_merge_rate(&[0.05], &tied, 0.01).expect("threshold");
+        assert_eq!((t.distance, t.merge_rate), (0.1, 0.005));
+        assert!(at_merge_rate(&[], &[0.1], 0.01).is_none());
+        assert!(at_merge_rate(&[0.1], &[], 0.01).is_none());
     }
 
     #[test]

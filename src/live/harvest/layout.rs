@@ -13,7 +13,6 @@ use super::collect::{Collected, TrackLog};
 use crate::base::Modality;
 use crate::live::types::TrackKey;
 use serde::Serialize;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// The marker of a harvest in progress (or interrupted).
@@ -213,8 +212,8 @@ pub struct Harvested<'a> {
 /// alive together are other people (a tracker's duplicate of one person breaks this; a harvest
 /// has no better evidence). The pair's whole span is not used: a person whose visible track
 /// broke and restarted while their thermal track went on would overlap themselves.
-fn co_occurring(sides: &[(PseudoIdentity, Split)], tracks: &HashMap<TrackKey, TrackLog>) -> Vec<Vec<i64>> {
-    let span = |key: &TrackKey| tracks.get(key).map(|t| (t.first_s(), t.last_s()));
+/// `span` gives a track's first and last stream time.
+fn co_occurring(sides: &[(PseudoIdentity, Split)], span: impl Fn(&TrackKey) -> Option<(f64, f64)>) -> Vec<Vec<i64>> {
     let overlap = |a: &TrackKey, b: &TrackKey| match (span(a), span(b)) {
         (Some(a), Some(b)) => a.0.max(b.0) < a.1.min(b.1),
         _ => false,
@@ -279,7 +278,9 @@ pub fn write(out: &Path, mut h: Harvested<'_>) -> Result<Written, HarvestError> 
     std::fs::create_dir_all(out).map_err(io(out))?;
     clear(out)?;
     let marker = out.join(INCOMPLETE);
-    let co_occurring = co_occurring(&sides, &h.collected.tracks);
+    let co_occurring = co_occurring(&sides, |key| {
+        h.collected.tracks.get(key).map(|t| (t.first_s(), t.last_s()))
+    });
     let mut entries = Vec::with_capacity(sides.len());
     let mut ids = (Vec::new(), Vec::new());
     let mut crops = 0;
@@ -387,4 +388,52 @@ pub fn write(out: &Path, mut h: Harvested<'_>) -> Result<Written, HarvestError> 
         cut_s,
         left_out: h.left_out,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn co_occurring_means_one_modality_seen_together_by_one_camera_pair() {
+        let key = |camera, modality, track| TrackKey {
+            camera,
+            modality,
+            track,
+        };
+        // (camera, visible span, thermal span) per pseudo-identity.
+        let ids: [(usize, (f64, f64), (f64, f64)); 5] = [
+            (0, (0.0, 10.0), (0.0, 4.0)),   // 1
+            (0, (5.0, 15.0), (5.0, 15.0)),  // 2: beside 1 (visible)
+            (1, (5.0, 15.0), (5.0, 15.0)),  // 3: another camera pair
+            (0, (12.0, 20.0), (6.0, 11.0)), // 4: beside 2 (both); with 1, only their spans overlap
+            (0, (30.0, 40.0), (3.0, 35.0)), // 5: beside 1, 2 and 4 (thermal)
+        ];
+        let mut spans = std::collections::HashMap::new();
+        let sides: Vec<(PseudoIdentity, Split)> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, &(camera, v, t))| {
+                let (visible, thermal) = (
+                    key(camera, Modality::Visible, i as u64),
+                    key(camera, Modality::Thermal, i as u64),
+                );
+                spans.insert(visible, v);
+                spans.insert(thermal, t);
+                let id = PseudoIdentity {
+                    visible,
+                    thermal,
+                    first_s: v.0.min(t.0),
+                    last_s: v.1.max(t.1),
+                    fusion: (10, 0.9, 1.0),
+                };
+                (id, Split::Train)
+            })
+            .collect();
+        let lists = co_occurring(&sides, |k| spans.get(k).copied());
+        assert_eq!(
+            lists,
+            vec![vec![2, 5], vec![1, 4, 5], vec![], vec![2, 5], vec![1, 2, 4]]
+        );
+    }
 }

@@ -238,6 +238,17 @@ fn live(
     identities(&dir.join("events.jsonl"), truth, start)
 }
 
+/// What one seed's adapted model measured.
+struct Row {
+    /// Rank-1 and mAP on the true labels.
+    retrieval: (f64, f64),
+    /// Identities per person, purity, identities (see [`identities`]).
+    live: (f64, f64, usize),
+    /// Rank-1 on the pseudo-identities (adapt's report), before and after.
+    pseudo_before: f64,
+    pseudo_after: f64,
+}
+
 fn mean_std(v: &[f64]) -> (f64, f64) {
     let m = v.iter().sum::<f64>() / v.len() as f64;
     let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len().max(2) - 1) as f64;
@@ -338,13 +349,13 @@ fn main() {
             &model,
             &truth,
         );
-        let pseudo = report["after"]["rank1"][0].as_f64().unwrap_or(f64::NAN);
-        rows.push((
-            after,
-            live_after,
-            pseudo,
-            report["before"]["rank1"][0].as_f64().unwrap_or(f64::NAN),
-        ));
+        let pseudo = |side: &str| report[side]["rank1"][0].as_f64().unwrap_or(f64::NAN);
+        rows.push(Row {
+            retrieval: after,
+            live: live_after,
+            pseudo_before: pseudo("before"),
+            pseudo_after: pseudo("after"),
+        });
     }
     let played = if run_frames == 0 {
         "all".to_owned()
@@ -358,21 +369,20 @@ fn main() {
         "| ImageNet start | {:.1} | {:.1} | {:.2} | {:.2} | {} |",
         before.0, before.1, live_before.0, live_before.1, live_before.2
     );
-    for (seed, (after, l, _, _)) in rows.iter().enumerate() {
+    for (seed, r) in rows.iter().enumerate() {
         println!(
             "| adapted, seed {seed} | {:.1} | {:.1} | {:.2} | {:.2} | {} |",
-            after.0, after.1, l.0, l.1, l.2
+            r.retrieval.0, r.retrieval.1, r.live.0, r.live.1, r.live.2
         );
     }
-    let col = |f: &dyn Fn(&((f64, f64), (f64, f64, usize), f64, f64)) -> f64| {
-        mean_std(&rows.iter().map(f).collect::<Vec<_>>())
-    };
-    let (r1, map, frag, pur) = (col(&|r| r.0.0), col(&|r| r.0.1), col(&|r| r.1.0), col(&|r| r.1.1));
+    let col = |f: &dyn Fn(&Row) -> f64| mean_std(&rows.iter().map(f).collect::<Vec<_>>());
+    let (r1, map) = (col(&|r| r.retrieval.0), col(&|r| r.retrieval.1));
+    let (frag, pur) = (col(&|r| r.live.0), col(&|r| r.live.1));
     println!(
         "| adapted, mean ± std | {:.1} ± {:.1} | {:.1} ± {:.1} | {:.2} ± {:.2} | {:.2} ± {:.2} | |",
         r1.0, r1.1, map.0, map.1, frag.0, frag.1, pur.0, pur.1
     );
-    let (pa, pb) = (col(&|r| r.2), col(&|r| r.3));
+    let (pa, pb) = (col(&|r| r.pseudo_after), col(&|r| r.pseudo_before));
     println!(
         "\nOn the pseudo-identities (adapt's own report): rank-1 {:.1} before, {:.1} ± {:.1} after.\n\
          Adapted rank-1 / starting rank-1 (true labels): {:.2}×.",

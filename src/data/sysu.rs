@@ -45,8 +45,11 @@ pub fn read_ids(root: &Path, split: &str) -> Result<Vec<i64>, DataError> {
 /// at the same time (so certainly other people): one line `pid: other,other,…` per id with any.
 pub const CO_OCCURRING: &str = "exp/co_occurring.txt";
 
-/// Reads [`CO_OCCURRING`]: person id → the ids seen at the same time; `Ok(None)` if absent.
-pub fn read_co_occurring(root: &Path) -> Result<Option<BTreeMap<i64, Vec<i64>>>, DataError> {
+/// Person id → the ids seen at the same time.
+pub type CoOccurring = BTreeMap<i64, Vec<i64>>;
+
+/// Reads [`CO_OCCURRING`]; `Ok(None)` if absent.
+pub fn read_co_occurring(root: &Path) -> Result<Option<CoOccurring>, DataError> {
     let path = root.join(CO_OCCURRING);
     if !path.exists() {
         return Ok(None);
@@ -95,7 +98,7 @@ pub fn images(root: &Path, cam: i64, pid: i64) -> Result<Vec<Item>, DataError> {
 mod tests {
     use super::*;
 
-    fn with(text: &str) -> (tempfile::TempDir, Result<Option<BTreeMap<i64, Vec<i64>>>, DataError>) {
+    fn with(text: &str) -> (tempfile::TempDir, Result<Option<CoOccurring>, DataError>) {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("exp")).expect("exp");
         std::fs::write(dir.path().join(CO_OCCURRING), text).expect("write");

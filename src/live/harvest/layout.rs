@@ -402,7 +402,8 @@ mod tests {
             track,
         };
         // (camera, visible span, thermal span) per pseudo-identity.
-        let ids: [(usize, (f64, f64), (f64, f64)); 5] = [
+        type Span = (f64, f64);
+        let ids: [(usize, Span, Span); 5] = [
             (0, (0.0, 10.0), (0.0, 4.0)),   // 1
             (0, (5.0, 15.0), (5.0, 15.0)),  // 2: beside 1 (visible)
             (1, (5.0, 15.0), (5.0, 15.0)),  // 3: another camera pair

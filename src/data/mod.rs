@@ -38,7 +38,8 @@ pub struct Item {
     pub cam: i64,
 }
 
-/// Sorted file names (not paths) of the regular files (or links to them) in `dir`; `Ok(None)` if it does not exist.
+/// Sorted file names (not paths) of the regular files (or links to them) in `dir`; `Ok(None)`
+/// if it does not exist.
 pub(crate) fn sorted_files(dir: &Path) -> Result<Option<Vec<String>>, DataError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,

@@ -47,6 +47,7 @@ fn filled(identities: usize) -> IdentityIndex {
         expiry_s: f64::INFINITY,
         neighbours: 16,
         rebuild_dead_fraction: 0.5,
+        also_fraction: 0.0,
         device: tch::Device::Cpu,
     });
     for i in 0..identities as u64 {

@@ -19,7 +19,7 @@ apt_packages=(
   gstreamer1.0-libav gstreamer1.0-tools
   libopencv-dev opencv-data opencv-doc clang libclang-dev
   libgstrtspserver-1.0-dev gstreamer1.0-rtsp
-  mosquitto mosquitto-clients
+  mosquitto mosquitto-clients nats-server
   prometheus chromium python3-jsonschema
 )
 missing=()

@@ -22,6 +22,7 @@ pub mod adapt;
 pub mod atomic;
 pub mod base;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod data;
 pub mod detect;

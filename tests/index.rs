@@ -84,6 +84,7 @@ fn settings(backend: IndexBackend, dim: usize) -> Settings {
         expiry_s: 100.0,
         neighbours: 8,
         rebuild_dead_fraction: 0.3,
+        also_fraction: 0.0,
         device: Device::Cpu,
     }
 }

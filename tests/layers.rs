@@ -13,7 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["ingest", "data", "index"],
     &["detect", "model"],
     &["track", "eval", "synth"],
-    &["train", "viz"],
+    &["train", "viz", "cluster"],
     &["live"],
     &["doctor", "cli", "adapt"],
 ];

@@ -32,6 +32,9 @@ pub struct Settings {
     pub neighbours: usize,
     /// Dead fraction of indexed points that triggers a background rebuild.
     pub rebuild_dead_fraction: f64,
+    /// Other identities whose nearest exemplar lies within this share of their modality's
+    /// threshold are reported in [`Decision::also`] (0: never; a cluster merges them).
+    pub also_fraction: f32,
     pub device: Device,
 }
 
@@ -80,6 +83,9 @@ pub struct Decision {
     pub distance: Option<f32>,
     /// The match came from the other modality.
     pub cross_modal: bool,
+    /// Other identities about as close as the one chosen (see [`Settings::also_fraction`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<u64>,
 }
 
 struct Rebuild {
@@ -102,6 +108,27 @@ pub struct IdentityIndex {
     rebuild: Option<Rebuild>,
     /// The model whose vectors these are, recorded in snapshots.
     model: Option<String>,
+    /// Where this index stands in a cluster's shared stream, recorded in snapshots.
+    replica: Option<Replica>,
+}
+
+/// A cluster node's position in the shared exemplar stream.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Replica {
+    /// The node whose index this is.
+    pub node: String,
+    /// The last stream sequence number applied to the index.
+    pub applied: u64,
+}
+
+/// Bits of an identity id below the node number in a cluster: ids are
+/// `node_number << NODE_SHIFT | counter`, unique across nodes without coordination and exact in
+/// JSON numbers (below 2^53 for node numbers below 4096).
+pub const NODE_SHIFT: u32 = 40;
+
+/// The node number an identity id was created under (0 outside a cluster).
+pub fn origin(id: u64) -> u64 {
+    id >> NODE_SHIFT
 }
 
 fn slot(m: Modality) -> usize {
@@ -130,6 +157,7 @@ impl IdentityIndex {
             dead: 0,
             rebuild: None,
             model: None,
+            replica: None,
         }
     }
 
@@ -162,7 +190,48 @@ impl IdentityIndex {
             dead,
             rebuild: None,
             model: None,
+            replica: None,
         }
+    }
+
+    /// The cluster position recorded with the index.
+    pub fn replica(&self) -> Option<&Replica> {
+        self.replica.as_ref()
+    }
+
+    /// Records the cluster position (saved in snapshots).
+    pub fn set_replica(&mut self, replica: Replica) {
+        self.replica = Some(replica);
+    }
+
+    /// Makes new identity ids those of cluster node `node` (`node << NODE_SHIFT | counter`);
+    /// identities created before the node joined a cluster (ids below `1 << NODE_SHIFT`) are
+    /// renamed into its range, so that they cannot collide with another node's. Returns the
+    /// renamings.
+    pub fn scope_ids(&mut self, node: u64) -> Vec<(u64, u64)> {
+        let base = node << NODE_SHIFT;
+        let renamed: Vec<(u64, u64)> = self
+            .identities
+            .keys()
+            .filter(|&&id| origin(id) == 0)
+            .map(|&id| (id, base | id))
+            .collect();
+        for &(old, new) in &renamed {
+            if let Some(mut ident) = self.identities.remove(&old) {
+                ident.id = new;
+                for &i in ident.visible.iter().chain(&ident.thermal) {
+                    self.exemplars[i].identity = new;
+                }
+                self.identities.insert(new, ident);
+            }
+        }
+        let own_max = self.identities.keys().filter(|&&id| origin(id) == node).max().copied();
+        let counter = if origin(self.next_id) == 0 { self.next_id } else { 1 };
+        let next = (base | counter).max(own_max.map_or(0, |m| m + 1));
+        if origin(self.next_id) != node || self.next_id < next {
+            self.next_id = next;
+        }
+        renamed
     }
 
     pub fn settings(&self) -> &Settings {
@@ -245,6 +314,16 @@ impl IdentityIndex {
             }
         }
         let current = current.filter(|c| self.identities.contains_key(c));
+        let near = |(_, d, cross): (f32, f32, bool)| {
+            let threshold = if cross {
+                s.cross_modality_threshold
+            } else {
+                s.same_modality_threshold
+            };
+            d <= s.also_fraction * threshold
+        };
+        let close: Vec<(u64, (f32, f32, bool))> =
+            votes.iter().filter(|(_, v)| near(**v)).map(|(k, v)| (*k, *v)).collect();
         let best = match current {
             Some(c) if votes.contains_key(&c) || votes.is_empty() => {
                 Some((c, votes.get(&c).copied().unwrap_or((0.0, f32::NAN, false))))
@@ -260,6 +339,7 @@ impl IdentityIndex {
                 // A kept identity with no neighbour within the threshold has no distance.
                 distance: (!d.is_nan()).then_some(d),
                 cross_modal: cross,
+                also: close.iter().map(|c| c.0).filter(|&other| other != id).collect(),
             },
             None => {
                 let id = self.next_id;
@@ -280,6 +360,7 @@ impl IdentityIndex {
                     created: true,
                     distance: None,
                     cross_modal: false,
+                    also: Vec::new(),
                 }
             }
         };
@@ -313,6 +394,71 @@ impl IdentityIndex {
         }
         self.add_exemplar(identity, vector, modality, camera, time);
         Ok(true)
+    }
+
+    /// Adds an exemplar another node saw (replicated), creating its identity when unknown here.
+    /// Refuses the vectors [`IdentityIndex::admit`] refuses.
+    pub fn add_replicated(
+        &mut self,
+        identity: u64,
+        vector: &[f32],
+        modality: Modality,
+        camera: &str,
+        time: f64,
+    ) -> Result<(), VectorError> {
+        self.admit(vector)?;
+        self.poll_rebuild();
+        self.identities.entry(identity).or_insert_with(|| Identity {
+            id: identity,
+            first_seen: time,
+            last_seen: time,
+            sightings: 0,
+            visible: VecDeque::new(),
+            thermal: VecDeque::new(),
+        });
+        self.add_exemplar(identity, vector, modality, camera, time);
+        Ok(())
+    }
+
+    /// Joins identity `from` into `into` (created when unknown here): its exemplars and
+    /// sightings move, the oldest exemplars beyond [`Settings::max_exemplars`] are dropped, and
+    /// `from` is gone. `false` when `from` is not here or is `into`.
+    pub fn merge(&mut self, from: u64, into: u64) -> bool {
+        if from == into {
+            return false;
+        }
+        let Some(gone) = self.identities.remove(&from) else {
+            return false;
+        };
+        for &i in gone.visible.iter().chain(&gone.thermal) {
+            self.exemplars[i].identity = into;
+        }
+        let target = self.identities.entry(into).or_insert_with(|| Identity {
+            id: into,
+            first_seen: gone.first_seen,
+            last_seen: gone.last_seen,
+            sightings: 0,
+            visible: VecDeque::new(),
+            thermal: VecDeque::new(),
+        });
+        target.first_seen = target.first_seen.min(gone.first_seen);
+        target.last_seen = target.last_seen.max(gone.last_seen);
+        target.sightings += gone.sightings;
+        let max = self.settings.max_exemplars.max(1);
+        let mut dropped = Vec::new();
+        for (list, moved) in [(&mut target.visible, gone.visible), (&mut target.thermal, gone.thermal)] {
+            list.extend(moved);
+            // Exemplar numbers grow with time: the smallest are the oldest.
+            list.make_contiguous().sort_unstable();
+            while list.len() > max {
+                dropped.extend(list.pop_front());
+            }
+        }
+        for i in dropped {
+            self.kill(i);
+        }
+        self.maybe_rebuild();
+        true
     }
 
     /// Refuses a vector of another dimension or with a NaN or infinite value: it would match

@@ -8,7 +8,7 @@
 //! every check and reports the ones that do not, so a torn or corrupted file falls back to the
 //! previous snapshot.
 
-use super::identities::{Exemplar, Identity, IdentityIndex, Settings};
+use super::identities::{Exemplar, Identity, IdentityIndex, Replica, Settings};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 
@@ -66,6 +66,9 @@ struct Meta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     model: Option<String>,
     next_id: u64,
+    /// The cluster node's stream position (absent outside a cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    replica: Option<Replica>,
     identities: Vec<Identity>,
     exemplars: Vec<Exemplar>,
 }
@@ -126,6 +129,7 @@ pub fn freeze(index: &IdentityIndex) -> Frozen {
         dim: index.settings().dim,
         model: index.model().map(str::to_owned),
         next_id: index.next_id(),
+        replica: index.replica().cloned(),
         identities,
         exemplars,
     })
@@ -248,7 +252,10 @@ pub fn decode(
         return Err(corrupt("an identity refers to a missing exemplar".to_owned()));
     }
     let identities = meta.identities.into_iter().map(|i| (i.id, i)).collect();
-    let index = IdentityIndex::from_parts(settings, meta.exemplars, identities, meta.next_id);
+    let mut index = IdentityIndex::from_parts(settings, meta.exemplars, identities, meta.next_id);
+    if let Some(r) = meta.replica {
+        index.set_replica(r);
+    }
     // A snapshot of an older build, loaded by a caller that knows its model, takes that model.
     Ok(match meta.model.or_else(|| model.map(str::to_owned)) {
         Some(m) => index.with_model(m),
@@ -525,6 +532,7 @@ fn inspection_settings(dim: usize) -> Settings {
         expiry_s: f64::INFINITY,
         neighbours: 16,
         rebuild_dead_fraction: 1.0,
+        also_fraction: 0.0,
         device: tch::Device::Cpu,
     }
 }

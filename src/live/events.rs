@@ -76,6 +76,10 @@ pub struct Event {
     pub partner_track_id: Option<u64>,
     /// Thumbnail written for a new identity.
     pub thumbnail: Option<String>,
+    /// In a cluster: the identities just merged into `identity` (a person first met at two
+    /// nodes); absent otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<u64>,
 }
 
 impl Event {
@@ -99,6 +103,7 @@ impl Event {
             embeddings: 0,
             partner_track_id: None,
             thumbnail: None,
+            merged_from: Vec::new(),
         }
     }
 

@@ -11,6 +11,7 @@ use super::events::{Event, EventKind, unix_now as now};
 use super::metrics::Metrics;
 use super::types::{Pixels, ToIdentity, TrackKey, TrackNote};
 use super::writer::{DiskWriter, Exemplar, ThumbnailJob, Written};
+use crate::cluster::{Merged, Node};
 use crate::config::SiteConfig;
 use crate::detect::BBox;
 use crate::index::identities::{Decision, IdentityIndex};
@@ -60,6 +61,7 @@ pub fn run(
     labels: &Labels,
     board: Option<&Arc<Board>>,
     metrics: &Metrics,
+    mut cluster: Option<Node>,
 ) -> IdentityOutcome {
     let interval = cfg.tracker.embed_interval_ms as f64 / 1000.0;
     let snapshot_every = Duration::from_secs_f64(cfg.index.snapshot_interval_s.max(1.0));
@@ -82,25 +84,28 @@ pub fn run(
     };
     // `hint`: the fused partner's identity, for a track that has none yet.
     let matched = |index: &mut IdentityIndex,
+                   cluster: Option<&Node>,
                    key: TrackKey,
                    state: &mut TrackState,
                    hint: Option<u64>|
      -> Option<(Event, Instant)> {
         let (vector, count) = state.mean.take()?;
         let camera = &cfg.cameras[key.camera].name;
+        let time = now();
         // A fused track's identity is settled by the fusion: its embeddings extend it.
         let assigned = match (state.partner, state.identity.or(hint)) {
-            (Some(_), Some(id)) => match index.extend(id, &vector, key.modality, camera, now()) {
+            (Some(_), Some(id)) => match index.extend(id, &vector, key.modality, camera, time) {
                 Ok(true) => Ok(Decision {
                     identity: id,
                     created: false,
                     distance: None,
                     cross_modal: false,
+                    also: Vec::new(),
                 }),
-                Ok(false) => index.assign_track(&vector, key.modality, camera, now(), Some(id)),
+                Ok(false) => index.assign_track(&vector, key.modality, camera, time, Some(id)),
                 Err(e) => Err(e),
             },
-            (_, current) => index.assign_track(&vector, key.modality, camera, now(), current),
+            (_, current) => index.assign_track(&vector, key.modality, camera, time, current),
         };
         let decision = match assigned {
             Ok(d) => d,
@@ -113,6 +118,10 @@ pub fn run(
                 return None;
             }
         };
+        if let Some(node) = cluster {
+            node.added(decision.identity, &vector, key.modality, camera, time);
+            node.propose_merges(&decision);
+        }
         let previous = state.identity.replace(decision.identity);
         state.last_match_pts = state.last.map(|l| l.2);
         if let Ok(mut l) = labels.lock() {
@@ -156,7 +165,31 @@ pub fn run(
         Some((e, arrived))
     };
     let latency = metrics.latency("reid_stage_seconds", &[("stage", "identity")]);
-    for msg in input.iter() {
+    let mut incoming = cluster
+        .as_ref()
+        .map_or_else(crossbeam_channel::never, |c| c.incoming().clone());
+    loop {
+        let msg = crossbeam_channel::select! {
+            recv(input) -> msg => match msg {
+                Ok(msg) => msg,
+                Err(_) => break,
+            },
+            recv(incoming) -> item => {
+                let merged = match (item, cluster.as_mut()) {
+                    (Ok(item), Some(node)) => node.apply(&mut index, item),
+                    _ => {
+                        // The link ended: go on alone.
+                        incoming = crossbeam_channel::never();
+                        None
+                    }
+                };
+                let out = merged.map(|m| relabel(&mut tracks, &m, labels, &event)).unwrap_or_default();
+                if !send_all(events, cluster.as_ref(), out) {
+                    break;
+                }
+                continue;
+            }
+        };
         let started = Instant::now();
         let out = match msg {
             ToIdentity::Embedded {
@@ -183,7 +216,9 @@ pub fn run(
                     Some(t) => pts_s - t >= interval || pts_s < t,
                 };
                 if due {
-                    matched(&mut index, key, state, hint).into_iter().collect()
+                    matched(&mut index, cluster.as_ref(), key, state, hint)
+                        .into_iter()
+                        .collect()
                 } else {
                     Vec::new()
                 }
@@ -202,7 +237,9 @@ pub fn run(
             ToIdentity::Note(TrackNote::End { key, pts_s, arrived }) => {
                 let hint = partner_identity(&tracks, key);
                 let mut state = tracks.remove(&key).unwrap_or_default();
-                let mut out: Vec<_> = matched(&mut index, key, &mut state, hint).into_iter().collect();
+                let mut out: Vec<_> = matched(&mut index, cluster.as_ref(), key, &mut state, hint)
+                    .into_iter()
+                    .collect();
                 if let Some(p) = state.partner.and_then(|p| tracks.get_mut(&p)) {
                     p.partner = None;
                 }
@@ -253,10 +290,8 @@ pub fn run(
                 }
             }
         };
-        for e in out {
-            if events.send(e).is_err() {
-                break;
-            }
+        if !send_all(events, cluster.as_ref(), out) {
+            break;
         }
         identities.store(index.identities().len() as i64, Ordering::Relaxed);
         latency.observe(started.elapsed().as_secs_f64());
@@ -270,8 +305,53 @@ pub fn run(
         }
     }
     index.finish_rebuild();
+    if let Some(node) = cluster {
+        node.finish();
+    }
     let written = writer.finish(snapshot::freeze(&index));
     IdentityOutcome { index, written }
+}
+
+/// Sends `out` on (and to the cluster's events subject, when it has one); `false` when the
+/// events stage is gone.
+fn send_all(events: &Sender<(Event, Instant)>, cluster: Option<&Node>, out: Vec<(Event, Instant)>) -> bool {
+    out.into_iter().all(|e| {
+        if let Some(node) = cluster.filter(|c| c.publishes_events())
+            && let Ok(json) = serde_json::to_vec(&e.0)
+        {
+            node.event(json);
+        }
+        events.send(e).is_ok()
+    })
+}
+
+/// Moves the live tracks of merged-away identities to the canonical one: an update event each,
+/// naming the identities merged.
+fn relabel(
+    tracks: &mut HashMap<TrackKey, TrackState>,
+    merged: &Merged,
+    labels: &Labels,
+    event: &impl Fn(EventKind, TrackKey, &TrackState) -> Event,
+) -> Vec<(Event, Instant)> {
+    let mut out = Vec::new();
+    for (key, state) in tracks.iter_mut() {
+        let Some(previous) = state.identity.filter(|id| merged.merged_from.contains(id)) else {
+            continue;
+        };
+        state.identity = Some(merged.canonical);
+        if let Ok(mut l) = labels.lock() {
+            l.insert(*key, merged.canonical);
+        }
+        let mut e = event(EventKind::Update, *key, state);
+        if let Some((bbox, score, _, _)) = state.last {
+            e = e.with_box(bbox, score);
+        }
+        e.previous_identity = Some(previous);
+        e.identity_changed = true;
+        e.merged_from.clone_from(&merged.merged_from);
+        out.push((e, Instant::now()));
+    }
+    out
 }
 
 fn partner_identity(tracks: &HashMap<TrackKey, TrackState>, key: TrackKey) -> Option<u64> {

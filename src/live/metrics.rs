@@ -111,6 +111,14 @@ fn help(name: &str) -> &'static str {
             "Time per embedder batch: prepare (host), upload (and device preprocessing), network, download"
         }
         "reid_frame_to_event_seconds" => "From a frame arriving from its source to the event it caused",
+        "reid_cluster_published_total" => "Exemplars this node stored in the cluster's stream",
+        "reid_cluster_duplicates_total" => "Publications the stream had stored already (retries)",
+        "reid_cluster_publish_retries_total" => "Publications sent again after an error or a lost acknowledgement",
+        "reid_cluster_dropped_total" => "Cluster items dropped or refused, by reason",
+        "reid_cluster_applied_total" => "Exemplars of other nodes (or of an earlier run) added to the index",
+        "reid_cluster_merges_recorded_total" => "Identity merges this node recorded",
+        "reid_cluster_merges_applied_total" => "Identity merges applied to the index",
+        "reid_cluster_connected" => "1 while connected to a NATS server",
         _ => "",
     }
 }

@@ -79,6 +79,8 @@ pub enum LiveError {
     Rtsp(#[from] rtsp::RtspError),
     #[error(transparent)]
     Mqtt(#[from] mqtt::MqttError),
+    #[error("cluster")]
+    Cluster(#[from] crate::cluster::ClusterError),
     #[error("cannot start a pipeline thread")]
     Thread(#[from] std::io::Error),
     #[error("the {} stage failed: {}; the pipeline was drained and stopped", .0.stage, .0.cause)]
@@ -125,8 +127,36 @@ fn index_settings(cfg: &SiteConfig, dim: usize) -> Settings {
         expiry_s: cfg.index.expiry_s,
         neighbours: 16,
         rebuild_dead_fraction: 0.5,
+        also_fraction: cfg.cluster.as_ref().map_or(0.0, |c| c.merge_fraction),
         device: tch::Device::Cpu,
     }
+}
+
+/// Joins the cluster of `[cluster]`, if any, with its counters in `/metrics`.
+fn start_cluster(
+    cfg: &SiteConfig,
+    index: &mut IdentityIndex,
+    model_id: &str,
+    metrics: &Metrics,
+) -> Result<Option<crate::cluster::Node>, LiveError> {
+    let Some(c) = &cfg.cluster else { return Ok(None) };
+    let dropped = |reason| metrics.counter("reid_cluster_dropped_total", &[("reason", reason)]);
+    let counters = crate::cluster::Counters {
+        published: metrics.counter("reid_cluster_published_total", &[]),
+        duplicates: metrics.counter("reid_cluster_duplicates_total", &[]),
+        publish_retries: metrics.counter("reid_cluster_publish_retries_total", &[]),
+        dropped_outbox: dropped("outbox_full"),
+        unsent_at_exit: dropped("unsent_at_exit"),
+        applied: metrics.counter("reid_cluster_applied_total", &[]),
+        other_model: dropped("other_model"),
+        refused: dropped("refused"),
+        merges_recorded: metrics.counter("reid_cluster_merges_recorded_total", &[]),
+        merges_applied: metrics.counter("reid_cluster_merges_applied_total", &[]),
+        dropped_merges: dropped("merge_queue_full"),
+        dropped_events: dropped("event_queue_full"),
+        connected: metrics.gauge("reid_cluster_connected", &[]),
+    };
+    Ok(Some(crate::cluster::Node::start(c, index, model_id, counters)?))
 }
 
 /// Runs the site until every source ends or `stop` is set: each stage is set up in turn (any
@@ -139,7 +169,8 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
     // Everything the run opens is checked before a source starts.
     let preflight::Ready { embedder, model_id } = preflight(cfg)?;
     let log = open_event_log(cfg)?;
-    let index = open_index(cfg, opts, embedder.dim() as usize, &model_id)?;
+    let mut index = open_index(cfg, opts, embedder.dim() as usize, &model_id)?;
+    let cluster = start_cluster(cfg, &mut index, &model_id, &metrics)?;
     let writer = writer::DiskWriter::start(&cfg.index.snapshot_dir, &metrics)?;
     let mqtt = match &cfg.outputs.mqtt {
         Some(m) => Some(mqtt::MqttSink::start(m, &camera_names(cfg))?),
@@ -203,7 +234,7 @@ pub fn run(cfg: &SiteConfig, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Resul
         // Exemplar thumbnails only for a page.
         let board = board.as_ref().filter(|_| server.is_some());
         let ident = sup.spawn(s, "identity", move || {
-            identity::run(cfg, index, writer, &ident_rx, &events_tx, labels, board, m)
+            identity::run(cfg, index, writer, &ident_rx, &events_tx, labels, board, m, cluster)
         })?;
         let out = sup.spawn(s, "events", move || outputs::run(&events_rx, sinks, m))?;
         let video = if destinations.any() {

@@ -287,6 +287,7 @@ mod tests {
             expiry_s: 100.0,
             neighbours: 4,
             rebuild_dead_fraction: 0.5,
+            also_fraction: 0.0,
             device: tch::Device::Cpu,
         });
         idx.assign(&[1.0, 0.0, 0.0, 0.0], crate::base::Modality::Visible, "a", 1.0)

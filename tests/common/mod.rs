@@ -256,3 +256,30 @@ pub fn files_under(dir: &Path) -> std::collections::BTreeSet<String> {
     }
     out
 }
+
+/// A NATS server with JetStream on 127.0.0.1:`port`, its store in `dir`; `cluster`: this server's
+/// route port and the other servers' route ports, for a cluster named `reid`.
+pub fn nats_server(dir: &Path, port: u16, cluster: Option<(u16, &[u16])>) -> std::process::Child {
+    let mut cmd = std::process::Command::new("nats-server");
+    cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string()])
+        .arg("-sd")
+        .arg(dir)
+        .args(["--server_name", &format!("s{port}")]);
+    if let Some((route_port, others)) = cluster {
+        let routes: Vec<String> = others.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect();
+        cmd.args([
+            "--cluster_name",
+            "reid",
+            "--cluster",
+            &format!("nats://127.0.0.1:{route_port}"),
+        ])
+        .args(["--routes", &routes.join(",")]);
+    }
+    let child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nats-server (scripts/setup.sh installs it)");
+    wait_for_port(port);
+    child
+}

@@ -5,12 +5,14 @@
 //! and the checks that turn one into the other, [`sources`] those of a camera's sources, and
 //! [`detectors`] the detector and tracker sections.
 
+pub mod cluster;
 pub mod detectors;
 mod guard;
 pub mod harvest;
 mod raw;
 mod sources;
 
+pub use cluster::{Cluster, VectorEncoding};
 pub use detectors::{Calibration, Detector, DetectorKind, ThermalDetector, Tracker, YoloLayout};
 pub use harvest::Harvest;
 
@@ -36,6 +38,8 @@ pub struct SiteConfig {
     pub outputs: Outputs,
     /// How `reid-pipe harvest` builds a training set from the site's tracks.
     pub harvest: Harvest,
+    /// The other nodes this one shares its identities with (`[cluster]`), if any.
+    pub cluster: Option<Cluster>,
 }
 
 /// Where and how the work runs.

@@ -1,6 +1,7 @@
 //! The site file's layout as read (every value with its location), and the checks that turn it
 //! into a [`SiteConfig`].
 
+use super::cluster::RawCluster;
 use super::detectors::{RawCalibration, RawDetector, RawThermalDetector, RawTracker};
 use super::guard::{OutputSpans, outputs_clear_of_inputs};
 use super::harvest::RawHarvest;
@@ -28,6 +29,7 @@ pub(super) struct RawSite {
     outputs: RawOutputs,
     #[serde(default)]
     harvest: RawHarvest,
+    cluster: Option<RawCluster>,
 }
 
 #[derive(Deserialize, Default)]
@@ -226,6 +228,7 @@ impl RawSite {
             video: self.outputs.video.as_ref().map(Spanned::span),
             thumbnails: self.outputs.thumbnails.as_ref().map(Spanned::span),
         };
+        let index = self.index.check(src)?;
         let cfg = SiteConfig {
             file: src.file.to_path_buf(),
             runtime,
@@ -233,9 +236,13 @@ impl RawSite {
             detector,
             tracker: self.tracker.check(src)?,
             model: self.model.check(src)?,
-            index: self.index.check(src)?,
             outputs: self.outputs.check(src)?,
             harvest: self.harvest.check(src)?,
+            cluster: match self.cluster {
+                Some(c) => Some(c.check(src, index.max_exemplars)?),
+                None => None,
+            },
+            index,
         };
         outputs_clear_of_inputs(&cfg, &spans, src)?;
         Ok(cfg)

@@ -1,0 +1,218 @@
+//! The identity stage's side of the cluster: scopes the index's ids to the node, publishes the
+//! exemplars the stage adds, proposes merges, and applies what the stream and the bucket bring.
+
+use super::link::{Incoming, Link, Outgoing, Start};
+use super::merges::Merges;
+use super::wire::{self, ExemplarMeta};
+use super::{ClusterError, Counters, node_number};
+use crate::base::Modality;
+use crate::config::site::Cluster;
+use crate::index::identities::{Decision, IdentityIndex, Replica, origin};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// A merge applied here: tracks holding one of `merged_from` now hold `canonical`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Merged {
+    pub canonical: u64,
+    pub merged_from: Vec<u64>,
+}
+
+/// One node of a cluster, as the identity stage sees it.
+pub struct Node {
+    link: Link,
+    merges: Merges,
+    name: String,
+    number: u64,
+    /// Random per process start: this run's own exemplars coming back are skipped.
+    run: u64,
+    model: String,
+    subject: String,
+    encoding: crate::config::site::VectorEncoding,
+    flush: Duration,
+    events: bool,
+    counters: Counters,
+}
+
+fn random_run() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+impl Node {
+    /// Joins the cluster with `index` (vectors of `model`): its ids become the node's, and the
+    /// stream is read from where the index's snapshot left it (from the start for a new node).
+    pub fn start(
+        cfg: &Cluster,
+        index: &mut IdentityIndex,
+        model: &str,
+        counters: Counters,
+    ) -> Result<Node, ClusterError> {
+        let number = node_number(&cfg.node);
+        let renamed = index.scope_ids(number);
+        if !renamed.is_empty() {
+            tracing::info!(
+                "cluster: {} identities of this node's earlier, single-node runs renamed into node {number}'s ids",
+                renamed.len()
+            );
+        }
+        let start = match index.replica() {
+            Some(r) if r.node == cfg.node => Start::After(r.applied),
+            _ => Start::Everything,
+        };
+        let link = Link::start(cfg, number, start, counters.clone())?;
+        tracing::info!(node = %cfg.node, number, ?start, "cluster: joined");
+        Ok(Node {
+            link,
+            merges: Merges::default(),
+            name: cfg.node.clone(),
+            number,
+            run: random_run(),
+            model: model.to_owned(),
+            subject: cfg.subject.clone(),
+            encoding: cfg.vector,
+            flush: Duration::from_secs_f64(cfg.flush_timeout_s),
+            events: cfg.events_subject.is_some(),
+            counters,
+        })
+    }
+
+    /// The node number this node's identity ids carry.
+    pub fn number(&self) -> u64 {
+        self.number
+    }
+
+    /// What the stream and the bucket bring in (select on it beside the stage's input).
+    pub fn incoming(&self) -> &crossbeam_channel::Receiver<Incoming> {
+        self.link.incoming()
+    }
+
+    /// The canonical id of `id` after the merges known here.
+    pub fn canonical(&self, id: u64) -> u64 {
+        self.merges.canonical(id)
+    }
+
+    /// Publishes an exemplar the stage added to `identity`; `false` when it was dropped (queue
+    /// full, counted).
+    pub fn added(&self, identity: u64, vector: &[f32], modality: Modality, camera: &str, time: f64) -> bool {
+        let meta = ExemplarMeta {
+            node: self.name.clone(),
+            run: self.run,
+            identity,
+            modality,
+            camera: camera.to_owned(),
+            time,
+            model: self.model.clone(),
+            encoding: self.encoding,
+            scale: 1.0,
+        };
+        self.link.publish(Outgoing {
+            subject: format!("{}.{}.{identity}.{modality}", self.subject, self.name),
+            id: wire::message_id(&meta),
+            payload: wire::encode(&meta, vector).into(),
+        })
+    }
+
+    /// Proposes merging the identity `decision` chose with the other close ones that another
+    /// node created (two nodes met one person independently). Identities of one node are never
+    /// merged: a single node behaves as it does alone.
+    pub fn propose_merges(&self, decision: &Decision) {
+        let chosen = origin(decision.identity);
+        for &other in &decision.also {
+            if origin(other) != chosen && self.canonical(other) != self.canonical(decision.identity) {
+                self.link.merge(decision.identity, other);
+            }
+        }
+    }
+
+    /// Whether identity events go to a JetStream subject too (`cluster.events_subject`).
+    pub fn publishes_events(&self) -> bool {
+        self.events
+    }
+
+    /// Publishes an identity event (JSON) on the events subject (nothing without one).
+    pub fn event(&self, json: Vec<u8>) {
+        if self.events {
+            self.link.event(json.into());
+        }
+    }
+
+    /// Applies one item from [`Node::incoming`] to `index`; returns the merge it caused, if any.
+    pub fn apply(&mut self, index: &mut IdentityIndex, item: Incoming) -> Option<Merged> {
+        match item {
+            Incoming::Exemplar { sequence, meta, vector } => {
+                self.apply_exemplar(index, &meta, &vector);
+                index.set_replica(Replica {
+                    node: self.name.clone(),
+                    applied: sequence,
+                });
+                None
+            }
+            Incoming::Garbled { sequence, error } => {
+                if self.counters.refused.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::warn!("cluster: stream message {sequence} is not an exemplar: {error} (counted)");
+                }
+                index.set_replica(Replica {
+                    node: self.name.clone(),
+                    applied: sequence,
+                });
+                None
+            }
+            Incoming::Merge { from, into } => {
+                let (canonical, gone) = self.merges.union(from, into);
+                gone?;
+                let merged_from: Vec<u64> = self
+                    .merges
+                    .merged_into(canonical)
+                    .into_iter()
+                    .filter(|&id| index.merge(id, canonical))
+                    .collect();
+                self.counters.merges_applied.fetch_add(1, Ordering::Relaxed);
+                Some(Merged { canonical, merged_from })
+            }
+        }
+    }
+
+    fn apply_exemplar(&mut self, index: &mut IdentityIndex, meta: &ExemplarMeta, vector: &[f32]) {
+        // This run's own exemplars are in the index already; an earlier run's (published after
+        // the snapshot this run started from) are not.
+        if meta.node == self.name && meta.run == self.run {
+            return;
+        }
+        if meta.model != self.model {
+            if self.counters.other_model.fetch_add(1, Ordering::Relaxed) == 0 {
+                tracing::warn!(
+                    "cluster: node {} sends exemplars of model {}, this node runs {} (refused, counted)",
+                    meta.node,
+                    meta.model,
+                    self.model
+                );
+            }
+            return;
+        }
+        let identity = self.merges.canonical(meta.identity);
+        match index.add_replicated(identity, vector, meta.modality, &meta.camera, meta.time) {
+            Ok(()) => {
+                self.counters.applied.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                if self.counters.refused.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::warn!("cluster: node {}'s exemplar refused: {e} (counted)", meta.node);
+                }
+            }
+        }
+    }
+
+    /// Publishes what is still queued (up to `cluster.flush_timeout_s`) and leaves.
+    pub fn finish(self) {
+        self.link.finish(self.flush);
+    }
+}

@@ -1,0 +1,370 @@
+//! The cluster against real NATS servers (`nats-server` with JetStream, started here on
+//! 127.0.0.1 in temporary folders): identity indices of two or three nodes share exemplars
+//! through the stream, merge identities met at two nodes to one canonical id, catch up after a
+//! restart, lose nothing uncounted while the server is away, and keep replicating when one of
+//! three clustered servers dies.
+
+mod common;
+
+use common::{free_port, nats_server, terminate};
+use reid_pipe::base::Modality;
+use reid_pipe::cluster::{Counters, Node, node_number};
+use reid_pipe::config::site::{Cluster, IndexBackend, VectorEncoding};
+use reid_pipe::index::backend::HnswParams;
+use reid_pipe::index::identities::{IdentityIndex, Settings, origin};
+use reid_pipe::index::snapshot;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+const DIM: usize = 64;
+
+fn settings() -> Settings {
+    Settings {
+        dim: DIM,
+        backend: IndexBackend::Exact,
+        hnsw: HnswParams::default(),
+        same_modality_threshold: 0.2,
+        cross_modality_threshold: 0.4,
+        max_exemplars: 8,
+        expiry_s: 1e9,
+        neighbours: 8,
+        rebuild_dead_fraction: 0.5,
+        also_fraction: 0.8,
+        device: tch::Device::Cpu,
+    }
+}
+
+fn cluster(ports: &[u16], node: &str) -> Cluster {
+    Cluster {
+        servers: ports.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect(),
+        node: node.to_owned(),
+        user: None,
+        password_env: None,
+        token_env: None,
+        stream: "REID_EXEMPLARS".into(),
+        subject: "reid.exemplars".into(),
+        bucket: "REID_MERGES".into(),
+        replicas: 1,
+        max_age_s: 3600.0,
+        max_bytes: 100_000_000,
+        max_exemplars_per_identity: 8,
+        vector: VectorEncoding::F16,
+        outbox: 1000,
+        merge_fraction: 0.8,
+        connect_timeout_s: 20.0,
+        flush_timeout_s: 10.0,
+        events_subject: None,
+    }
+}
+
+/// A unit vector pointing a pseudo-random ±1 way (near-orthogonal to others in 64 dimensions).
+fn person(key: u64, noise: f32) -> Vec<f32> {
+    let bit = |x: u64| {
+        let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) & 1
+    };
+    let sign = |k: u64, i: u64| if bit(k * 64 + i) == 0 { 1.0f32 } else { -1.0 };
+    let v: Vec<f32> = (0..DIM as u64)
+        .map(|i| sign(key, i) + noise * sign(key * 7919 + 13, i))
+        .collect();
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.into_iter().map(|x| x / n).collect()
+}
+
+struct Member {
+    index: IdentityIndex,
+    node: Node,
+    counters: Counters,
+}
+
+fn join(ports: &[u16], name: &str, model: &str, index: Option<IdentityIndex>) -> Member {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .try_init();
+    let mut index = index.unwrap_or_else(|| IdentityIndex::new(settings()).with_model(model.into()));
+    let counters = Counters::default();
+    let node = Node::start(&cluster(ports, name), &mut index, model, counters.clone()).expect("join the cluster");
+    Member { index, node, counters }
+}
+
+impl Member {
+    fn sees(&mut self, key: u64, modality: Modality) -> u64 {
+        let v = person(key, 0.05);
+        let d = self
+            .index
+            .assign(&v, modality, "door", now())
+            .expect("a unit vector of the index's dimension");
+        self.node.added(d.identity, &v, modality, "door", now());
+        self.node.propose_merges(&d);
+        d.identity
+    }
+
+    /// Applies what arrives until `done` holds (panics after 30 s).
+    fn pump_until(&mut self, what: &str, done: impl Fn(&IdentityIndex) -> bool) {
+        let until = Instant::now() + Duration::from_secs(30);
+        while !done(&self.index) {
+            assert!(Instant::now() < until, "{what}: not reached in 30 s");
+            if let Ok(item) = self.node.incoming().recv_timeout(Duration::from_millis(50)) {
+                self.node.apply(&mut self.index, item);
+            }
+        }
+    }
+
+    /// Applies what arrives for `quiet` after the last item.
+    fn settle(&mut self, quiet: Duration) {
+        while let Ok(item) = self.node.incoming().recv_timeout(quiet) {
+            self.node.apply(&mut self.index, item);
+        }
+    }
+
+    fn live_exemplars(&self) -> usize {
+        self.index.exemplars().iter().filter(|e| e.alive).count()
+    }
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+fn server(dir: &Path) -> (u16, std::process::Child) {
+    let port = free_port();
+    (port, nats_server(dir, port, None))
+}
+
+#[test]
+fn a_person_seen_at_one_node_is_recognised_at_another() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (port, srv) = server(tmp.path());
+    let mut a = join(&[port], "gate-a", "model-1", None);
+    let mut b = join(&[port], "gate-b", "model-1", None);
+    let mut c = join(&[port], "gate-c", "model-2", None);
+    let first = a.sees(1, Modality::Visible);
+    assert_eq!(
+        origin(first),
+        node_number("gate-a"),
+        "ids carry the creating node's number"
+    );
+    b.pump_until("B holds A's identity", |ix| ix.identities().contains_key(&first));
+    // B's own sighting of the same person (another noise draw) joins A's identity.
+    let v = person(1, 0.07);
+    let d = b.index.assign(&v, Modality::Visible, "lobby", now()).unwrap();
+    assert_eq!(d.identity, first, "B's first sighting gets A's identity");
+    assert!(!d.created);
+    // So does a new person B meets first, at A afterwards.
+    let second = b.sees(2, Modality::Thermal);
+    assert_eq!(origin(second), node_number("gate-b"));
+    a.pump_until("A holds B's identity", |ix| ix.identities().contains_key(&second));
+    let d = a
+        .index
+        .assign(&person(2, 0.07), Modality::Thermal, "door", now())
+        .unwrap();
+    assert_eq!(d.identity, second);
+    // A node of another model refuses both nodes' vectors, and counts them.
+    c.settle(Duration::from_millis(1500));
+    assert!(
+        c.index.identities().is_empty(),
+        "another model's exemplars were applied"
+    );
+    assert_eq!(c.counters.other_model.load(Ordering::Relaxed), 2);
+    assert_eq!(a.counters.published.load(Ordering::Relaxed), 1);
+    assert_eq!(b.counters.applied.load(Ordering::Relaxed), 1);
+    for m in [a, b, c] {
+        m.node.finish();
+    }
+    terminate(srv);
+}
+
+#[test]
+fn concurrent_creation_at_two_nodes_converges_to_one_canonical_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (port, srv) = server(tmp.path());
+    let mut a = join(&[port], "gate-a", "m", None);
+    let mut b = join(&[port], "gate-b", "m", None);
+    // Both meet person 5 before either hears of the other; and persons 6 and 7 likewise.
+    let ids: Vec<(u64, u64)> = [5, 6, 7]
+        .iter()
+        .map(|&p| (a.sees(p, Modality::Visible), b.sees(p, Modality::Visible)))
+        .collect();
+    for (x, y) in &ids {
+        assert_ne!(x, y);
+    }
+    a.pump_until("A holds both nodes' identities", |ix| ix.identities().len() == 6);
+    b.pump_until("B holds both nodes' identities", |ix| ix.identities().len() == 6);
+    // Both see everyone again at once: each proposes every merge, concurrently.
+    for p in [5, 6, 7] {
+        a.sees(p, Modality::Visible);
+        b.sees(p, Modality::Visible);
+    }
+    for m in [&mut a, &mut b] {
+        m.pump_until("one identity per person", |ix| ix.identities().len() == 3);
+    }
+    for (x, y) in &ids {
+        let canonical = *x.min(y);
+        assert!(a.index.identities().contains_key(&canonical));
+        assert!(b.index.identities().contains_key(&canonical));
+        assert_eq!(a.node.canonical(*x.max(y)), canonical);
+        assert_eq!(b.node.canonical(*x.max(y)), canonical);
+    }
+    // Each pair was recorded once, whoever won the race.
+    let recorded =
+        a.counters.merges_recorded.load(Ordering::Relaxed) + b.counters.merges_recorded.load(Ordering::Relaxed);
+    assert_eq!(recorded, 3);
+    // A later exemplar of a merged-away id joins the canonical identity.
+    let (x, y) = ids[0];
+    let gone = x.max(y);
+    let mut c = join(&[port], "gate-c", "m", None);
+    c.pump_until("a new node rebuilds the three people from the stream", |ix| {
+        ix.identities().len() == 3 && ix.exemplars().iter().filter(|e| e.alive).count() == 12
+    });
+    assert!(!c.index.identities().contains_key(&gone));
+    a.node.finish();
+    b.node.finish();
+    c.node.finish();
+    terminate(srv);
+}
+
+#[test]
+fn a_restarted_node_catches_up_without_duplicates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let snapshots = tmp.path().join("snapshots");
+    std::fs::create_dir_all(&snapshots).unwrap();
+    let store = tmp.path().join("nats");
+    let (port, srv) = server(&store);
+    let mut a = join(&[port], "gate-a", "m", None);
+    let mut b = join(&[port], "gate-b", "m", None);
+    for p in 0..5 {
+        a.sees(p, Modality::Visible);
+    }
+    b.pump_until("B holds A's five", |ix| ix.identities().len() == 5);
+    // B's own exemplars: one before its snapshot, two after it (lost with B, kept by the stream).
+    b.sees(100, Modality::Thermal);
+    a.pump_until("A holds B's first", |ix| ix.identities().len() == 6);
+    b.settle(Duration::from_millis(800));
+    snapshot::save(&snapshot::freeze(&b.index), &snapshots).unwrap();
+    b.sees(101, Modality::Thermal);
+    b.sees(102, Modality::Thermal);
+    assert_eq!(b.live_exemplars(), 8);
+    b.node.finish(); // published before it goes
+    // While B is away A meets five more.
+    for p in 10..15 {
+        a.sees(p, Modality::Visible);
+    }
+    a.pump_until("A holds B's later two", |ix| ix.identities().len() == 13);
+    let (_, restored) = snapshot::load(&snapshots, settings(), Some("m")).unwrap().unwrap();
+    assert_eq!(restored.identities().len(), 6);
+    assert!(restored.replica().is_some_and(|r| r.node == "gate-b" && r.applied > 0));
+    let mut b = join(&[port], "gate-b", "m", Some(restored));
+    b.pump_until("B back with everyone", |ix| ix.identities().len() == 13);
+    b.settle(Duration::from_millis(500));
+    // Every exemplar once: A's ten, B's three (two of them from its earlier run, via the stream).
+    assert_eq!(b.live_exemplars(), 13, "duplicates or losses after the restart");
+    assert_eq!(a.live_exemplars(), 13);
+    a.node.finish();
+    b.node.finish();
+    terminate(srv);
+}
+
+#[test]
+fn a_server_outage_loses_only_counted_exemplars() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("nats");
+    let (port, srv) = server(&store);
+    let mut cfg = cluster(&[port], "gate-a");
+    cfg.outbox = 20;
+    let mut a_index = IdentityIndex::new(settings()).with_model("m".into());
+    let counters = Counters::default();
+    let a_node = Node::start(&cfg, &mut a_index, "m", counters.clone()).unwrap();
+    let mut b = join(&[port], "gate-b", "m", None);
+    terminate(srv);
+    // The server is gone: A goes on alone, queueing what it can.
+    let sent = 600u64;
+    for p in 0..sent {
+        let v = person(1000 + p, 0.05);
+        let d = a_index.assign(&v, Modality::Visible, "door", now()).unwrap();
+        assert!(d.created, "A keeps working locally");
+        a_node.added(d.identity, &v, Modality::Visible, "door", now());
+    }
+    let dropped = counters.dropped_outbox.load(Ordering::Relaxed);
+    assert!(dropped > 0 && dropped < sent, "dropped {dropped} of {sent}");
+    let srv = nats_server(&store, port, None);
+    let expected = (sent - dropped) as usize;
+    b.pump_until("B holds every exemplar not counted as dropped", |ix| {
+        ix.identities().len() == expected
+    });
+    b.settle(Duration::from_millis(1000));
+    assert_eq!(b.index.identities().len(), expected);
+    a_node.finish();
+    // Each stored exemplar was acknowledged once: as new, or as a duplicate of a first try
+    // whose acknowledgement was lost with the server.
+    let stored = counters.published.load(Ordering::Relaxed) + counters.duplicates.load(Ordering::Relaxed);
+    assert_eq!(stored, sent - dropped);
+    assert_eq!(counters.unsent_at_exit.load(Ordering::Relaxed), 0);
+    b.node.finish();
+    terminate(srv);
+}
+
+#[test]
+fn three_clustered_servers_keep_replicating_when_one_dies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let servers: Vec<std::process::Child> = (0..3)
+        .map(|i| {
+            let dir = tmp.path().join(format!("s{i}"));
+            let others: Vec<u16> = (0..3).filter(|&j| j != i).map(|j| routes[j]).collect();
+            nats_server(&dir, ports[i], Some((routes[i], &others)))
+        })
+        .collect();
+    let replicated = |name: &str, order: [usize; 3]| {
+        let mut c = cluster(&order.map(|i| ports[i]), name);
+        c.replicas = 3;
+        c.connect_timeout_s = 60.0;
+        c
+    };
+    let mut a_index = IdentityIndex::new(settings()).with_model("m".into());
+    let a_counters = Counters::default();
+    let a = Node::start(&replicated("gate-a", [0, 1, 2]), &mut a_index, "m", a_counters.clone()).unwrap();
+    let mut b_index = IdentityIndex::new(settings()).with_model("m".into());
+    let mut b = Node::start(&replicated("gate-b", [1, 2, 0]), &mut b_index, "m", Counters::default()).unwrap();
+    let mut see = |p: u64| {
+        let v = person(p, 0.05);
+        let d = a_index.assign(&v, Modality::Visible, "door", now()).unwrap();
+        a.added(d.identity, &v, Modality::Visible, "door", now());
+    };
+    for p in 0..5 {
+        see(p);
+    }
+    let pump = |b: &mut Node, b_index: &mut IdentityIndex, n: usize| {
+        let until = Instant::now() + Duration::from_secs(60);
+        while b_index.identities().len() < n {
+            assert!(
+                Instant::now() < until,
+                "B reached {} of {n} identities",
+                b_index.identities().len()
+            );
+            if let Ok(item) = b.incoming().recv_timeout(Duration::from_millis(50)) {
+                b.apply(b_index, item);
+            }
+        }
+    };
+    pump(&mut b, &mut b_index, 5);
+    // The server A is connected to dies; the other two keep a quorum of the three replicas.
+    let mut servers = servers.into_iter();
+    terminate(servers.next().unwrap());
+    for p in 5..10 {
+        see(p);
+    }
+    pump(&mut b, &mut b_index, 10);
+    assert_eq!(a_counters.dropped_outbox.load(Ordering::Relaxed), 0);
+    a.finish();
+    b.finish();
+    for s in servers {
+        terminate(s);
+    }
+}

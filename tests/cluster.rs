@@ -368,3 +368,74 @@ fn three_clustered_servers_keep_replicating_when_one_dies() {
         terminate(s);
     }
 }
+
+/// Two `reid-pipe run` nodes on one NATS server, the second playing the same people after the
+/// first: the second node's first sighting of each person already carries the first node's
+/// identity, and it creates none of its own.
+#[test]
+fn the_second_node_recognises_the_first_nodes_people() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (port, srv) = server(&tmp.path().join("nats"));
+    let clip = common::clip(tmp.path(), 4, 3);
+    let model = format!(
+        "backbone = \"mobilenetv2\"\nweights = \"{}\"\ninput_size = [256, 128]\n",
+        common::repo("models/weights/mobilenetv2_imagenet.safetensors").display()
+    );
+    let run = |node: &str| {
+        let dir = tmp.path().join(node);
+        std::fs::create_dir_all(&dir).unwrap();
+        let events = dir.join("events.jsonl");
+        let site = common::scene_site(
+            &dir,
+            &clip,
+            None,
+            &model,
+            &format!(
+                "[outputs]\nevents = \"{}\"\n[cluster]\nservers = [\"nats://127.0.0.1:{port}\"]\nnode = \"{node}\"\n",
+                events.display()
+            ),
+        );
+        let out = common::bin()
+            .args(["--log", "warn", "run"])
+            .arg(&site)
+            .output()
+            .expect("run");
+        let text = common::ok(out);
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(&events)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (lines, text)
+    };
+    let (a, _) = run("gate-a");
+    let (b, text) = run("gate-b");
+    let identities = |events: &[serde_json::Value]| -> std::collections::BTreeSet<u64> {
+        events.iter().filter_map(|e| e["identity"].as_u64()).collect()
+    };
+    let (at_a, at_b) = (identities(&a), identities(&b));
+    assert!(at_a.len() >= 4, "A saw the four people: {at_a:?}");
+    assert!(at_a.iter().all(|&id| origin(id) == node_number("gate-a")));
+    // Each of B's tracks: its first identity.
+    let mut first = std::collections::BTreeMap::new();
+    for e in &b {
+        if let Some(id) = e["identity"].as_u64() {
+            first
+                .entry((e["modality"].to_string(), e["track_id"].as_u64()))
+                .or_insert(id);
+        }
+    }
+    let from_a = first
+        .values()
+        .filter(|&&id| origin(id) == node_number("gate-a"))
+        .count();
+    println!(
+        "B: {from_a} of {} tracks began with A's identities; B's identities {at_b:?}",
+        first.len()
+    );
+    assert!(first.len() >= 4, "{text}");
+    assert_eq!(from_a, first.len(), "tracks of B that did not begin with A's identity");
+    assert!(b.iter().all(|e| e["new_identity"] != true), "B created an identity");
+    assert!(at_b.is_subset(&at_a), "B's identities {at_b:?} are A's {at_a:?}");
+    terminate(srv);
+}

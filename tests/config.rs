@@ -537,3 +537,49 @@ fn outputs_that_are_inputs_of_the_run_are_refused_and_left_untouched() {
     .expect("site");
     SiteConfig::load(&site).expect("outputs beside the inputs are fine");
 }
+
+#[test]
+fn a_cluster_section_is_checked_key_by_key() {
+    let with = |cluster: &str| format!("{SITE}\n[cluster]\n{cluster}");
+    // Line 21 is the first line of the section's body.
+    let ok = SiteConfig::from_bytes(
+        Path::new("/etc/reid/site.toml"),
+        with("servers = [\"nats://10.0.0.5:4222\", \"nats://10.0.0.6:4222\"]\nnode = \"gate-a\"\nuser = \"reid\"\npassword_env = \"REID_NATS_PASSWORD\"\nvector = \"int8\"\n").as_bytes(),
+    )
+    .expect("valid");
+    let c = ok.cluster.expect("a cluster");
+    assert_eq!(c.servers.len(), 2);
+    assert_eq!(
+        (c.node.as_str(), c.stream.as_str(), c.bucket.as_str()),
+        ("gate-a", "REID_EXEMPLARS", "REID_MERGES")
+    );
+    assert_eq!(c.vector, reid_pipe::config::site::VectorEncoding::Int8);
+    assert_eq!(
+        c.max_exemplars_per_identity, ok.index.max_exemplars as i64,
+        "defaults to the index's"
+    );
+    // Without the section a node works alone.
+    assert!(
+        SiteConfig::from_bytes(Path::new("s.toml"), SITE.as_bytes())
+            .unwrap()
+            .cluster
+            .is_none()
+    );
+    let e = site_err(with("servers = [\"nats://reid:hunter2@10.0.0.5:4222\"]\nnode = \"a\"\n").as_bytes());
+    expect(&e, "cluster.servers", 21, "holds a password");
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+    let e = site_err(with("servers = [\"http://10.0.0.5\"]\nnode = \"a\"\n").as_bytes());
+    expect(&e, "cluster.servers", 21, "expected URLs such as");
+    let e = site_err(with("servers = []\nnode = \"a\"\n").as_bytes());
+    expect(&e, "cluster.servers", 21, "at least one");
+    let e = site_err(with("servers = [\"nats://h:4222\"]\nnode = \"gate a\"\n").as_bytes());
+    expect(&e, "cluster.node", 22, "letters, digits");
+    let e = site_err(with("servers = [\"nats://h:4222\"]\nnode = \"a\"\npassword_env = \"P\"\n").as_bytes());
+    expect(&e, "cluster.password_env", 23, "needs a user");
+    let e = site_err(with("servers = [\"nats://h:4222\"]\nnode = \"a\"\nreplicas = 7\n").as_bytes());
+    expect(&e, "cluster.replicas", 23, "in [1, 5]");
+    let e = site_err(with("servers = [\"nats://h:4222\"]\nnode = \"a\"\nevents_subject = \"reid.>\"\n").as_bytes());
+    expect(&e, "cluster.events_subject", 23, "no wildcards");
+    let e = site_err(with("servers = [\"nats://h:4222\"]\nnode = \"a\"\nvector = \"f32\"\n").as_bytes());
+    assert!(e.key.starts_with("cluster"), "{e}");
+}

@@ -620,3 +620,102 @@ fn build_indices(settings: &Settings, exemplars: &[Exemplar]) -> [Box<dyn Backen
     }
     indices
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(also_fraction: f32) -> Settings {
+        Settings {
+            dim: 4,
+            backend: IndexBackend::Exact,
+            hnsw: HnswParams::default(),
+            same_modality_threshold: 0.2,
+            cross_modality_threshold: 0.4,
+            max_exemplars: 3,
+            expiry_s: 1e9,
+            neighbours: 8,
+            rebuild_dead_fraction: 0.9,
+            also_fraction,
+            device: Device::Cpu,
+        }
+    }
+
+    fn unit(v: [f32; 4]) -> Vec<f32> {
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter().map(|x| x / n).collect()
+    }
+
+    #[test]
+    fn scoped_ids_carry_the_node_and_earlier_ids_are_renamed() {
+        let mut ix = IdentityIndex::new(settings(0.0));
+        let old = ix
+            .assign(&unit([1.0, 0.0, 0.0, 0.0]), Modality::Visible, "c", 0.0)
+            .unwrap()
+            .identity;
+        assert_eq!(old, 1);
+        let renamed = ix.scope_ids(7);
+        assert_eq!(renamed, vec![(1, (7 << NODE_SHIFT) | 1)]);
+        assert!(ix.exemplars().iter().all(|e| e.identity == (7 << NODE_SHIFT) | 1));
+        let new = ix
+            .assign(&unit([0.0, 1.0, 0.0, 0.0]), Modality::Visible, "c", 1.0)
+            .unwrap()
+            .identity;
+        assert_eq!(new, (7 << NODE_SHIFT) | 2);
+        assert_eq!(origin(new), 7);
+        // Scoping again (a restart) renames nothing and keeps counting.
+        assert!(ix.scope_ids(7).is_empty());
+        assert_eq!(ix.next_id(), (7 << NODE_SHIFT) | 3);
+    }
+
+    #[test]
+    fn close_other_identities_are_reported_only_when_asked() {
+        for (fraction, expected) in [(0.0, 0), (0.8, 1)] {
+            let mut ix = IdentityIndex::new(settings(fraction));
+            ix.add_replicated(10, &unit([1.0, 0.0, 0.0, 0.0]), Modality::Visible, "c", 0.0)
+                .unwrap();
+            ix.add_replicated(20, &unit([1.0, 0.05, 0.0, 0.0]), Modality::Visible, "c", 0.0)
+                .unwrap();
+            // Far from both: never reported.
+            ix.add_replicated(30, &unit([0.0, 0.0, 1.0, 0.0]), Modality::Visible, "c", 0.0)
+                .unwrap();
+            let d = ix
+                .assign(&unit([1.0, 0.02, 0.0, 0.0]), Modality::Visible, "c", 1.0)
+                .unwrap();
+            assert!(!d.created);
+            assert_eq!(d.also.len(), expected, "{d:?}");
+            assert!(d.also.iter().all(|&o| o != d.identity && o != 30));
+        }
+    }
+
+    #[test]
+    fn a_merge_moves_exemplars_and_keeps_the_newest() {
+        let mut ix = IdentityIndex::new(settings(0.0));
+        let v = unit([1.0, 0.0, 0.0, 0.0]);
+        for t in 0..2 {
+            ix.add_replicated(5, &v, Modality::Visible, "c", f64::from(t)).unwrap();
+        }
+        for t in 2..4 {
+            ix.add_replicated(9, &v, Modality::Visible, "c", f64::from(t)).unwrap();
+        }
+        ix.add_replicated(9, &v, Modality::Thermal, "c", 4.0).unwrap();
+        assert!(ix.merge(9, 5));
+        assert!(!ix.merge(9, 5), "already gone");
+        assert!(!ix.identities().contains_key(&9));
+        let kept = &ix.identities()[&5];
+        assert_eq!((kept.first_seen, kept.last_seen, kept.sightings), (0.0, 4.0, 5));
+        // Three visible exemplars at most: the oldest (time 0) went.
+        let times: Vec<f64> = kept.visible.iter().map(|&i| ix.exemplars()[i].time).collect();
+        assert_eq!(times, [1.0, 2.0, 3.0]);
+        assert_eq!(kept.thermal.len(), 1);
+        assert_eq!(ix.dead(), 1);
+        let live: Vec<u64> = ix.exemplars().iter().filter(|e| e.alive).map(|e| e.identity).collect();
+        assert_eq!(live, [5, 5, 5, 5]);
+        // Queries find the merged identity.
+        let d = ix.assign(&v, Modality::Thermal, "c", 5.0).unwrap();
+        assert_eq!(d.identity, 5);
+        // Into an identity not known here: created.
+        assert!(ix.merge(5, 2));
+        assert_eq!(ix.identities()[&2].sightings, 6);
+    }
+}

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{free_port, nats_server, terminate};
+use common::{NatsServer, free_port, nats_server};
 use reid_pipe::base::Modality;
 use reid_pipe::cluster::{Counters, Node, node_number};
 use reid_pipe::config::site::{Cluster, IndexBackend, VectorEncoding};
@@ -132,7 +132,7 @@ fn now() -> f64 {
         .as_secs_f64()
 }
 
-fn server(dir: &Path) -> (u16, std::process::Child) {
+fn server(dir: &Path) -> (u16, NatsServer) {
     let port = free_port();
     (port, nats_server(dir, port, None))
 }
@@ -156,6 +156,9 @@ fn a_person_seen_at_one_node_is_recognised_at_another() {
     let d = b.index.assign(&v, Modality::Visible, "lobby", now()).unwrap();
     assert_eq!(d.identity, first, "B's first sighting gets A's identity");
     assert!(!d.created);
+    // And through the other modality: A's visible exemplar answers B's thermal query.
+    let d = b.index.assign(&v, Modality::Thermal, "lobby", now()).unwrap();
+    assert_eq!((d.identity, d.cross_modal), (first, true));
     // So does a new person B meets first, at A afterwards.
     let second = b.sees(2, Modality::Thermal);
     assert_eq!(origin(second), node_number("gate-b"));
@@ -177,7 +180,7 @@ fn a_person_seen_at_one_node_is_recognised_at_another() {
     for m in [a, b, c] {
         m.node.finish();
     }
-    terminate(srv);
+    srv.stop();
 }
 
 #[test]
@@ -226,7 +229,7 @@ fn concurrent_creation_at_two_nodes_converges_to_one_canonical_id() {
     a.node.finish();
     b.node.finish();
     c.node.finish();
-    terminate(srv);
+    srv.stop();
 }
 
 #[test]
@@ -267,7 +270,7 @@ fn a_restarted_node_catches_up_without_duplicates() {
     assert_eq!(a.live_exemplars(), 13);
     a.node.finish();
     b.node.finish();
-    terminate(srv);
+    srv.stop();
 }
 
 #[test]
@@ -281,7 +284,7 @@ fn a_server_outage_loses_only_counted_exemplars() {
     let counters = Counters::default();
     let a_node = Node::start(&cfg, &mut a_index, "m", counters.clone()).unwrap();
     let mut b = join(&[port], "gate-b", "m", None);
-    terminate(srv);
+    srv.stop();
     // The server is gone: A goes on alone, queueing what it can.
     let sent = 600u64;
     for p in 0..sent {
@@ -306,7 +309,7 @@ fn a_server_outage_loses_only_counted_exemplars() {
     assert_eq!(stored, sent - dropped);
     assert_eq!(counters.unsent_at_exit.load(Ordering::Relaxed), 0);
     b.node.finish();
-    terminate(srv);
+    srv.stop();
 }
 
 #[test]
@@ -314,7 +317,7 @@ fn three_clustered_servers_keep_replicating_when_one_dies() {
     let tmp = tempfile::tempdir().unwrap();
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let servers: Vec<std::process::Child> = (0..3)
+    let servers: Vec<NatsServer> = (0..3)
         .map(|i| {
             let dir = tmp.path().join(format!("s{i}"));
             let others: Vec<u16> = (0..3).filter(|&j| j != i).map(|j| routes[j]).collect();
@@ -356,7 +359,7 @@ fn three_clustered_servers_keep_replicating_when_one_dies() {
     pump(&mut b, &mut b_index, 5);
     // The server A is connected to dies; the other two keep a quorum of the three replicas.
     let mut servers = servers.into_iter();
-    terminate(servers.next().unwrap());
+    servers.next().unwrap().stop();
     for p in 5..10 {
         see(p);
     }
@@ -365,8 +368,55 @@ fn three_clustered_servers_keep_replicating_when_one_dies() {
     a.finish();
     b.finish();
     for s in servers {
-        terminate(s);
+        s.stop();
     }
+}
+
+/// A site file for `node` playing `clip` with the ImageNet MobileNetV2, in the cluster of the
+/// server on `port`; returns it and its events file.
+fn node_site(dir: &Path, clip: &Path, port: u16, node: &str, extra: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = dir.join(node);
+    std::fs::create_dir_all(&dir).unwrap();
+    let events = dir.join("events.jsonl");
+    let model = format!(
+        "backbone = \"mobilenetv2\"\nweights = \"{}\"\ninput_size = [256, 128]\n",
+        common::repo("models/weights/mobilenetv2_imagenet.safetensors").display()
+    );
+    let site = common::scene_site(
+        &dir,
+        clip,
+        None,
+        &model,
+        &format!(
+            "[outputs]\nevents = \"{}\"\n[cluster]\nservers = [\"nats://127.0.0.1:{port}\"]\nnode = \"{node}\"\n{extra}",
+            events.display()
+        ),
+    );
+    (site, events)
+}
+
+fn read_events(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Each track's identity at its end: (modality, track id) → identity.
+fn final_identities(events: &[serde_json::Value]) -> std::collections::BTreeMap<(String, u64), u64> {
+    events
+        .iter()
+        .filter(|e| e["type"] == "end")
+        .filter_map(|e| {
+            Some((
+                e["modality"].as_str()?.to_owned(),
+                e["track_id"].as_u64()?,
+                e["identity"].as_u64()?,
+            ))
+        })
+        .map(|(m, t, id)| ((m, t), id))
+        .collect()
 }
 
 /// Two `reid-pipe run` nodes on one NATS server, the second playing the same people after the
@@ -377,39 +427,19 @@ fn the_second_node_recognises_the_first_nodes_people() {
     let tmp = tempfile::tempdir().unwrap();
     let (port, srv) = server(&tmp.path().join("nats"));
     let clip = common::clip(tmp.path(), 4, 3);
-    let model = format!(
-        "backbone = \"mobilenetv2\"\nweights = \"{}\"\ninput_size = [256, 128]\n",
-        common::repo("models/weights/mobilenetv2_imagenet.safetensors").display()
-    );
-    let run = |node: &str| {
-        let dir = tmp.path().join(node);
-        std::fs::create_dir_all(&dir).unwrap();
-        let events = dir.join("events.jsonl");
-        let site = common::scene_site(
-            &dir,
-            &clip,
-            None,
-            &model,
-            &format!(
-                "[outputs]\nevents = \"{}\"\n[cluster]\nservers = [\"nats://127.0.0.1:{port}\"]\nnode = \"{node}\"\n",
-                events.display()
-            ),
+    let run = |node: &str, extra: &str| {
+        let (site, events) = node_site(tmp.path(), &clip, port, node, extra);
+        let text = common::ok(
+            common::bin()
+                .args(["--log", "warn", "run"])
+                .arg(&site)
+                .output()
+                .expect("run"),
         );
-        let out = common::bin()
-            .args(["--log", "warn", "run"])
-            .arg(&site)
-            .output()
-            .expect("run");
-        let text = common::ok(out);
-        let lines: Vec<serde_json::Value> = std::fs::read_to_string(&events)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        (lines, text)
+        (read_events(&events), text)
     };
-    let (a, _) = run("gate-a");
-    let (b, text) = run("gate-b");
+    let (a, _) = run("gate-a", "");
+    let (b, text) = run("gate-b", "events_subject = \"reid.events.gate-b\"\n");
     let identities = |events: &[serde_json::Value]| -> std::collections::BTreeSet<u64> {
         events.iter().filter_map(|e| e["identity"].as_u64()).collect()
     };
@@ -437,5 +467,66 @@ fn the_second_node_recognises_the_first_nodes_people() {
     assert_eq!(from_a, first.len(), "tracks of B that did not begin with A's identity");
     assert!(b.iter().all(|e| e["new_identity"] != true), "B created an identity");
     assert!(at_b.is_subset(&at_a), "B's identities {at_b:?} are A's {at_a:?}");
-    terminate(srv);
+    // B's events went to its JetStream subject too, every one of them.
+    let stored = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let client = async_nats::connect(format!("nats://127.0.0.1:{port}")).await.unwrap();
+            let js = async_nats::jetstream::new(client);
+            let mut events = js.get_stream("REID_EXEMPLARS_EVENTS").await.expect("the events stream");
+            events.info().await.unwrap().state.messages
+        });
+    assert_eq!(stored, b.len() as u64, "events in the stream");
+    srv.stop();
+}
+
+/// Two `reid-pipe run` nodes at once on the same people (the same clip: the same tracks): each
+/// creates identities the other learns within milliseconds, and where both created one for the
+/// same person the merge joins them. Every track ends with the same canonical identity at both.
+#[test]
+fn two_nodes_at_once_agree_on_every_identity() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (port, srv) = server(&tmp.path().join("nats"));
+    let clip = common::clip(tmp.path(), 4, 3);
+    let nodes: Vec<_> = ["gate-a", "gate-b"]
+        .iter()
+        .map(|node| {
+            let (site, events) = node_site(tmp.path(), &clip, port, node, "");
+            let child = common::bin()
+                .args(["--log", "warn", "run"])
+                .arg(&site)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("run");
+            (child, events)
+        })
+        .collect();
+    let ends: Vec<_> = nodes
+        .into_iter()
+        .map(|(child, events)| {
+            common::ok(child.wait_with_output().expect("run"));
+            final_identities(&read_events(&events))
+        })
+        .collect();
+    // The merges every node knows, read by a node that joins afterwards.
+    let mut observer = join(&[port], "observer", "another model", None);
+    observer.settle(Duration::from_millis(1500));
+    let canonical = |id: u64| observer.node.canonical(id);
+    assert!(ends[0].len() >= 8, "{:?}", ends[0]);
+    assert_eq!(
+        ends[0].keys().collect::<Vec<_>>(),
+        ends[1].keys().collect::<Vec<_>>(),
+        "the same tracks"
+    );
+    for (key, &a) in &ends[0] {
+        let b = ends[1][key];
+        assert_eq!(canonical(a), canonical(b), "{key:?}: {a} at A, {b} at B");
+    }
+    let creators: std::collections::BTreeSet<u64> = ends[0].values().map(|&id| origin(canonical(id))).collect();
+    println!("final identities from nodes {creators:?}; A {:?}", ends[0]);
+    observer.node.finish();
+    srv.stop();
 }

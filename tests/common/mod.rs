@@ -257,9 +257,29 @@ pub fn files_under(dir: &Path) -> std::collections::BTreeSet<String> {
     out
 }
 
+/// A NATS server, stopped (SIGTERM) when dropped, so that a failing test leaves none behind.
+pub struct NatsServer(Option<std::process::Child>);
+
+impl NatsServer {
+    /// Stops it now.
+    pub fn stop(mut self) {
+        if let Some(c) = self.0.take() {
+            terminate(c);
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            terminate(c);
+        }
+    }
+}
+
 /// A NATS server with JetStream on 127.0.0.1:`port`, its store in `dir`; `cluster`: this server's
 /// route port and the other servers' route ports, for a cluster named `reid`.
-pub fn nats_server(dir: &Path, port: u16, cluster: Option<(u16, &[u16])>) -> std::process::Child {
+pub fn nats_server(dir: &Path, port: u16, cluster: Option<(u16, &[u16])>) -> NatsServer {
     let mut cmd = std::process::Command::new("nats-server");
     cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string()])
         .arg("-sd")
@@ -281,5 +301,5 @@ pub fn nats_server(dir: &Path, port: u16, cluster: Option<(u16, &[u16])>) -> std
         .spawn()
         .expect("nats-server (scripts/setup.sh installs it)");
     wait_for_port(port);
-    child
+    NatsServer(Some(child))
 }

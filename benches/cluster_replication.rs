@@ -8,8 +8,8 @@
 //!   identities (one exemplar each) built alone, and built by a new node from the stream (each in
 //!   a process of its own).
 //!
-//!     cargo bench --bench cluster_replication
-//!     REID_BENCH_CLUSTER_{DIM=2048,RATE_N=20000,LATENCY_N=1000,IDENTITIES=100000}
+//! Run: `cargo bench --bench cluster_replication`; sizes from `REID_BENCH_CLUSTER_DIM` (2048),
+//! `_RATE_N` (20000), `_LATENCY_N` (1000) and `_IDENTITIES` (100000).
 
 #[path = "../tests/common/mod.rs"]
 mod test_common;
@@ -65,8 +65,8 @@ fn cluster(port: u16, node: &str, outbox: usize) -> Cluster {
     }
 }
 
-/// Random unit vectors (a fixed generator: every process draws the same ones).
-fn vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+/// Random unit vectors, drawn one at a time (a fixed generator: every process draws the same).
+fn vectors(n: usize, dim: usize, seed: u64) -> impl Iterator<Item = Vec<f32>> {
     let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let mut next = move || {
         s ^= s << 13;
@@ -74,13 +74,11 @@ fn vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
         s ^= s << 17;
         (s >> 11) as f32 / (1u64 << 53) as f32 - 0.5
     };
-    (0..n)
-        .map(|_| {
-            let v: Vec<f32> = (0..dim).map(|_| next()).collect();
-            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-            v.into_iter().map(|x| x / norm).collect()
-        })
-        .collect()
+    (0..n).map(move |_| {
+        let v: Vec<f32> = (0..dim).map(|_| next()).collect();
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.into_iter().map(|x| x / norm).collect()
+    })
 }
 
 fn now() -> f64 {
@@ -120,9 +118,10 @@ fn memory_child(mode: &str, port: u16, n: usize, dim: usize) {
     let before = rss_bytes();
     let mut index = IdentityIndex::new(settings(dim)).with_model("bench".into());
     if mode == "single" {
-        for (i, v) in vectors(n, dim, 3).iter().enumerate() {
+        // Drawn as inserted: the measurement holds the index, not the input.
+        for (i, v) in vectors(n, dim, 3).enumerate() {
             index
-                .add_replicated(i as u64 + 1, v, Modality::Visible, "c", now())
+                .add_replicated(i as u64 + 1, &v, Modality::Visible, "c", now())
                 .expect("unit vector");
         }
         println!("RSS {}", rss_bytes() - before);
@@ -174,7 +173,7 @@ fn main() {
 
     // A single node's own assignments (query + insert), the figure a node alone reaches.
     let mut alone = IdentityIndex::new(settings(dim)).with_model("bench".into());
-    let data = vectors(rate_n, dim, 1);
+    let data: Vec<Vec<f32>> = vectors(rate_n, dim, 1).collect();
     let t = Instant::now();
     for v in &data {
         alone.assign(v, Modality::Visible, "c", now()).expect("unit vector");
@@ -210,7 +209,7 @@ fn main() {
     let apply_rate = rate_n as f64 / t.elapsed().as_secs_f64();
 
     // Latency: one exemplar at a time, A → queryable at B.
-    let probes = vectors(latency_n, dim, 2);
+    let probes: Vec<Vec<f32>> = vectors(latency_n, dim, 2).collect();
     let (mut replicated, mut local) = (Vec::new(), Vec::new());
     for (i, v) in probes.iter().enumerate() {
         let t = Instant::now();
@@ -263,8 +262,8 @@ fn main() {
             counters.clone(),
         )
         .expect("writer");
-        for (i, v) in vectors(identities, dim, 3).iter().enumerate() {
-            writer.added(i as u64 + 1, v, Modality::Visible, "c", now());
+        for (i, v) in vectors(identities, dim, 3).enumerate() {
+            writer.added(i as u64 + 1, &v, Modality::Visible, "c", now());
         }
         writer.finish();
         let single = memory_of("single", mem_port, identities, dim);

@@ -83,7 +83,7 @@ pub fn decode(bytes: &[u8]) -> Result<(ExemplarMeta, Vec<f32>), WireError> {
     let body = &bytes[4 + len..];
     let vector = match meta.encoding {
         VectorEncoding::F16 => {
-            if body.len() % 2 != 0 {
+            if !body.len().is_multiple_of(2) {
                 return Err(WireError::Vector {
                     found: body.len(),
                     encoding: meta.encoding,

@@ -358,3 +358,57 @@ fn partner_identity(tracks: &HashMap<TrackKey, TrackState>, key: TrackKey) -> Op
     let partner = tracks.get(&key)?.partner?;
     tracks.get(&partner)?.identity
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::base::Modality;
+
+    #[test]
+    fn a_merge_moves_live_tracks_to_the_canonical_identity() {
+        let key = |track| TrackKey {
+            camera: 0,
+            modality: Modality::Visible,
+            track,
+        };
+        let mut tracks: HashMap<TrackKey, TrackState> = HashMap::new();
+        for (track, identity) in [(1, Some(9)), (2, Some(4)), (3, Some(7)), (4, None)] {
+            tracks.insert(
+                key(track),
+                TrackState {
+                    identity,
+                    ..TrackState::default()
+                },
+            );
+        }
+        let labels: Labels = Arc::default();
+        let event = |kind, k: TrackKey, s: &TrackState| Event {
+            identity: s.identity,
+            ..Event::of_track(kind, 0.0, "gate".into(), k.modality, k.track)
+        };
+        let merged = Merged {
+            canonical: 4,
+            merged_from: vec![7, 9],
+        };
+        let out = relabel(&mut tracks, &merged, &labels, &event);
+        let mut moved: Vec<(u64, Option<u64>, Option<u64>)> = out
+            .iter()
+            .map(|(e, _)| (e.track_id, e.previous_identity, e.identity))
+            .collect();
+        moved.sort_unstable();
+        assert_eq!(moved, [(1, Some(9), Some(4)), (3, Some(7), Some(4))]);
+        assert!(out.iter().all(|(e, _)| e.identity_changed && e.merged_from == [7, 9]));
+        assert_eq!(tracks[&key(1)].identity, Some(4));
+        assert_eq!(
+            tracks[&key(2)].identity,
+            Some(4),
+            "the canonical identity's own track stays"
+        );
+        assert_eq!(tracks[&key(4)].identity, None);
+        let l = labels.lock().unwrap();
+        assert_eq!(
+            (l.get(&key(1)), l.get(&key(3)), l.get(&key(2))),
+            (Some(&4), Some(&4), None)
+        );
+    }
+}

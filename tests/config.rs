@@ -566,8 +566,21 @@ fn a_cluster_section_is_checked_key_by_key() {
             .is_none()
     );
     let e = site_err(with("servers = [\"nats://reid:hunter2@10.0.0.5:4222\"]\nnode = \"a\"\n").as_bytes());
-    expect(&e, "cluster.servers", 21, "holds a password");
-    assert!(!e.to_string().contains("hunter2"), "{e}");
+    expect(&e, "cluster.servers", 21, "holds credentials");
+    assert!(
+        !e.to_string().contains("hunter2") && !e.to_string().contains("reid:"),
+        "{e}"
+    );
+    // A token in the URL's user part, likewise.
+    let e = site_err(with("servers = [\"nats://s3cr3tt0ken@10.0.0.5:4222\"]\nnode = \"a\"\n").as_bytes());
+    expect(&e, "cluster.servers", 21, "holds credentials");
+    assert!(!e.to_string().contains("s3cr3tt0ken"), "{e}");
+    let e = site_err(
+        with("servers = [\"nats://h:4222\"]\nnode = \"a\"\nevents_subject = \"reid.exemplars.events\"\n").as_bytes(),
+    );
+    expect(&e, "cluster.events_subject", 23, "under the exemplars' subject");
+    let e = site_err(with("servers = [\"nats://h:4222\"]\nnode = \"a\"\nmax_age_s = 1e20\n").as_bytes());
+    expect(&e, "cluster.max_age_s", 23, "in [1, 320000000]");
     let e = site_err(with("servers = [\"http://10.0.0.5\"]\nnode = \"a\"\n").as_bytes());
     expect(&e, "cluster.servers", 21, "expected URLs such as");
     let e = site_err(with("servers = []\nnode = \"a\"\n").as_bytes());

@@ -14,6 +14,7 @@ use async_nats::jetstream::{self, consumer, kv, stream};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use std::collections::VecDeque;
+use std::future::IntoFuture;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -22,13 +23,18 @@ use tokio::sync::{mpsc, oneshot};
 const WINDOW: usize = 256;
 /// Pause before retrying after an error.
 const RETRY: Duration = Duration::from_millis(250);
+/// Longest wait for a publication's acknowledgement, from its sending.
+const ACK_WAIT: Duration = Duration::from_secs(5);
 
-/// An exemplar ready to publish.
+/// An exemplar (or an identity event) ready to publish.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
     pub subject: String,
+    /// The message id JetStream deduplicates on.
     pub id: String,
     pub payload: Bytes,
+    /// An identity event for `cluster.events_subject`, not an exemplar.
+    pub event: bool,
 }
 
 /// What the stream and the bucket bring in, in stream order per kind.
@@ -59,7 +65,10 @@ pub enum Start {
 pub struct Link {
     exemplars: mpsc::Sender<Outgoing>,
     merges: mpsc::Sender<(u64, u64)>,
-    events: mpsc::Sender<Bytes>,
+    events_subject: Option<String>,
+    /// Prefix of event message ids: the node and its run.
+    event_ids: String,
+    events_sent: std::sync::atomic::AtomicU64,
     incoming: crossbeam_channel::Receiver<Incoming>,
     finish: Option<oneshot::Sender<Duration>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -134,7 +143,8 @@ async fn set_up(
             max_bytes: cfg.max_bytes,
             max_messages_per_subject: cfg.max_exemplars_per_identity,
             num_replicas: cfg.replicas,
-            duplicate_window: Duration::from_secs(120),
+            // Long enough that a publication retried after an outage of minutes is still known.
+            duplicate_window: Duration::from_secs(600),
             storage: stream::StorageType::File,
             discard: stream::DiscardPolicy::Old,
             ..Default::default()
@@ -199,8 +209,9 @@ async fn set_up(
 impl Link {
     /// Connects (waiting up to `cluster.connect_timeout_s`; the node works alone meanwhile and
     /// the link goes on trying), sets up the stream and bucket, claims node `number` (an error
-    /// when another node holds it), and starts reading the stream from `start`.
-    pub fn start(cfg: &Cluster, number: u64, start: Start, counters: Counters) -> Result<Link, ClusterError> {
+    /// when another node holds it), and starts reading the stream from `start`; `run` tells this
+    /// process's messages from an earlier one's.
+    pub fn start(cfg: &Cluster, number: u64, run: u64, start: Start, counters: Counters) -> Result<Link, ClusterError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -208,7 +219,6 @@ impl Link {
         let opts = connect_options(cfg, &counters)?;
         let (exemplars_tx, exemplars_rx) = mpsc::channel(cfg.outbox);
         let (merges_tx, merges_rx) = mpsc::channel(1024);
-        let (events_tx, events_rx) = mpsc::channel(cfg.outbox);
         let (incoming_tx, incoming_rx) = crossbeam_channel::bounded(4096);
         let (finish_tx, finish_rx) = oneshot::channel();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -230,29 +240,52 @@ impl Link {
                         }
                     };
                     let js = jetstream::new(client.clone());
-                    let (stream, bucket) = loop {
-                        match set_up(&js, &cfg, number).await {
-                            Ok(v) => break v,
+                    let mut finish_rx = finish_rx;
+                    let mut failures = 0u32;
+                    let set_up_done = loop {
+                        let attempt = tokio::select! {
+                            r = set_up(&js, &cfg, number) => r,
+                            _ = &mut finish_rx => break None,
+                        };
+                        match attempt {
+                            Ok(v) => break Some(v),
                             Err(e @ ClusterError::NodeNumberTaken { .. }) => {
+                                tracing::error!("cluster: {e}; this node works alone");
                                 let _ = ready_tx.send(Err(e));
-                                return;
+                                break None;
                             }
                             Err(e) => {
-                                tracing::debug!("cluster: set-up not done yet: {}", crate::base::Chain(&e));
+                                // Once at warning level: a fault that stays is named, not buried.
+                                if failures == 3 {
+                                    tracing::warn!("cluster: set-up still failing: {}", crate::base::Chain(&e));
+                                } else {
+                                    tracing::debug!("cluster: set-up not done yet: {}", crate::base::Chain(&e));
+                                }
+                                failures += 1;
                                 tokio::time::sleep(RETRY * 4).await;
                             }
                         }
+                    };
+                    let Some((stream, bucket)) = set_up_done else {
+                        // Never connected (or refused): what was queued was never published.
+                        let mut left = exemplars_rx;
+                        left.close();
+                        let mut n = 0;
+                        while left.try_recv().is_ok() {
+                            n += 1;
+                        }
+                        counters_thread.unsent_at_exit.fetch_add(n, Ordering::Relaxed);
+                        return;
                     };
                     let _ = ready_tx.send(Ok(()));
                     let reader = tokio::spawn(read_stream(stream, cfg.node.clone(), start, incoming_tx.clone()));
                     let watcher = tokio::spawn(watch_merges(bucket.clone(), incoming_tx));
                     let recorder = tokio::spawn(record_merges(bucket, merges_rx, counters_thread.clone()));
-                    let events = tokio::spawn(publish_events(js.clone(), cfg.events_subject.clone(), events_rx));
                     publish(&js, exemplars_rx, finish_rx, &counters_thread).await;
-                    for task in [reader, watcher, recorder, events] {
+                    for task in [reader, watcher, recorder] {
                         task.abort();
                     }
-                    let _ = client.flush().await;
+                    let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
                 });
             })
             .map_err(ClusterError::Runtime)?;
@@ -271,7 +304,9 @@ impl Link {
         Ok(Link {
             exemplars: exemplars_tx,
             merges: merges_tx,
-            events: events_tx,
+            events_subject: cfg.events_subject.clone(),
+            event_ids: format!("{}.{run:x}.event", cfg.node),
+            events_sent: std::sync::atomic::AtomicU64::new(0),
             incoming: incoming_rx,
             finish: Some(finish_tx),
             thread: Some(thread),
@@ -296,9 +331,18 @@ impl Link {
         }
     }
 
-    /// Queues an identity event (JSON) for the events subject, when one is configured.
+    /// Queues an identity event (JSON) for the events subject, when one is configured; it
+    /// shares the exemplars' queue, retries and end-of-run flush.
     pub fn event(&self, json: Bytes) {
-        if self.events.try_send(json).is_err() {
+        let Some(subject) = &self.events_subject else { return };
+        let n = self.events_sent.fetch_add(1, Ordering::Relaxed);
+        let out = Outgoing {
+            subject: subject.clone(),
+            id: format!("{}.{n}", self.event_ids),
+            payload: json,
+            event: true,
+        };
+        if self.exemplars.try_send(out).is_err() {
             self.counters.dropped_events.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -332,16 +376,24 @@ impl Drop for Link {
 }
 
 /// Publishes queued exemplars with up to [`WINDOW`] acknowledgements outstanding; one that fails
-/// is sent again under its message id. After `finish` it drains the queue until its deadline.
+/// or is not acknowledged within [`ACK_WAIT`] of its sending is sent again under its message id,
+/// after a pause. After `finish` it drains the queue until its deadline; what is left then is
+/// counted as unsent.
 async fn publish(
     js: &jetstream::Context,
     mut queue: mpsc::Receiver<Outgoing>,
     mut finish: oneshot::Receiver<Duration>,
     counters: &Counters,
 ) {
-    let mut in_flight: VecDeque<(Outgoing, jetstream::context::PublishAckFuture)> = VecDeque::new();
+    type Sent = (Outgoing, jetstream::context::PublishAckFuture, tokio::time::Instant);
+    let mut in_flight: VecDeque<Sent> = VecDeque::new();
     let mut retry: VecDeque<Outgoing> = VecDeque::new();
     let mut deadline: Option<tokio::time::Instant> = None;
+    let failed = |out: Outgoing, retry: &mut VecDeque<Outgoing>, why: &dyn std::fmt::Display| {
+        tracing::debug!("cluster: publication not stored ({why}); sending again");
+        counters.publish_retries.fetch_add(1, Ordering::Relaxed);
+        retry.push_back(out);
+    };
     loop {
         if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
             break;
@@ -351,9 +403,9 @@ async fn publish(
             None
         } else if let Some(o) = retry.pop_front() {
             Some(o)
-        } else if deadline.is_some() {
+        } else if deadline.is_some() || !in_flight.is_empty() {
             queue.try_recv().ok()
-        } else if in_flight.is_empty() {
+        } else {
             tokio::select! {
                 o = queue.recv() => match o { Some(o) => Some(o), None => break },
                 within = &mut finish => {
@@ -362,47 +414,46 @@ async fn publish(
                     continue;
                 }
             }
-        } else {
-            queue.try_recv().ok()
         };
         match next {
             Some(out) => {
-                let headers = {
-                    let mut h = async_nats::HeaderMap::new();
-                    h.insert(async_nats::header::NATS_MESSAGE_ID, out.id.as_str());
-                    h
-                };
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert(async_nats::header::NATS_MESSAGE_ID, out.id.as_str());
                 match js
                     .publish_with_headers(out.subject.clone(), headers, out.payload.clone())
                     .await
                 {
-                    Ok(ack) => in_flight.push_back((out, ack)),
+                    Ok(ack) => in_flight.push_back((out, ack, tokio::time::Instant::now())),
                     Err(e) => {
-                        tracing::debug!("cluster: publish failed ({e}); retrying");
-                        counters.publish_retries.fetch_add(1, Ordering::Relaxed);
-                        retry.push_back(out);
+                        failed(out, &mut retry, &e);
                         tokio::time::sleep(RETRY).await;
                     }
                 }
             }
             None => {
-                let Some((out, ack)) = in_flight.pop_front() else {
+                let Some((out, ack, sent)) = in_flight.pop_front() else {
                     if deadline.is_some() && retry.is_empty() {
                         break;
                     }
                     continue;
                 };
-                match ack.await {
-                    Ok(a) if a.duplicate => {
+                // Timed from the sending, so a window lost with the connection expires at once,
+                // not one acknowledgement wait after another.
+                match tokio::time::timeout_at(sent + ACK_WAIT, ack.into_future()).await {
+                    Ok(Ok(a)) if a.duplicate => {
                         counters.duplicates.fetch_add(1, Ordering::Relaxed);
                     }
-                    Ok(_) => {
-                        counters.published.fetch_add(1, Ordering::Relaxed);
+                    Ok(Ok(_)) => {
+                        if !out.event {
+                            counters.published.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
-                    Err(e) => {
-                        tracing::debug!("cluster: no acknowledgement ({e}); sending again");
-                        counters.publish_retries.fetch_add(1, Ordering::Relaxed);
-                        retry.push_back(out);
+                    Ok(Err(e)) => {
+                        failed(out, &mut retry, &e);
+                        tokio::time::sleep(RETRY).await;
+                    }
+                    Err(_) => {
+                        failed(out, &mut retry, &"no acknowledgement");
                     }
                 }
             }
@@ -414,35 +465,63 @@ async fn publish(
             queue.close();
         }
     }
-    // Whatever is left was never stored.
+    // Whatever is left was never acknowledged.
     let mut left = (in_flight.len() + retry.len()) as u64;
     while queue.try_recv().is_ok() {
         left += 1;
     }
     if left > 0 {
-        tracing::warn!("cluster: {left} exemplars not published before the end (counted as dropped)");
+        tracing::warn!("cluster: {left} exemplars not confirmed stored before the end (counted as dropped)");
     }
     counters.unsent_at_exit.fetch_add(left, Ordering::Relaxed);
 }
 
 /// Reads the stream through the node's durable consumer, created afresh at `start` (the
-/// snapshot, not the server, knows what the index holds); reconnections resume it.
-async fn read_stream(stream: stream::Stream, node: String, start: Start, out: crossbeam_channel::Sender<Incoming>) {
+/// snapshot, not the server, knows what the index holds); reconnections resume it, and a
+/// consumer lost on the server is created again after the last message read.
+async fn read_stream(mut stream: stream::Stream, node: String, start: Start, out: crossbeam_channel::Sender<Incoming>) {
     let durable = format!("reid-pipe-{node}");
-    let _ = stream.delete_consumer(&durable).await;
-    let deliver_policy = match start {
-        Start::Everything => consumer::DeliverPolicy::All,
-        Start::After(seq) => consumer::DeliverPolicy::ByStartSequence {
-            start_sequence: seq + 1,
-        },
+    // A consumer left from an earlier run would resume at its own position, not the snapshot's.
+    loop {
+        match stream.delete_consumer(&durable).await {
+            Ok(_) => break,
+            Err(e)
+                if matches!(e.kind(), stream::ConsumerErrorKind::JetStream(j)
+                if j.error_code() == async_nats::jetstream::ErrorCode::CONSUMER_NOT_FOUND) =>
+            {
+                break;
+            }
+            Err(e) => {
+                tracing::debug!("cluster: cannot clear the old consumer yet: {e}");
+                tokio::time::sleep(RETRY).await;
+            }
+        }
+    }
+    let mut next = match start {
+        Start::Everything => 1,
+        Start::After(seq) => {
+            let last = match stream.info().await {
+                Ok(info) => info.state.last_sequence,
+                Err(_) => u64::MAX,
+            };
+            if seq > last {
+                tracing::warn!(
+                    "cluster: the snapshot applied up to stream sequence {seq}, the stream ends at {last} \
+                     (it was created again): reading it from its start"
+                );
+                1
+            } else {
+                seq + 1
+            }
+        }
     };
-    let consumer = loop {
-        match stream
+    loop {
+        let consumer = match stream
             .get_or_create_consumer(
                 &durable,
                 consumer::pull::Config {
                     durable_name: Some(durable.clone()),
-                    deliver_policy,
+                    deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: next },
                     ack_policy: consumer::AckPolicy::Explicit,
                     max_ack_pending: 10_000,
                     ..Default::default()
@@ -450,14 +529,13 @@ async fn read_stream(stream: stream::Stream, node: String, start: Start, out: cr
             )
             .await
         {
-            Ok(c) => break c,
+            Ok(c) => c,
             Err(e) => {
                 tracing::debug!("cluster: consumer not created yet: {e}");
                 tokio::time::sleep(RETRY).await;
+                continue;
             }
-        }
-    };
-    loop {
+        };
         let mut messages = match consumer.messages().await {
             Ok(m) => m,
             Err(e) => {
@@ -484,6 +562,7 @@ async fn read_stream(stream: stream::Stream, node: String, start: Start, out: cr
             if !send_blocking(&out, item).await {
                 return;
             }
+            next = next.max(sequence + 1);
             let _ = m.ack().await;
         }
         tokio::time::sleep(RETRY).await;
@@ -523,9 +602,16 @@ async fn watch_merges(bucket: kv::Store, out: crossbeam_channel::Sender<Incoming
             let Some(from) = entry.key.strip_prefix("id.").and_then(|k| k.parse().ok()) else {
                 continue;
             };
-            let Some(into) = std::str::from_utf8(&entry.value).ok().and_then(|v| v.parse().ok()) else {
+            let Some(into) = std::str::from_utf8(&entry.value)
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+            else {
                 continue;
             };
+            // As `root` reads them: a parent is always the smaller id.
+            if into >= from {
+                continue;
+            }
             if !send_blocking(&out, Incoming::Merge { from, into }).await {
                 return;
             }
@@ -534,10 +620,17 @@ async fn watch_merges(bucket: kv::Store, out: crossbeam_channel::Sender<Incoming
     }
 }
 
-/// The canonical id of `id` as the bucket has it now.
+/// The canonical id of `id` as the bucket has it now. A record that is not an id smaller than
+/// its key (not written by reid-pipe) ends the walk there, so it cannot loop.
 async fn root(bucket: &kv::Store, mut id: u64) -> Result<u64, async_nats::Error> {
     while let Some(parent) = bucket.get(merge_key(id)).await? {
-        id = std::str::from_utf8(&parent)?.parse()?;
+        match std::str::from_utf8(&parent).ok().and_then(|p| p.parse::<u64>().ok()) {
+            Some(p) if p < id => id = p,
+            _ => {
+                tracing::warn!("cluster: merge record {} is not a smaller id; ignored", merge_key(id));
+                break;
+            }
+        }
     }
     Ok(id)
 }
@@ -567,26 +660,15 @@ async fn record_merges(bucket: kv::Store, mut requests: mpsc::Receiver<(u64, u64
                     tracing::info!("cluster: identity {from} merged into {into}");
                     break;
                 }
-                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => continue,
+                // Another node merged one of the two meanwhile: read the new roots.
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
                 Err(e) => {
                     tracing::debug!("cluster: merge of {a} and {b} waits: {e}");
                     tokio::time::sleep(RETRY).await;
                 }
             }
-        }
-    }
-}
-
-/// Publishes identity events to the events subject (best effort: events also go to the node's
-/// own outputs).
-async fn publish_events(js: jetstream::Context, subject: Option<String>, mut events: mpsc::Receiver<Bytes>) {
-    let Some(subject) = subject else { return };
-    while let Some(e) = events.recv().await {
-        match js.publish(subject.clone(), e).await {
-            Ok(ack) => {
-                let _ = ack.await;
-            }
-            Err(e) => tracing::debug!("cluster: event not published: {e}"),
         }
     }
 }

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 pub struct Merges {
     /// Parent of every merged-away id (always smaller than the id).
     parent: BTreeMap<u64, u64>,
+    /// Every id merged into each canonical id (not the canonical id itself).
+    members: BTreeMap<u64, Vec<u64>>,
 }
 
 impl Merges {
@@ -29,16 +31,15 @@ impl Merges {
         }
         let (root, gone) = (ra.min(rb), ra.max(rb));
         self.parent.insert(gone, root);
+        let mut moved = self.members.remove(&gone).unwrap_or_default();
+        moved.push(gone);
+        self.members.entry(root).or_default().extend(moved);
         (root, Some(gone))
     }
 
     /// Every id merged (directly or not) into `canonical`, except itself.
-    pub fn merged_into(&self, canonical: u64) -> Vec<u64> {
-        self.parent
-            .keys()
-            .copied()
-            .filter(|&id| self.canonical(id) == canonical)
-            .collect()
+    pub fn merged_into(&self, canonical: u64) -> &[u64] {
+        self.members.get(&canonical).map_or(&[], Vec::as_slice)
     }
 
     /// Merge records applied.
@@ -101,9 +102,10 @@ mod tests {
         assert_eq!(m.union(9, 4), (4, Some(9)));
         assert_eq!(m.union(4, 9), (4, None));
         assert_eq!(m.union(9, 2), (2, Some(4)));
-        let mut merged = m.merged_into(2);
+        let mut merged = m.merged_into(2).to_vec();
         merged.sort_unstable();
         assert_eq!(merged, [4, 9]);
+        assert!(m.merged_into(9).is_empty());
         assert_eq!(m.len(), 2);
     }
 }

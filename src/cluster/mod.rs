@@ -48,7 +48,7 @@ pub struct Counters {
     pub publish_retries: Arc<AtomicU64>,
     /// Exemplars dropped because the outgoing queue was full.
     pub dropped_outbox: Arc<AtomicU64>,
-    /// Exemplars still queued when the run ended and its flush time ran out.
+    /// Exemplars (and events) not confirmed stored when the run ended and its flush time ran out.
     pub unsent_at_exit: Arc<AtomicU64>,
     /// Other nodes' exemplars (and this node's from an earlier run) added to the index.
     pub applied: Arc<AtomicU64>,

@@ -31,6 +31,8 @@ pub struct Node {
     encoding: crate::config::site::VectorEncoding,
     flush: Duration,
     events: bool,
+    /// The last stream sequence applied (never goes back: a redelivered message is skipped).
+    applied: u64,
     counters: Counters,
 }
 
@@ -68,19 +70,25 @@ impl Node {
             Some(r) if r.node == cfg.node => Start::After(r.applied),
             _ => Start::Everything,
         };
-        let link = Link::start(cfg, number, start, counters.clone())?;
+        let applied = match start {
+            Start::After(seq) => seq,
+            Start::Everything => 0,
+        };
+        let run = random_run();
+        let link = Link::start(cfg, number, run, start, counters.clone())?;
         tracing::info!(node = %cfg.node, number, ?start, "cluster: joined");
         Ok(Node {
             link,
             merges: Merges::default(),
             name: cfg.node.clone(),
             number,
-            run: random_run(),
+            run,
             model: model.to_owned(),
             subject: cfg.subject.clone(),
             encoding: cfg.vector,
             flush: Duration::from_secs_f64(cfg.flush_timeout_s),
             events: cfg.events_subject.is_some(),
+            applied,
             counters,
         })
     }
@@ -118,19 +126,32 @@ impl Node {
             subject: format!("{}.{}.{identity}.{modality}", self.subject, self.name),
             id: wire::message_id(&meta),
             payload: wire::encode(&meta, vector).into(),
+            event: false,
         })
     }
 
-    /// Proposes merging the identity `decision` chose with the other close ones that another
-    /// node created (two nodes met one person independently). Identities of one node are never
-    /// merged: a single node behaves as it does alone.
+    /// Proposes merging the identity `decision` chose with the other close ones that other
+    /// nodes created (two nodes met one person independently). Two sets that hold identities
+    /// created by one node are never merged, so a node's own identities stay apart, as they do
+    /// when it works alone.
     pub fn propose_merges(&self, decision: &Decision) {
-        let chosen = origin(decision.identity);
+        let chosen = self.origins(decision.identity);
         for &other in &decision.also {
-            if origin(other) != chosen && self.canonical(other) != self.canonical(decision.identity) {
+            if self.origins(other).is_disjoint(&chosen) {
                 self.link.merge(decision.identity, other);
             }
         }
+    }
+
+    /// The nodes that created the identities of `id`'s merged set.
+    fn origins(&self, id: u64) -> std::collections::BTreeSet<u64> {
+        let canonical = self.merges.canonical(id);
+        self.merges
+            .merged_into(canonical)
+            .iter()
+            .chain([&canonical])
+            .map(|&i| origin(i))
+            .collect()
     }
 
     /// Whether identity events go to a JetStream subject too (`cluster.events_subject`).
@@ -148,22 +169,19 @@ impl Node {
     /// Applies one item from [`Node::incoming`] to `index`; returns the merge it caused, if any.
     pub fn apply(&mut self, index: &mut IdentityIndex, item: Incoming) -> Option<Merged> {
         match item {
+            Incoming::Exemplar { sequence, .. } | Incoming::Garbled { sequence, .. } if sequence <= self.applied => {
+                None
+            }
             Incoming::Exemplar { sequence, meta, vector } => {
                 self.apply_exemplar(index, &meta, &vector);
-                index.set_replica(Replica {
-                    node: self.name.clone(),
-                    applied: sequence,
-                });
+                self.advance(index, sequence);
                 None
             }
             Incoming::Garbled { sequence, error } => {
                 if self.counters.refused.fetch_add(1, Ordering::Relaxed) == 0 {
                     tracing::warn!("cluster: stream message {sequence} is not an exemplar: {error} (counted)");
                 }
-                index.set_replica(Replica {
-                    node: self.name.clone(),
-                    applied: sequence,
-                });
+                self.advance(index, sequence);
                 None
             }
             Incoming::Merge { from, into } => {
@@ -172,7 +190,8 @@ impl Node {
                 let merged_from: Vec<u64> = self
                     .merges
                     .merged_into(canonical)
-                    .into_iter()
+                    .iter()
+                    .copied()
                     .filter(|&id| index.merge(id, canonical))
                     .collect();
                 self.counters.merges_applied.fetch_add(1, Ordering::Relaxed);
@@ -181,9 +200,18 @@ impl Node {
         }
     }
 
+    /// Records `sequence` as applied (saved with the next snapshot).
+    fn advance(&mut self, index: &mut IdentityIndex, sequence: u64) {
+        self.applied = sequence;
+        index.set_replica(Replica {
+            node: self.name.clone(),
+            applied: sequence,
+        });
+    }
+
     fn apply_exemplar(&mut self, index: &mut IdentityIndex, meta: &ExemplarMeta, vector: &[f32]) {
-        // This run's own exemplars are in the index already; an earlier run's (published after
-        // the snapshot this run started from) are not.
+        // This run's own exemplars are in the index already; an earlier run's are there when
+        // its snapshot held them (the index skips those) and not when they came after it.
         if meta.node == self.name && meta.run == self.run {
             return;
         }
@@ -200,9 +228,11 @@ impl Node {
         }
         let identity = self.merges.canonical(meta.identity);
         match index.add_replicated(identity, vector, meta.modality, &meta.camera, meta.time) {
-            Ok(()) => {
+            Ok(true) => {
                 self.counters.applied.fetch_add(1, Ordering::Relaxed);
             }
+            // Held already (this node's own, from before its snapshot), or older than all kept.
+            Ok(false) => {}
             Err(e) => {
                 if self.counters.refused.fetch_add(1, Ordering::Relaxed) == 0 {
                     tracing::warn!("cluster: node {}'s exemplar refused: {e} (counted)", meta.node);

@@ -396,8 +396,10 @@ impl IdentityIndex {
         Ok(true)
     }
 
-    /// Adds an exemplar another node saw (replicated), creating its identity when unknown here.
-    /// Refuses the vectors [`IdentityIndex::admit`] refuses.
+    /// Adds an exemplar another node saw (replicated), creating its identity when unknown here;
+    /// `false` when it is not added: the identity holds it already (the same modality and time:
+    /// a message delivered again), or it is older than every exemplar kept while the list is
+    /// full. Refuses the vectors [`IdentityIndex::admit`] refuses.
     pub fn add_replicated(
         &mut self,
         identity: u64,
@@ -405,9 +407,20 @@ impl IdentityIndex {
         modality: Modality,
         camera: &str,
         time: f64,
-    ) -> Result<(), VectorError> {
+    ) -> Result<bool, VectorError> {
         self.admit(vector)?;
         self.poll_rebuild();
+        if let Some(ident) = self.identities.get(&identity) {
+            let list = match modality {
+                Modality::Visible => &ident.visible,
+                Modality::Thermal => &ident.thermal,
+            };
+            let times = || list.iter().map(|&i| self.exemplars[i].time);
+            let full = list.len() >= self.settings.max_exemplars.max(1);
+            if times().any(|t| t == time) || (full && times().all(|t| time < t)) {
+                return Ok(false);
+            }
+        }
         self.identities.entry(identity).or_insert_with(|| Identity {
             id: identity,
             first_seen: time,
@@ -417,7 +430,7 @@ impl IdentityIndex {
             thermal: VecDeque::new(),
         });
         self.add_exemplar(identity, vector, modality, camera, time);
-        Ok(())
+        Ok(true)
     }
 
     /// Joins identity `from` into `into` (created when unknown here): its exemplars and
@@ -446,10 +459,21 @@ impl IdentityIndex {
         target.sightings += gone.sightings;
         let max = self.settings.max_exemplars.max(1);
         let mut dropped = Vec::new();
+        let exemplars = &self.exemplars;
         for (list, moved) in [(&mut target.visible, gone.visible), (&mut target.thermal, gone.thermal)] {
             list.extend(moved);
-            // Exemplar numbers grow with time: the smallest are the oldest.
-            list.make_contiguous().sort_unstable();
+            // Oldest first, by the time each was seen (replicated ones arrive in any order).
+            list.make_contiguous()
+                .sort_by(|&a, &b| exemplars[a].time.total_cmp(&exemplars[b].time));
+            // One exemplar held twice (received under both ids before the merge was known).
+            let mut unique: VecDeque<usize> = VecDeque::with_capacity(list.len());
+            for i in list.drain(..) {
+                match unique.back() {
+                    Some(&last) if exemplars[last].time == exemplars[i].time => dropped.push(i),
+                    _ => unique.push_back(i),
+                }
+            }
+            *list = unique;
             while list.len() > max {
                 dropped.extend(list.pop_front());
             }
@@ -499,7 +523,14 @@ impl IdentityIndex {
                 Modality::Visible => &mut ident.visible,
                 Modality::Thermal => &mut ident.thermal,
             };
-            list.push_back(n);
+            // Kept oldest first by time: a local exemplar is the newest and goes last; a
+            // replicated one may be older than some kept.
+            let exemplars = &self.exemplars;
+            let at = list
+                .iter()
+                .rposition(|&i| exemplars[i].time <= time)
+                .map_or(0, |p| p + 1);
+            list.insert(at, n);
             while list.len() > max {
                 dropped.extend(list.pop_front());
             }
@@ -689,6 +720,28 @@ mod tests {
     }
 
     #[test]
+    fn a_replicated_exemplar_is_added_once_and_in_time_order() {
+        let mut ix = IdentityIndex::new(settings(0.0));
+        let v = unit([1.0, 0.0, 0.0, 0.0]);
+        for t in [5.0, 3.0, 4.0] {
+            assert!(ix.add_replicated(8, &v, Modality::Visible, "c", t).unwrap());
+        }
+        // Delivered again: not added.
+        assert!(!ix.add_replicated(8, &v, Modality::Visible, "c", 3.0).unwrap());
+        // Older than all three kept: it would be the first to go.
+        assert!(!ix.add_replicated(8, &v, Modality::Visible, "c", 1.0).unwrap());
+        // Newer than some: kept in its place, the oldest goes.
+        assert!(ix.add_replicated(8, &v, Modality::Visible, "c", 3.5).unwrap());
+        let times: Vec<f64> = ix.identities()[&8]
+            .visible
+            .iter()
+            .map(|&i| ix.exemplars()[i].time)
+            .collect();
+        assert_eq!(times, [3.5, 4.0, 5.0]);
+        assert_eq!(ix.exemplars().iter().filter(|e| e.alive).count(), 3);
+    }
+
+    #[test]
     fn a_merge_moves_exemplars_and_keeps_the_newest() {
         let mut ix = IdentityIndex::new(settings(0.0));
         let v = unit([1.0, 0.0, 0.0, 0.0]);
@@ -717,5 +770,9 @@ mod tests {
         // Into an identity not known here: created.
         assert!(ix.merge(5, 2));
         assert_eq!(ix.identities()[&2].sightings, 6);
+        // One exemplar received under two ids (before the merge was known) is kept once.
+        ix.add_replicated(11, &v, Modality::Thermal, "c", 4.0).unwrap();
+        assert!(ix.merge(11, 2));
+        assert_eq!(ix.identities()[&2].thermal.len(), 2, "thermal at 4.0 once, and at 5.0");
     }
 }

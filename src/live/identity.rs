@@ -171,28 +171,27 @@ pub fn run(
     loop {
         let msg = crossbeam_channel::select! {
             recv(input) -> msg => match msg {
-                Ok(msg) => msg,
+                Ok(msg) => Step::Track(msg),
                 Err(_) => break,
             },
             recv(incoming) -> item => {
-                let merged = match (item, cluster.as_mut()) {
-                    (Ok(item), Some(node)) => node.apply(&mut index, item),
+                match (item, cluster.as_mut()) {
+                    (Ok(item), Some(node)) => Step::Cluster(node.apply(&mut index, item)),
                     _ => {
                         // The link ended: go on alone.
                         incoming = crossbeam_channel::never();
-                        None
+                        Step::Cluster(None)
                     }
-                };
-                let out = merged.map(|m| relabel(&mut tracks, &m, labels, &event)).unwrap_or_default();
-                if !send_all(events, cluster.as_ref(), out) {
-                    break;
                 }
-                continue;
             }
         };
         let started = Instant::now();
+        let tracked = matches!(msg, Step::Track(_));
         let out = match msg {
-            ToIdentity::Embedded {
+            Step::Cluster(merged) => merged
+                .map(|m| relabel(&mut tracks, &m, labels, &event))
+                .unwrap_or_default(),
+            Step::Track(ToIdentity::Embedded {
                 key,
                 pixels,
                 crop,
@@ -202,7 +201,7 @@ pub fn run(
                 score,
                 pts_s,
                 arrived,
-            } => {
+            }) => {
                 let hint = partner_identity(&tracks, key);
                 let state = tracks.entry(key).or_default();
                 state.mean.add(&vector, quality);
@@ -223,18 +222,18 @@ pub fn run(
                     Vec::new()
                 }
             }
-            ToIdentity::Note(TrackNote::New {
+            Step::Track(ToIdentity::Note(TrackNote::New {
                 key,
                 bbox,
                 score,
                 pts_s,
                 arrived,
-            }) => {
+            })) => {
                 let state = tracks.entry(key).or_default();
                 state.last = Some((bbox, score, pts_s, arrived));
                 vec![(event(EventKind::New, key, state).with_box(bbox, score), arrived)]
             }
-            ToIdentity::Note(TrackNote::End { key, pts_s, arrived }) => {
+            Step::Track(ToIdentity::Note(TrackNote::End { key, pts_s, arrived })) => {
                 let hint = partner_identity(&tracks, key);
                 let mut state = tracks.remove(&key).unwrap_or_default();
                 let mut out: Vec<_> = matched(&mut index, cluster.as_ref(), key, &mut state, hint)
@@ -254,11 +253,11 @@ pub fn run(
                 out.push((end, arrived));
                 out
             }
-            ToIdentity::Note(TrackNote::Fuse {
+            Step::Track(ToIdentity::Note(TrackNote::Fuse {
                 visible,
                 thermal,
                 arrived,
-            }) => {
+            })) => {
                 tracks.entry(visible).or_default().partner = Some(thermal);
                 tracks.entry(thermal).or_default().partner = Some(visible);
                 let ids = (tracks[&visible].identity, tracks[&thermal].identity);
@@ -294,7 +293,9 @@ pub fn run(
             break;
         }
         identities.store(index.identities().len() as i64, Ordering::Relaxed);
-        latency.observe(started.elapsed().as_secs_f64());
+        if tracked {
+            latency.observe(started.elapsed().as_secs_f64());
+        }
         if last_expiry.elapsed() >= Duration::from_secs(1) {
             index.expire(now());
             last_expiry = Instant::now();
@@ -310,6 +311,13 @@ pub fn run(
     }
     let written = writer.finish(snapshot::freeze(&index));
     IdentityOutcome { index, written }
+}
+
+/// What the stage does next: a message of the tracking stage, or an item from the cluster (with
+/// the merge it caused, if any).
+enum Step {
+    Track(ToIdentity),
+    Cluster(Option<Merged>),
 }
 
 /// Sends `out` on (and to the cluster's events subject, when it has one); `false` when the

@@ -115,13 +115,15 @@ impl RawCluster {
         let mut servers = Vec::new();
         for url in self.servers.get_ref() {
             let credentials = crate::config::url::split(url);
-            if credentials.password.is_some() {
+            if credentials.user.is_some() {
+                // `user:password@` or a token as `token@`: either would be printed with the URL.
                 return Err(src.error(
                     "cluster.servers",
                     self.servers.span(),
                     format!(
-                        "{} holds a password: set cluster.user and cluster.password_env instead, so that it is never printed",
-                        crate::config::url::redact(url)
+                        "{}://***@{} holds credentials: set cluster.user with cluster.password_env, or cluster.token_env, so that they are never printed",
+                        url.split("://").next().unwrap_or("nats"),
+                        credentials.clean.split("://").nth(1).unwrap_or("")
                     ),
                 ));
             }
@@ -152,6 +154,7 @@ impl RawCluster {
                 "a password needs a user: set cluster.user too",
             ));
         }
+        let events_span = self.events_subject.as_ref().map(Spanned::span);
         let events_subject = match self.events_subject {
             Some(s) => Some(subject(src, "cluster.events_subject", s)?),
             None => None,
@@ -160,6 +163,15 @@ impl RawCluster {
             Some(s) => subject(src, "cluster.subject", s)?,
             None => "reid.exemplars".to_owned(),
         };
+        if let (Some(events), Some(span)) = (&events_subject, events_span)
+            && (events == &subject_prefix || events.starts_with(&format!("{subject_prefix}.")))
+        {
+            return Err(src.error(
+                "cluster.events_subject",
+                span,
+                format!("{events:?} lies under the exemplars' subject {subject_prefix:?}: choose another"),
+            ));
+        }
         Ok(Cluster {
             servers,
             node,
@@ -176,7 +188,8 @@ impl RawCluster {
                 &self.max_age_s,
                 7.0 * 86_400.0,
                 1.0,
-                f64::INFINITY,
+                // Ten years.
+                3.2e8,
             )?,
             max_bytes: (checks::float(src, "cluster.max_mb", &self.max_mb, 1024.0, 1.0, 1e9)? * 1e6) as i64,
             max_exemplars_per_identity: checks::int(

@@ -50,6 +50,8 @@ pub enum Incoming {
     Garbled { sequence: u64, error: wire::WireError },
     /// Identity `from` was merged into the set of `into`.
     Merge { from: u64, into: u64 },
+    /// The stream was created again since the node's snapshot: it is read from `next` on.
+    Rewound { next: u64 },
 }
 
 /// Where the stream starts for this node.
@@ -158,6 +160,7 @@ async fn set_up(
             max_age: Duration::from_secs_f64(cfg.max_age_s),
             max_bytes: cfg.max_bytes,
             num_replicas: cfg.replicas,
+            duplicate_window: Duration::from_secs(600),
             storage: stream::StorageType::File,
             ..Default::default()
         })
@@ -471,7 +474,7 @@ async fn publish(
         left += 1;
     }
     if left > 0 {
-        tracing::warn!("cluster: {left} exemplars not confirmed stored before the end (counted as dropped)");
+        tracing::warn!("cluster: {left} exemplars or events not confirmed stored before the end (counted as dropped)");
     }
     counters.unsent_at_exit.fetch_add(left, Ordering::Relaxed);
 }
@@ -499,23 +502,23 @@ async fn read_stream(mut stream: stream::Stream, node: String, start: Start, out
     }
     let mut next = match start {
         Start::Everything => 1,
-        Start::After(seq) => {
-            let last = match stream.info().await {
-                Ok(info) => info.state.last_sequence,
-                Err(_) => u64::MAX,
-            };
-            if seq > last {
-                tracing::warn!(
-                    "cluster: the snapshot applied up to stream sequence {seq}, the stream ends at {last} \
-                     (it was created again): reading it from its start"
-                );
-                1
-            } else {
-                seq + 1
-            }
-        }
+        Start::After(seq) => seq + 1,
     };
     loop {
+        // A position past the stream's end means the stream was created again: from its start.
+        if let Ok(info) = stream.info().await
+            && next > info.state.last_sequence + 1
+        {
+            tracing::warn!(
+                "cluster: the index applied up to stream sequence {}, the stream ends at {} (it was created again): reading it from its start",
+                next - 1,
+                info.state.last_sequence
+            );
+            next = 1;
+            if !send_blocking(&out, Incoming::Rewound { next }).await {
+                return;
+            }
+        }
         let consumer = match stream
             .get_or_create_consumer(
                 &durable,
@@ -544,14 +547,22 @@ async fn read_stream(mut stream: stream::Stream, node: String, start: Start, out
                 continue;
             }
         };
+        // Errors in a row: the consumer (or the stream) may be gone; it is looked up again.
+        let mut errors = 0;
         while let Some(m) = messages.next().await {
             let m = match m {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::debug!("cluster: stream read: {e}");
+                    errors += 1;
+                    if errors >= 5 {
+                        break;
+                    }
+                    tokio::time::sleep(RETRY).await;
                     continue;
                 }
             };
+            errors = 0;
             let Ok(sequence) = m.info().map(|i| i.stream_sequence) else {
                 continue;
             };
@@ -640,7 +651,14 @@ async fn root(bucket: &kv::Store, mut id: u64) -> Result<u64, async_nats::Error>
 /// again, so concurrent merges end in one set with one canonical id.
 async fn record_merges(bucket: kv::Store, mut requests: mpsc::Receiver<(u64, u64)>, counters: Counters) {
     while let Some((a, b)) = requests.recv().await {
-        loop {
+        for attempt in 0.. {
+            if attempt == 100 {
+                tracing::warn!(
+                    "cluster: merge of {a} and {b} not recorded after 100 tries (a foreign record in the bucket?); dropped"
+                );
+                counters.dropped_merges.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
             let roots = async { Ok::<_, async_nats::Error>((root(&bucket, a).await?, root(&bucket, b).await?)) };
             let (ra, rb) = match roots.await {
                 Ok(r) => r,

@@ -31,7 +31,7 @@ pub struct Node {
     encoding: crate::config::site::VectorEncoding,
     flush: Duration,
     events: bool,
-    /// The last stream sequence applied (never goes back: a redelivered message is skipped).
+    /// The highest stream sequence applied (back only when the stream was created again).
     applied: u64,
     counters: Counters,
 }
@@ -169,9 +169,6 @@ impl Node {
     /// Applies one item from [`Node::incoming`] to `index`; returns the merge it caused, if any.
     pub fn apply(&mut self, index: &mut IdentityIndex, item: Incoming) -> Option<Merged> {
         match item {
-            Incoming::Exemplar { sequence, .. } | Incoming::Garbled { sequence, .. } if sequence <= self.applied => {
-                None
-            }
             Incoming::Exemplar { sequence, meta, vector } => {
                 self.apply_exemplar(index, &meta, &vector);
                 self.advance(index, sequence);
@@ -182,6 +179,10 @@ impl Node {
                     tracing::warn!("cluster: stream message {sequence} is not an exemplar: {error} (counted)");
                 }
                 self.advance(index, sequence);
+                None
+            }
+            Incoming::Rewound { next } => {
+                self.set_applied(index, next.saturating_sub(1));
                 None
             }
             Incoming::Merge { from, into } => {
@@ -200,8 +201,16 @@ impl Node {
         }
     }
 
-    /// Records `sequence` as applied (saved with the next snapshot).
+    /// Records `sequence` as applied (saved with the next snapshot). The mark is the highest
+    /// sequence seen: a redelivered older message is still applied (the index skips what it
+    /// holds), but does not move the mark back.
     fn advance(&mut self, index: &mut IdentityIndex, sequence: u64) {
+        if sequence > self.applied {
+            self.set_applied(index, sequence);
+        }
+    }
+
+    fn set_applied(&mut self, index: &mut IdentityIndex, sequence: u64) {
         self.applied = sequence;
         index.set_replica(Replica {
             node: self.name.clone(),

@@ -373,7 +373,7 @@ impl IdentityIndex {
             %modality,
             "assignment"
         );
-        self.add_exemplar(decision.identity, vector, modality, camera, time);
+        self.add_exemplar(decision.identity, vector, modality, camera, time, false);
         Ok(decision)
     }
 
@@ -392,7 +392,7 @@ impl IdentityIndex {
         if !self.identities.contains_key(&identity) {
             return Ok(false);
         }
-        self.add_exemplar(identity, vector, modality, camera, time);
+        self.add_exemplar(identity, vector, modality, camera, time, false);
         Ok(true)
     }
 
@@ -429,7 +429,7 @@ impl IdentityIndex {
             visible: VecDeque::new(),
             thermal: VecDeque::new(),
         });
-        self.add_exemplar(identity, vector, modality, camera, time);
+        self.add_exemplar(identity, vector, modality, camera, time, true);
         Ok(true)
     }
 
@@ -500,7 +500,16 @@ impl IdentityIndex {
         }
     }
 
-    fn add_exemplar(&mut self, identity: u64, vector: &[f32], modality: Modality, camera: &str, time: f64) {
+    #[allow(clippy::too_many_arguments)] // the exemplar's fields, and where it came from
+    fn add_exemplar(
+        &mut self,
+        identity: u64,
+        vector: &[f32],
+        modality: Modality,
+        camera: &str,
+        time: f64,
+        replicated: bool,
+    ) {
         let n = self.exemplars.len();
         self.exemplars.push(Exemplar {
             identity,
@@ -523,14 +532,18 @@ impl IdentityIndex {
                 Modality::Visible => &mut ident.visible,
                 Modality::Thermal => &mut ident.thermal,
             };
-            // Kept oldest first by time: a local exemplar is the newest and goes last; a
-            // replicated one may be older than some kept.
-            let exemplars = &self.exemplars;
-            let at = list
-                .iter()
-                .rposition(|&i| exemplars[i].time <= time)
-                .map_or(0, |p| p + 1);
-            list.insert(at, n);
+            // Oldest first: a local exemplar is the newest and goes last (whatever the wall
+            // clock did); a replicated one, which may be older than some kept, goes in its place.
+            if replicated {
+                let exemplars = &self.exemplars;
+                let at = list
+                    .iter()
+                    .rposition(|&i| exemplars[i].time <= time)
+                    .map_or(0, |p| p + 1);
+                list.insert(at, n);
+            } else {
+                list.push_back(n);
+            }
             while list.len() > max {
                 dropped.extend(list.pop_front());
             }

@@ -6,7 +6,7 @@
 //!   single node's assignment latency;
 //! - memory: resident memory per identity of an index holding REID_BENCH_CLUSTER_IDENTITIES
 //!   identities (one exemplar each) built alone, and built by a new node from the stream (each in
-//!   a process of its own).
+//!   a process of its own, the two at once).
 //!
 //! Run: `cargo bench --bench cluster_replication`; sizes from `REID_BENCH_CLUSTER_DIM` (2048),
 //! `_RATE_N` (20000), `_LATENCY_N` (1000) and `_IDENTITIES` (100000).
@@ -134,21 +134,32 @@ fn memory_child(mode: &str, port: u16, n: usize, dim: usize) {
     node.finish();
 }
 
-fn memory_of(mode: &str, port: u16, n: usize, dim: usize) -> u64 {
-    let out = std::process::Command::new(std::env::current_exe().expect("bench binary"))
-        .env("REID_BENCH_CLUSTER_CHILD", format!("{mode}:{port}:{n}:{dim}"))
-        .output()
-        .expect("memory child");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find_map(|l| l.strip_prefix("RSS "))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "memory child ({mode}) failed: {text}{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })
+/// Runs the two memory children at once (each measures only itself) and returns their figures:
+/// (alone, from the stream).
+fn memory_of_both(port: u16, n: usize, dim: usize) -> (u64, u64) {
+    let spawn = |mode: &str| {
+        std::process::Command::new(std::env::current_exe().expect("bench binary"))
+            .env("REID_BENCH_CLUSTER_CHILD", format!("{mode}:{port}:{n}:{dim}"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("memory child")
+    };
+    let children = [("single", spawn("single")), ("replicated", spawn("replicated"))];
+    let [single, replicated] = children.map(|(mode, child)| {
+        let out = child.wait_with_output().expect("memory child");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .find_map(|l| l.strip_prefix("RSS "))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "memory child ({mode}) failed: {text}{}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+    });
+    (single, replicated)
 }
 
 fn main() {
@@ -266,8 +277,7 @@ fn main() {
             writer.added(i as u64 + 1, &v, Modality::Visible, "c", now());
         }
         writer.finish();
-        let single = memory_of("single", mem_port, identities, dim);
-        let replicated = memory_of("replicated", mem_port, identities, dim);
+        let (single, replicated) = memory_of_both(mem_port, identities, dim);
         println!(
             "| resident memory per identity, bytes ({identities} identities, one exemplar each) | {} | {} | {:.2} |",
             replicated / identities as u64,

@@ -16,7 +16,7 @@ mod test_common;
 
 use reid_pipe::base::Modality;
 use reid_pipe::cluster::{Counters, Node};
-use reid_pipe::config::site::{Cluster, IndexBackend, VectorEncoding};
+use reid_pipe::config::site::{Cluster, IndexBackend};
 use reid_pipe::index::backend::HnswParams;
 use reid_pipe::index::identities::{IdentityIndex, Settings};
 use std::sync::atomic::Ordering;
@@ -44,24 +44,12 @@ fn settings(dim: usize) -> Settings {
 
 fn cluster(port: u16, node: &str, outbox: usize) -> Cluster {
     Cluster {
-        servers: vec![format!("nats://127.0.0.1:{port}")],
-        node: node.to_owned(),
-        user: None,
-        password_env: None,
-        token_env: None,
-        stream: "REID_EXEMPLARS".into(),
-        subject: "reid.exemplars".into(),
-        bucket: "REID_MERGES".into(),
-        replicas: 1,
         max_age_s: 86_400.0,
         max_bytes: 4_000_000_000,
-        max_exemplars_per_identity: 16,
-        vector: VectorEncoding::F16,
         outbox,
-        merge_fraction: 0.8,
         connect_timeout_s: 20.0,
         flush_timeout_s: 60.0,
-        events_subject: None,
+        ..Cluster::new(vec![format!("nats://127.0.0.1:{port}")], node.to_owned(), 16)
     }
 }
 

@@ -9,7 +9,7 @@ mod common;
 use common::{NatsServer, free_port, nats_server};
 use reid_pipe::base::Modality;
 use reid_pipe::cluster::{Counters, Node, node_number};
-use reid_pipe::config::site::{Cluster, IndexBackend, VectorEncoding};
+use reid_pipe::config::site::{Cluster, IndexBackend};
 use reid_pipe::index::backend::HnswParams;
 use reid_pipe::index::identities::{IdentityIndex, Settings, origin};
 use reid_pipe::index::snapshot;
@@ -36,25 +36,13 @@ fn settings() -> Settings {
 }
 
 fn cluster(ports: &[u16], node: &str) -> Cluster {
+    let servers = ports.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect();
     Cluster {
-        servers: ports.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect(),
-        node: node.to_owned(),
-        user: None,
-        password_env: None,
-        token_env: None,
-        stream: "REID_EXEMPLARS".into(),
-        subject: "reid.exemplars".into(),
-        bucket: "REID_MERGES".into(),
-        replicas: 1,
         max_age_s: 3600.0,
         max_bytes: 100_000_000,
-        max_exemplars_per_identity: 8,
-        vector: VectorEncoding::F16,
         outbox: 1000,
-        merge_fraction: 0.8,
         connect_timeout_s: 20.0,
-        flush_timeout_s: 10.0,
-        events_subject: None,
+        ..Cluster::new(servers, node.to_owned(), 8)
     }
 }
 

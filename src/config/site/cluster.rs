@@ -57,6 +57,33 @@ pub struct Cluster {
     pub events_subject: Option<String>,
 }
 
+impl Cluster {
+    /// Node `node` of the cluster served by `servers`, with every other setting at its default
+    /// (`max_exemplars`: the index's, the stream's cap per identity and modality).
+    pub fn new(servers: Vec<String>, node: String, max_exemplars: usize) -> Cluster {
+        Cluster {
+            servers,
+            node,
+            user: None,
+            password_env: None,
+            token_env: None,
+            stream: "REID_EXEMPLARS".to_owned(),
+            subject: "reid.exemplars".to_owned(),
+            bucket: "REID_MERGES".to_owned(),
+            replicas: 1,
+            max_age_s: 7.0 * 86_400.0,
+            max_bytes: 1_024_000_000,
+            max_exemplars_per_identity: max_exemplars as i64,
+            vector: VectorEncoding::F16,
+            outbox: 10_000,
+            merge_fraction: 0.8,
+            connect_timeout_s: 5.0,
+            flush_timeout_s: 10.0,
+            events_subject: None,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCluster {
@@ -112,6 +139,7 @@ fn subject(src: &Source<'_>, key: &str, v: Spanned<String>) -> Result<String, Co
 
 impl RawCluster {
     pub(super) fn check(self, src: &Source<'_>, index_max_exemplars: usize) -> Result<Cluster, ConfigError> {
+        let d = Cluster::new(Vec::new(), String::new(), index_max_exemplars);
         let mut servers = Vec::new();
         for url in self.servers.get_ref() {
             let credentials = crate::config::url::split(url);
@@ -161,7 +189,7 @@ impl RawCluster {
         };
         let subject_prefix = match self.subject {
             Some(s) => subject(src, "cluster.subject", s)?,
-            None => "reid.exemplars".to_owned(),
+            None => d.subject.clone(),
         };
         if let (Some(events), Some(span)) = (&events_subject, events_span)
             && (events == &subject_prefix || events.starts_with(&format!("{subject_prefix}.")))
@@ -178,40 +206,48 @@ impl RawCluster {
             user: self.user,
             password_env: self.password_env.map(Spanned::into_inner),
             token_env: self.token_env,
-            stream: name(src, "cluster.stream", self.stream, "REID_EXEMPLARS")?,
+            stream: name(src, "cluster.stream", self.stream, &d.stream)?,
             subject: subject_prefix,
-            bucket: name(src, "cluster.bucket", self.bucket, "REID_MERGES")?,
-            replicas: checks::int(src, "cluster.replicas", &self.replicas, 1, 1, 5)? as usize,
-            max_age_s: checks::float(
-                src,
-                "cluster.max_age_s",
-                &self.max_age_s,
-                7.0 * 86_400.0,
-                1.0,
-                // Ten years.
-                3.2e8,
-            )?,
-            max_bytes: (checks::float(src, "cluster.max_mb", &self.max_mb, 1024.0, 1.0, 1e9)? * 1e6) as i64,
+            bucket: name(src, "cluster.bucket", self.bucket, &d.bucket)?,
+            replicas: checks::int(src, "cluster.replicas", &self.replicas, d.replicas as i64, 1, 5)? as usize,
+            // At most ten years.
+            max_age_s: checks::float(src, "cluster.max_age_s", &self.max_age_s, d.max_age_s, 1.0, 3.2e8)?,
+            max_bytes: (checks::float(src, "cluster.max_mb", &self.max_mb, d.max_bytes as f64 / 1e6, 1.0, 1e9)? * 1e6)
+                as i64,
             max_exemplars_per_identity: checks::int(
                 src,
                 "cluster.max_exemplars_per_identity",
                 &self.max_exemplars_per_identity,
-                index_max_exemplars as i64,
+                d.max_exemplars_per_identity,
                 1,
                 100_000,
             )?,
-            vector: self.vector.unwrap_or(VectorEncoding::F16),
-            outbox: checks::int(src, "cluster.outbox", &self.outbox, 10_000, 1, 10_000_000)? as usize,
-            merge_fraction: checks::float(src, "cluster.merge_fraction", &self.merge_fraction, 0.8, 0.0, 1.0)? as f32,
+            vector: self.vector.unwrap_or(d.vector),
+            outbox: checks::int(src, "cluster.outbox", &self.outbox, d.outbox as i64, 1, 10_000_000)? as usize,
+            merge_fraction: checks::float(
+                src,
+                "cluster.merge_fraction",
+                &self.merge_fraction,
+                f64::from(d.merge_fraction),
+                0.0,
+                1.0,
+            )? as f32,
             connect_timeout_s: checks::float(
                 src,
                 "cluster.connect_timeout_s",
                 &self.connect_timeout_s,
-                5.0,
+                d.connect_timeout_s,
                 0.1,
                 600.0,
             )?,
-            flush_timeout_s: checks::float(src, "cluster.flush_timeout_s", &self.flush_timeout_s, 10.0, 0.0, 600.0)?,
+            flush_timeout_s: checks::float(
+                src,
+                "cluster.flush_timeout_s",
+                &self.flush_timeout_s,
+                d.flush_timeout_s,
+                0.0,
+                600.0,
+            )?,
             events_subject,
         })
     }

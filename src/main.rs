@@ -503,6 +503,24 @@ fn run_site(site: &Path, max_frames: Option<u64>, fresh_index: bool) -> Result<E
         m.total("reid_dropped_total"),
         summary.elapsed.as_secs_f64()
     );
+    if cfg.cluster.is_some() {
+        let dropped = |reason: &str| {
+            m.counter("reid_cluster_dropped_total", &[("reason", reason)])
+                .load(Ordering::Relaxed)
+        };
+        println!(
+            "cluster: {} exemplars queued, {} stored, {} stored already (retries), {} applied from other nodes, \
+             {} merges applied; dropped: {} queue full, {} unsent at the end, {} of another model",
+            m.total("reid_cluster_queued_total"),
+            m.total("reid_cluster_published_total"),
+            m.total("reid_cluster_duplicates_total"),
+            m.total("reid_cluster_applied_total"),
+            m.total("reid_cluster_merges_applied_total"),
+            dropped("outbox_full"),
+            dropped("unsent_at_exit"),
+            dropped("other_model")
+        );
+    }
     if let Some(p) = &summary.snapshot {
         println!("index snapshot: {}", p.display());
     }

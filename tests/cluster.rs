@@ -523,3 +523,147 @@ fn two_nodes_at_once_agree_on_every_identity() {
     observer.node.finish();
     srv.stop();
 }
+
+/// Messages stored under `filter` in the exemplar stream (`None` while the server is away).
+fn stored(port: u16, filter: &str) -> Option<u64> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let opts = async_nats::ConnectOptions::new().connection_timeout(Duration::from_millis(500));
+            let client = opts.connect(format!("nats://127.0.0.1:{port}")).await.ok()?;
+            let js = async_nats::jetstream::new(client);
+            let stream = js.get_stream("REID_EXEMPLARS").await.ok()?;
+            let mut subjects = stream.info_with_subjects(filter).await.ok()?;
+            let mut n = 0;
+            while let Some(Ok((_, count))) = futures_util::StreamExt::next(&mut subjects).await {
+                n += count as u64;
+            }
+            Some(n)
+        })
+}
+
+/// A `reid-pipe run` node whose NATS server stops once it has stored exemplars and comes back
+/// two seconds later: every exemplar the node queued is in the stream once, or counted as not
+/// stored; none is lost uncounted, none stored twice.
+#[test]
+fn a_run_that_loses_nats_mid_way_stores_all_it_does_not_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("nats");
+    let (port, srv) = server(&store);
+    let clip = common::clip(tmp.path(), 4, 3);
+    // No retention cap in the way of the count.
+    let (site, _) = node_site(
+        tmp.path(),
+        &clip,
+        port,
+        "gate-a",
+        "max_exemplars_per_identity = 100000\n",
+    );
+    let mut child = common::bin()
+        .args(["--log", "warn", "run"])
+        .arg(&site)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    let until = Instant::now() + Duration::from_secs(60);
+    while stored(port, "reid.exemplars.gate-a.>").unwrap_or(0) == 0 {
+        assert!(Instant::now() < until, "no exemplar stored");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    srv.stop();
+    assert!(child.try_wait().unwrap().is_none(), "the run ended before the outage");
+    std::thread::sleep(Duration::from_secs(2));
+    let srv = nats_server(&store, port, None);
+    let text = common::ok(child.wait_with_output().expect("run"));
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("cluster: "))
+        .unwrap_or_else(|| panic!("no cluster summary: {text}"));
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let [
+        queued,
+        stored_new,
+        stored_again,
+        _applied,
+        _merges,
+        _full,
+        unsent,
+        _other,
+    ] = numbers[..]
+    else {
+        panic!("{line}")
+    };
+    println!("{line}");
+    assert!(queued > 0);
+    assert_eq!(queued, stored_new + stored_again + unsent, "{line}");
+    assert_eq!(
+        stored(port, "reid.exemplars.gate-a.>"),
+        Some(stored_new + stored_again),
+        "{line}"
+    );
+    srv.stop();
+}
+
+/// A `reid-pipe run` node stopped part-way through the recording, while others go on, catches
+/// up from its snapshot's stream position when it comes back: it applies what it missed, ends
+/// holding every identity the others created, and creates none of its own.
+#[test]
+fn a_node_back_from_a_stop_catches_up_from_its_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (port, srv) = server(&tmp.path().join("nats"));
+    let clip = common::clip(tmp.path(), 4, 3);
+    let run = |node: &str, args: &[&str]| {
+        let (site, events) = node_site(tmp.path(), &clip, port, node, "");
+        let text = common::ok(
+            common::bin()
+                .args(["--log", "warn", "run"])
+                .args(args)
+                .arg(&site)
+                .output()
+                .expect("run"),
+        );
+        (read_events(&events), text)
+    };
+    let summary = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("cluster: "))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (a, _) = run("gate-a", &[]);
+    // B sees the first 40 frames and stops; C plays the whole recording meanwhile.
+    let (b_first, _) = run("gate-b", &["--max-frames", "40"]);
+    let (c, _) = run("gate-c", &[]);
+    // B comes back: its events file starts again, its index from its snapshot.
+    let (b_second, text) = run("gate-b", &[]);
+    let applied = |line: &str| -> u64 {
+        line.split(" stored already (retries), ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"))
+    };
+    let line = summary(&text);
+    println!("B again: {line}");
+    assert!(applied(&line) > 0, "B applied nothing it missed: {line}");
+    for e in b_first.iter().chain(&b_second).chain(&c) {
+        assert!(e["new_identity"] != true, "an identity created after A's: {e}");
+    }
+    let created_at_a: std::collections::BTreeSet<u64> = a
+        .iter()
+        .filter(|e| e["new_identity"] == true)
+        .filter_map(|e| e["identity"].as_u64())
+        .collect();
+    let (_, index) = snapshot::load_for_inspection(&tmp.path().join("gate-b/index"))
+        .unwrap()
+        .expect("B's snapshot");
+    let held: std::collections::BTreeSet<u64> = index.identities().keys().copied().collect();
+    assert!(created_at_a.is_subset(&held), "A's {created_at_a:?}, B holds {held:?}");
+    srv.stop();
+}

@@ -320,9 +320,12 @@ impl Link {
     /// Queues an exemplar; `false` (and counted) when the queue is full.
     pub fn publish(&self, out: Outgoing) -> bool {
         let sent = self.exemplars.try_send(out).is_ok();
-        if !sent {
-            self.counters.dropped_outbox.fetch_add(1, Ordering::Relaxed);
-        }
+        let counter = if sent {
+            &self.counters.queued
+        } else {
+            &self.counters.dropped_outbox
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         sent
     }
 

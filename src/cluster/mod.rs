@@ -40,6 +40,8 @@ pub enum ClusterError {
 /// What the cluster counts (shared with `/metrics`).
 #[derive(Debug, Clone, Default)]
 pub struct Counters {
+    /// Exemplars queued for publication.
+    pub queued: Arc<AtomicU64>,
     /// Exemplars the stream stored.
     pub published: Arc<AtomicU64>,
     /// Publications the stream recognised as already stored (a retry whose first try arrived).

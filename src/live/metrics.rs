@@ -111,6 +111,7 @@ fn help(name: &str) -> &'static str {
             "Time per embedder batch: prepare (host), upload (and device preprocessing), network, download"
         }
         "reid_frame_to_event_seconds" => "From a frame arriving from its source to the event it caused",
+        "reid_cluster_queued_total" => "Exemplars this node queued for the cluster's stream",
         "reid_cluster_published_total" => "Exemplars this node stored in the cluster's stream",
         "reid_cluster_duplicates_total" => "Publications the stream had stored already (retries)",
         "reid_cluster_publish_retries_total" => "Publications sent again after an error or a lost acknowledgement",

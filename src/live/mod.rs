@@ -142,6 +142,7 @@ fn start_cluster(
     let Some(c) = &cfg.cluster else { return Ok(None) };
     let dropped = |reason| metrics.counter("reid_cluster_dropped_total", &[("reason", reason)]);
     let counters = crate::cluster::Counters {
+        queued: metrics.counter("reid_cluster_queued_total", &[]),
         published: metrics.counter("reid_cluster_published_total", &[]),
         duplicates: metrics.counter("reid_cluster_duplicates_total", &[]),
         publish_retries: metrics.counter("reid_cluster_publish_retries_total", &[]),

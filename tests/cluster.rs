@@ -388,6 +388,24 @@ fn node_site(dir: &Path, clip: &Path, port: u16, node: &str, extra: &str) -> (st
     (site, events)
 }
 
+/// Starts `reid-pipe run` on `site` with `args`, its output captured.
+fn spawn_run(site: &Path, args: &[&str]) -> std::process::Child {
+    common::bin()
+        .args(["--log", "warn", "run"])
+        .args(args)
+        .arg(site)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run")
+}
+
+/// Runs a node to its end: its events and its output.
+fn run_node(site: &Path, events: &Path, args: &[&str]) -> (Vec<serde_json::Value>, String) {
+    let text = common::ok(spawn_run(site, args).wait_with_output().expect("run"));
+    (read_events(events), text)
+}
+
 fn read_events(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap()
@@ -422,14 +440,7 @@ fn the_second_node_recognises_the_first_nodes_people() {
     let clip = common::clip(tmp.path(), 4, 3);
     let run = |node: &str, extra: &str| {
         let (site, events) = node_site(tmp.path(), &clip, port, node, extra);
-        let text = common::ok(
-            common::bin()
-                .args(["--log", "warn", "run"])
-                .arg(&site)
-                .output()
-                .expect("run"),
-        );
-        (read_events(&events), text)
+        run_node(&site, &events, &[])
     };
     let (a, _) = run("gate-a", "");
     let (b, text) = run("gate-b", "events_subject = \"reid.events.gate-b\"\n");
@@ -461,16 +472,7 @@ fn the_second_node_recognises_the_first_nodes_people() {
     assert!(b.iter().all(|e| e["new_identity"] != true), "B created an identity");
     assert!(at_b.is_subset(&at_a), "B's identities {at_b:?} are A's {at_a:?}");
     // B's events went to its JetStream subject too, every one of them.
-    let stored = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let client = async_nats::connect(format!("nats://127.0.0.1:{port}")).await.unwrap();
-            let js = async_nats::jetstream::new(client);
-            let mut events = js.get_stream("REID_EXEMPLARS_EVENTS").await.expect("the events stream");
-            events.info().await.unwrap().state.messages
-        });
+    let stored = stored(port, "REID_EXEMPLARS_EVENTS", "reid.events.gate-b").expect("the events stream");
     assert_eq!(stored, b.len() as u64, "events in the stream");
     srv.stop();
 }
@@ -487,14 +489,7 @@ fn two_nodes_at_once_agree_on_every_identity() {
         .iter()
         .map(|node| {
             let (site, events) = node_site(tmp.path(), &clip, port, node, "");
-            let child = common::bin()
-                .args(["--log", "warn", "run"])
-                .arg(&site)
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("run");
-            (child, events)
+            (spawn_run(&site, &[]), events)
         })
         .collect();
     let ends: Vec<_> = nodes
@@ -524,8 +519,8 @@ fn two_nodes_at_once_agree_on_every_identity() {
     srv.stop();
 }
 
-/// Messages stored under `filter` in the exemplar stream (`None` while the server is away).
-fn stored(port: u16, filter: &str) -> Option<u64> {
+/// Messages stored under `filter` in `stream` (`None` while the server is away).
+fn stored(port: u16, stream: &str, filter: &str) -> Option<u64> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -534,7 +529,7 @@ fn stored(port: u16, filter: &str) -> Option<u64> {
             let opts = async_nats::ConnectOptions::new().connection_timeout(Duration::from_millis(500));
             let client = opts.connect(format!("nats://127.0.0.1:{port}")).await.ok()?;
             let js = async_nats::jetstream::new(client);
-            let stream = js.get_stream("REID_EXEMPLARS").await.ok()?;
+            let stream = js.get_stream(stream).await.ok()?;
             let mut subjects = stream.info_with_subjects(filter).await.ok()?;
             let mut n = 0;
             while let Some(Ok((_, count))) = futures_util::StreamExt::next(&mut subjects).await {
@@ -561,15 +556,9 @@ fn a_run_that_loses_nats_mid_way_stores_all_it_does_not_count() {
         "gate-a",
         "max_exemplars_per_identity = 100000\n",
     );
-    let mut child = common::bin()
-        .args(["--log", "warn", "run"])
-        .arg(&site)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run");
+    let mut child = spawn_run(&site, &[]);
     let until = Instant::now() + Duration::from_secs(60);
-    while stored(port, "reid.exemplars.gate-a.>").unwrap_or(0) == 0 {
+    while stored(port, "REID_EXEMPLARS", "reid.exemplars.gate-a.>").unwrap_or(0) == 0 {
         assert!(Instant::now() < until, "no exemplar stored");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -603,7 +592,7 @@ fn a_run_that_loses_nats_mid_way_stores_all_it_does_not_count() {
     assert!(queued > 0);
     assert_eq!(queued, stored_new + stored_again + unsent, "{line}");
     assert_eq!(
-        stored(port, "reid.exemplars.gate-a.>"),
+        stored(port, "REID_EXEMPLARS", "reid.exemplars.gate-a.>"),
         Some(stored_new + stored_again),
         "{line}"
     );
@@ -620,15 +609,7 @@ fn a_node_back_from_a_stop_catches_up_from_its_snapshot() {
     let clip = common::clip(tmp.path(), 4, 3);
     let run = |node: &str, args: &[&str]| {
         let (site, events) = node_site(tmp.path(), &clip, port, node, "");
-        let text = common::ok(
-            common::bin()
-                .args(["--log", "warn", "run"])
-                .args(args)
-                .arg(&site)
-                .output()
-                .expect("run"),
-        );
-        (read_events(&events), text)
+        run_node(&site, &events, args)
     };
     let summary = |text: &str| {
         text.lines()

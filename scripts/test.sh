@@ -7,13 +7,14 @@ bash scripts/setup.sh
 echo "[test] cargo fmt --check"
 cargo fmt --all -- --check
 echo "[test] cargo clippy"
-# --release shares the build with the binary and the tests (one build of the heavy crates, not two).
-cargo clippy --release --locked --all-targets -- -D warnings
+# --release shares the build with the binary and the tests (one build of the heavy crates, not two);
+# --workspace takes in the unit tests of the crates under crates/
+cargo clippy --release --locked --workspace --all-targets -- -D warnings
 echo "[test] cargo test"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --release --locked --no-fail-fast 2>&1 | tee "$log"
+cargo test --release --locked --workspace --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line over every test binary (cargo prints one result line per binary).

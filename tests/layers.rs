@@ -1,11 +1,16 @@
-//! The crate's modules form layers and depend only downwards: a `crate::x` path in a module of a
-//! lower layer than `x` (or of the same layer) fails this test, naming the file and the path.
+//! The workspace's modules form layers and depend only downwards: a `crate::x` or `reid_core::x`
+//! (any crate of the workspace) path in a module of a lower layer than `x` (or of the same layer)
+//! fails this test, naming the file and the path. Cargo already refuses a cycle between the crates
+//! of `crates/`; this test also holds the order of the modules inside each crate.
 //! ARCHITECTURE.md explains the layers.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Top-level modules by layer, bottom first. A module may use modules of lower layers only.
+/// Top-level modules by layer, bottom first. A module may use modules of lower layers only. Layers
+/// 0–2 are the crate reid-core; above it, reid-perception (`ingest`, `detect`, `track`, `synth`),
+/// reid-model (`data`, `model`, `eval`, `train`, `viz`) and reid-index (`index`, `cluster`) each use
+/// only reid-core, and reid-pipe (`live` and up) uses them all.
 const LAYERS: &[&[&str]] = &[
     &["base", "atomic", "runtime", "libtorch", "resample"],
     &["safetensors"],
@@ -22,6 +27,20 @@ fn layer_of(module: &str) -> Option<usize> {
     LAYERS.iter().position(|l| l.contains(&module))
 }
 
+/// The source folders of the workspace's crates: `src/` of reid-pipe and `crates/*/src`.
+fn source_dirs() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut dirs = vec![root.join("src")];
+    for entry in std::fs::read_dir(root.join("crates")).expect("read crates") {
+        let src = entry.expect("entry").path().join("src");
+        if src.is_dir() {
+            dirs.push(src);
+        }
+    }
+    dirs.sort();
+    dirs
+}
+
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("read src") {
         let path = entry.expect("entry").path();
@@ -33,15 +52,31 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Top-level modules named by `crate::…` paths in `text`, including `crate::{a, b::c}` groups.
+/// How a path names a module of the workspace: `crate::` inside a crate, the crate's name from
+/// another one.
+const PREFIXES: &[&str] = &[
+    "crate::",
+    "reid_core::",
+    "reid_index::",
+    "reid_model::",
+    "reid_perception::",
+];
+
+/// Top-level modules named by `crate::…` (or `reid_core::…`, …) paths in `text`, including
+/// `crate::{a, b::c}` groups.
 fn used_modules(text: &str) -> Vec<String> {
     let mut out = Vec::new();
-    for (at, _) in text.match_indices("crate::") {
-        // `reid_pipe::` paths cannot occur inside the library; skip `$crate::` in macros.
-        if text[..at].ends_with('$') {
+    let mut hits: Vec<(usize, &str)> = PREFIXES
+        .iter()
+        .flat_map(|p| text.match_indices(p).map(move |(at, _)| (at, *p)))
+        .collect();
+    hits.sort();
+    for (at, prefix) in hits {
+        // Skip `$crate::` in macros and longer names that merely end in a prefix.
+        if text[..at].ends_with(|c: char| c == '$' || c == '_' || c.is_alphanumeric()) {
             continue;
         }
-        let rest = &text[at + "crate::".len()..];
+        let rest = &text[at + prefix.len()..];
         if let Some(group) = rest.strip_prefix('{') {
             let group = &group[..group.find('}').unwrap_or(group.len())];
             for item in group.split(',') {
@@ -63,34 +98,34 @@ fn used_modules(text: &str) -> Vec<String> {
 
 #[test]
 fn modules_depend_only_on_lower_layers() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    rust_files(&src, &mut files);
-    files.sort();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut upward = Vec::new();
     let mut edges: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
-    for file in &files {
-        let rel = file.strip_prefix(&src).expect("under src");
-        let top = rel.iter().next().expect("a component").to_string_lossy();
-        let top = top.trim_end_matches(".rs").to_owned();
-        if top == "lib" || top == "main" {
-            continue;
-        }
-        let own = layer_of(&top).unwrap_or_else(|| panic!("src/{top}: place the new module in a layer of LAYERS"));
-        let text = std::fs::read_to_string(file).expect("read");
-        for used in used_modules(&text) {
-            if used == top {
+    for src in source_dirs() {
+        let mut files = Vec::new();
+        rust_files(&src, &mut files);
+        files.sort();
+        for file in &files {
+            let rel = file.strip_prefix(&src).expect("under src");
+            let top = rel.iter().next().expect("a component").to_string_lossy();
+            let top = top.trim_end_matches(".rs").to_owned();
+            if top == "lib" || top == "main" {
                 continue;
             }
-            let Some(theirs) = layer_of(&used) else {
-                continue; // an item of lib.rs, not a module
-            };
-            edges.entry(top.clone()).or_default().insert(used.clone());
-            if theirs >= own {
-                upward.push(format!(
-                    "src/{}: crate::{used} (layer {theirs}) from {top} (layer {own})",
-                    rel.display()
-                ));
+            let shown = file.strip_prefix(root).expect("under the workspace").display();
+            let own = layer_of(&top).unwrap_or_else(|| panic!("{shown}: place the new module in a layer of LAYERS"));
+            let text = std::fs::read_to_string(file).expect("read");
+            for used in used_modules(&text) {
+                if used == top {
+                    continue;
+                }
+                let Some(theirs) = layer_of(&used) else {
+                    continue; // an item of lib.rs, not a module
+                };
+                edges.entry(top.clone()).or_default().insert(used.clone());
+                if theirs >= own {
+                    upward.push(format!("{shown}: {used} (layer {theirs}) from {top} (layer {own})"));
+                }
             }
         }
     }
@@ -99,12 +134,14 @@ fn modules_depend_only_on_lower_layers() {
         "uses of a module of the same or a higher layer:\n{}",
         upward.join("\n")
     );
-    // The layering is not vacuous: the modules above the bottom do use lower ones.
+    // The layering is not vacuous: the modules above the bottom do use lower ones, within a crate
+    // (eval → model) and across crates (model → base, live → model).
     assert!(edges["live"].contains("model") && edges["eval"].contains("model") && edges["model"].contains("base"));
 }
 
 #[test]
 fn the_parser_sees_grouped_and_plain_paths() {
-    let text = "use crate::{base::Modality, config};\nlet x = crate::eval::rank(); $crate::ignored";
-    assert_eq!(used_modules(text), ["base", "config", "eval"]);
+    let text = "use crate::{base::Modality, config};\nlet x = crate::eval::rank(); $crate::ignored;\n\
+                use reid_core::safetensors; my_reid_core::ignored";
+    assert_eq!(used_modules(text), ["base", "config", "eval", "safetensors"]);
 }

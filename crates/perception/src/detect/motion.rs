@@ -1,0 +1,95 @@
+//! Motion detector for fixed cameras: pixels that differ from a running-average background by
+//! more than a threshold in any colour channel, grouped into regions of person-like size and
+//! shape. The background adapts (learning rate 0.02 per frame), so people who stop fade into it
+//! after a few seconds.
+
+use super::regions::Regions;
+use super::{Detect, DetectError, Detection, Image};
+use opencv::core::{self, Mat, Size};
+use opencv::imgproc;
+use opencv::prelude::*;
+use reid_core::base::PixelFormat;
+
+/// Grey-level difference (0–255) that counts as motion.
+const THRESHOLD: f64 = 25.0;
+/// Weight of each new frame in the background.
+const LEARNING_RATE: f64 = 0.02;
+
+/// Background-subtraction detector. Its regions must cover at least half of `min_box` and be
+/// 1 to 6 times as tall as wide.
+pub struct MotionDetector {
+    background: Option<Mat>,
+    regions: Regions,
+}
+
+impl MotionDetector {
+    pub fn new(min_box: (u32, u32)) -> Self {
+        Self {
+            background: None,
+            regions: Regions::new((min_box.0 * min_box.1 / 2).max(1), (1.0, 6.0), 5),
+        }
+    }
+}
+
+impl Detect for MotionDetector {
+    fn name(&self) -> &'static str {
+        "motion"
+    }
+
+    fn detect(&mut self, image: &Image<'_>) -> Result<Vec<Detection>, DetectError> {
+        // Colour frames are compared per channel: a change of hue at equal brightness is motion too.
+        let frame = image.with_mat(|mat| {
+            let mut scaled = Mat::default();
+            let scale = if image.format == PixelFormat::Gray16 {
+                1.0 / 256.0
+            } else {
+                1.0
+            };
+            mat.convert_to(&mut scaled, core::CV_32F, scale, 0.0)?;
+            let mut smooth = Mat::default();
+            imgproc::gaussian_blur_def(&scaled, &mut smooth, Size::new(5, 5), 0.0)?;
+            Ok(smooth)
+        })?;
+        let Some(background) = &mut self.background else {
+            self.background = Some(frame);
+            return Ok(Vec::new());
+        };
+        if background.size()? != frame.size()? {
+            *background = frame;
+            return Ok(Vec::new());
+        }
+        let mut diff = Mat::default();
+        core::absdiff(&frame, &*background, &mut diff)?;
+        imgproc::accumulate_weighted(&frame, background, LEARNING_RATE, &core::no_array())?;
+        if diff.channels() > 1 {
+            let mut channels = core::Vector::<Mat>::new();
+            core::split(&diff, &mut channels)?;
+            let mut largest = channels.get(0)?;
+            for c in channels.iter().skip(1) {
+                let mut m = Mat::default();
+                core::max(&largest, &c, &mut m)?;
+                largest = m;
+            }
+            diff = largest;
+        }
+        let mut binary = Mat::default();
+        imgproc::threshold(&diff, &mut binary, THRESHOLD, 255.0, imgproc::THRESH_BINARY)?;
+        let mut mask = Mat::default();
+        binary.convert_to(&mut mask, core::CV_8U, 1.0, 0.0)?;
+        // Parts of one body that differ from the background by different amounts (a torso and
+        // legs) are joined by a closing with a tall kernel.
+        let tall = imgproc::get_structuring_element_def(imgproc::MORPH_RECT, Size::new(3, 15))?;
+        let mut joined = Mat::default();
+        imgproc::morphology_ex(
+            &mask,
+            &mut joined,
+            imgproc::MORPH_CLOSE,
+            &tall,
+            opencv::core::Point::new(-1, -1),
+            1,
+            core::BORDER_CONSTANT,
+            imgproc::morphology_default_border_value()?,
+        )?;
+        self.regions.find(&mut joined)
+    }
+}

@@ -1,8 +1,9 @@
-//! Crop resizing: crops/s of reid-pipe's Pillow-exact antialiased Lanczos (`src/resample.rs`, what
-//! every path uses) next to Pillow itself (`benches/reference/resize_pil.py`, the reference code's
-//! resize, run in the same invocation) and OpenCV's `resize` (INTER_AREA when shrinking, Lanczos-4
-//! when enlarging: the faster, not identical, alternative), on person-sized crops of 48–198 ×
-//! 110–360 pixels to 288×144, one thread.
+//! Crop resizing: crops/s of reid-pipe's Pillow-exact antialiased Lanczos
+//! (`crates/core/src/resample.rs`, what every path uses) next to Pillow itself
+//! (`benches/reference/resize_pil.py`, the reference code's resize, run in the same invocation)
+//! and OpenCV's `resize` (INTER_AREA when shrinking, Lanczos-4 when enlarging: the faster, not
+//! identical, alternative), on person-sized crops of 48–198 × 110–360 pixels to 288×144, one
+//! thread.
 //!
 //!     cargo bench --bench resize_speed          # REID_BENCH_SECONDS=3 per engine by default
 

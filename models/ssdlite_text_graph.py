@@ -6,7 +6,7 @@ post-processing are TensorFlow control flow. OpenCV reads such graphs together w
 that describes only the layers to run. This script writes that text graph: the network from the
 input to the twelve box-predictor outputs, with the pre-processing, anchor generator and
 post-processing left out. reid-pipe feeds the network an already scaled 300x300 image and does the
-anchors, box decoding and non-maximum suppression itself (src/detect/ssd.rs).
+anchors, box decoding and non-maximum suppression itself (crates/perception/src/detect/ssd.rs).
 
 It decodes the binary GraphDef with a small protobuf reader, so TensorFlow is not needed.
 

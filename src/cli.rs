@@ -11,7 +11,8 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "reid-pipe", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
-    /// Log filter (tracing syntax, e.g. `info`, `reid_pipe=debug`); RUST_LOG overrides it.
+    /// Log filter (tracing syntax, e.g. `info`, `reid_pipe=debug` for all of reid-pipe,
+    /// `reid_index::cluster=debug` for one module); RUST_LOG overrides it.
     #[arg(long, global = true, default_value = "info")]
     pub log: String,
 
@@ -461,4 +462,45 @@ pub enum IndexAction {
         #[arg(long)]
         overwrite: bool,
     },
+}
+
+/// The workspace's crates: log events are named after the crate that holds their code
+/// (`reid_index::cluster::link`).
+const CRATES: [&str; 5] = ["reid_pipe", "reid_core", "reid_perception", "reid_model", "reid_index"];
+
+/// `given` with each directive for the whole of `reid_pipe` (`reid_pipe`, `reid_pipe=debug`)
+/// applied to every crate of the workspace; other directives as they are.
+pub fn log_filter(given: &str) -> String {
+    let mut out = Vec::new();
+    for directive in given.split(',').map(str::trim) {
+        match directive.strip_prefix("reid_pipe") {
+            Some(level) if level.is_empty() || level.starts_with('=') => {
+                out.extend(CRATES.iter().map(|c| format!("{c}{level}")));
+            }
+            _ => out.push(directive.to_owned()),
+        }
+    }
+    out.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn a_filter_for_reid_pipe_covers_every_crate() {
+        assert_eq!(
+            log_filter("info,reid_pipe=debug"),
+            "info,reid_pipe=debug,reid_core=debug,reid_perception=debug,reid_model=debug,reid_index=debug"
+        );
+        assert_eq!(
+            log_filter("reid_pipe"),
+            "reid_pipe,reid_core,reid_perception,reid_model,reid_index"
+        );
+        assert_eq!(
+            log_filter("warn,reid_index::cluster=trace"),
+            "warn,reid_index::cluster=trace"
+        );
+        assert_eq!(log_filter("reid_pipe::live=debug"), "reid_pipe::live=debug");
+    }
 }

@@ -16,11 +16,15 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     reid_pipe::runtime::tune_allocator();
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(&cli.log));
-    let filter = match filter {
+    let rust_log = std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty());
+    let (given, from) = match &rust_log {
+        Some(v) => (v.as_str(), "RUST_LOG"),
+        None => (cli.log.as_str(), "--log"),
+    };
+    let filter = match EnvFilter::try_new(reid_pipe::cli::log_filter(given)) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("error: invalid --log filter {:?}: {e}", cli.log);
+            eprintln!("error: invalid {from} filter {given:?}: {e}");
             return ExitCode::from(2);
         }
     };

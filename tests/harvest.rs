@@ -352,10 +352,13 @@ fn adapt_harvests_trains_evaluates_and_reports() {
     assert!(o.status.success(), "{}", text(&o));
 }
 
-/// Seed of the recording and the training in the improvement test.
-const ADAPT_SEED: u64 = 5;
-/// Least improvements (points) the adapted tiny network must show. Measured with seeds 5, 6
-/// and 7 on 2026-11-27 (2 cores): rank-1 +3.7, +7.0, +4.7; mAP +4.7, +8.4, +3.4.
+/// Seed of the recording and the training in the improvement test, and its epochs.
+const ADAPT_SEED: u64 = 6;
+const ADAPT_EPOCHS: &str = "20";
+/// Least improvements (points) the adapted tiny network must show. Measured on 2026-11-27 with
+/// seeds 5–9 at 20 epochs: rank-1 +3.8, +6.6, +5.9, +2.5, +3.0; mAP +2.8, +9.0, +5.3, +6.2, +3.3.
+/// At 12 epochs seed 8 lost rank-1, and the figures depend on the CPU's libtorch kernels (seed 5
+/// gave mAP +4.7 on one machine, +1.5 on another).
 const RANK1_MARGIN: f64 = 2.0;
 const MAP_MARGIN: f64 = 2.0;
 
@@ -387,7 +390,7 @@ fn adapting_improves_held_out_cross_modal_retrieval() {
         .arg(&site)
         .arg("--out")
         .arg(&out)
-        .args(["--epochs", "12", "--seed", &ADAPT_SEED.to_string()])
+        .args(["--epochs", ADAPT_EPOCHS, "--seed", &ADAPT_SEED.to_string()])
         .output()
         .expect("adapt");
     assert!(o.status.success(), "{}", text(&o));

@@ -1,7 +1,7 @@
 //! The workspace's modules form layers and depend only downwards: a `crate::x` or `reid_core::x`
 //! (any crate of the workspace) path in a module of a lower layer than `x` (or of the same layer)
-//! fails this test, naming the file and the path. Cargo already refuses a cycle between the crates
-//! of `crates/`; this test also holds the order of the modules inside each crate.
+//! fails this test, naming the file and the path, as does a use of a crate that `CRATE_USES` does
+//! not put below the user's (Cargo would refuse only a cycle).
 //! ARCHITECTURE.md explains the layers.
 
 use std::collections::BTreeMap;
@@ -22,6 +22,29 @@ const LAYERS: &[&[&str]] = &[
     &["live"],
     &["doctor", "cli", "adapt"],
 ];
+
+/// The crates each crate of the workspace may use: the three middle ones only reid-core, so they
+/// build side by side and a change in one rebuilds only it and reid-pipe.
+const CRATE_USES: &[(&str, &[&str])] = &[
+    ("reid_core", &[]),
+    ("reid_index", &["reid_core"]),
+    ("reid_model", &["reid_core"]),
+    ("reid_perception", &["reid_core"]),
+    (
+        "reid_pipe",
+        &["reid_core", "reid_index", "reid_model", "reid_perception"],
+    ),
+];
+
+/// The crate whose sources are in `src`: reid-pipe's `src/`, or `crates/<name>/src`.
+fn crate_of_dir(src: &Path) -> String {
+    let parent = src.parent().expect("a crate folder");
+    if parent == Path::new(env!("CARGO_MANIFEST_DIR")) {
+        "reid_pipe".to_owned()
+    } else {
+        format!("reid_{}", parent.file_name().expect("named").to_string_lossy())
+    }
+}
 
 fn layer_of(module: &str) -> Option<usize> {
     LAYERS.iter().position(|l| l.contains(&module))
@@ -99,9 +122,30 @@ fn used_modules(text: &str) -> Vec<String> {
 #[test]
 fn modules_depend_only_on_lower_layers() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Which crate holds each top-level module (reid-pipe's own modules and its re-exports aside).
+    let mut home: BTreeMap<String, String> = BTreeMap::new();
+    for src in source_dirs() {
+        for entry in std::fs::read_dir(&src).expect("read src") {
+            let name = entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .trim_end_matches(".rs")
+                .to_owned();
+            if name != "lib" && name != "main" {
+                home.insert(name, crate_of_dir(&src));
+            }
+        }
+    }
     let mut upward = Vec::new();
     let mut edges: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
     for src in source_dirs() {
+        let own_crate = crate_of_dir(&src);
+        let may_use = CRATE_USES
+            .iter()
+            .find(|(c, _)| *c == own_crate)
+            .unwrap_or_else(|| panic!("{own_crate}: add the new crate to CRATE_USES"))
+            .1;
         let mut files = Vec::new();
         rust_files(&src, &mut files);
         files.sort();
@@ -126,12 +170,20 @@ fn modules_depend_only_on_lower_layers() {
                 if theirs >= own {
                     upward.push(format!("{shown}: {used} (layer {theirs}) from {top} (layer {own})"));
                 }
+                let Some(their_crate) = home.get(&used) else {
+                    panic!("LAYERS names {used}, which no crate holds");
+                };
+                if *their_crate != own_crate && !may_use.contains(&their_crate.as_str()) {
+                    upward.push(format!(
+                        "{shown}: {used} of {their_crate}, which {own_crate} may not use"
+                    ));
+                }
             }
         }
     }
     assert!(
         upward.is_empty(),
-        "uses of a module of the same or a higher layer:\n{}",
+        "uses of a module of the same or a higher layer, or of a crate not below:\n{}",
         upward.join("\n")
     );
     // The layering is not vacuous: the modules above the bottom do use lower ones, within a crate

@@ -415,8 +415,12 @@ fn harvest(
     let summary = live::harvest::harvest(&cfg, &opts, &stop)?;
     let w = &summary.written;
     let l = &w.left_out;
+    let layout = match summary.layout {
+        live::harvest::Layout::Sysu => "SYSU-MM01 layout, both modalities",
+        live::harvest::Layout::Market => "Market-1501 layout, visible tracks alone: single-modality, nothing fused",
+    };
     println!(
-        "{} tracks; {} pseudo-identities written to {} ({} train, {} test, cut at {:.1} s), {} crops",
+        "{} tracks; {} pseudo-identities written to {} ({layout}; {} train, {} test, cut at {:.1} s), {} crops",
         summary.tracks,
         w.train + w.test,
         out.display(),

@@ -435,12 +435,12 @@ fn training_mixed_precision_and_loader_settings_are_checked() {
 }
 
 #[test]
-fn the_co_occurring_sampler_needs_a_sysu_layout_set() {
+fn the_co_occurring_sampler_needs_a_harvested_layout() {
     use reid_pipe::config::train::SamplerKind;
     let e = train_err(&format!("{TRAIN}[schedule]\nsampler = \"nearby\"\n"));
     expect(&e, "schedule.sampler", 9, "unknown variant `nearby`");
-    let market = TRAIN.replace("kind = \"sysu\"", "kind = \"market\"");
-    let e = train_err(&format!("{market}[schedule]\nsampler = \"co-occurring\"\n"));
+    let regdb = TRAIN.replace("kind = \"sysu\"", "kind = \"regdb\"");
+    let e = train_err(&format!("{regdb}[schedule]\nsampler = \"co-occurring\"\n"));
     expect(&e, "schedule.sampler", 9, "needs a harvested set");
     let cfg = |extra: &str| {
         TrainConfig::from_bytes(Path::new("train.toml"), format!("{TRAIN}{extra}").as_bytes())

@@ -2,7 +2,8 @@
 //! ([`crate::live::harvest`]) into `OUT/data`, trains the LbA model on it from the site's
 //! current weights with the existing trainer and losses (`OUT/train.toml`, `OUT/run/`),
 //! evaluates the starting and the adapted weights on the held-out (later) part with the SYSU-MM01
-//! protocol (`OUT/eval-before/`, `OUT/eval-after/`), draws the adapted model's retrieval grid,
+//! protocol (`OUT/eval-before/`, `OUT/eval-after/`; the Market-1501 protocol for a harvest of
+//! the visible tracks alone, where nothing fused), draws the adapted model's retrieval grid,
 //! suggests index thresholds from the held-out distances ([`thresholds`]), and writes
 //! `OUT/report.json` and `OUT/report.md`.
 //!
@@ -12,7 +13,7 @@
 pub mod thresholds;
 
 use crate::base::Backbone;
-use crate::config::train::SamplerKind;
+use crate::config::train::{DatasetKind, SamplerKind};
 use crate::config::{SiteConfig, TrainConfig};
 use crate::eval::protocols::{RegdbDirection, Shots, SysuMode};
 use crate::eval::report::Summary;
@@ -103,7 +104,11 @@ pub struct AdaptReport {
     pub adapted_weights: PathBuf,
     pub train_identities: usize,
     pub test_identities: usize,
-    /// Held-out cross-modal retrieval (thermal queries, visible gallery), before and after.
+    /// What `before` and `after` measure.
+    pub protocol: &'static str,
+    /// Held-out retrieval (cross-modal: thermal queries, visible gallery; of a single-modality
+    /// harvest: a track's earlier crops against the later ones of every held-out track), before
+    /// and after.
     pub before: Scores,
     pub after: Scores,
     /// Suggested `index.same_modality_threshold` and `index.cross_modality_threshold` for the
@@ -138,9 +143,9 @@ impl AdaptReport {
             )
         };
         let mut t = format!(
-            "Held-out pseudo-identities: {} (trained on {}); thermal queries, visible gallery, 10 gallery draws.\n\n\
+            "Held-out pseudo-identities: {} (trained on {}); {}.\n\n\
              | weights | rank-1 (%) | mAP (%) |\n|---|---|---|\n",
-            self.test_identities, self.train_identities
+            self.test_identities, self.train_identities, self.protocol
         );
         t.push_str(&row(
             &format!("starting: {}", self.starting_weights.display()),
@@ -175,6 +180,12 @@ impl AdaptReport {
 fn round_down(x: f64) -> f64 {
     (x * 1e4).floor() / 1e4
 }
+
+/// What the report's scores measure: of a SYSU-MM01 harvest, and of a single-modality one.
+const CROSS_MODAL: &str = "thermal queries, visible gallery, 10 gallery draws";
+/// See [`CROSS_MODAL`].
+const SINGLE_MODALITY: &str = "single-modality (nothing fused): each held-out track's earlier crops \
+                               query the later crops of every held-out track";
 
 /// Entries of the output folder an adaptation writes.
 const DATA: &str = "data";
@@ -212,22 +223,22 @@ pub fn adapt(cfg: &SiteConfig, opts: &AdaptOptions, stop: &Arc<AtomicBool>) -> R
         }
     };
     interrupted("harvest")?;
-    let ids = |split| {
-        crate::data::sysu::read_ids(&data, split).map_err(|e| AdaptError::Eval {
-            what: "the harvested ids",
-            source: Box::new(e.into()),
-        })
+    let kind = if harvest::is_single_modality(&data) {
+        DatasetKind::Market
+    } else {
+        DatasetKind::Sysu
     };
-    // The trainer reads train + val (val holds the latest training identity).
-    let train_ids = ids("train")?.len() + ids("val")?.len();
-    let test_ids = ids("test")?.len();
+    let (train_ids, test_ids) = harvested_ids(&data, kind).map_err(|e| AdaptError::Eval {
+        what: "the harvested ids",
+        source: Box::new(e.into()),
+    })?;
     tracing::info!("adapt 2/4: training from {}", cfg.model.weights.display());
     let train_file = out.join(TRAIN_FILE);
     if opts.resume && train_file.exists() {
         // The run continues as it was set up, whatever --epochs says now.
         tracing::info!("continuing the training of {}", train_file.display());
     } else {
-        let text = training_file(cfg, backbone, input_size, train_ids, opts);
+        let text = training_file(cfg, kind, backbone, input_size, train_ids, opts);
         crate::atomic::write(&train_file, text.as_bytes()).map_err(|source| AdaptError::Write {
             path: train_file.clone(),
             source,
@@ -245,7 +256,7 @@ pub fn adapt(cfg: &SiteConfig, opts: &AdaptOptions, stop: &Arc<AtomicBool>) -> R
     let adapted = out.join(RUN).join("last.safetensors");
     tracing::info!("adapt 3/4: evaluating before and after on the held-out part");
     let request = |input: &Path, folder: &str| EvalRequest {
-        dataset: crate::config::train::DatasetKind::Sysu,
+        dataset: kind,
         root: data.clone(),
         inputs: vec![EvalInput::Checkpoint(input.to_path_buf())],
         input_size: Some(input_size),
@@ -275,7 +286,7 @@ pub fn adapt(cfg: &SiteConfig, opts: &AdaptOptions, stop: &Arc<AtomicBool>) -> R
         .into_iter()
         .find(|p| p.extension().is_some_and(|e| e == "safetensors"));
     let (same, cross) = match features {
-        Some(f) => suggested_thresholds(&f)?,
+        Some(f) => suggested_thresholds(&f, kind)?,
         None => (None, None),
     };
     let figure = out.join("retrieval.png");
@@ -298,6 +309,11 @@ pub fn adapt(cfg: &SiteConfig, opts: &AdaptOptions, stop: &Arc<AtomicBool>) -> R
         adapted_weights: adapted,
         train_identities: train_ids,
         test_identities: test_ids,
+        protocol: if kind == DatasetKind::Market {
+            SINGLE_MODALITY
+        } else {
+            CROSS_MODAL
+        },
         before: Scores::from(&before.overall),
         after: Scores::from(&after.overall),
         same_modality_threshold: same,
@@ -371,10 +387,29 @@ fn prepare(out: &Path, resume: bool) -> Result<(), AdaptError> {
 /// choice, not yet measured over seeds).
 const BASE_LR: f64 = 0.02;
 
+/// The numbers of training and held-out pseudo-identities of the harvest in `data`.
+fn harvested_ids(data: &Path, kind: DatasetKind) -> Result<(usize, usize), crate::data::DataError> {
+    if kind == DatasetKind::Market {
+        let pids = |folder| -> Result<usize, crate::data::DataError> {
+            let items = crate::data::market::read_folder(data, folder)?;
+            Ok(items
+                .iter()
+                .map(|i| i.pid)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len())
+        };
+        return Ok((pids("bounding_box_train")?, pids("query")?));
+    }
+    let ids = |split| crate::data::sysu::read_ids(data, split).map(|ids| ids.len());
+    // The trainer reads train + val (val holds the latest training identity).
+    Ok((ids("train")? + ids("val")?, ids("test")?))
+}
+
 /// The training file of an adaptation: the harvested set, the site's backbone from its
 /// weights, identity-balanced batches sized to the set.
 fn training_file(
     cfg: &SiteConfig,
+    kind: DatasetKind,
     backbone: Backbone,
     (h, w): (i64, i64),
     train_ids: usize,
@@ -395,11 +430,12 @@ fn training_file(
     format!(
         "# Written by `reid-pipe adapt`: the site's own tracks, from its current weights.\n\
          seed = {seed}\noutput_dir = \"{RUN}\"\ndevice = \"{device}\"\nthreads = {threads}\n\n\
-         [dataset]\nkind = \"sysu\"\nroot = \"{DATA}\"\n\n\
+         [dataset]\nkind = \"{kind}\"\nroot = \"{DATA}\"\n\n\
          [model]\nbackbone = \"{backbone}\"\npretrained = {weights}\ninput_size = [{h}, {w}]\n\n\
          [schedule]\nepochs = {epochs}\nidentities_per_batch = {p}\nimages_per_identity = {k}\n\
          base_lr = {BASE_LR}\nwarmup_epochs = 0\nmilestones = [{milestone}]\neval_every = {epochs}\nsampler = \"{sampler}\"\n",
         seed = opts.seed,
+        kind = if kind == DatasetKind::Market { "market" } else { "sysu" },
         sampler = opts.sampler.as_str(),
         threads = cfg.runtime.threads,
         // A TOML string, escaped as TOML needs.
@@ -419,8 +455,12 @@ fn training_file(
 /// Most held-out crops whose pairs the thresholds are computed from.
 const MAX_ROWS: usize = 2000;
 
-/// Thresholds from the held-out features an evaluation saved (paths `camN/<pid>/…`).
-fn suggested_thresholds(features: &Path) -> Result<(Option<Threshold>, Option<Threshold>), AdaptError> {
+/// Thresholds from the held-out features an evaluation saved (paths `camN/<pid>/…` of SYSU-MM01,
+/// `<folder>/<pid>_c…` of a single-modality harvest, whose crops are all of one modality).
+fn suggested_thresholds(
+    features: &Path,
+    kind: DatasetKind,
+) -> Result<(Option<Threshold>, Option<Threshold>), AdaptError> {
     let eval_err = |source| AdaptError::Eval {
         what: "the held-out features",
         source: Box::new(source),
@@ -436,10 +476,15 @@ fn suggested_thresholds(features: &Path) -> Result<(Option<Threshold>, Option<Th
     let mut thermal = Vec::new();
     for path in bank.paths().into_iter().step_by(step) {
         let mut parts = path.split('/');
-        let cam = parts.next().unwrap_or("");
-        let pid = parts.next().and_then(|p| p.parse::<i64>().ok()).unwrap_or(-1);
-        labels.push(pid);
-        thermal.push(cam == "cam3" || cam == "cam6");
+        let first = parts.next().unwrap_or("");
+        let second = parts.next().unwrap_or("");
+        if kind == DatasetKind::Market {
+            labels.push(crate::data::market::parse_name(second).map_or(-1, |(pid, _)| pid));
+            thermal.push(false);
+        } else {
+            labels.push(second.parse::<i64>().unwrap_or(-1));
+            thermal.push(first == "cam3" || first == "cam6");
+        }
     }
     let [same_s, same_d, cross_s, cross_d] = thresholds::pair_distances(&rows, &labels, &thermal);
     Ok((

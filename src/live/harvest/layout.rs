@@ -1,4 +1,5 @@
-//! Harvested pseudo-identities written as SYSU-MM01, the layout `train` and `eval` read:
+//! Harvested pseudo-identities written as SYSU-MM01, the layout `train` and `eval` read (a harvest
+//! in which nothing fused is written as Market-1501 by [`super::single`]):
 //! `cam<N>/<pid:04>/<nnnn>.jpg` (camera pair 1: visible `cam1`, thermal `cam3`; pair 2: `cam2`,
 //! `cam6`), `exp/{train,val,test}_id.txt`, `exp/co_occurring.txt` (the pseudo-identities seen
 //! at the same time by the same camera, which the `co-occurring` sampler draws together), and
@@ -21,10 +22,23 @@ pub const INCOMPLETE: &str = crate::data::HARVEST_INCOMPLETE;
 pub const MANIFEST: &str = "manifest.json";
 /// The first field of a harvest's manifest.
 const FORMAT: &str = "reid-pipe harvest 1";
+/// The `layout` field of a manifest written here.
+const LAYOUT: &str = "sysu-mm01";
 /// SYSU-MM01 camera folders (visible, thermal) of camera pairs 1 and 2.
 pub const CAMERA_FOLDERS: [(i64, i64); 2] = [(1, 3), (2, 6)];
-/// The entries of the output folder a harvest writes: all it ever removes.
-const ENTRIES: [&str; 7] = ["cam1", "cam2", "cam3", "cam6", "exp", MANIFEST, INCOMPLETE];
+/// The entries of the output folder a harvest writes, in either layout: all it ever removes.
+const ENTRIES: [&str; 10] = [
+    "cam1",
+    "cam2",
+    "cam3",
+    "cam6",
+    "bounding_box_train",
+    "bounding_box_test",
+    "query",
+    "exp",
+    MANIFEST,
+    INCOMPLETE,
+];
 
 /// Which part of the recording a pseudo-identity is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -119,16 +133,49 @@ fn is_harvest(manifest: &Path) -> bool {
         .is_some_and(|v| v.get("format").and_then(|f| f.as_str()) == Some(FORMAT))
 }
 
+/// What a harvest's `manifest.json` holds; `E` is the layout's entry per pseudo-identity.
 #[derive(Serialize)]
-struct Manifest<'a> {
+pub(super) struct Manifest<'a, E> {
     format: &'static str,
+    /// `sysu-mm01` or `market-1501`.
+    layout: &'static str,
     site: &'a Path,
     /// Stream time of the first and last crop harvested, and of the cut between train and test.
     span_s: (f64, f64),
     cut_s: f64,
     settings: Settings,
-    identities: Vec<IdentityEntry>,
+    identities: Vec<E>,
     left_out: &'a LeftOut,
+}
+
+impl<'a, E: Serialize> Manifest<'a, E> {
+    pub(super) fn new(
+        layout: &'static str,
+        site: &'a Path,
+        settings: &crate::config::site::Harvest,
+        (span_s, cut_s): ((f64, f64), f64),
+        identities: Vec<E>,
+        left_out: &'a LeftOut,
+    ) -> Self {
+        let s = settings;
+        Manifest {
+            format: FORMAT,
+            layout,
+            site,
+            span_s,
+            cut_s,
+            settings: Settings {
+                train_fraction: s.train_fraction,
+                min_track_frames: s.min_track_frames,
+                min_box_height: s.min_box_height,
+                max_crops_per_track: s.max_crops_per_track,
+                duplicate_difference: s.duplicate_difference,
+                min_fused_fraction: s.min_fused_fraction,
+            },
+            identities,
+            left_out,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -161,14 +208,15 @@ struct IdentityEntry {
     crops: Vec<CropEntry>,
 }
 
+/// One crop a harvest wrote, in the manifest.
 #[derive(Serialize)]
-struct CropEntry {
-    file: String,
-    modality: Modality,
-    pts_s: f64,
+pub(super) struct CropEntry {
+    pub file: String,
+    pub modality: Modality,
+    pub pts_s: f64,
     /// Detection box in its frame: x, y, width, height.
     #[serde(rename = "box")]
-    bbox: [f32; 4],
+    pub bbox: [f32; 4],
 }
 
 /// Why pseudo-identities or tracks were left out.
@@ -176,13 +224,16 @@ struct CropEntry {
 pub struct LeftOut {
     /// Fused pairs whose boxes did not overlap steadily enough.
     pub unstable_fusion: usize,
-    /// Fused pairs with a track of fewer frames than `min_track_frames`.
+    /// Fused pairs with a track of fewer frames than `min_track_frames` (in a single-modality
+    /// harvest: such tracks).
     pub short: usize,
-    /// Fused pairs with a track without a crop large enough.
+    /// Fused pairs with a track without a crop large enough (in a single-modality harvest:
+    /// tracks with fewer than two).
     pub no_crops: usize,
     /// Pseudo-identities seen on both sides of the cut.
     pub crossing_the_cut: usize,
-    /// Confirmed tracks that were never fused (no thermal partner, or no visible one).
+    /// Confirmed tracks that were never fused (no thermal partner, or no visible one); in a
+    /// single-modality harvest, the other modality's tracks.
     pub unfused_tracks: usize,
 }
 
@@ -239,23 +290,33 @@ fn co_occurring(sides: &[(PseudoIdentity, Split)], span: impl Fn(&TrackKey) -> O
 /// Fewest pseudo-identities on each side of the cut.
 pub const MIN_PER_SIDE: usize = 2;
 
-/// Splits the pseudo-identities by time and writes the dataset into `out` (made ready by
-/// [`prepare`]).
-pub fn write(out: &Path, mut h: Harvested<'_>) -> Result<Written, HarvestError> {
-    let (start, end) = h.collected.span.unwrap_or((0.0, 0.0));
-    let cut_s = start + h.settings.train_fraction * (end - start);
-    h.identities.sort_by(|a, b| a.first_s.total_cmp(&b.first_s));
+/// The stream time of the first and last crop harvested, and the cut between train and test.
+pub(super) fn cut(collected: &Collected, settings: &crate::config::site::Harvest) -> ((f64, f64), f64) {
+    let (start, end) = collected.span.unwrap_or((0.0, 0.0));
+    ((start, end), start + settings.train_fraction * (end - start))
+}
+
+/// `items` (in time order) on their side of the cut, by their first and last stream time;
+/// those seen on both sides are counted in `left_out` and left out. Refuses a recording with
+/// fewer than [`MIN_PER_SIDE`] on a side, or more than the layouts' four-digit ids allow.
+pub(super) fn split_by_time<T>(
+    items: Vec<T>,
+    span: impl Fn(&T) -> (f64, f64),
+    ((start, end), cut_s): ((f64, f64), f64),
+    left_out: &mut LeftOut,
+) -> Result<Vec<(T, Split)>, HarvestError> {
     let mut sides = Vec::new();
-    for id in h.identities {
-        let split = if id.last_s <= cut_s {
+    for item in items {
+        let (first, last) = span(&item);
+        let split = if last <= cut_s {
             Split::Train
-        } else if id.first_s >= cut_s {
+        } else if first >= cut_s {
             Split::Test
         } else {
-            h.left_out.crossing_the_cut += 1;
+            left_out.crossing_the_cut += 1;
             continue;
         };
-        sides.push((id, split));
+        sides.push((item, split));
     }
     let train = sides.iter().filter(|(_, s)| *s == Split::Train).count();
     let test = sides.len() - train;
@@ -265,19 +326,67 @@ pub fn write(out: &Path, mut h: Harvested<'_>) -> Result<Written, HarvestError> 
             cut_s,
             train,
             test,
-            crossing: h.left_out.crossing_the_cut,
+            crossing: left_out.crossing_the_cut,
         });
     }
     if sides.len() > 9999 {
         return Err(HarvestError::TooMany(sides.len()));
     }
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| HarvestError::Write { path, source }
-    };
+    Ok(sides)
+}
+
+/// The error of a failed write of `path`.
+pub(super) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> HarvestError {
+    let path = path.to_path_buf();
+    move |source| HarvestError::Write { path, source }
+}
+
+/// Makes `out` and marks it incomplete, with an earlier harvest's entries removed.
+pub(super) fn begin(out: &Path) -> Result<(), HarvestError> {
     std::fs::create_dir_all(out).map_err(io(out))?;
-    clear(out)?;
+    clear(out)
+}
+
+/// Writes the manifest and then removes the incomplete marker: the harvest in `out` is done.
+pub(super) fn finish<E: Serialize>(out: &Path, manifest: &Manifest<'_, E>) -> Result<(), HarvestError> {
+    let path: PathBuf = out.join(MANIFEST);
+    let json = serde_json::to_vec_pretty(manifest).map_err(|e| HarvestError::Write {
+        path: path.clone(),
+        source: e.into(),
+    })?;
+    crate::atomic::write(&path, &json).map_err(io(&path))?;
     let marker = out.join(INCOMPLETE);
+    std::fs::remove_file(&marker).map_err(io(&marker))
+}
+
+/// Writes `exp/co_occurring.txt`: per pid (pid = index + 1) with any, the pids seen beside it.
+pub(super) fn write_co_occurring(out: &Path, co_occurring: &[Vec<i64>]) -> Result<(), HarvestError> {
+    let path = out.join(crate::data::sysu::CO_OCCURRING);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+    }
+    let lines: String = co_occurring
+        .iter()
+        .enumerate()
+        .filter(|(_, others)| !others.is_empty())
+        .map(|(i, others)| {
+            let others: Vec<String> = others.iter().map(i64::to_string).collect();
+            format!("{}: {}\n", i + 1, others.join(","))
+        })
+        .collect();
+    crate::atomic::write(&path, lines.as_bytes()).map_err(io(&path))
+}
+
+/// Splits the pseudo-identities by time and writes the dataset into `out` (made ready by
+/// [`prepare`]).
+pub fn write(out: &Path, mut h: Harvested<'_>) -> Result<Written, HarvestError> {
+    let times = cut(h.collected, h.settings);
+    let cut_s = times.1;
+    h.identities.sort_by(|a, b| a.first_s.total_cmp(&b.first_s));
+    let sides = split_by_time(h.identities, |id| (id.first_s, id.last_s), times, &mut h.left_out)?;
+    let train = sides.iter().filter(|(_, s)| *s == Split::Train).count();
+    let test = sides.len() - train;
+    begin(out)?;
     let co_occurring = co_occurring(&sides, |key| {
         h.collected.tracks.get(key).map(|t| (t.first_s(), t.last_s()))
     });
@@ -346,41 +455,9 @@ pub fn write(out: &Path, mut h: Harvested<'_>) -> Result<Written, HarvestError> 
         let path = exp.join(name);
         crate::atomic::write(&path, format!("{}\n", text.join(",")).as_bytes()).map_err(io(&path))?;
     }
-    let path = out.join(crate::data::sysu::CO_OCCURRING);
-    let lines: String = co_occurring
-        .iter()
-        .enumerate()
-        .filter(|(_, others)| !others.is_empty())
-        .map(|(i, others)| {
-            let others: Vec<String> = others.iter().map(i64::to_string).collect();
-            format!("{}: {}\n", i + 1, others.join(","))
-        })
-        .collect();
-    crate::atomic::write(&path, lines.as_bytes()).map_err(io(&path))?;
-    let s = h.settings;
-    let manifest = Manifest {
-        format: FORMAT,
-        site: h.site,
-        span_s: (start, end),
-        cut_s,
-        settings: Settings {
-            train_fraction: s.train_fraction,
-            min_track_frames: s.min_track_frames,
-            min_box_height: s.min_box_height,
-            max_crops_per_track: s.max_crops_per_track,
-            duplicate_difference: s.duplicate_difference,
-            min_fused_fraction: s.min_fused_fraction,
-        },
-        identities: entries,
-        left_out: &h.left_out,
-    };
-    let path: PathBuf = out.join(MANIFEST);
-    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| HarvestError::Write {
-        path: path.clone(),
-        source: e.into(),
-    })?;
-    crate::atomic::write(&path, &json).map_err(io(&path))?;
-    std::fs::remove_file(&marker).map_err(io(&marker))?;
+    write_co_occurring(out, &co_occurring)?;
+    let manifest = Manifest::new(LAYOUT, h.site, h.settings, times, entries, &h.left_out);
+    finish(out, &manifest)?;
     Ok(Written {
         train,
         test,

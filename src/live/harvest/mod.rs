@@ -5,15 +5,19 @@
 //! overlapped steadily becomes one pseudo-identity seen in both modalities, and the
 //! pseudo-identities are split by time (the first part of the recording trains, the rest
 //! tests; one seen on both sides of the cut is left out) and written as SYSU-MM01
-//! ([`layout`]).
+//! ([`layout`]). Where no pair fused at all, the visible tracks are harvested alone, as
+//! Market-1501 ([`single`]), and the harvest says so.
 
 pub mod collect;
 pub mod layout;
+pub mod single;
 
 use super::metrics::Metrics;
 use super::supervise::Supervisor;
 use super::{capture, dispatch, tracking};
+use crate::base::Modality;
 use crate::config::SiteConfig;
+use crate::live::types::TrackKey;
 use collect::{Collected, Collector};
 use crossbeam_channel::bounded;
 use layout::{CAMERA_FOLDERS, Harvested, LeftOut, PseudoIdentity};
@@ -62,9 +66,9 @@ pub enum HarvestError {
     )]
     NoTracks { outside: u64 },
     #[error(
-        "no visible–thermal track pair was fused ({0} tracks, none with a partner): the site's views may not be aligned (cameras.fuse_iou = 0 turns fusion off), or its thermal camera saw no one; a cross-modal training set needs fused pairs"
+        "no visible–thermal track pair was fused ({0} tracks, none with a partner), and no visible track has {1} frames and two crops to harvest alone: harvest a longer recording, or lower harvest.min_track_frames"
     )]
-    NothingFused(usize),
+    NothingFused(usize, u32),
 }
 
 /// Options of one harvest.
@@ -80,11 +84,26 @@ pub struct HarvestOptions {
     pub force: bool,
 }
 
+/// The layout of a harvest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Fused visible–thermal pairs, as SYSU-MM01.
+    Sysu,
+    /// Nothing fused: the visible tracks alone, as Market-1501.
+    Market,
+}
+
 /// What a harvest wrote.
 #[derive(Debug)]
 pub struct HarvestSummary {
     pub written: layout::Written,
     pub tracks: usize,
+    pub layout: Layout,
+}
+
+/// Whether the finished harvest in `dir` is of the visible tracks alone (Market-1501).
+pub fn is_single_modality(dir: &std::path::Path) -> bool {
+    dir.join(single::TRAIN_FOLDER).is_dir()
 }
 
 /// Harvests the site into `opts.out`.
@@ -113,10 +132,37 @@ pub fn harvest(
         });
     }
     let (identities, left_out) = pseudo_identities(cfg, &collected);
-    if identities.is_empty() && left_out.unstable_fusion + left_out.short + left_out.no_crops == 0 {
-        return Err(HarvestError::NothingFused(collected.tracks.len()));
-    }
     let cameras: Vec<String> = cfg.cameras.iter().map(|c| c.name.clone()).collect();
+    if identities.is_empty() && left_out.unstable_fusion + left_out.short + left_out.no_crops == 0 {
+        let (tracks, left_out) = visible_tracks(cfg, &collected);
+        if tracks.is_empty() {
+            return Err(HarvestError::NothingFused(
+                collected.tracks.len(),
+                cfg.harvest.min_track_frames,
+            ));
+        }
+        tracing::warn!(
+            "no visible–thermal track pair was fused ({} tracks; the views may not be aligned, cameras.fuse_iou = 0 turns fusion off, or the thermal camera saw no one): harvesting the {} visible tracks alone, as a single-modality Market-1501 set (dataset kind \"market\"); it trains same-modality re-identification only, nothing cross-modal",
+            collected.tracks.len(),
+            tracks.len()
+        );
+        let written = single::write(
+            &opts.out,
+            single::SingleHarvest {
+                site: &cfg.file,
+                cameras: &cameras,
+                settings: &cfg.harvest,
+                collected: &collected,
+                tracks,
+                left_out,
+            },
+        )?;
+        return Ok(HarvestSummary {
+            written,
+            tracks: collected.tracks.len(),
+            layout: Layout::Market,
+        });
+    }
     let written = layout::write(
         &opts.out,
         Harvested {
@@ -131,6 +177,7 @@ pub fn harvest(
     Ok(HarvestSummary {
         written,
         tracks: collected.tracks.len(),
+        layout: Layout::Sysu,
     })
 }
 
@@ -236,4 +283,25 @@ fn pseudo_identities(cfg: &SiteConfig, c: &Collected) -> (Vec<PseudoIdentity>, L
     }
     left.unfused_tracks = c.tracks.keys().filter(|k| !fused_keys.contains(*k)).count();
     (out, left)
+}
+
+/// For a harvest in which no pair fused: the visible tracks with `min_track_frames` frames and
+/// two crops at least, and the counts of what was left out. (Not thermal ones: a Market-1501 set
+/// trains and is embedded by the visible half of the network, while the live pipeline embeds
+/// thermal crops with the thermal half.)
+fn visible_tracks(cfg: &SiteConfig, c: &Collected) -> (Vec<TrackKey>, LeftOut) {
+    let mut left = LeftOut::default();
+    let mut keys = Vec::new();
+    for (key, track) in &c.tracks {
+        if key.modality != Modality::Visible {
+            left.unfused_tracks += 1;
+        } else if track.boxes.len() < cfg.harvest.min_track_frames as usize {
+            left.short += 1;
+        } else if track.kept.len() < 2 {
+            left.no_crops += 1;
+        } else {
+            keys.push(*key);
+        }
+    }
+    (keys, left)
 }

@@ -372,12 +372,12 @@ impl RawTrain {
         let batch_span = self.schedule.identities_per_batch.as_ref().map_or(0..0, Spanned::span);
         if let Some(s) = &self.schedule.sampler
             && *s.get_ref() == SamplerKind::CoOccurring
-            && dataset.kind != DatasetKind::Sysu
+            && dataset.kind == DatasetKind::Regdb
         {
             return Err(src.error(
                 "schedule.sampler",
                 s.span(),
-                "\"co-occurring\" needs a harvested set (dataset.kind = \"sysu\" with exp/co_occurring.txt)",
+                "\"co-occurring\" needs a harvested set (dataset.kind = \"sysu\", or \"market\" for a single-modality harvest, with exp/co_occurring.txt)",
             ));
         }
         let schedule = self.schedule.check(src)?;

@@ -16,6 +16,7 @@ pub fn parse_name(name: &str) -> Option<(i64, i64)> {
 
 /// Sorted `.jpg`/`.png` images of one folder (`query`, `bounding_box_test`, `bounding_box_train`).
 pub fn read_folder(root: &Path, folder: &str) -> Result<Vec<Item>, DataError> {
+    super::refuse_incomplete(root)?;
     let dir = root.join(folder);
     let names = sorted_files(&dir)?.ok_or_else(|| DataError::new(&dir, "folder not found"))?;
     let mut items = Vec::new();

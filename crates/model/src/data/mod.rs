@@ -18,6 +18,18 @@ pub struct DataError {
 /// The marker `reid-pipe harvest` leaves in a dataset folder until it has finished writing it.
 pub const HARVEST_INCOMPLETE: &str = "HARVEST-INCOMPLETE";
 
+/// Refuses a folder that a harvest is still writing or left unfinished.
+pub(crate) fn refuse_incomplete(root: &Path) -> Result<(), DataError> {
+    let marker = root.join(HARVEST_INCOMPLETE);
+    if marker.exists() {
+        return Err(DataError::new(
+            &marker,
+            "an interrupted or unfinished harvest wrote this folder; run `reid-pipe harvest` again",
+        ));
+    }
+    Ok(())
+}
+
 impl DataError {
     pub(crate) fn new(path: &Path, message: impl Into<String>) -> Self {
         Self {

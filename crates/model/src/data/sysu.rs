@@ -14,13 +14,7 @@ pub const INDOOR_VISIBLE_CAMS: [i64; 2] = [1, 2];
 
 /// Reads `exp/<split>_id.txt`: the first line, comma-separated integers (as the reference code).
 pub fn read_ids(root: &Path, split: &str) -> Result<Vec<i64>, DataError> {
-    let marker = root.join(super::HARVEST_INCOMPLETE);
-    if marker.exists() {
-        return Err(DataError::new(
-            &marker,
-            "an interrupted or unfinished harvest wrote this folder; run `reid-pipe harvest` again",
-        ));
-    }
+    super::refuse_incomplete(root)?;
     let path = root.join("exp").join(format!("{split}_id.txt"));
     let text = read_text(&path)?;
     let first = text.lines().next().unwrap_or("").trim();
@@ -41,8 +35,9 @@ pub fn read_ids(root: &Path, split: &str) -> Result<Vec<i64>, DataError> {
         .collect()
 }
 
-/// The file of a harvested set that lists, for each person id, the ids seen by the same camera
-/// at the same time (so certainly other people): one line `pid: other,other,…` per id with any.
+/// The file of a harvested set (in the SYSU-MM01 or the Market-1501 layout) that lists, for each
+/// person id, the ids seen by the same camera at the same time (so certainly other people): one
+/// line `pid: other,other,…` per id with any.
 pub const CO_OCCURRING: &str = "exp/co_occurring.txt";
 
 /// Person id → the ids seen at the same time.

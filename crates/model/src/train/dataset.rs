@@ -99,18 +99,25 @@ pub fn list(d: &Dataset) -> Result<(Labelled, Labelled, usize), DatasetError> {
         }
         DatasetKind::Market | DatasetKind::Duke => {
             // Single modality: both halves of a batch are drawn from the same (visible) images.
-            let items: Vec<Item> = market::read_folder(&d.root, "bounding_box_train")?
-                .into_iter()
-                .filter(|i| i.pid > 0)
-                .collect();
-            let mut pids: Vec<i64> = items.iter().map(|i| i.pid).collect();
-            pids.sort_unstable();
-            pids.dedup();
+            let (items, pids) = market_training_items(&d.root)?;
             let label: BTreeMap<i64, i64> = pids.iter().enumerate().map(|(i, &p)| (p, i as i64)).collect();
             let v: Vec<(Item, i64)> = items.into_iter().map(|i| (i.clone(), label[&i.pid])).collect();
             Ok((v.clone(), v, pids.len()))
         }
     }
+}
+
+/// A Market/Duke set's training images (junk and distractors left out) and their person ids,
+/// ascending: an id's label is its place there.
+fn market_training_items(root: &Path) -> Result<(Vec<Item>, Vec<i64>), DataError> {
+    let items: Vec<Item> = market::read_folder(root, "bounding_box_train")?
+        .into_iter()
+        .filter(|i| i.pid > 0)
+        .collect();
+    let mut pids: Vec<i64> = items.iter().map(|i| i.pid).collect();
+    pids.sort_unstable();
+    pids.dedup();
+    Ok((items, pids))
 }
 
 /// SYSU-MM01's training ids: train + val, ascending; an id's label is its place here (the
@@ -209,16 +216,20 @@ pub fn load(d: &Dataset, size: (i64, i64), cache_dir: Option<&Path>, workers: us
 }
 
 /// Per training label, the labels seen at the same time by the same camera (certainly other
-/// people), where the set says so (`exp/co_occurring.txt` of a harvested SYSU-layout set);
-/// ids outside the training part are left out.
+/// people), where the set says so (`exp/co_occurring.txt` of a harvested set, SYSU-MM01 or
+/// Market-1501 layout); ids outside the training part are left out.
 pub fn co_occurring(d: &Dataset) -> Result<Option<Vec<Vec<usize>>>, DatasetError> {
-    if d.kind != DatasetKind::Sysu {
-        return Ok(None);
-    }
+    let ids = match d.kind {
+        DatasetKind::Regdb => return Ok(None),
+        DatasetKind::Sysu => sysu_training_ids(&d.root)?,
+        DatasetKind::Market | DatasetKind::Duke => {
+            let (_, pids) = market_training_items(&d.root)?;
+            pids
+        }
+    };
     let Some(by_pid) = sysu::read_co_occurring(&d.root)? else {
         return Ok(None);
     };
-    let ids = sysu_training_ids(&d.root)?;
     let label: BTreeMap<i64, usize> = ids.iter().enumerate().map(|(l, &p)| (p, l)).collect();
     let mut out = vec![Vec::new(); ids.len()];
     for (pid, others) in &by_pid {

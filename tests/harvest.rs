@@ -212,13 +212,7 @@ fn co_occurring_are_others(out: &Path, ids: &[Value], person: &HashMap<i64, i64>
 #[test]
 fn a_site_whose_views_never_fuse_is_harvested_as_one_modality() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let weights = dir.path().join("start.safetensors");
-    tiny_start(&weights);
-    let model = format!(
-        "backbone = \"tinyresnet\"\nweights = \"{}\"\ninput_size = [64, 32]\n",
-        weights.display()
-    );
-    let (clip, site) = recording_with(dir.path(), 6, 4, 3, &model);
+    let (clip, site) = tiny_recording(dir.path(), 6, 4, 3);
     let unfused = std::fs::read_to_string(&site).expect("site").replacen(
         "pairing_tolerance_ms = 20\n",
         "pairing_tolerance_ms = 20\nfuse_iou = 0\n",
@@ -496,6 +490,18 @@ const ADAPT_EPOCHS: &str = "20";
 const RANK1_MARGIN: f64 = 2.0;
 const MAP_MARGIN: f64 = 2.0;
 
+/// As [`recording`], with the site's model the tiny network from random weights
+/// (`start.safetensors` in `dir`).
+fn tiny_recording(dir: &Path, people: usize, clips: usize, seed: u64) -> (PathBuf, PathBuf) {
+    let weights = dir.join("start.safetensors");
+    tiny_start(&weights);
+    let model = format!(
+        "backbone = \"tinyresnet\"\nweights = \"{}\"\ninput_size = [64, 32]\n",
+        weights.display()
+    );
+    recording_with(dir, people, clips, seed, &model)
+}
+
 /// Random starting weights of the tiny network (64×32), in reid-pipe's format.
 fn tiny_start(path: &Path) {
     tch::manual_seed(0);
@@ -511,13 +517,7 @@ fn tiny_start(path: &Path) {
 #[test]
 fn adapting_improves_held_out_cross_modal_retrieval() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let weights = dir.path().join("start.safetensors");
-    tiny_start(&weights);
-    let model = format!(
-        "backbone = \"tinyresnet\"\nweights = \"{}\"\ninput_size = [64, 32]\n",
-        weights.display()
-    );
-    let (_, site) = recording_with(dir.path(), 10, 16, ADAPT_SEED, &model);
+    let (_, site) = tiny_recording(dir.path(), 10, 16, ADAPT_SEED);
     let out = dir.path().join("adapt");
     let o = bin()
         .arg("adapt")

@@ -145,7 +145,7 @@ pub(super) struct Manifest<'a, E> {
     cut_s: f64,
     settings: Settings,
     identities: Vec<E>,
-    left_out: &'a LeftOut,
+    left_out: LeftOut,
 }
 
 impl<'a, E: Serialize> Manifest<'a, E> {
@@ -155,7 +155,7 @@ impl<'a, E: Serialize> Manifest<'a, E> {
         settings: &crate::config::site::Harvest,
         (span_s, cut_s): ((f64, f64), f64),
         identities: Vec<E>,
-        left_out: &'a LeftOut,
+        left_out: LeftOut,
     ) -> Self {
         let s = settings;
         Manifest {
@@ -347,20 +347,34 @@ pub(super) fn begin(out: &Path) -> Result<(), HarvestError> {
     clear(out)
 }
 
-/// Writes the manifest and then removes the incomplete marker: the harvest in `out` is done.
-pub(super) fn finish<E: Serialize>(out: &Path, manifest: &Manifest<'_, E>) -> Result<(), HarvestError> {
+/// Writes `exp/co_occurring.txt` and the manifest, and then removes the incomplete marker: the
+/// harvest in `out` is done. `counts`: training and held-out pseudo-identities, and crops.
+pub(super) fn finish<E: Serialize>(
+    out: &Path,
+    co_occurring: &[Vec<i64>],
+    manifest: Manifest<'_, E>,
+    (train, test, crops): (usize, usize, usize),
+) -> Result<Written, HarvestError> {
+    write_co_occurring(out, co_occurring)?;
     let path: PathBuf = out.join(MANIFEST);
-    let json = serde_json::to_vec_pretty(manifest).map_err(|e| HarvestError::Write {
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| HarvestError::Write {
         path: path.clone(),
         source: e.into(),
     })?;
     crate::atomic::write(&path, &json).map_err(io(&path))?;
     let marker = out.join(INCOMPLETE);
-    std::fs::remove_file(&marker).map_err(io(&marker))
+    std::fs::remove_file(&marker).map_err(io(&marker))?;
+    Ok(Written {
+        train,
+        test,
+        crops,
+        cut_s: manifest.cut_s,
+        left_out: manifest.left_out,
+    })
 }
 
 /// Writes `exp/co_occurring.txt`: per pid (pid = index + 1) with any, the pids seen beside it.
-pub(super) fn write_co_occurring(out: &Path, co_occurring: &[Vec<i64>]) -> Result<(), HarvestError> {
+fn write_co_occurring(out: &Path, co_occurring: &[Vec<i64>]) -> Result<(), HarvestError> {
     let path = out.join(crate::data::sysu::CO_OCCURRING);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
@@ -381,7 +395,6 @@ pub(super) fn write_co_occurring(out: &Path, co_occurring: &[Vec<i64>]) -> Resul
 /// [`prepare`]).
 pub fn write(out: &Path, mut h: Harvested<'_>) -> Result<Written, HarvestError> {
     let times = cut(h.collected, h.settings);
-    let cut_s = times.1;
     h.identities.sort_by(|a, b| a.first_s.total_cmp(&b.first_s));
     let sides = split_by_time(h.identities, |id| (id.first_s, id.last_s), times, &mut h.left_out)?;
     let train = sides.iter().filter(|(_, s)| *s == Split::Train).count();
@@ -455,16 +468,8 @@ pub fn write(out: &Path, mut h: Harvested<'_>) -> Result<Written, HarvestError> 
         let path = exp.join(name);
         crate::atomic::write(&path, format!("{}\n", text.join(",")).as_bytes()).map_err(io(&path))?;
     }
-    write_co_occurring(out, &co_occurring)?;
-    let manifest = Manifest::new(LAYOUT, h.site, h.settings, times, entries, &h.left_out);
-    finish(out, &manifest)?;
-    Ok(Written {
-        train,
-        test,
-        crops,
-        cut_s,
-        left_out: h.left_out,
-    })
+    let manifest = Manifest::new(LAYOUT, h.site, h.settings, times, entries, h.left_out);
+    finish(out, &co_occurring, manifest, (train, test, crops))
 }
 
 #[cfg(test)]

@@ -76,7 +76,6 @@ fn co_occurring(tracks: &[(Timed, Split)]) -> Vec<Vec<i64>> {
 /// Splits the tracks by time and writes them into `out` (made ready by [`layout::prepare`]).
 pub fn write(out: &Path, mut h: SingleHarvest<'_>) -> Result<Written, HarvestError> {
     let times = layout::cut(h.collected, h.settings);
-    let cut_s = times.1;
     let mut tracks: Vec<Timed> = h
         .tracks
         .drain(..)
@@ -140,16 +139,8 @@ pub fn write(out: &Path, mut h: SingleHarvest<'_>) -> Result<Written, HarvestErr
             crops: files,
         });
     }
-    layout::write_co_occurring(out, &co_occurring)?;
-    let manifest = Manifest::new(LAYOUT, h.site, h.settings, times, entries, &h.left_out);
-    layout::finish(out, &manifest)?;
-    Ok(Written {
-        train,
-        test,
-        crops,
-        cut_s,
-        left_out: h.left_out,
-    })
+    let manifest = Manifest::new(LAYOUT, h.site, h.settings, times, entries, h.left_out);
+    layout::finish(out, &co_occurring, manifest, (train, test, crops))
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 //! Only the entries a harvest writes are ever removed.
 
 use super::HarvestError;
-use super::collect::{Collected, TrackLog};
+use super::collect::{Collected, Kept, TrackLog};
 use crate::base::Modality;
 use crate::live::types::TrackKey;
 use serde::Serialize;
@@ -211,12 +211,12 @@ struct IdentityEntry {
 /// One crop a harvest wrote, in the manifest.
 #[derive(Serialize)]
 pub(super) struct CropEntry {
-    pub file: String,
-    pub modality: Modality,
-    pub pts_s: f64,
+    file: String,
+    modality: Modality,
+    pts_s: f64,
     /// Detection box in its frame: x, y, width, height.
     #[serde(rename = "box")]
-    pub bbox: [f32; 4],
+    bbox: [f32; 4],
 }
 
 /// Why pseudo-identities or tracks were left out.
@@ -373,6 +373,19 @@ pub(super) fn finish<E: Serialize>(
     })
 }
 
+/// Writes a kept crop at `rel` in `out`; its manifest entry.
+pub(super) fn write_crop(out: &Path, rel: String, kept: &Kept, modality: Modality) -> Result<CropEntry, HarvestError> {
+    let path = out.join(&rel);
+    std::fs::write(&path, &kept.jpeg).map_err(io(&path))?;
+    let b = kept.bbox;
+    Ok(CropEntry {
+        file: rel,
+        modality,
+        pts_s: kept.pts_s,
+        bbox: [b.x, b.y, b.w, b.h],
+    })
+}
+
 /// Writes `exp/co_occurring.txt`: per pid (pid = index + 1) with any, the pids seen beside it.
 fn write_co_occurring(out: &Path, co_occurring: &[Vec<i64>]) -> Result<(), HarvestError> {
     let path = out.join(crate::data::sysu::CO_OCCURRING);
@@ -420,15 +433,7 @@ pub fn write(out: &Path, mut h: Harvested<'_>) -> Result<Written, HarvestError> 
             std::fs::create_dir_all(&dir).map_err(io(&dir))?;
             for (n, kept) in track.chosen(h.settings.max_crops_per_track).into_iter().enumerate() {
                 let rel = format!("cam{cam}/{pid:04}/{:04}.jpg", n + 1);
-                let path = out.join(&rel);
-                std::fs::write(&path, &kept.jpeg).map_err(io(&path))?;
-                let b = kept.bbox;
-                files.push(CropEntry {
-                    file: rel,
-                    modality: key.modality,
-                    pts_s: kept.pts_s,
-                    bbox: [b.x, b.y, b.w, b.h],
-                });
+                files.push(write_crop(out, rel, kept, key.modality)?);
             }
         }
         crops += files.len();

@@ -116,15 +116,7 @@ pub fn write(out: &Path, mut h: SingleHarvest<'_>) -> Result<Written, HarvestErr
             };
             let camera = 2 * key.camera + 1 + usize::from(later);
             let rel = format!("{folder}/{pid:04}_c{camera}s1_{:06}_00.jpg", n + 1);
-            let path = out.join(&rel);
-            std::fs::write(&path, &kept.jpeg).map_err(layout::io(&path))?;
-            let b = kept.bbox;
-            files.push(CropEntry {
-                file: rel,
-                modality: key.modality,
-                pts_s: kept.pts_s,
-                bbox: [b.x, b.y, b.w, b.h],
-            });
+            files.push(layout::write_crop(out, rel, kept, key.modality)?);
         }
         crops += files.len();
         entries.push(TrackEntry {

@@ -76,11 +76,7 @@ pub fn prepare(out: &Path, force: bool) -> Result<(), HarvestError> {
             "a file is there; --out must be a folder (it is created when missing)",
         ));
     }
-    let io = |source| HarvestError::Write {
-        path: out.to_path_buf(),
-        source,
-    };
-    if std::fs::read_dir(out).map_err(io)?.next().is_none() {
+    if std::fs::read_dir(out).map_err(io(out))?.next().is_none() {
         return Ok(());
     }
     if out.join(INCOMPLETE).exists() {
@@ -108,10 +104,7 @@ fn clear(out: &Path) -> Result<(), HarvestError> {
         &marker,
         "a harvest is writing this folder, or was interrupted: run it again\n",
     )
-    .map_err(|source| HarvestError::Write {
-        path: marker.clone(),
-        source,
-    })?;
+    .map_err(io(&marker))?;
     for entry in ENTRIES.iter().filter(|e| **e != INCOMPLETE) {
         let path = out.join(entry);
         let removed = if path.is_dir() {
@@ -121,7 +114,7 @@ fn clear(out: &Path) -> Result<(), HarvestError> {
         } else {
             Ok(())
         };
-        removed.map_err(|source| HarvestError::Write { path, source })?;
+        removed.map_err(io(&path))?;
     }
     Ok(())
 }
@@ -258,28 +251,37 @@ pub struct Harvested<'a> {
     pub left_out: LeftOut,
 }
 
-/// Per pseudo-identity (in `sides` order, pid = index + 1), the pids whose visible tracks, or
-/// whose thermal tracks, the same camera pair saw at the same time: two tracks of one modality
+/// Per pseudo-identity (`tracks[i]` its tracks, pid = i + 1), the pids with a track of the same
+/// camera pair and modality alive at the same time as one of its own: two tracks of one modality
 /// alive together are other people (a tracker's duplicate of one person breaks this; a harvest
-/// has no better evidence). The pair's whole span is not used: a person whose visible track
+/// has no better evidence). A fused pair's whole span is not used: a person whose visible track
 /// broke and restarted while their thermal track went on would overlap themselves.
 /// `span` gives a track's first and last stream time.
-fn co_occurring(sides: &[(PseudoIdentity, Split)], span: impl Fn(&TrackKey) -> Option<(f64, f64)>) -> Vec<Vec<i64>> {
-    let overlap = |a: &TrackKey, b: &TrackKey| match (span(a), span(b)) {
-        (Some(a), Some(b)) => a.0.max(b.0) < a.1.min(b.1),
-        _ => false,
+pub(super) fn co_occurring<K: AsRef<[TrackKey]>>(
+    tracks: &[K],
+    span: impl Fn(&TrackKey) -> Option<(f64, f64)>,
+) -> Vec<Vec<i64>> {
+    let beside = |a: &TrackKey, b: &TrackKey| {
+        a.camera == b.camera
+            && a.modality == b.modality
+            && match (span(a), span(b)) {
+                (Some(a), Some(b)) => a.0.max(b.0) < a.1.min(b.1),
+                _ => false,
+            }
     };
-    sides
+    tracks
         .iter()
         .enumerate()
-        .map(|(i, (a, _))| {
-            sides
+        .map(|(i, mine)| {
+            tracks
                 .iter()
                 .enumerate()
-                .filter(|&(j, (b, _))| {
-                    j != i
-                        && a.visible.camera == b.visible.camera
-                        && (overlap(&a.visible, &b.visible) || overlap(&a.thermal, &b.thermal))
+                .filter(|(j, theirs)| {
+                    *j != i
+                        && mine
+                            .as_ref()
+                            .iter()
+                            .any(|a| theirs.as_ref().iter().any(|b| beside(a, b)))
                 })
                 .map(|(j, _)| j as i64 + 1)
                 .collect()
@@ -296,15 +298,19 @@ pub(super) fn cut(collected: &Collected, settings: &crate::config::site::Harvest
     ((start, end), start + settings.train_fraction * (end - start))
 }
 
-/// `items` (in time order) on their side of the cut, by their first and last stream time;
-/// those seen on both sides are counted in `left_out` and left out. Refuses a recording with
-/// fewer than [`MIN_PER_SIDE`] on a side, or more than the layouts' four-digit ids allow.
+/// Items on their side of the cut, in time order.
+pub(super) type Sides<T> = Vec<(T, Split)>;
+
+/// `items` (in time order) on their side of the cut, by their first and last stream time, and
+/// how many are on each side (train, test); those seen on both sides are counted in `left_out`
+/// and left out. Refuses a recording with fewer than [`MIN_PER_SIDE`] on a side, or more than
+/// the layouts' four-digit ids allow.
 pub(super) fn split_by_time<T>(
     items: Vec<T>,
     span: impl Fn(&T) -> (f64, f64),
     ((start, end), cut_s): ((f64, f64), f64),
     left_out: &mut LeftOut,
-) -> Result<Vec<(T, Split)>, HarvestError> {
+) -> Result<(Sides<T>, (usize, usize)), HarvestError> {
     let mut sides = Vec::new();
     for item in items {
         let (first, last) = span(&item);
@@ -332,7 +338,7 @@ pub(super) fn split_by_time<T>(
     if sides.len() > 9999 {
         return Err(HarvestError::TooMany(sides.len()));
     }
-    Ok(sides)
+    Ok((sides, (train, test)))
 }
 
 /// The error of a failed write of `path`.
@@ -409,11 +415,10 @@ fn write_co_occurring(out: &Path, co_occurring: &[Vec<i64>]) -> Result<(), Harve
 pub fn write(out: &Path, mut h: Harvested<'_>) -> Result<Written, HarvestError> {
     let times = cut(h.collected, h.settings);
     h.identities.sort_by(|a, b| a.first_s.total_cmp(&b.first_s));
-    let sides = split_by_time(h.identities, |id| (id.first_s, id.last_s), times, &mut h.left_out)?;
-    let train = sides.iter().filter(|(_, s)| *s == Split::Train).count();
-    let test = sides.len() - train;
+    let (sides, (train, test)) = split_by_time(h.identities, |id| (id.first_s, id.last_s), times, &mut h.left_out)?;
     begin(out)?;
-    let co_occurring = co_occurring(&sides, |key| {
+    let tracks: Vec<[TrackKey; 2]> = sides.iter().map(|(id, _)| [id.visible, id.thermal]).collect();
+    let co_occurring = co_occurring(&tracks, |key| {
         h.collected.tracks.get(key).map(|t| (t.first_s(), t.last_s()))
     });
     let mut entries = Vec::with_capacity(sides.len());
@@ -498,7 +503,7 @@ mod tests {
             (0, (30.0, 40.0), (3.0, 35.0)), // 5: beside 1, 2 and 4 (thermal)
         ];
         let mut spans = std::collections::HashMap::new();
-        let sides: Vec<(PseudoIdentity, Split)> = ids
+        let pairs: Vec<[TrackKey; 2]> = ids
             .iter()
             .enumerate()
             .map(|(i, &(camera, v, t))| {
@@ -508,20 +513,35 @@ mod tests {
                 );
                 spans.insert(visible, v);
                 spans.insert(thermal, t);
-                let id = PseudoIdentity {
-                    visible,
-                    thermal,
-                    first_s: v.0.min(t.0),
-                    last_s: v.1.max(t.1),
-                    fusion: (10, 0.9, 1.0),
-                };
-                (id, Split::Train)
+                [visible, thermal]
             })
             .collect();
-        let lists = co_occurring(&sides, |k| spans.get(k).copied());
+        let lists = co_occurring(&pairs, |k| spans.get(k).copied());
         assert_eq!(
             lists,
             vec![vec![2, 5], vec![1, 4, 5], vec![], vec![2, 5], vec![1, 2, 4]]
+        );
+    }
+
+    #[test]
+    fn co_occurring_single_tracks_means_one_camera_and_modality_at_the_same_time() {
+        let key = |camera, modality, track| TrackKey {
+            camera,
+            modality,
+            track,
+        };
+        let tracks = [
+            (key(0, Modality::Visible, 1), (0.0, 10.0)),
+            (key(0, Modality::Visible, 2), (5.0, 15.0)),  // beside 1
+            (key(1, Modality::Visible, 3), (5.0, 15.0)),  // another camera pair
+            (key(0, Modality::Thermal, 4), (5.0, 15.0)),  // another modality
+            (key(0, Modality::Visible, 5), (10.0, 20.0)), // beside 2; touches 1 only at 10 s
+        ];
+        let spans: std::collections::HashMap<TrackKey, (f64, f64)> = tracks.into_iter().collect();
+        let single: Vec<[TrackKey; 1]> = tracks.iter().map(|(k, _)| [*k]).collect();
+        assert_eq!(
+            co_occurring(&single, |k| spans.get(k).copied()),
+            vec![vec![2], vec![1, 5], vec![], vec![], vec![2]]
         );
     }
 }

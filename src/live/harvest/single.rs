@@ -54,25 +54,6 @@ struct TrackEntry {
 /// A track and its first and last stream time.
 type Timed = (TrackKey, (f64, f64));
 
-/// Per track (pid = index + 1), the pids of the tracks of the same camera and modality alive at
-/// the same time.
-fn co_occurring(tracks: &[(Timed, Split)]) -> Vec<Vec<i64>> {
-    tracks
-        .iter()
-        .enumerate()
-        .map(|(i, ((a, sa), _))| {
-            tracks
-                .iter()
-                .enumerate()
-                .filter(|&(j, ((b, sb), _))| {
-                    j != i && a.camera == b.camera && a.modality == b.modality && sa.0.max(sb.0) < sa.1.min(sb.1)
-                })
-                .map(|(j, _)| j as i64 + 1)
-                .collect()
-        })
-        .collect()
-}
-
 /// Splits the tracks by time and writes them into `out` (made ready by [`layout::prepare`]).
 pub fn write(out: &Path, mut h: SingleHarvest<'_>) -> Result<Written, HarvestError> {
     let times = layout::cut(h.collected, h.settings);
@@ -89,15 +70,16 @@ pub fn write(out: &Path, mut h: SingleHarvest<'_>) -> Result<Written, HarvestErr
             .then(a.camera.cmp(&b.camera))
             .then(a.track.cmp(&b.track))
     });
-    let sides = layout::split_by_time(tracks, |(_, span)| *span, times, &mut h.left_out)?;
-    let train = sides.iter().filter(|(_, s)| *s == Split::Train).count();
-    let test = sides.len() - train;
+    let (sides, (train, test)) = layout::split_by_time(tracks, |(_, span)| *span, times, &mut h.left_out)?;
     layout::begin(out)?;
     for folder in [TRAIN_FOLDER, "query", "bounding_box_test"] {
         let dir = out.join(folder);
         std::fs::create_dir_all(&dir).map_err(layout::io(&dir))?;
     }
-    let co_occurring = co_occurring(&sides);
+    let keys: Vec<[TrackKey; 1]> = sides.iter().map(|((key, _), _)| [*key]).collect();
+    let co_occurring = layout::co_occurring(&keys, |key| {
+        h.collected.tracks.get(key).map(|t| (t.first_s(), t.last_s()))
+    });
     let mut entries = Vec::with_capacity(sides.len());
     let mut crops = 0;
     // Two crops at least, so that a test track has an earlier and a later half.
@@ -133,27 +115,4 @@ pub fn write(out: &Path, mut h: SingleHarvest<'_>) -> Result<Written, HarvestErr
     }
     let manifest = Manifest::new(LAYOUT, h.site, h.settings, times, entries, h.left_out);
     layout::finish(out, &co_occurring, manifest, (train, test, crops))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn co_occurring_means_one_camera_and_modality_at_the_same_time() {
-        let key = |camera, modality, track| TrackKey {
-            camera,
-            modality,
-            track,
-        };
-        let tracks = [
-            (key(0, Modality::Visible, 1), (0.0, 10.0)),
-            (key(0, Modality::Visible, 2), (5.0, 15.0)),  // beside 1
-            (key(1, Modality::Visible, 3), (5.0, 15.0)),  // another camera pair
-            (key(0, Modality::Thermal, 4), (5.0, 15.0)),  // another modality
-            (key(0, Modality::Visible, 5), (10.0, 20.0)), // beside 2; touches 1 only at 10 s
-        ];
-        let sides: Vec<_> = tracks.into_iter().map(|t| (t, Split::Train)).collect();
-        assert_eq!(co_occurring(&sides), vec![vec![2], vec![1, 5], vec![], vec![], vec![2]]);
-    }
 }

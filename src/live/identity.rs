@@ -5,6 +5,15 @@
 //! thermal track fused by the tracking stage share one identity, the older of theirs. It expires
 //! identities, and hands a frozen copy of the index to the disk writer ([`super::writer`]) every
 //! `index.snapshot_interval_s` and at the end; thumbnails go to the writer too.
+//!
+//! Two things the tracks say about people are used beside the embeddings:
+//! - tracks of one view (camera and modality) seen at the same time are different people: a track
+//!   never joins the identity of such a track;
+//! - a new identity rests on the first few crops of one track. Until another track joins it, it
+//!   is *provisional*: at every later match, and when the track ends, the mean of all the track's
+//!   crops so far is matched again, and when that finds an older identity the new one merges into
+//!   it (an update event with `merged_from`; in a cluster the merge is proposed to every node),
+//!   so a returning person whose first crops were poor still gets their identity back.
 
 use super::board::Board;
 use super::events::{Event, EventKind, unix_now as now};
@@ -18,7 +27,7 @@ use crate::index::identities::{Decision, IdentityIndex};
 use crate::index::snapshot;
 use crate::track::EmbeddingMean;
 use crossbeam_channel::{Receiver, Sender};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,7 +40,14 @@ const FIRST_MATCH_CROPS: usize = 3;
 
 #[derive(Default)]
 struct TrackState {
+    /// The crops since the last match.
     mean: EmbeddingMean,
+    /// Every crop of the track.
+    life: EmbeddingMean,
+    /// Stream time of the track's first box.
+    first_pts: Option<f64>,
+    /// Identities of tracks of the same view seen while this one lived: other people.
+    others: BTreeSet<u64>,
     identity: Option<u64>,
     /// The fused track of the other modality.
     partner: Option<TrackKey>,
@@ -67,7 +83,10 @@ pub fn run(
     let snapshot_every = Duration::from_secs_f64(cfg.index.snapshot_interval_s.max(1.0));
     let identities = metrics.gauge("reid_identities", &[]);
     let refused = metrics.counter("reid_dropped_total", &[("stage", "identity"), ("reason", "refused")]);
+    let settled = metrics.counter("reid_identities_settled_total", &[]);
     let mut tracks: HashMap<TrackKey, TrackState> = HashMap::new();
+    // Provisional identities and the track that created them (see the module's notes).
+    let mut provisional: HashMap<u64, TrackKey> = HashMap::new();
     let mut last_snapshot = Instant::now();
     let mut last_expiry = Instant::now();
     let event = |kind, key: TrackKey, state: &TrackState| Event {
@@ -82,12 +101,14 @@ pub fn run(
             key.track,
         )
     };
-    // `hint`: the fused partner's identity, for a track that has none yet.
+    // `hint`: the fused partner's identity, for a track that has none yet; `exclude`: the
+    // identities of other people.
     let matched = |index: &mut IdentityIndex,
                    cluster: Option<&Node>,
                    key: TrackKey,
                    state: &mut TrackState,
-                   hint: Option<u64>|
+                   hint: Option<u64>,
+                   exclude: &[u64]|
      -> Option<(Event, Instant)> {
         let (vector, count) = state.mean.take()?;
         let camera = &cfg.cameras[key.camera].name;
@@ -102,10 +123,10 @@ pub fn run(
                     cross_modal: false,
                     also: Vec::new(),
                 }),
-                Ok(false) => index.assign_track(&vector, key.modality, camera, time, Some(id)),
+                Ok(false) => index.assign_track(&vector, key.modality, camera, time, Some(id), exclude),
                 Err(e) => Err(e),
             },
-            (_, current) => index.assign_track(&vector, key.modality, camera, time, current),
+            (_, current) => index.assign_track(&vector, key.modality, camera, time, current, exclude),
         };
         let decision = match assigned {
             Ok(d) => d,
@@ -164,6 +185,70 @@ pub fn run(
         }
         Some((e, arrived))
     };
+    // Identity `from` is `into`'s person: merged here, or, in a cluster, proposed to every node
+    // (applied when the merge comes back, as other nodes' merges are).
+    let join = |index: &mut IdentityIndex,
+                cluster: Option<&Node>,
+                tracks: &mut HashMap<TrackKey, TrackState>,
+                from: u64,
+                into: u64|
+     -> Vec<(Event, Instant)> {
+        settled.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(from, into, "provisional identity settled");
+        match cluster {
+            Some(node) => {
+                node.merge(from, into);
+                Vec::new()
+            }
+            None => {
+                index.merge(from, into);
+                let merged = Merged {
+                    canonical: into,
+                    merged_from: vec![from],
+                };
+                relabel(tracks, &merged, labels, &event)
+            }
+        }
+    };
+    // Matches `key`'s latest crops, then settles its identity if it is provisional: the mean of
+    // all its crops, matched again, merges it into an older identity it finds.
+    let match_track = |index: &mut IdentityIndex,
+                       cluster: Option<&Node>,
+                       tracks: &mut HashMap<TrackKey, TrackState>,
+                       provisional: &mut HashMap<u64, TrackKey>,
+                       key: TrackKey|
+     -> Vec<(Event, Instant)> {
+        let hint = partner_identity(tracks, key);
+        let mut exclude = other_people(tracks, key);
+        let Some(state) = tracks.get_mut(&key) else {
+            return Vec::new();
+        };
+        let mut out: Vec<_> = matched(index, cluster, key, state, hint, &exclude)
+            .into_iter()
+            .collect();
+        if let Some((e, _)) = out.first()
+            && let Some(id) = e.identity
+        {
+            note_assignment(provisional, tracks, key, id, e.new_identity);
+        }
+        let Some(state) = tracks.get(&key) else { return out };
+        let Some(own) = state.identity.filter(|id| {
+            provisional
+                .get(id)
+                .is_some_and(|&creator| creator == key || Some(creator) == state.partner)
+        }) else {
+            return out;
+        };
+        let Some((life, _)) = state.life.mean() else { return out };
+        exclude.push(own);
+        if let Ok(Some(found)) = index.best_match(&life, key.modality, &exclude) {
+            provisional.remove(&own);
+            provisional.remove(&found.identity);
+            let (from, into) = (own.max(found.identity), own.min(found.identity));
+            out.extend(join(index, cluster, tracks, from, into));
+        }
+        out
+    };
     let latency = metrics.latency("reid_stage_seconds", &[("stage", "identity")]);
     let mut incoming = cluster
         .as_ref()
@@ -202,9 +287,10 @@ pub fn run(
                 pts_s,
                 arrived,
             }) => {
-                let hint = partner_identity(&tracks, key);
                 let state = tracks.entry(key).or_default();
                 state.mean.add(&vector, quality);
+                state.life.add(&vector, quality);
+                state.first_pts.get_or_insert(pts_s);
                 state.last = Some((bbox, score, pts_s, arrived));
                 if cfg.outputs.thumbnails.is_some() || board.is_some() {
                     state.crop = Some((pixels, crop));
@@ -215,9 +301,7 @@ pub fn run(
                     Some(t) => pts_s - t >= interval || pts_s < t,
                 };
                 if due {
-                    matched(&mut index, cluster.as_ref(), key, state, hint)
-                        .into_iter()
-                        .collect()
+                    match_track(&mut index, cluster.as_ref(), &mut tracks, &mut provisional, key)
                 } else {
                     Vec::new()
                 }
@@ -231,15 +315,30 @@ pub fn run(
             })) => {
                 let state = tracks.entry(key).or_default();
                 state.last = Some((bbox, score, pts_s, arrived));
+                state.first_pts.get_or_insert(pts_s);
                 vec![(event(EventKind::New, key, state).with_box(bbox, score), arrived)]
             }
             Step::Track(ToIdentity::Note(TrackNote::End { key, pts_s, arrived })) => {
-                let hint = partner_identity(&tracks, key);
-                let mut state = tracks.remove(&key).unwrap_or_default();
-                let mut out: Vec<_> = matched(&mut index, cluster.as_ref(), key, &mut state, hint)
-                    .into_iter()
-                    .collect();
-                if let Some(p) = state.partner.and_then(|p| tracks.get_mut(&p)) {
+                let mut out = match_track(&mut index, cluster.as_ref(), &mut tracks, &mut provisional, key);
+                let state = tracks.remove(&key).unwrap_or_default();
+                if let (Some(id), Some((.., last, _))) = (state.identity, state.last) {
+                    for (k, s) in &mut tracks {
+                        if same_view(*k, key) && s.first_pts.is_some_and(|began| began <= last) {
+                            s.others.insert(id);
+                        }
+                    }
+                }
+                let partner = state.partner.and_then(|p| tracks.get_mut(&p).map(|s| (p, s)));
+                // A provisional identity outlives its track in the fused partner that holds it.
+                if let Some(id) = state.identity
+                    && provisional.get(&id) == Some(&key)
+                {
+                    match &partner {
+                        Some((p, s)) if s.identity == Some(id) => provisional.insert(id, *p),
+                        _ => provisional.remove(&id),
+                    };
+                }
+                if let Some((_, p)) = partner {
                     p.partner = None;
                 }
                 if let Ok(mut l) = labels.lock() {
@@ -283,7 +382,14 @@ pub fn run(
                         e.previous_identity = previous;
                         e.identity_changed = previous != Some(id);
                         e.cross_modal = true;
-                        vec![(e, arrived)]
+                        let mut out = vec![(e, arrived)];
+                        // The identity the switching track made for itself is the winner's
+                        // person too (the fusion says so; the winner is the older, smaller id).
+                        if let Some(made) = previous.filter(|p| provisional.get(p) == Some(&key)) {
+                            provisional.remove(&made);
+                            out.extend(join(&mut index, cluster.as_ref(), &mut tracks, made, id));
+                        }
+                        out
                     }
                     _ => Vec::new(),
                 }
@@ -342,6 +448,11 @@ fn relabel(
     event: &impl Fn(EventKind, TrackKey, &TrackState) -> Event,
 ) -> Vec<(Event, Instant)> {
     let mut out = Vec::new();
+    for state in tracks.values_mut() {
+        if merged.merged_from.iter().any(|id| state.others.contains(id)) {
+            state.others.insert(merged.canonical);
+        }
+    }
     for (key, state) in tracks.iter_mut() {
         let Some(previous) = state.identity.filter(|id| merged.merged_from.contains(id)) else {
             continue;
@@ -362,6 +473,53 @@ fn relabel(
     out
 }
 
+/// Records `key`'s assignment to `identity` (`created`: new) in `provisional`: a new identity is
+/// provisional; one that another track joined (not its creator's fused partner) no longer is.
+fn note_assignment(
+    provisional: &mut HashMap<u64, TrackKey>,
+    tracks: &HashMap<TrackKey, TrackState>,
+    key: TrackKey,
+    identity: u64,
+    created: bool,
+) {
+    if created {
+        provisional.insert(identity, key);
+    } else if let Some(&creator) = provisional.get(&identity)
+        && creator != key
+        && tracks.get(&key).and_then(|s| s.partner) != Some(creator)
+    {
+        provisional.remove(&identity);
+    }
+}
+
+/// The identities of other people for `key`: those of the other tracks of its view seen since
+/// it began (one last seen before may be this person, lost by the tracker), remembered for its
+/// life (see [`TrackState::others`]).
+fn other_people(tracks: &mut HashMap<TrackKey, TrackState>, key: TrackKey) -> Vec<u64> {
+    let Some(began) = tracks.get(&key).and_then(|s| s.first_pts) else {
+        return Vec::new();
+    };
+    let seen: Vec<u64> = tracks
+        .iter()
+        .filter(|(k, s)| **k != key && same_view(**k, key) && s.last.is_some_and(|l| l.2 >= began))
+        .filter_map(|(_, s)| s.identity)
+        .collect();
+    let Some(state) = tracks.get_mut(&key) else {
+        return Vec::new();
+    };
+    state.others.extend(seen);
+    state
+        .others
+        .iter()
+        .copied()
+        .filter(|&id| Some(id) != state.identity)
+        .collect()
+}
+
+fn same_view(a: TrackKey, b: TrackKey) -> bool {
+    a.camera == b.camera && a.modality == b.modality
+}
+
 fn partner_identity(tracks: &HashMap<TrackKey, TrackState>, key: TrackKey) -> Option<u64> {
     let partner = tracks.get(&key)?.partner?;
     tracks.get(&partner)?.identity
@@ -371,6 +529,158 @@ fn partner_identity(tracks: &HashMap<TrackKey, TrackState>, key: TrackKey) -> Op
 mod tests {
     use super::*;
     use crate::base::Modality;
+    use crate::config::SiteConfig;
+
+    const SITE: &str = r#"[[cameras]]
+name = "gate"
+[cameras.visible]
+kind = "test"
+pattern = "ball"
+[cameras.thermal]
+kind = "test"
+pattern = "ball"
+[detector]
+kind = "hog"
+[model]
+backbone = "mobilenetv2"
+weights = "w.safetensors"
+[index]
+same_modality_threshold = 0.2
+cross_modality_threshold = 0.4
+"#;
+
+    const BOX: BBox = BBox {
+        x: 0.0,
+        y: 0.0,
+        w: 20.0,
+        h: 40.0,
+    };
+
+    fn visible(track: u64) -> TrackKey {
+        TrackKey {
+            camera: 0,
+            modality: Modality::Visible,
+            track,
+        }
+    }
+
+    fn unit(v: [f32; 4]) -> Vec<f32> {
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.map(|x| x / n).to_vec()
+    }
+
+    fn new(track: u64, pts_s: f64) -> ToIdentity {
+        ToIdentity::Note(TrackNote::New {
+            key: visible(track),
+            bbox: BOX,
+            score: 1.0,
+            pts_s,
+            arrived: Instant::now(),
+        })
+    }
+
+    fn end(track: u64, pts_s: f64) -> ToIdentity {
+        ToIdentity::Note(TrackNote::End {
+            key: visible(track),
+            pts_s,
+            arrived: Instant::now(),
+        })
+    }
+
+    fn crop(track: u64, pts_s: f64, vector: Vec<f32>) -> ToIdentity {
+        ToIdentity::Embedded {
+            key: visible(track),
+            pixels: Pixels::Grey {
+                data: Arc::new(vec![0; 4]),
+                width: 2,
+                height: 2,
+            },
+            crop: BOX,
+            vector,
+            quality: 1.0,
+            bbox: BOX,
+            score: 1.0,
+            pts_s,
+            arrived: Instant::now(),
+        }
+    }
+
+    /// Runs the stage on `messages` (one camera; thresholds 0.2 / 0.4, a match at most once a
+    /// second of stream time): the events, and the index left behind.
+    fn stage(messages: Vec<ToIdentity>) -> (Vec<Event>, IdentityIndex) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = SiteConfig::from_bytes(&dir.path().join("site.toml"), SITE.as_bytes()).expect("site");
+        let metrics = Metrics::default();
+        let index = IdentityIndex::new(super::super::index_settings(&cfg, 4));
+        let writer = DiskWriter::start(&dir.path().join("index"), &metrics).expect("writer");
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let (events_tx, events_rx) = crossbeam_channel::unbounded();
+        messages.into_iter().for_each(|m| tx.send(m).expect("send"));
+        drop(tx);
+        let labels: Labels = Arc::default();
+        let out = run(&cfg, index, writer, &rx, &events_tx, &labels, None, &metrics, None);
+        drop(events_tx);
+        (events_rx.iter().map(|(e, _)| e).collect(), out.index)
+    }
+
+    /// The last identity each track's events gave it.
+    fn last_identities(events: &[Event]) -> HashMap<u64, u64> {
+        events.iter().filter_map(|e| Some((e.track_id, e.identity?))).collect()
+    }
+
+    #[test]
+    fn a_new_identity_merges_into_the_older_one_its_whole_track_finds() {
+        let person = unit([1.0, 0.0, 0.0, 0.0]);
+        // 40° either side of the person: each alone is 0.23 from them (beyond 0.2), the two
+        // 0.83 apart, their mean the person.
+        let (c, s) = (40f32.to_radians().cos(), 40f32.to_radians().sin());
+        let (left, right) = (unit([c, s, 0.0, 0.0]), unit([c, 0.0, s, 0.0]));
+        let mut messages = vec![new(1, 0.0)];
+        messages.extend((1..=3).map(|i| crop(1, f64::from(i) * 0.1, person.clone())));
+        messages.extend([end(1, 1.0), new(2, 10.0)]);
+        messages.extend((1..=3).map(|i| crop(2, 10.0 + f64::from(i) * 0.1, left.clone())));
+        messages.extend((1..=3).map(|i| crop(2, 12.0 + f64::from(i) * 0.1, right.clone())));
+        messages.push(end(2, 12.5));
+        let (events, index) = stage(messages);
+        let ids = last_identities(&events);
+        assert_eq!(ids[&1], 1);
+        assert_eq!(
+            ids[&2], 1,
+            "the second track ends with the first one's identity: {events:#?}"
+        );
+        let merge = events
+            .iter()
+            .find(|e| e.track_id == 2 && !e.merged_from.is_empty())
+            .expect("a merge event");
+        assert_eq!((merge.previous_identity, merge.identity), (Some(2), Some(1)));
+        assert_eq!(merge.merged_from, [2]);
+        assert_eq!(index.identities().keys().copied().collect::<Vec<_>>(), [1]);
+        // Every match of both tracks: the first track's, then left, right and the rest at the end.
+        assert_eq!(index.identities()[&1].visible.len(), 4);
+    }
+
+    #[test]
+    fn a_track_never_joins_a_track_seen_beside_it() {
+        let person = unit([0.0, 0.0, 0.0, 1.0]);
+        let mut messages = vec![new(1, 0.0)];
+        messages.extend((1..=3).map(|i| crop(1, f64::from(i) * 0.1, person.clone())));
+        // Track 2 begins while track 1 is seen: another person, however alike.
+        messages.push(new(2, 0.5));
+        messages.push(crop(1, 0.6, person.clone()));
+        messages.extend((1..=3).map(|i| crop(2, 0.6 + f64::from(i) * 0.1, person.clone())));
+        messages.push(end(1, 2.0));
+        // Nor once track 1 has ended.
+        messages.extend((1..=3).map(|i| crop(2, 2.0 + f64::from(i), person.clone())));
+        messages.push(end(2, 6.0));
+        // A track that begins after both ended may be either of them.
+        messages.push(new(3, 20.0));
+        messages.extend((1..=3).map(|i| crop(3, 20.0 + f64::from(i) * 0.1, person.clone())));
+        let (events, _) = stage(messages);
+        let ids = last_identities(&events);
+        assert_eq!((ids[&1], ids[&2]), (1, 2), "{events:#?}");
+        assert!([1, 2].contains(&ids[&3]), "{events:#?}");
+        assert!(events.iter().all(|e| e.merged_from.is_empty()), "{events:#?}");
+    }
 
     #[test]
     fn a_merge_moves_live_tracks_to_the_canonical_identity() {

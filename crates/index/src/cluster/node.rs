@@ -143,6 +143,12 @@ impl Node {
         }
     }
 
+    /// Proposes merging identity `from` into `into`: this node found they are one person (see
+    /// `live::identity`). Applied here too when it comes back through [`Node::incoming`].
+    pub fn merge(&self, from: u64, into: u64) {
+        self.link.merge(from, into);
+    }
+
     /// The nodes that created the identities of `id`'s merged set.
     fn origins(&self, id: u64) -> std::collections::BTreeSet<u64> {
         let canonical = self.merges.canonical(id);

@@ -38,6 +38,17 @@ pub struct Settings {
     pub device: Device,
 }
 
+impl Settings {
+    /// The threshold for a match within one modality, or across the two.
+    pub fn threshold(&self, cross_modal: bool) -> f32 {
+        if cross_modal {
+            self.cross_modality_threshold
+        } else {
+            self.same_modality_threshold
+        }
+    }
+}
+
 /// One stored exemplar.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Exemplar {
@@ -86,6 +97,35 @@ pub struct Decision {
     /// Other identities about as close as the one chosen (see [`Settings::also_fraction`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub also: Vec<u64>,
+}
+
+/// A known identity a vector would join (see [`IdentityIndex::best_match`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Match {
+    pub identity: u64,
+    /// Distance to its nearest exemplar.
+    pub distance: f32,
+    /// That exemplar is of the other modality.
+    pub cross_modal: bool,
+}
+
+/// One identity's votes in an assignment.
+#[derive(Debug, Clone, Copy)]
+struct Vote {
+    /// Summed over its neighbours within the threshold, closer = heavier.
+    weight: f32,
+    /// Its nearest exemplar's distance.
+    distance: f32,
+    cross_modal: bool,
+}
+
+/// The identity with the most votes, ties to the closest.
+fn strongest(votes: BTreeMap<u64, Vote>) -> Option<(u64, Vote)> {
+    votes.into_iter().max_by(|a, b| {
+        a.1.weight
+            .total_cmp(&b.1.weight)
+            .then(b.1.distance.total_cmp(&a.1.distance))
+    })
 }
 
 struct Rebuild {
@@ -272,13 +312,15 @@ impl IdentityIndex {
         camera: &str,
         time: f64,
     ) -> Result<Decision, VectorError> {
-        self.assign_track(vector, modality, camera, time, None)
+        self.assign_track(vector, modality, camera, time, None, &[])
     }
 
     /// Like [`IdentityIndex::assign`] for a track that already holds identity `current`: the
     /// tracker's evidence that it is the same person wins, so the track keeps `current` unless
     /// `current` got no vote at all and another identity did (the person was known before under
-    /// that identity). The embedding becomes an exemplar of the identity decided.
+    /// that identity). Identities in `exclude` are never joined (those of other people: tracks
+    /// of the same view seen at the same time). The embedding becomes an exemplar of the
+    /// identity decided.
     pub fn assign_track(
         &mut self,
         vector: &[f32],
@@ -286,60 +328,42 @@ impl IdentityIndex {
         camera: &str,
         time: f64,
         current: Option<u64>,
+        exclude: &[u64],
     ) -> Result<Decision, VectorError> {
         self.admit(vector)?;
         self.poll_rebuild();
         let s = self.settings;
-        // Votes per identity from neighbours within their modality's threshold, closer = heavier.
-        let mut votes: BTreeMap<u64, (f32, f32, bool)> = BTreeMap::new(); // weight, best distance, cross
-        for m in [Modality::Visible, Modality::Thermal] {
-            let cross = m != modality;
-            let threshold = if cross {
-                s.cross_modality_threshold
-            } else {
-                s.same_modality_threshold
-            };
-            for (i, d) in self.nearest(vector, m, s.neighbours) {
-                if d > threshold {
-                    continue;
-                }
-                let id = self.exemplars[i].identity;
-                let w = 1.0 - d / threshold.max(1e-6) + 1e-3;
-                let e = votes.entry(id).or_insert((0.0, f32::INFINITY, cross));
-                e.0 += w;
-                if d < e.1 {
-                    e.1 = d;
-                    e.2 = cross;
-                }
-            }
-        }
+        let mut votes = self.votes(vector, modality);
+        votes.retain(|id, _| !exclude.contains(id));
         let current = current.filter(|c| self.identities.contains_key(c));
-        let near = |(_, d, cross): (f32, f32, bool)| {
-            let threshold = if cross {
-                s.cross_modality_threshold
-            } else {
-                s.same_modality_threshold
-            };
-            d <= s.also_fraction * threshold
-        };
-        let close: Vec<(u64, (f32, f32, bool))> =
-            votes.iter().filter(|(_, v)| near(**v)).map(|(k, v)| (*k, *v)).collect();
+        let near = |v: &Vote| v.distance <= s.also_fraction * s.threshold(v.cross_modal);
+        let close: Vec<u64> = votes.iter().filter(|(_, v)| near(v)).map(|(k, _)| *k).collect();
         let best = match current {
-            Some(c) if votes.contains_key(&c) || votes.is_empty() => {
-                Some((c, votes.get(&c).copied().unwrap_or((0.0, f32::NAN, false))))
-            }
-            _ => votes
-                .into_iter()
-                .max_by(|a, b| a.1.0.total_cmp(&b.1.0).then(b.1.1.total_cmp(&a.1.1))),
+            Some(c) if votes.contains_key(&c) || votes.is_empty() => Some((
+                c,
+                votes.get(&c).copied().unwrap_or(Vote {
+                    weight: 0.0,
+                    distance: f32::NAN,
+                    cross_modal: false,
+                }),
+            )),
+            _ => strongest(votes),
         };
         let decision = match best {
-            Some((id, (_, d, cross))) => Decision {
+            Some((
+                id,
+                Vote {
+                    distance: d,
+                    cross_modal: cross,
+                    ..
+                },
+            )) => Decision {
                 identity: id,
                 created: false,
                 // A kept identity with no neighbour within the threshold has no distance.
                 distance: (!d.is_nan()).then_some(d),
                 cross_modal: cross,
-                also: close.iter().map(|c| c.0).filter(|&other| other != id).collect(),
+                also: close.into_iter().filter(|&other| other != id).collect(),
             },
             None => {
                 let id = self.next_id;
@@ -375,6 +399,53 @@ impl IdentityIndex {
         );
         self.add_exemplar(decision.identity, vector, modality, camera, time, false);
         Ok(decision)
+    }
+
+    /// The identity, other than those in `exclude`, that `vector` would join (the most votes
+    /// from neighbours within their modality's threshold, ties to the closest); `None` when no
+    /// other identity is that close. Nothing is added: the caller decides (see
+    /// `live::identity`, which settles a track's new identity with its whole life's mean).
+    pub fn best_match(
+        &self,
+        vector: &[f32],
+        modality: Modality,
+        exclude: &[u64],
+    ) -> Result<Option<Match>, VectorError> {
+        self.admit(vector)?;
+        let mut votes = self.votes(vector, modality);
+        votes.retain(|id, _| !exclude.contains(id));
+        Ok(strongest(votes).map(|(identity, v)| Match {
+            identity,
+            distance: v.distance,
+            cross_modal: v.cross_modal,
+        }))
+    }
+
+    /// Votes per identity from `vector`'s neighbours within their modality's threshold, closer =
+    /// heavier.
+    fn votes(&self, vector: &[f32], modality: Modality) -> BTreeMap<u64, Vote> {
+        let s = self.settings;
+        let mut votes: BTreeMap<u64, Vote> = BTreeMap::new();
+        for m in [Modality::Visible, Modality::Thermal] {
+            let cross = m != modality;
+            let threshold = s.threshold(cross);
+            for (i, d) in self.nearest(vector, m, s.neighbours) {
+                if d > threshold {
+                    continue;
+                }
+                let v = votes.entry(self.exemplars[i].identity).or_insert(Vote {
+                    weight: 0.0,
+                    distance: f32::INFINITY,
+                    cross_modal: cross,
+                });
+                v.weight += 1.0 - d / threshold.max(1e-6) + 1e-3;
+                if d < v.distance {
+                    v.distance = d;
+                    v.cross_modal = cross;
+                }
+            }
+        }
+        votes
     }
 
     /// Adds an embedding to a known identity without matching (the caller knows who it is, e.g.

@@ -39,19 +39,27 @@ impl Scene {
     /// same way keep their distance; people walking opposite ways pass in front of each other.
     pub fn crossing(width: i32, height: i32, walkers: usize, frames: usize, seed: u64) -> opencv::Result<Self> {
         let pids: Vec<i64> = (1..=walkers as i64).collect();
-        Self::crossing_people(width, height, &pids, frames, seed)
+        Self::crossing_people(width, height, &pids, frames, seed, seed)
     }
 
-    /// As [`crossing`](Self::crossing), with the people `pids` (the same id renders the same
-    /// person in every scene of a seed).
-    pub fn crossing_people(width: i32, height: i32, pids: &[i64], frames: usize, seed: u64) -> opencv::Result<Self> {
+    /// As [`crossing`](Self::crossing), with the people `pids` as rendered for `people_seed`
+    /// (the same id renders the same person in every scene of that seed) and the background,
+    /// lanes and noise of `seed`.
+    pub fn crossing_people(
+        width: i32,
+        height: i32,
+        pids: &[i64],
+        frames: usize,
+        seed: u64,
+        people_seed: u64,
+    ) -> opencv::Result<Self> {
         let mut rng = PyRandom::new(seed);
         let walkers = pids.len();
         let lanes = walkers.max(1) as f64;
         let list = (0..walkers)
             .map(|i| {
                 let pid = pids[i];
-                let person = Person::new(seed, pid);
+                let person = Person::new(people_seed, pid);
                 // Lanes from the back (small) to the front (large), feet spaced down the frame.
                 let lane = (i as f64 + 0.5) / lanes;
                 let body_h = f64::from(height) * (0.30 + 0.25 * lane);
@@ -213,7 +221,8 @@ pub fn write_clips(out: &Path, people: usize, clips: usize, frames: usize, seed:
             }
             pids.truncate(k);
         }
-        let scene = Scene::crossing_people(CLIP_SIZE.0, CLIP_SIZE.1, &pids, frames, seed + clip as u64)
+        // A new place and walk in every clip; the same people (who come back looking the same).
+        let scene = Scene::crossing_people(CLIP_SIZE.0, CLIP_SIZE.1, &pids, frames, seed + clip as u64, seed)
             .map_err(|e| draw(out, e))?;
         for t in 0..frames {
             let frame = clip * frames + t;
@@ -239,4 +248,20 @@ pub fn write_clips(out: &Path, people: usize, clips: usize, frames: usize, seed:
         }
     }
     truth.flush().map_err(|e| err(&truth_path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn people_look_the_same_in_every_clip_of_a_recording() {
+        let look = |seed, people_seed| {
+            let scene =
+                Scene::crossing_people(CLIP_SIZE.0, CLIP_SIZE.1, &[3, 5], 10, seed, people_seed).expect("scene");
+            format!("{:?}", scene.walkers[1].person)
+        };
+        assert_eq!(look(8, 7), look(9, 7), "another clip, the same person");
+        assert_ne!(look(8, 7), look(8, 8), "another recording, another person");
+    }
 }

@@ -38,21 +38,21 @@ impl EmbeddingMean {
         self.count
     }
 
-    /// The L2-normalised weighted mean and how many embeddings it summarises; resets the mean.
-    pub fn take(&mut self) -> Option<(Vec<f32>, usize)> {
-        if self.count == 0 {
-            return None;
-        }
+    /// The L2-normalised weighted mean and how many embeddings it summarises (`None` before the
+    /// first, or when they cancel out).
+    pub fn mean(&self) -> Option<(Vec<f32>, usize)> {
         let norm = self.sum.iter().map(|x| x * x).sum::<f32>().sqrt();
-        let count = self.count;
-        let mut mean = std::mem::take(&mut self.sum);
-        self.weight = 0.0;
-        self.count = 0;
-        if norm <= 0.0 || !norm.is_finite() {
+        if self.count == 0 || norm <= 0.0 || !norm.is_finite() {
             return None;
         }
-        mean.iter_mut().for_each(|x| *x /= norm);
-        Some((mean, count))
+        Some((self.sum.iter().map(|x| x / norm).collect(), self.count))
+    }
+
+    /// Like [`EmbeddingMean::mean`], and resets the mean.
+    pub fn take(&mut self) -> Option<(Vec<f32>, usize)> {
+        let mean = self.mean();
+        *self = Self::default();
+        mean
     }
 }
 
@@ -73,7 +73,9 @@ mod tests {
         m.add(&[1.0, 0.0], 3.0);
         m.add(&[0.0, 1.0], 1.0);
         m.add(&[5.0, 5.0], 0.0); // ignored
+        let kept = m.mean().unwrap();
         let (mean, n) = m.take().unwrap();
+        assert_eq!(kept, (mean.clone(), n), "mean leaves the interval as it was");
         assert_eq!(n, 2);
         let norm = (9.0f32 + 1.0).sqrt();
         assert!((mean[0] - 3.0 / norm).abs() < 1e-6 && (mean[1] - 1.0 / norm).abs() < 1e-6);

@@ -10,10 +10,16 @@
 //!
 //!     cargo bench --bench site_adaptation
 //!
+//! Then the same on vtest.avi with its thermal stand-in, where there is no truth: `adapt` per
+//! seed, and `run` on the held-out (later) frames with the starting and the adapted weights:
+//! identities per track (the fusion joins a visible and a thermal track; the index joins
+//! returning people).
+//!
 //! Settings (environment): `REID_BENCH_ADAPT_PEOPLE` (30), `_CLIPS` (48), `_EPOCHS` (10),
 //! `_SEEDS` (3), `_RUN_FRAMES` (held-out frames `run` plays; 0, the default, plays them all),
-//! `_SAMPLER` (`co-occurring` or `identity`), `_DIR` (target/bench-adapt). A finished
-//! adaptation of the same recording, sampler, epochs and seed is reused.
+//! `_SAMPLER` (`co-occurring` or `identity`), `_VTEST` (1; 0 leaves vtest.avi out), `_DIR`
+//! (target/bench-adapt). A finished adaptation of the same recording, sampler, epochs and seed
+//! is reused.
 
 #[path = "../tests/common/mod.rs"]
 mod test_common;
@@ -175,6 +181,164 @@ fn site_text(clip: &Path, template: &Path, dir: &Path, start: u64, frames: Optio
         dir.display()
     );
     text
+}
+
+const VTEST: &str = "/usr/share/doc/opencv-doc/examples/data/vtest.avi";
+
+/// vtest.avi's frames as PNG files in `dir` (decoded once), and how many there are.
+fn vtest_frames(dir: &Path) -> usize {
+    let count = || std::fs::read_dir(dir).map_or(0, |d| d.count());
+    if count() == 0 {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        let status = Command::new("gst-launch-1.0")
+            .args([
+                "-q",
+                "filesrc",
+                &format!("location={VTEST}"),
+                "!",
+                "decodebin",
+                "!",
+                "videoconvert",
+                "!",
+            ])
+            .args(["pngenc", "!", "multifilesink"])
+            .arg(format!("location={}/%05d.png", dir.display()))
+            .status()
+            .expect("gst-launch-1.0");
+        assert!(status.success(), "decoding {VTEST}");
+    }
+    count()
+}
+
+/// The embedded default site (`config/site.toml`: SSDLite, its thermal detector and stand-in)
+/// playing vtest.avi's frames from `start`, with `model` (`[model]` and `[index]`).
+fn vtest_site(frames: &Path, dir: &Path, start: usize, model: &str) -> String {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let source = |extra: &str| {
+        format!(
+            "multifilesrc location={}/%05d.png start-index={start} caps=image/png,framerate=10/1 ! pngdec ! videoconvert ! {extra}${{output}}",
+            frames.display()
+        )
+    };
+    let standin = std::fs::read_to_string(repo.join("pipelines/thermal-standin.pipeline")).expect("stand-in");
+    let chain = standin
+        .lines()
+        .find(|l| l.starts_with("filesrc"))
+        .and_then(|l| l.split_once("videoconvert ! "))
+        .map(|(_, rest)| rest.trim_end_matches("${output}").to_owned())
+        .expect("the stand-in's filters");
+    std::fs::write(dir.join("visible.pipeline"), source("")).expect("template");
+    std::fs::write(dir.join("thermal.pipeline"), source(&chain)).expect("template");
+    format!(
+        "[runtime]\ndevice = \"cpu\"\nbatch_size = 16\n[[cameras]]\nname = \"vtest\"\npairing_tolerance_ms = 20\n\
+         [cameras.visible]\nkind = \"template\"\ntemplate = \"{d}/visible.pipeline\"\n\
+         [cameras.thermal]\nkind = \"template\"\ntemplate = \"{d}/thermal.pipeline\"\nformat = \"gray8\"\n\
+         [detector]\nkind = \"ssd\"\nmodel = \"{r}/models/weights/ssdlite_person.pb\"\nconfidence = 0.5\nnms_iou = 0.45\n\
+         min_box = [24, 48]\ncrop_margin = 0.05\n[thermal_detector]\nsigma = 1.0\nmin_area = 300\naspect = [1.0, 5.0]\n\
+         roi = [[0, 40], [768, 40], [768, 470], [0, 470]]\n\
+         [tracker]\nmax_age = 30\nmin_hits = 3\niou_threshold = 0.3\nembed_interval_ms = 1000\n\
+         {model}\nsnapshot_dir = \"{d}/index\"\n[outputs]\nevents = \"{d}/events.jsonl\"\nstdout = false\n",
+        d = dir.display(),
+        r = repo.display(),
+    )
+}
+
+/// Tracks, identities and identities per track of `run`'s events (each track's last identity).
+fn identities_per_track(events: &Path) -> (usize, usize, f64) {
+    let mut last: HashMap<(String, String, u64), i64> = HashMap::new();
+    for line in std::fs::read_to_string(events).expect("events").lines() {
+        let e: Value = serde_json::from_str(line).expect("event");
+        if let Some(identity) = e["identity"].as_i64() {
+            let key = (
+                e["camera"].as_str().expect("camera").to_owned(),
+                e["modality"].as_str().expect("modality").to_owned(),
+                e["track_id"].as_u64().expect("track"),
+            );
+            last.insert(key, identity);
+        }
+    }
+    let identities = last.values().collect::<BTreeSet<_>>().len();
+    (last.len(), identities, identities as f64 / last.len().max(1) as f64)
+}
+
+/// The vtest.avi part (see the module's notes).
+fn vtest(dir: &Path, epochs: u64, seeds: u64, sampler: &str) {
+    let dir = dir.join("vtest");
+    let frames = dir.join("frames");
+    let total = vtest_frames(&frames);
+    let weights = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/weights/mobilenetv2_imagenet.safetensors");
+    let start_model = format!(
+        "[model]\nbackbone = \"mobilenetv2\"\nweights = \"{}\"\ninput_size = [128, 64]\n\
+         [index]\nsame_modality_threshold = 0.04\ncross_modality_threshold = 0.08",
+        weights.display()
+    );
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let site = dir.join("site.toml");
+    std::fs::write(&site, vtest_site(&frames, &dir, 0, &start_model)).expect("site");
+    let mut rows = Vec::new();
+    let mut cut = None;
+    for seed in 0..seeds.max(1) {
+        let out = dir.join(format!("adapt-{sampler}-e{epochs}-s{seed}"));
+        if !out.join("report.json").exists() {
+            let _ = std::fs::remove_dir_all(&out);
+            ok(reid().arg("adapt").arg(&site).arg("--out").arg(&out).args([
+                "--epochs",
+                &epochs.to_string(),
+                "--seed",
+                &seed.to_string(),
+                "--sampler",
+                sampler,
+            ]));
+        }
+        let report = json(&out.join("report.json"));
+        let manifest = json(&out.join("data/manifest.json"));
+        cut = Some((manifest["cut_s"].as_f64().expect("cut") * FPS).ceil() as usize);
+        rows.push((out, report));
+    }
+    let cut = cut.expect("a seed");
+    let played = |name: &Path, model: &str| {
+        let _ = std::fs::remove_dir_all(name);
+        std::fs::create_dir_all(name).expect("mkdir");
+        let site = name.join("site.toml");
+        std::fs::write(&site, vtest_site(&frames, name, cut, model)).expect("site");
+        ok(reid().arg("run").arg(&site));
+        identities_per_track(&name.join("events.jsonl"))
+    };
+    println!("\nvtest.avi: {total} frames; held-out part from frame {cut}\n");
+    println!("| weights | rank-1 (%) | mAP (%) | tracks | identities | identities per track |");
+    println!("|---|---|---|---|---|---|");
+    let before = rows[0].1["before"].clone();
+    let (tracks, ids, per) = played(&dir.join("run-before"), &start_model);
+    println!(
+        "| ImageNet start | {:.1} | {:.1} | {tracks} | {ids} | {per:.2} |",
+        before["rank1"][0].as_f64().unwrap_or(f64::NAN),
+        before["map"][0].as_f64().unwrap_or(f64::NAN)
+    );
+    let mut per_seed = Vec::new();
+    for (seed, (out, report)) in rows.iter().enumerate() {
+        let threshold = |k: &str| report[k]["distance"].as_f64().map_or(0.0, |d| (d * 1e4).floor() / 1e4);
+        let model = format!(
+            "[model]\nbackbone = \"mobilenetv2\"\nweights = \"{}\"\ninput_size = [128, 64]\n\
+             [index]\nsame_modality_threshold = {}\ncross_modality_threshold = {}",
+            report["adapted_weights"].as_str().expect("weights"),
+            threshold("same_modality_threshold"),
+            threshold("cross_modality_threshold")
+        );
+        let (tracks, ids, per) = played(&out.join("run-held-out"), &model);
+        let after = &report["after"];
+        let (r1, map) = (
+            after["rank1"][0].as_f64().unwrap_or(f64::NAN),
+            after["map"][0].as_f64().unwrap_or(f64::NAN),
+        );
+        println!("| adapted, seed {seed} | {r1:.1} | {map:.1} | {tracks} | {ids} | {per:.2} |");
+        per_seed.push((r1, map, per));
+    }
+    let col = |f: &dyn Fn(&(f64, f64, f64)) -> f64| mean_std(&per_seed.iter().map(f).collect::<Vec<_>>());
+    let (r1, map, per) = (col(&|r| r.0), col(&|r| r.1), col(&|r| r.2));
+    println!(
+        "| adapted, mean ± std | {:.1} ± {:.1} | {:.1} ± {:.1} | | | {:.2} ± {:.2} |",
+        r1.0, r1.1, map.0, map.1, per.0, per.1
+    );
 }
 
 /// Identities per true person and purity of `run`'s identities, from its events: each track's
@@ -391,4 +555,7 @@ fn main() {
         pa.1,
         r1.0 / before.0
     );
+    if setting("VTEST", 1) != 0 {
+        vtest(&dir, epochs, seeds, &sampler);
+    }
 }

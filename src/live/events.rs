@@ -76,8 +76,9 @@ pub struct Event {
     pub partner_track_id: Option<u64>,
     /// Thumbnail written for a new identity.
     pub thumbnail: Option<String>,
-    /// In a cluster: the identities just merged into `identity` (a person first met at two
-    /// nodes); absent otherwise.
+    /// The identities just merged into `identity`: a track's provisional identity that the
+    /// whole track found to be a known person, or, in a cluster, a person first met at two
+    /// nodes; absent otherwise.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub merged_from: Vec<u64>,
 }

@@ -219,7 +219,12 @@ pub fn run(
                        key: TrackKey|
      -> Vec<(Event, Instant)> {
         let hint = partner_identity(tracks, key);
+        // Other people for the fused partner are other people for this track too.
+        let partner = tracks.get(&key).and_then(|s| s.partner);
         let mut exclude = other_people(tracks, key);
+        if let Some(p) = partner {
+            exclude.extend(other_people(tracks, p));
+        }
         let Some(state) = tracks.get_mut(&key) else {
             return Vec::new();
         };
@@ -229,7 +234,7 @@ pub fn run(
         if let Some((e, _)) = out.first()
             && let Some(id) = e.identity
         {
-            note_assignment(provisional, tracks, key, id, e.new_identity);
+            note_assignment(provisional, tracks, key, e.previous_identity, id, e.new_identity);
         }
         let Some(state) = tracks.get(&key) else { return out };
         let Some(own) = state.identity.filter(|id| {
@@ -245,7 +250,23 @@ pub fn run(
             provisional.remove(&own);
             provisional.remove(&found.identity);
             let (from, into) = (own.max(found.identity), own.min(found.identity));
-            out.extend(join(index, cluster, tracks, from, into));
+            let relabelled = join(index, cluster, tracks, from, into);
+            // The track keeps its identity when the other merged into it: say so all the same.
+            if cluster.is_none()
+                && !relabelled
+                    .iter()
+                    .any(|(e, _)| e.track_id == key.track && e.modality == key.modality)
+                && let Some(state) = tracks.get(&key)
+            {
+                let mut e = event(EventKind::Update, key, state);
+                if let Some((bbox, score, _, _)) = state.last {
+                    e = e.with_box(bbox, score);
+                }
+                e.previous_identity = state.identity;
+                e.merged_from = vec![from];
+                out.push((e, Instant::now()));
+            }
+            out.extend(relabelled);
         }
         out
     };
@@ -261,7 +282,16 @@ pub fn run(
             },
             recv(incoming) -> item => {
                 match (item, cluster.as_mut()) {
-                    (Ok(item), Some(node)) => Step::Cluster(node.apply(&mut index, item)),
+                    (Ok(item), Some(node)) => {
+                        let merged = node.apply(&mut index, item);
+                        // A merged identity rests on more than one track: none is provisional.
+                        if let Some(m) = &merged {
+                            for id in m.merged_from.iter().chain([&m.canonical]) {
+                                provisional.remove(id);
+                            }
+                        }
+                        Step::Cluster(merged)
+                    }
                     _ => {
                         // The link ended: go on alone.
                         incoming = crossbeam_channel::never();
@@ -340,6 +370,7 @@ pub fn run(
                 }
                 if let Some((_, p)) = partner {
                     p.partner = None;
+                    p.others.extend(&state.others);
                 }
                 if let Ok(mut l) = labels.lock() {
                     l.remove(&key);
@@ -387,6 +418,7 @@ pub fn run(
                         // person too (the fusion says so; the winner is the older, smaller id).
                         if let Some(made) = previous.filter(|p| provisional.get(p) == Some(&key)) {
                             provisional.remove(&made);
+                            out[0].0.merged_from = vec![made];
                             out.extend(join(&mut index, cluster.as_ref(), &mut tracks, made, id));
                         }
                         out
@@ -403,7 +435,9 @@ pub fn run(
             latency.observe(started.elapsed().as_secs_f64());
         }
         if last_expiry.elapsed() >= Duration::from_secs(1) {
-            index.expire(now());
+            for id in index.expire(now()) {
+                provisional.remove(&id);
+            }
             last_expiry = Instant::now();
         }
         // Due until the writer takes it: a snapshot still in flight delays the next one.
@@ -473,15 +507,20 @@ fn relabel(
     out
 }
 
-/// Records `key`'s assignment to `identity` (`created`: new) in `provisional`: a new identity is
-/// provisional; one that another track joined (not its creator's fused partner) no longer is.
+/// Records `key`'s assignment to `identity` (`created`: new; `previous`: the one it held) in
+/// `provisional`: a new identity is provisional; one that another track joined (not its
+/// creator's fused partner) no longer is, nor one its creator left.
 fn note_assignment(
     provisional: &mut HashMap<u64, TrackKey>,
     tracks: &HashMap<TrackKey, TrackState>,
     key: TrackKey,
+    previous: Option<u64>,
     identity: u64,
     created: bool,
 ) {
+    if let Some(left) = previous.filter(|&p| p != identity && provisional.get(&p) == Some(&key)) {
+        provisional.remove(&left);
+    }
     if created {
         provisional.insert(identity, key);
     } else if let Some(&creator) = provisional.get(&identity)
@@ -564,6 +603,13 @@ cross_modality_threshold = 0.4
         }
     }
 
+    fn thermal(track: u64) -> TrackKey {
+        TrackKey {
+            modality: Modality::Thermal,
+            ..visible(track)
+        }
+    }
+
     fn unit(v: [f32; 4]) -> Vec<f32> {
         let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
         v.map(|x| x / n).to_vec()
@@ -588,8 +634,12 @@ cross_modality_threshold = 0.4
     }
 
     fn crop(track: u64, pts_s: f64, vector: Vec<f32>) -> ToIdentity {
+        crop_of(visible(track), pts_s, vector)
+    }
+
+    fn crop_of(key: TrackKey, pts_s: f64, vector: Vec<f32>) -> ToIdentity {
         ToIdentity::Embedded {
-            key: visible(track),
+            key,
             pixels: Pixels::Grey {
                 data: Arc::new(vec![0; 4]),
                 width: 2,
@@ -631,16 +681,17 @@ cross_modality_threshold = 0.4
     #[test]
     fn a_new_identity_merges_into_the_older_one_its_whole_track_finds() {
         let person = unit([1.0, 0.0, 0.0, 0.0]);
-        // 40° either side of the person: each alone is 0.23 from them (beyond 0.2), the two
-        // 0.83 apart, their mean the person.
+        // 40° either side of the person: each alone is 0.23 from them (beyond 0.2) and 0.41 from
+        // the other; three of each average to 0.14 from them.
         let (c, s) = (40f32.to_radians().cos(), 40f32.to_radians().sin());
         let (left, right) = (unit([c, s, 0.0, 0.0]), unit([c, 0.0, s, 0.0]));
         let mut messages = vec![new(1, 0.0)];
         messages.extend((1..=3).map(|i| crop(1, f64::from(i) * 0.1, person.clone())));
         messages.extend([end(1, 1.0), new(2, 10.0)]);
         messages.extend((1..=3).map(|i| crop(2, 10.0 + f64::from(i) * 0.1, left.clone())));
-        messages.extend((1..=3).map(|i| crop(2, 12.0 + f64::from(i) * 0.1, right.clone())));
-        messages.push(end(2, 12.5));
+        // Within a second of the first match: the track's last crops are matched when it ends.
+        messages.extend((4..=6).map(|i| crop(2, 10.0 + f64::from(i) * 0.1, right.clone())));
+        messages.push(end(2, 10.7));
         let (events, index) = stage(messages);
         let ids = last_identities(&events);
         assert_eq!(ids[&1], 1);
@@ -655,8 +706,33 @@ cross_modality_threshold = 0.4
         assert_eq!((merge.previous_identity, merge.identity), (Some(2), Some(1)));
         assert_eq!(merge.merged_from, [2]);
         assert_eq!(index.identities().keys().copied().collect::<Vec<_>>(), [1]);
-        // Every match of both tracks: the first track's, then left, right and the rest at the end.
-        assert_eq!(index.identities()[&1].visible.len(), 4);
+        // Every match of both tracks: the first track's, the left crops' and the right crops'.
+        assert_eq!(index.identities()[&1].visible.len(), 3);
+    }
+
+    #[test]
+    fn the_identity_a_fused_track_made_for_itself_merges_into_its_partners() {
+        let (seen, warm) = (unit([1.0, 0.0, 0.0, 0.0]), unit([0.0, 1.0, 0.0, 0.0]));
+        let mut messages: Vec<ToIdentity> = (1..=3).map(|i| crop(1, f64::from(i) * 0.1, seen.clone())).collect();
+        messages.extend((1..=3).map(|i| crop_of(thermal(7), 0.05 + f64::from(i) * 0.1, warm.clone())));
+        messages.push(ToIdentity::Note(TrackNote::Fuse {
+            visible: visible(1),
+            thermal: thermal(7),
+            arrived: Instant::now(),
+        }));
+        let (events, index) = stage(messages);
+        let fused = events.last().expect("the fusion's event");
+        assert_eq!(
+            (fused.track_id, fused.previous_identity, fused.identity),
+            (7, Some(2), Some(1))
+        );
+        assert_eq!(fused.merged_from, [2]);
+        assert_eq!(index.identities().keys().copied().collect::<Vec<_>>(), [1]);
+        assert_eq!(
+            index.identities()[&1].thermal.len(),
+            1,
+            "the thermal track's exemplar moved"
+        );
     }
 
     #[test]

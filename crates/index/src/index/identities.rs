@@ -333,8 +333,7 @@ impl IdentityIndex {
         self.admit(vector)?;
         self.poll_rebuild();
         let s = self.settings;
-        let mut votes = self.votes(vector, modality);
-        votes.retain(|id, _| !exclude.contains(id));
+        let votes = self.votes(vector, modality, exclude);
         let current = current.filter(|c| self.identities.contains_key(c));
         let near = |v: &Vote| v.distance <= s.also_fraction * s.threshold(v.cross_modal);
         let close: Vec<u64> = votes.iter().filter(|(_, v)| near(v)).map(|(k, _)| *k).collect();
@@ -412,24 +411,27 @@ impl IdentityIndex {
         exclude: &[u64],
     ) -> Result<Option<Match>, VectorError> {
         self.admit(vector)?;
-        let mut votes = self.votes(vector, modality);
-        votes.retain(|id, _| !exclude.contains(id));
-        Ok(strongest(votes).map(|(identity, v)| Match {
-            identity,
-            distance: v.distance,
-            cross_modal: v.cross_modal,
-        }))
+        Ok(
+            strongest(self.votes(vector, modality, exclude)).map(|(identity, v)| Match {
+                identity,
+                distance: v.distance,
+                cross_modal: v.cross_modal,
+            }),
+        )
     }
 
     /// Votes per identity from `vector`'s neighbours within their modality's threshold, closer =
-    /// heavier.
-    fn votes(&self, vector: &[f32], modality: Modality) -> BTreeMap<u64, Vote> {
+    /// heavier; the exemplars of identities in `exclude` are left out of the search itself (they
+    /// would crowd out the neighbours that may vote).
+    fn votes(&self, vector: &[f32], modality: Modality, exclude: &[u64]) -> BTreeMap<u64, Vote> {
         let s = self.settings;
+        let ex = &self.exemplars;
+        let keep = |i: usize| ex.get(i).is_some_and(|e| e.alive && !exclude.contains(&e.identity));
         let mut votes: BTreeMap<u64, Vote> = BTreeMap::new();
         for m in [Modality::Visible, Modality::Thermal] {
             let cross = m != modality;
             let threshold = s.threshold(cross);
-            for (i, d) in self.nearest(vector, m, s.neighbours) {
+            for (i, d) in self.indices[slot(m)].search(vector, s.neighbours, &keep) {
                 if d > threshold {
                     continue;
                 }

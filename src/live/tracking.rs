@@ -41,12 +41,13 @@ struct Fusion {
     /// The last paired visible frame's confirmed boxes.
     visible: Option<FrameBoxes>,
     votes: HashMap<(TrackKey, TrackKey), u32>,
-    fused: std::collections::HashSet<TrackKey>,
+    /// Each fused track's partner, both ways.
+    fused: HashMap<TrackKey, TrackKey>,
 }
 
 impl Fusion {
     /// Counts the overlaps of a paired thermal frame with the visible frame before it; returns
-    /// the pairs that just reached [`FUSE_FRAMES`] (each track fuses once).
+    /// the pairs that just reached [`FUSE_FRAMES`] (a track fuses with one partner at a time).
     fn thermal(
         &mut self,
         camera: usize,
@@ -65,14 +66,14 @@ impl Fusion {
         for (t, tb) in boxes {
             let scaled = BBox::new(tb.x * sx, tb.y * sy, tb.w * sx, tb.h * sy);
             for (v, vb) in &visible {
-                if vb.iou(&scaled) < iou || self.fused.contains(v) || self.fused.contains(t) {
+                if vb.iou(&scaled) < iou || self.fused.contains_key(v) || self.fused.contains_key(t) {
                     continue;
                 }
                 let n = self.votes.entry((*v, *t)).or_default();
                 *n += 1;
                 if *n >= FUSE_FRAMES {
-                    self.fused.insert(*v);
-                    self.fused.insert(*t);
+                    self.fused.insert(*v, *t);
+                    self.fused.insert(*t, *v);
                     out.push((*v, *t));
                 }
             }
@@ -80,9 +81,13 @@ impl Fusion {
         out
     }
 
-    /// Forgets an ended track.
+    /// Forgets an ended track. Its partner may fuse again: with the next track of the same
+    /// person in the other view (a visible track cut short by an occlusion, say, while the
+    /// thermal one went on), which then takes the person's identity.
     fn end(&mut self, key: &TrackKey) {
-        self.fused.remove(key);
+        if let Some(partner) = self.fused.remove(key) {
+            self.fused.remove(&partner);
+        }
         self.votes.retain(|(v, t), _| v != key && t != key);
     }
 }
@@ -358,4 +363,44 @@ fn grey_rendering(
         width: frame.width,
         height: frame.height,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(modality: Modality, track: u64) -> TrackKey {
+        TrackKey {
+            camera: 0,
+            modality,
+            track,
+        }
+    }
+
+    /// Feeds `frames` paired frames in which visible track `v` and thermal track `t` overlap;
+    /// returns the fusions.
+    fn overlap(fusion: &mut Fusion, v: TrackKey, t: TrackKey, frames: u32) -> Vec<(TrackKey, TrackKey)> {
+        let b = BBox::new(10.0, 10.0, 20.0, 40.0);
+        let mut out = Vec::new();
+        for _ in 0..frames {
+            fusion.visible = Some((0, vec![(v, b)], (100, 100)));
+            out.extend(fusion.thermal(0, &[(t, b)], (100, 100), 0.3));
+        }
+        out
+    }
+
+    #[test]
+    fn a_track_whose_partner_ended_fuses_with_the_next_one() {
+        let mut fusion = Fusion::default();
+        let (v1, v2, t) = (
+            key(Modality::Visible, 1),
+            key(Modality::Visible, 2),
+            key(Modality::Thermal, 7),
+        );
+        assert_eq!(overlap(&mut fusion, v1, t, FUSE_FRAMES), [(v1, t)]);
+        // While v1 lives, t has its partner.
+        assert!(overlap(&mut fusion, v2, t, FUSE_FRAMES).is_empty());
+        fusion.end(&v1);
+        assert_eq!(overlap(&mut fusion, v2, t, FUSE_FRAMES), [(v2, t)]);
+    }
 }

@@ -161,12 +161,17 @@ impl AdaptReport {
         ] {
             if let Some(th) = th {
                 t.push_str(&format!(
-                    "\n`index.{key}` = {:.4}: splits {:.1} % of {} same-identity pairs, merges {:.2} % of {} different ones.",
+                    "\n`index.{key}` = {:.4}: splits {:.1} % of {} same-identity pairs, merges {:.2} % of {} {}.",
                     round_down(th.distance),
                     100.0 * th.split_rate,
                     th.same_pairs,
                     100.0 * th.merge_rate,
-                    th.different_pairs
+                    th.different_pairs,
+                    if th.co_occurring {
+                        "pairs of identities seen together (certainly different)"
+                    } else {
+                        "pairs of different identities"
+                    }
                 ));
             }
         }
@@ -286,7 +291,7 @@ pub fn adapt(cfg: &SiteConfig, opts: &AdaptOptions, stop: &Arc<AtomicBool>) -> R
         .into_iter()
         .find(|p| p.extension().is_some_and(|e| e == "safetensors"));
     let (same, cross) = match features {
-        Some(f) => suggested_thresholds(&f, kind)?,
+        Some(f) => suggested_thresholds(&f, &data, kind)?,
         None => (None, None),
     };
     let figure = out.join("retrieval.png");
@@ -459,6 +464,7 @@ const MAX_ROWS: usize = 2000;
 /// `<folder>/<pid>_c…` of a single-modality harvest, whose crops are all of one modality).
 fn suggested_thresholds(
     features: &Path,
+    data: &Path,
     kind: DatasetKind,
 ) -> Result<(Option<Threshold>, Option<Threshold>), AdaptError> {
     let eval_err = |source| AdaptError::Eval {
@@ -486,9 +492,26 @@ fn suggested_thresholds(
             thermal.push(first == "cam3" || first == "cam6");
         }
     }
-    let [same_s, same_d, cross_s, cross_d] = thresholds::pair_distances(&rows, &labels, &thermal);
-    Ok((
-        thresholds::at_merge_rate(&same_s, &same_d, thresholds::MERGE_RATE),
-        thresholds::at_merge_rate(&cross_s, &cross_d, thresholds::MERGE_RATE),
-    ))
+    let co_occurring = crate::data::sysu::read_co_occurring(data).map_err(|e| AdaptError::Eval {
+        what: "the harvest's co-occurring tracks",
+        source: Box::new(e.into()),
+    })?;
+    let seen_together = |a: i64, b: i64| {
+        co_occurring
+            .as_ref()
+            .is_some_and(|c| c.get(&a).is_some_and(|others| others.contains(&b)))
+    };
+    let known = thresholds::pair_distances(&rows, &labels, &thermal, seen_together);
+    let all = thresholds::pair_distances(&rows, &labels, &thermal, |_, _| true);
+    // Per pairing: the certainly different pairs when there are enough of them (see
+    // `thresholds`' notes), else every pair of different pseudo-identities.
+    let pick = |same: usize, different: usize| {
+        let seen = known[different].len() >= thresholds::MIN_KNOWN_DIFFERENT;
+        let negatives = if seen { &known[different] } else { &all[different] };
+        thresholds::at_merge_rate(&all[same], negatives, thresholds::MERGE_RATE).map(|t| Threshold {
+            co_occurring: seen,
+            ..t
+        })
+    };
+    Ok((pick(0, 1), pick(2, 3)))
 }

@@ -4,6 +4,15 @@
 //! merge (the way face and re-ID systems pick an operating point: at a fixed false-match rate),
 //! with the share of same-identity pairs it still splits.
 //!
+//! Which pairs are "different": a harvest's pseudo-identities are tracks, and a person who walks
+//! past twice is two of them, so pairs of different pseudo-identities include pairs of one
+//! person, the very pairs the index should join; counted as merges, they push the threshold
+//! towards 0 (measured: 0.0004 instead of 0.0022 on a recording where people come back). Pairs
+//! of pseudo-identities seen by one camera at the same time (`exp/co_occurring.txt`) are
+//! certainly different people, and are what the merge rate is counted on when there are at
+//! least [`MIN_KNOWN_DIFFERENT`] of them; otherwise every pair of different pseudo-identities
+//! is (the threshold is then lower than it needs to be, never higher).
+//!
 //! Why not the distance with the least balanced error: the index compares every new track with
 //! every exemplar of every identity and keeps what joins, so a pairwise merge rate of a few
 //! percent joins most people within minutes. Measured on a generated recording (BENCHMARKS.md,
@@ -14,6 +23,9 @@ use serde::Serialize;
 
 /// The share of different-identity pairs a suggested threshold may merge.
 pub const MERGE_RATE: f64 = 0.001;
+
+/// Fewest pairs of certainly different people (co-occurring) a threshold is computed from.
+pub const MIN_KNOWN_DIFFERENT: usize = 1000;
 
 /// A threshold that still splits more than this share of same-identity pairs joins almost no one
 /// by appearance, while each merge it makes is a wrong one: 0 is suggested instead (that
@@ -30,6 +42,9 @@ pub struct Threshold {
     pub merge_rate: f64,
     pub same_pairs: usize,
     pub different_pairs: usize,
+    /// The different pairs are of identities seen together by one camera (certainly other
+    /// people), rather than every pair of different identities.
+    pub co_occurring: bool,
 }
 
 /// The largest distance (one of the different-identity distances, or 0 when even the closest
@@ -59,17 +74,27 @@ pub fn at_merge_rate(same: &[f64], different: &[f64], merge_rate: f64) -> Option
         merge_rate: within_different as f64 / d.len() as f64,
         same_pairs: same.len(),
         different_pairs: d.len(),
+        co_occurring: false,
     })
 }
 
 /// Distances of every pair of rows of unit-length `features` (N×D, row-major), split by
 /// whether the rows share a label and whether their modalities (`thermal`) are the same:
 /// (same-modality same-label, same-modality different-label, cross-modal same-label,
-/// cross-modal different-label).
-pub fn pair_distances(features: &[Vec<f32>], labels: &[i64], thermal: &[bool]) -> [Vec<f64>; 4] {
+/// cross-modal different-label). Pairs of different labels count only where `different` holds
+/// for them (known to be other people); the rest are left out.
+pub fn pair_distances(
+    features: &[Vec<f32>],
+    labels: &[i64],
+    thermal: &[bool],
+    different: impl Fn(i64, i64) -> bool,
+) -> [Vec<f64>; 4] {
     let mut out: [Vec<f64>; 4] = Default::default();
     for i in 0..features.len() {
         for j in i + 1..features.len() {
+            if labels[i] != labels[j] && !different(labels[i], labels[j]) {
+                continue;
+            }
             let dot: f32 = features[i].iter().zip(&features[j]).map(|(a, b)| a * b).sum();
             let distance = f64::from((1.0 - dot).max(0.0));
             let slot = match (thermal[i] != thermal[j], labels[i] == labels[j]) {
@@ -134,10 +159,13 @@ mod tests {
     fn pairs_are_sorted_by_modality_and_label() {
         let f = vec![vec![1.0, 0.0], vec![0.0, 1.0], vec![1.0, 0.0]];
         let [same_mod_same, same_mod_diff, cross_same, cross_diff] =
-            pair_distances(&f, &[1, 2, 1], &[false, false, true]);
+            pair_distances(&f, &[1, 2, 1], &[false, false, true], |_, _| true);
         assert!(same_mod_same.is_empty());
         assert_eq!(same_mod_diff, [1.0]);
         assert_eq!(cross_same, [0.0]);
         assert_eq!(cross_diff, [1.0]);
+        // Labels 1 and 2 not known to be different people: only the same-label pair is left.
+        let [a, b, c, d] = pair_distances(&f, &[1, 2, 1], &[false, false, true], |_, _| false);
+        assert_eq!((a.len(), b.len(), c, d.len()), (0, 0, vec![0.0], 0));
     }
 }

@@ -246,13 +246,18 @@ fn collect_tracks(cfg: &SiteConfig, opts: &HarvestOptions, stop: &Arc<AtomicBool
     })
 }
 
-/// The fused pairs that pass the quality filters, and the counts of what was left out.
+/// The fused pairs that pass the quality filters, and the counts of what was left out. A track
+/// the tracking stage fused again after its first partner ended keeps its first pair only (a
+/// pseudo-identity is one pair; the later partner counts as unfused).
 fn pseudo_identities(cfg: &SiteConfig, c: &Collected) -> (Vec<PseudoIdentity>, LeftOut) {
     let s = &cfg.harvest;
     let mut left = LeftOut::default();
     let mut out = Vec::new();
     let mut fused_keys = std::collections::HashSet::new();
     for &(visible, thermal) in &c.fused {
+        if fused_keys.contains(&visible) || fused_keys.contains(&thermal) {
+            continue;
+        }
         fused_keys.insert(visible);
         fused_keys.insert(thermal);
         let (Some(v), Some(t)) = (c.tracks.get(&visible), c.tracks.get(&thermal)) else {

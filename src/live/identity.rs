@@ -185,8 +185,9 @@ pub fn run(
         }
         Some((e, arrived))
     };
-    // Identity `from` is `into`'s person: merged here, or, in a cluster, proposed to every node
-    // (applied when the merge comes back, as other nodes' merges are).
+    // Identity `from` is `into`'s person: merged here at once and, in a cluster, proposed to
+    // every node (into the canonical id of `into`'s set there, the smallest; when the merge comes
+    // back, this node's index holds it already).
     let join = |index: &mut IdentityIndex,
                 cluster: Option<&Node>,
                 tracks: &mut HashMap<TrackKey, TrackState>,
@@ -194,21 +195,17 @@ pub fn run(
                 into: u64|
      -> Vec<(Event, Instant)> {
         settled.fetch_add(1, Ordering::Relaxed);
+        let into = cluster.map_or(into, |node| node.canonical(into));
         tracing::debug!(from, into, "provisional identity settled");
-        match cluster {
-            Some(node) => {
-                node.merge(from, into);
-                Vec::new()
-            }
-            None => {
-                index.merge(from, into);
-                let merged = Merged {
-                    canonical: into,
-                    merged_from: vec![from],
-                };
-                relabel(tracks, &merged, labels, &event)
-            }
+        if let Some(node) = cluster {
+            node.merge(from, into);
         }
+        index.merge(from, into);
+        let merged = Merged {
+            canonical: into,
+            merged_from: vec![from],
+        };
+        relabel(tracks, &merged, labels, &event)
     };
     // Matches `key`'s latest crops, then settles its identity if it is provisional: the mean of
     // all its crops, matched again, merges it into an older identity it finds.
@@ -252,10 +249,9 @@ pub fn run(
             let (from, into) = (own.max(found.identity), own.min(found.identity));
             let relabelled = join(index, cluster, tracks, from, into);
             // The track keeps its identity when the other merged into it: say so all the same.
-            if cluster.is_none()
-                && !relabelled
-                    .iter()
-                    .any(|(e, _)| e.track_id == key.track && e.modality == key.modality)
+            if !relabelled
+                .iter()
+                .any(|(e, _)| e.track_id == key.track && e.modality == key.modality)
                 && let Some(state) = tracks.get(&key)
             {
                 let mut e = event(EventKind::Update, key, state);

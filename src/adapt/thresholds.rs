@@ -16,8 +16,8 @@
 //! Why not the distance with the least balanced error: the index compares every new track with
 //! every exemplar of every identity and keeps what joins, so a pairwise merge rate of a few
 //! percent joins most people within minutes. Measured on a generated recording (BENCHMARKS.md,
-//! "Site adaptation"): balanced-error thresholds left 4–5 identities for 21 people (purity 0.15);
-//! at 0.1 % the adapted model kept purity 0.93.
+//! "Site adaptation", the first recording): balanced-error thresholds left 4–5 identities for 21
+//! people (purity 0.15); at 0.1 % the adapted model kept purity 0.93.
 
 use serde::Serialize;
 

@@ -28,9 +28,9 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use test_common::{Truth, box_iou as iou, scene_truth as truth};
+use test_common::{Truth, boxed, majority, person_at, relabel_held_out as relabel, retrieval, scene_truth as truth};
 
-const FPS: f64 = 10.0;
+use test_common::SCENE_FPS as FPS;
 
 fn setting(name: &str, default: u64) -> u64 {
     std::env::var(format!("REID_BENCH_ADAPT_{name}"))
@@ -59,105 +59,24 @@ fn json(path: &Path) -> Value {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The person whose true box overlaps `b` most (IoU > 0.3) in `frame`.
-fn person_at(truth: &Truth, frame: i64, modality: &str, b: &[f64; 4]) -> Option<i64> {
-    truth
-        .get(&(frame, modality.to_owned()))?
-        .iter()
-        .map(|(p, t)| (iou(t, b), *p))
-        .filter(|(o, _)| *o > 0.3)
-        .max_by(|x, y| x.0.total_cmp(&y.0))
-        .map(|(_, p)| p)
-}
-
-fn majority(votes: impl IntoIterator<Item = i64>) -> Option<(i64, usize, usize)> {
-    let mut count: BTreeMap<i64, usize> = BTreeMap::new();
-    let mut n = 0;
-    for v in votes {
-        *count.entry(v).or_default() += 1;
-        n += 1;
+/// `reid-pipe adapt site` into `dir/adapt-<sampler>-e<epochs>-s<seed>`, unless a finished one is
+/// there.
+fn adapted(site: &Path, dir: &Path, epochs: u64, seed: u64, sampler: &str) -> PathBuf {
+    let out = dir.join(format!("adapt-{sampler}-e{epochs}-s{seed}"));
+    if !out.join("report.json").exists() {
+        let _ = std::fs::remove_dir_all(&out);
+        let started = std::time::Instant::now();
+        ok(reid().arg("adapt").arg(site).arg("--out").arg(&out).args([
+            "--epochs",
+            &epochs.to_string(),
+            "--seed",
+            &seed.to_string(),
+            "--sampler",
+            sampler,
+        ]));
+        println!("{}: adapted in {:.0} s", out.display(), started.elapsed().as_secs_f64());
     }
-    count.into_iter().max_by_key(|(_, c)| *c).map(|(p, c)| (p, c, n))
-}
-
-fn boxed(v: &Value) -> [f64; 4] {
-    let b: Vec<f64> = v.as_array().expect("box").iter().filter_map(Value::as_f64).collect();
-    [b[0], b[1], b[2], b[3]]
-}
-
-/// A copy (hard links) of the harvest's held-out part with the crops of every pseudo-identity
-/// and modality renamed to the true person of most of them (a wrong fusion thus keeps each
-/// side's own person): the SYSU layout `eval` reads, with true labels.
-fn relabel(harvest: &Path, truth: &Truth, out: &Path) -> usize {
-    let _ = std::fs::remove_dir_all(out);
-    std::fs::create_dir_all(out.join("exp")).expect("mkdir");
-    let manifest = json(&harvest.join("manifest.json"));
-    let mut people = BTreeMap::<i64, BTreeSet<&str>>::new();
-    for id in manifest["identities"].as_array().expect("identities") {
-        if id["split"] != "test" {
-            continue;
-        }
-        for modality in ["visible", "thermal"] {
-            let crops: Vec<&Value> = id["crops"]
-                .as_array()
-                .expect("crops")
-                .iter()
-                .filter(|c| c["modality"] == modality)
-                .collect();
-            let votes = crops.iter().filter_map(|c| {
-                let frame = (c["pts_s"].as_f64().expect("pts") * FPS).round() as i64;
-                person_at(truth, frame, modality, &boxed(&c["box"]))
-            });
-            let Some((person, _, _)) = majority(votes) else {
-                continue;
-            };
-            people.entry(person).or_default().insert(modality);
-            for c in crops {
-                let file = c["file"].as_str().expect("file");
-                let (cam, rest) = file.split_once('/').expect("cam/pid/file");
-                let dir = out.join(cam).join(format!("{person:04}"));
-                std::fs::create_dir_all(&dir).expect("mkdir");
-                std::fs::hard_link(harvest.join(file), dir.join(rest.replace('/', "-"))).expect("link");
-            }
-        }
-    }
-    // Queries need a gallery: people seen in one modality only are left out.
-    let both: Vec<String> = people
-        .iter()
-        .filter(|(_, m)| m.len() == 2)
-        .map(|(p, _)| p.to_string())
-        .collect();
-    std::fs::write(out.join("exp/test_id.txt"), both.join(",") + "\n").expect("ids");
-    std::fs::write(out.join("exp/train_id.txt"), "\n").expect("ids");
-    std::fs::write(out.join("exp/val_id.txt"), "\n").expect("ids");
-    both.len()
-}
-
-/// Rank-1 and mAP (means over the protocol's draws) of `weights` on the relabelled set.
-fn retrieval(root: &Path, weights: &Path, out: &Path) -> (f64, f64) {
-    ok(reid()
-        .args([
-            "eval",
-            "--dataset",
-            "sysu",
-            "--device",
-            "cpu",
-            "--input-size",
-            "128",
-            "64",
-            "--overwrite",
-        ])
-        .arg("--root")
-        .arg(root)
-        .arg("--checkpoint")
-        .arg(weights)
-        .arg("--out")
-        .arg(out));
-    let s = json(&out.join("summary.json"));
-    (
-        s["overall"]["rank1"]["mean"].as_f64().expect("rank1"),
-        s["overall"]["map"]["mean"].as_f64().expect("map"),
-    )
+    out
 }
 
 /// A site playing `clip` from frame `start`, `frames` of it (all with `None`).
@@ -278,18 +197,7 @@ fn vtest(dir: &Path, epochs: u64, seeds: u64, sampler: &str) {
     let mut rows = Vec::new();
     let mut cut = None;
     for seed in 0..seeds.max(1) {
-        let out = dir.join(format!("adapt-{sampler}-e{epochs}-s{seed}"));
-        if !out.join("report.json").exists() {
-            let _ = std::fs::remove_dir_all(&out);
-            ok(reid().arg("adapt").arg(&site).arg("--out").arg(&out).args([
-                "--epochs",
-                &epochs.to_string(),
-                "--seed",
-                &seed.to_string(),
-                "--sampler",
-                sampler,
-            ]));
-        }
+        let out = adapted(&site, &dir, epochs, seed, sampler);
         let report = json(&out.join("report.json"));
         let manifest = json(&out.join("data/manifest.json"));
         cut = Some((manifest["cut_s"].as_f64().expect("cut") * FPS).ceil() as usize);
@@ -454,25 +362,10 @@ fn main() {
     );
     let site = dir.join("site.toml");
     std::fs::write(&site, site_text(&clip, &template, &dir, 0, None, &start_model)).expect("site");
-    let mut adapted = Vec::new();
-    for seed in 0..seeds.max(1) {
-        let out = clip.join(format!("adapt-{sampler}-e{epochs}-s{seed}"));
-        if !out.join("report.json").exists() {
-            let _ = std::fs::remove_dir_all(&out);
-            let started = std::time::Instant::now();
-            ok(reid().arg("adapt").arg(&site).arg("--out").arg(&out).args([
-                "--epochs",
-                &epochs.to_string(),
-                "--seed",
-                &seed.to_string(),
-                "--sampler",
-                &sampler,
-            ]));
-            println!("seed {seed}: adapted in {:.0} s", started.elapsed().as_secs_f64());
-        }
-        adapted.push(out);
-    }
-    let harvest = adapted[0].join("data");
+    let runs: Vec<PathBuf> = (0..seeds.max(1))
+        .map(|seed| adapted(&site, &clip, epochs, seed, &sampler))
+        .collect();
+    let harvest = runs[0].join("data");
     let manifest = json(&harvest.join("manifest.json"));
     let cut_frame = (manifest["cut_s"].as_f64().expect("cut") * FPS).ceil() as u64;
     let held_out = dir.join("held-out-truth");
@@ -481,7 +374,7 @@ fn main() {
         "recording: {people} people, {clips} clips; {} pseudo-identities; held-out part from frame {cut_frame}: {n_people} true people",
         manifest["identities"].as_array().map_or(0, Vec::len)
     );
-    let before = retrieval(&held_out, &start_weights, &dir.join("eval-before"));
+    let before = retrieval(&held_out, &start_weights, &dir.join("eval-before"), [128, 64]);
     let live_before = live(
         &clip,
         &template,
@@ -492,10 +385,10 @@ fn main() {
         &truth,
     );
     let mut rows = Vec::new();
-    for out in &adapted {
+    for out in &runs {
         let report = json(&out.join("report.json"));
         let weights = PathBuf::from(report["adapted_weights"].as_str().expect("weights"));
-        let after = retrieval(&held_out, &weights, &out.join("eval-truth"));
+        let after = retrieval(&held_out, &weights, &out.join("eval-truth"), [128, 64]);
         let threshold = |k: &str| report[k]["distance"].as_f64().map_or(0.0, |d| (d * 1e4).floor() / 1e4);
         let model = format!(
             "[model]\nbackbone = \"mobilenetv2\"\nweights = \"{}\"\ninput_size = [128, 64]\n\

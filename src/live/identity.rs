@@ -11,8 +11,9 @@
 //!   never joins the identity of such a track;
 //! - a new identity rests on the first few crops of one track. Until another track joins it, it
 //!   is *provisional*: at every later match, and when the track ends, the mean of all the track's
-//!   crops so far is matched again, and when that finds an older identity the new one merges into
-//!   it (an update event with `merged_from`; in a cluster the merge is proposed to every node),
+//!   crops so far is matched again, and when that finds another identity the two merge into the
+//!   older, smaller id (an update event with `merged_from`; in a cluster the merge is also
+//!   proposed to every node),
 //!   so a returning person whose first crops were poor still gets their identity back.
 
 use super::board::Board;
@@ -208,7 +209,7 @@ pub fn run(
         relabel(tracks, &merged, labels, &event)
     };
     // Matches `key`'s latest crops, then settles its identity if it is provisional: the mean of
-    // all its crops, matched again, merges it into an older identity it finds.
+    // all its crops, matched again, merges it with another identity it finds.
     let match_track = |index: &mut IdentityIndex,
                        cluster: Option<&Node>,
                        tracks: &mut HashMap<TrackKey, TrackState>,

@@ -303,3 +303,118 @@ pub fn nats_server(dir: &Path, port: u16, cluster: Option<(u16, &[u16])>) -> Nat
     wait_for_port(port);
     NatsServer(Some(child))
 }
+
+/// Frames per second of `synth --format scene` recordings.
+pub const SCENE_FPS: f64 = 10.0;
+
+/// The person whose true box overlaps `b` most (IoU > 0.3) in `frame`.
+pub fn person_at(truth: &Truth, frame: i64, modality: &str, b: &[f64; 4]) -> Option<i64> {
+    truth
+        .get(&(frame, modality.to_owned()))?
+        .iter()
+        .map(|(p, t)| (box_iou(t, b), *p))
+        .filter(|(o, _)| *o > 0.3)
+        .max_by(|x, y| x.0.total_cmp(&y.0))
+        .map(|(_, p)| p)
+}
+
+/// The most frequent of `votes`: (value, its count, all votes).
+pub fn majority(votes: impl IntoIterator<Item = i64>) -> Option<(i64, usize, usize)> {
+    let mut count: std::collections::BTreeMap<i64, usize> = std::collections::BTreeMap::new();
+    let mut n = 0;
+    for v in votes {
+        *count.entry(v).or_default() += 1;
+        n += 1;
+    }
+    count.into_iter().max_by_key(|(_, c)| *c).map(|(p, c)| (p, c, n))
+}
+
+/// A JSON `[x, y, w, h]`.
+pub fn boxed(v: &serde_json::Value) -> [f64; 4] {
+    let b: Vec<f64> = v
+        .as_array()
+        .expect("box")
+        .iter()
+        .filter_map(serde_json::Value::as_f64)
+        .collect();
+    [b[0], b[1], b[2], b[3]]
+}
+
+/// A copy (hard links) of the harvest's held-out part with the crops of every pseudo-identity
+/// and modality renamed to the true person of most of them (a wrong fusion thus keeps each
+/// side's own person): the SYSU layout `eval` reads, with true labels.
+pub fn relabel_held_out(harvest: &Path, truth: &Truth, out: &Path) -> usize {
+    let _ = std::fs::remove_dir_all(out);
+    std::fs::create_dir_all(out.join("exp")).expect("mkdir");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(harvest.join("manifest.json")).expect("manifest"))
+            .expect("manifest json");
+    let mut people = std::collections::BTreeMap::<i64, std::collections::BTreeSet<&str>>::new();
+    for id in manifest["identities"].as_array().expect("identities") {
+        if id["split"] != "test" {
+            continue;
+        }
+        for modality in ["visible", "thermal"] {
+            let crops: Vec<&serde_json::Value> = id["crops"]
+                .as_array()
+                .expect("crops")
+                .iter()
+                .filter(|c| c["modality"] == modality)
+                .collect();
+            let votes = crops.iter().filter_map(|c| {
+                let frame = (c["pts_s"].as_f64().expect("pts") * SCENE_FPS).round() as i64;
+                person_at(truth, frame, modality, &boxed(&c["box"]))
+            });
+            let Some((person, _, _)) = majority(votes) else {
+                continue;
+            };
+            people.entry(person).or_default().insert(modality);
+            for c in crops {
+                let file = c["file"].as_str().expect("file");
+                let (cam, rest) = file.split_once('/').expect("cam/pid/file");
+                let dir = out.join(cam).join(format!("{person:04}"));
+                std::fs::create_dir_all(&dir).expect("mkdir");
+                std::fs::hard_link(harvest.join(file), dir.join(rest.replace('/', "-"))).expect("link");
+            }
+        }
+    }
+    // Queries need a gallery: people seen in one modality only are left out.
+    let both: Vec<String> = people
+        .iter()
+        .filter(|(_, m)| m.len() == 2)
+        .map(|(p, _)| p.to_string())
+        .collect();
+    std::fs::write(out.join("exp/test_id.txt"), both.join(",") + "\n").expect("ids");
+    std::fs::write(out.join("exp/train_id.txt"), "\n").expect("ids");
+    std::fs::write(out.join("exp/val_id.txt"), "\n").expect("ids");
+    both.len()
+}
+
+/// Rank-1 and mAP (means over the protocol's draws) of `weights` on a SYSU-MM01 set at `root`
+/// (thermal queries, visible gallery), crops resized to `input` (height, width); `eval` writes
+/// to `out`.
+pub fn retrieval(root: &Path, weights: &Path, out: &Path, input: [u32; 2]) -> (f64, f64) {
+    ok(bin()
+        .args([
+            "eval",
+            "--dataset",
+            "sysu",
+            "--device",
+            "cpu",
+            "--overwrite",
+            "--input-size",
+        ])
+        .args(input.map(|n| n.to_string()))
+        .arg("--root")
+        .arg(root)
+        .arg("--checkpoint")
+        .arg(weights)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("eval"));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).expect("summary")).expect("summary json");
+    let mean = |metric: &str| summary["overall"][metric]["mean"].as_f64().expect("score");
+    (mean("rank1"), mean("map"))
+}

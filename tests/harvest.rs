@@ -483,12 +483,13 @@ fn adapt_harvests_trains_evaluates_and_reports() {
 /// Seed of the recording and the training in the improvement test, and its epochs.
 const ADAPT_SEED: u64 = 6;
 const ADAPT_EPOCHS: &str = "20";
-/// Least improvements (points) the adapted tiny network must show. Measured on 2026-11-27 with
-/// seeds 5–9 at 20 epochs: rank-1 +3.8, +6.6, +5.9, +2.5, +3.0; mAP +2.8, +9.0, +5.3, +6.2, +3.3.
-/// At 12 epochs seed 8 lost rank-1, and the figures depend on the CPU's libtorch kernels (seed 5
-/// gave mAP +4.7 on one machine, +1.5 on another).
+/// Least improvements (points) the adapted tiny network must show on the true people. Measured
+/// on 2026-11-27 with seeds 5–9 at 20 epochs: rank-1 +4.0, +10.9, +3.6, +33.1, +4.5; mAP +0.7,
+/// +10.8, +6.0, +27.4, +3.5 (scored on the pseudo-identities, seed 5 lost 2 points of mAP). The
+/// figures depend on the CPU's libtorch kernels, so the rank-1 margin keeps room, and mAP must
+/// only not fall.
 const RANK1_MARGIN: f64 = 2.0;
-const MAP_MARGIN: f64 = 2.0;
+const MAP_MARGIN: f64 = 0.0;
 
 /// As [`recording`], with the site's model the tiny network from random weights
 /// (`start.safetensors` in `dir`).

@@ -10,8 +10,9 @@
 //! towards 0 (measured: 0.0004 instead of 0.0022 on a recording where people come back). Pairs
 //! of pseudo-identities seen by one camera at the same time (`exp/co_occurring.txt`) are
 //! certainly different people, and are what the merge rate is counted on when there are at
-//! least [`MIN_KNOWN_DIFFERENT`] of them; otherwise every pair of different pseudo-identities
-//! is (the threshold is then lower than it needs to be, never higher).
+//! least [`MIN_KNOWN_DIFFERENT`] of them (pairs of crops: a few pairs of people can give that
+//! many); otherwise every pair of different pseudo-identities is (the threshold is then usually
+//! lower than it needs to be).
 //!
 //! Why not the distance with the least balanced error: the index compares every new track with
 //! every exemplar of every identity and keeps what joins, so a pairwise merge rate of a few

@@ -77,8 +77,8 @@ pub struct Event {
     /// Thumbnail written for a new identity.
     pub thumbnail: Option<String>,
     /// The identities just merged into `identity`: a track's provisional identity that the
-    /// whole track found to be a known person, or, in a cluster, a person first met at two
-    /// nodes; absent otherwise.
+    /// whole track, or a fusion, found to be a known person, or, in a cluster, a person first
+    /// met at two nodes; absent otherwise.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub merged_from: Vec<u64>,
 }

@@ -8,7 +8,7 @@
 //!
 //! Two things the tracks say about people are used beside the embeddings:
 //! - tracks of one view (camera and modality) seen at the same time are different people: a track
-//!   never joins the identity of such a track;
+//!   never joins the identity of such a track, by appearance or by fusion;
 //! - a new identity rests on the first few crops of one track. Until another track joins it, it
 //!   is *provisional*: at every later match, and when the track ends, the mean of all the track's
 //!   crops so far is matched again, and when that finds another identity the two merge into the
@@ -387,15 +387,24 @@ pub fn run(
             })) => {
                 tracks.entry(visible).or_default().partner = Some(thermal);
                 tracks.entry(thermal).or_default().partner = Some(visible);
-                let ids = (tracks[&visible].identity, tracks[&thermal].identity);
-                // The older identity (smaller id) wins; the other track switches to it.
-                let (winner, switching) = match ids {
+                let (vs, ts) = (&tracks[&visible], &tracks[&thermal]);
+                // The identity of the track seen first wins (a thermal track fused again after
+                // its visible partner ended keeps the person's); the other track switches to it.
+                let visible_first = match (vs.first_pts, ts.first_pts) {
+                    (Some(a), Some(b)) if a != b => a < b,
+                    _ => vs.identity < ts.identity,
+                };
+                let (winner, switching) = match (vs.identity, ts.identity) {
                     (Some(v), Some(t)) if v == t => (None, None),
-                    (Some(v), Some(t)) => (Some(v.min(t)), Some(if v < t { thermal } else { visible })),
+                    (Some(v), Some(_)) if visible_first => (Some(v), Some(thermal)),
+                    (Some(_), Some(t)) => (Some(t), Some(visible)),
                     (Some(v), None) => (Some(v), Some(thermal)),
                     (None, Some(t)) => (Some(t), Some(visible)),
                     (None, None) => (None, None),
                 };
+                // Where either view saw the winner beside its track, they are two people after
+                // all: the fusion changes no identity.
+                let winner = winner.filter(|id| !vs.others.contains(id) && !ts.others.contains(id));
                 match (winner, switching) {
                     (Some(id), Some(key)) => {
                         let state = tracks.entry(key).or_default();
@@ -412,11 +421,12 @@ pub fn run(
                         e.cross_modal = true;
                         let mut out = vec![(e, arrived)];
                         // The identity the switching track made for itself is the winner's
-                        // person too (the fusion says so; the winner is the older, smaller id).
+                        // person too (the fusion says so): the two merge into the smaller id.
                         if let Some(made) = previous.filter(|p| provisional.get(p) == Some(&key)) {
                             provisional.remove(&made);
                             out[0].0.merged_from = vec![made];
-                            out.extend(join(&mut index, cluster.as_ref(), &mut tracks, made, id));
+                            let (from, into) = (made.max(id), made.min(id));
+                            out.extend(join(&mut index, cluster.as_ref(), &mut tracks, from, into));
                         }
                         out
                     }
@@ -730,6 +740,31 @@ cross_modality_threshold = 0.4
             1,
             "the thermal track's exemplar moved"
         );
+    }
+
+    #[test]
+    fn a_thermal_track_fused_again_keeps_its_identity() {
+        let (p, q) = (unit([1.0, 0.0, 0.0, 0.0]), unit([0.0, 1.0, 0.0, 0.0]));
+        // Visible track 1 makes identity 1 and ends; thermal track 7 makes identity 2.
+        let mut messages: Vec<ToIdentity> = (1..=3).map(|i| crop(1, f64::from(i) * 0.1, p.clone())).collect();
+        messages.push(end(1, 1.0));
+        messages.extend((1..=3).map(|i| crop_of(thermal(7), 1.0 + f64::from(i) * 0.1, q.clone())));
+        // Visible track 2, later, looks like identity 1 and joins it; then it fuses with 7.
+        messages.extend((1..=3).map(|i| crop(2, 5.0 + f64::from(i) * 0.1, p.clone())));
+        messages.push(ToIdentity::Note(TrackNote::Fuse {
+            visible: visible(2),
+            thermal: thermal(7),
+            arrived: Instant::now(),
+        }));
+        let (events, index) = stage(messages);
+        let fused = events.last().expect("the fusion's event");
+        assert_eq!(
+            (fused.track_id, fused.previous_identity, fused.identity),
+            (2, Some(1), Some(2)),
+            "{events:#?}"
+        );
+        assert!(fused.merged_from.is_empty(), "identity 1 is not track 2's own");
+        assert_eq!(index.identities().len(), 2);
     }
 
     #[test]

@@ -74,6 +74,9 @@ impl Fusion {
                 if *n >= FUSE_FRAMES {
                     self.fused.insert(*v, *t);
                     self.fused.insert(*t, *v);
+                    // Overlaps with others counted before count no more: a later fusion needs
+                    // its own.
+                    self.votes.retain(|(a, b), _| a != v && b != t);
                     out.push((*v, *t));
                 }
             }
@@ -397,10 +400,14 @@ mod tests {
             key(Modality::Visible, 2),
             key(Modality::Thermal, 7),
         );
+        // v2 overlapped t too, one frame short of fusing, before v1 fused.
+        assert!(overlap(&mut fusion, v2, t, FUSE_FRAMES - 1).is_empty());
         assert_eq!(overlap(&mut fusion, v1, t, FUSE_FRAMES), [(v1, t)]);
         // While v1 lives, t has its partner.
         assert!(overlap(&mut fusion, v2, t, FUSE_FRAMES).is_empty());
         fusion.end(&v1);
-        assert_eq!(overlap(&mut fusion, v2, t, FUSE_FRAMES), [(v2, t)]);
+        // The overlaps counted before do not count: v2 needs its own.
+        assert!(overlap(&mut fusion, v2, t, FUSE_FRAMES - 1).is_empty());
+        assert_eq!(overlap(&mut fusion, v2, t, 1), [(v2, t)]);
     }
 }

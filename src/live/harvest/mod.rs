@@ -247,19 +247,23 @@ fn collect_tracks(cfg: &SiteConfig, opts: &HarvestOptions, stop: &Arc<AtomicBool
 }
 
 /// The fused pairs that pass the quality filters, and the counts of what was left out. A track
-/// the tracking stage fused again after its first partner ended keeps its first pair only (a
-/// pseudo-identity is one pair; the later partner counts as unfused).
+/// the tracking stage fused again after its first partner ended keeps its first accepted pair
+/// only (a pseudo-identity is one pair): the later partner, and any pair it forms in turn, are
+/// left out, so that no person becomes two pseudo-identities through a chain of fusions.
 fn pseudo_identities(cfg: &SiteConfig, c: &Collected) -> (Vec<PseudoIdentity>, LeftOut) {
     let s = &cfg.harvest;
     let mut left = LeftOut::default();
     let mut out = Vec::new();
     let mut fused_keys = std::collections::HashSet::new();
+    // Tracks of an accepted pair, and of a pair left out for holding one.
+    let mut used = std::collections::HashSet::new();
     for &(visible, thermal) in &c.fused {
-        if fused_keys.contains(&visible) || fused_keys.contains(&thermal) {
-            continue;
-        }
         fused_keys.insert(visible);
         fused_keys.insert(thermal);
+        if used.contains(&visible) || used.contains(&thermal) {
+            used.extend([visible, thermal]);
+            continue;
+        }
         let (Some(v), Some(t)) = (c.tracks.get(&visible), c.tracks.get(&thermal)) else {
             // Fused outside the --from/--to window.
             continue;
@@ -278,6 +282,7 @@ fn pseudo_identities(cfg: &SiteConfig, c: &Collected) -> (Vec<PseudoIdentity>, L
             left.unstable_fusion += 1;
             continue;
         }
+        used.extend([visible, thermal]);
         out.push(PseudoIdentity {
             visible,
             thermal,

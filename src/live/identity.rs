@@ -388,15 +388,13 @@ pub fn run(
                 tracks.entry(visible).or_default().partner = Some(thermal);
                 tracks.entry(thermal).or_default().partner = Some(visible);
                 let (vs, ts) = (&tracks[&visible], &tracks[&thermal]);
-                // The identity of the track seen first wins (a thermal track fused again after
-                // its visible partner ended keeps the person's); the other track switches to it.
-                let visible_first = match (vs.first_pts, ts.first_pts) {
-                    (Some(a), Some(b)) if a != b => a < b,
-                    _ => vs.identity < ts.identity,
-                };
+                // An identity that rests on more than its own tracks' first crops (a known
+                // person) wins over a provisional one, which merges into it below; between two
+                // of a kind the older, smaller id wins. The other track switches to the winner.
+                let known = |id: u64| !provisional.contains_key(&id);
                 let (winner, switching) = match (vs.identity, ts.identity) {
                     (Some(v), Some(t)) if v == t => (None, None),
-                    (Some(v), Some(_)) if visible_first => (Some(v), Some(thermal)),
+                    (Some(v), Some(t)) if (known(v), t) > (known(t), v) => (Some(v), Some(thermal)),
                     (Some(_), Some(t)) => (Some(t), Some(visible)),
                     (Some(v), None) => (Some(v), Some(thermal)),
                     (None, Some(t)) => (Some(t), Some(visible)),
@@ -421,11 +419,17 @@ pub fn run(
                         e.cross_modal = true;
                         let mut out = vec![(e, arrived)];
                         // The identity the switching track made for itself is the winner's
-                        // person too (the fusion says so): the two merge into the smaller id.
+                        // person too (the fusion says so): merged into it, or into the smaller id
+                        // when both are provisional.
+                        let winner_known = !provisional.contains_key(&id);
                         if let Some(made) = previous.filter(|p| provisional.get(p) == Some(&key)) {
                             provisional.remove(&made);
                             out[0].0.merged_from = vec![made];
-                            let (from, into) = (made.max(id), made.min(id));
+                            let (from, into) = if winner_known {
+                                (made, id)
+                            } else {
+                                (made.max(id), made.min(id))
+                            };
                             out.extend(join(&mut index, cluster.as_ref(), &mut tracks, from, into));
                         }
                         out
@@ -743,13 +747,16 @@ cross_modality_threshold = 0.4
     }
 
     #[test]
-    fn a_thermal_track_fused_again_keeps_its_identity() {
+    fn a_fusion_takes_the_known_persons_identity_over_a_provisional_one() {
         let (p, q) = (unit([1.0, 0.0, 0.0, 0.0]), unit([0.0, 1.0, 0.0, 0.0]));
-        // Visible track 1 makes identity 1 and ends; thermal track 7 makes identity 2.
-        let mut messages: Vec<ToIdentity> = (1..=3).map(|i| crop(1, f64::from(i) * 0.1, p.clone())).collect();
+        // Thermal track 7 makes identity 1 (provisional while it lives).
+        let mut messages: Vec<ToIdentity> = (1..=3)
+            .map(|i| crop_of(thermal(7), f64::from(i) * 0.1, q.clone()))
+            .collect();
+        // Visible track 1 makes identity 2 and ends: a known person.
+        messages.extend((1..=3).map(|i| crop(1, 0.5 + f64::from(i) * 0.1, p.clone())));
         messages.push(end(1, 1.0));
-        messages.extend((1..=3).map(|i| crop_of(thermal(7), 1.0 + f64::from(i) * 0.1, q.clone())));
-        // Visible track 2, later, looks like identity 1 and joins it; then it fuses with 7.
+        // Visible track 2, later, looks like them and joins 2; then it fuses with 7.
         messages.extend((1..=3).map(|i| crop(2, 5.0 + f64::from(i) * 0.1, p.clone())));
         messages.push(ToIdentity::Note(TrackNote::Fuse {
             visible: visible(2),
@@ -760,11 +767,11 @@ cross_modality_threshold = 0.4
         let fused = events.last().expect("the fusion's event");
         assert_eq!(
             (fused.track_id, fused.previous_identity, fused.identity),
-            (2, Some(1), Some(2)),
+            (7, Some(1), Some(2)),
             "{events:#?}"
         );
-        assert!(fused.merged_from.is_empty(), "identity 1 is not track 2's own");
-        assert_eq!(index.identities().len(), 2);
+        assert_eq!(fused.merged_from, [1], "the thermal track's own identity merges in");
+        assert_eq!(index.identities().keys().copied().collect::<Vec<_>>(), [2]);
     }
 
     #[test]

@@ -100,6 +100,9 @@ fn help(name: &str) -> &'static str {
         "reid_events_total" => "Identity events emitted, by type",
         "reid_queue_depth" => "Items waiting in a queue",
         "reid_identities" => "Identities in the index",
+        "reid_identities_settled_total" => {
+            "Provisional identities merged into a known one (a whole track or a fusion found the person)"
+        }
         "reid_snapshots_total" => "Index snapshots written",
         "reid_snapshot_errors_total" => "Index snapshots that could not be written",
         "reid_snapshot_last_success_timestamp_seconds" => "Unix time of the last index snapshot written",

@@ -644,6 +644,14 @@ cross_modality_threshold = 0.4
         })
     }
 
+    fn fuse(visible_track: u64, thermal_track: u64) -> ToIdentity {
+        ToIdentity::Note(TrackNote::Fuse {
+            visible: visible(visible_track),
+            thermal: thermal(thermal_track),
+            arrived: Instant::now(),
+        })
+    }
+
     fn crop(track: u64, pts_s: f64, vector: Vec<f32>) -> ToIdentity {
         crop_of(visible(track), pts_s, vector)
     }
@@ -726,11 +734,7 @@ cross_modality_threshold = 0.4
         let (seen, warm) = (unit([1.0, 0.0, 0.0, 0.0]), unit([0.0, 1.0, 0.0, 0.0]));
         let mut messages: Vec<ToIdentity> = (1..=3).map(|i| crop(1, f64::from(i) * 0.1, seen.clone())).collect();
         messages.extend((1..=3).map(|i| crop_of(thermal(7), 0.05 + f64::from(i) * 0.1, warm.clone())));
-        messages.push(ToIdentity::Note(TrackNote::Fuse {
-            visible: visible(1),
-            thermal: thermal(7),
-            arrived: Instant::now(),
-        }));
+        messages.push(fuse(1, 7));
         let (events, index) = stage(messages);
         let fused = events.last().expect("the fusion's event");
         assert_eq!(
@@ -758,11 +762,7 @@ cross_modality_threshold = 0.4
         messages.push(end(1, 1.0));
         // Visible track 2, later, looks like them and joins 2; then it fuses with 7.
         messages.extend((1..=3).map(|i| crop(2, 5.0 + f64::from(i) * 0.1, p.clone())));
-        messages.push(ToIdentity::Note(TrackNote::Fuse {
-            visible: visible(2),
-            thermal: thermal(7),
-            arrived: Instant::now(),
-        }));
+        messages.push(fuse(2, 7));
         let (events, index) = stage(messages);
         let fused = events.last().expect("the fusion's event");
         assert_eq!(

@@ -7,8 +7,10 @@
 //! `index.snapshot_interval_s` and at the end; thumbnails go to the writer too.
 //!
 //! Two things the tracks say about people are used beside the embeddings:
-//! - tracks of one view (camera and modality) seen at the same time are different people: a track
-//!   never joins the identity of such a track, by appearance or by fusion;
+//! - tracks of one view (camera and modality) seen in the same frame with boxes apart are
+//!   different people: a track never joins the identity of such a track, by appearance or by
+//!   fusion. Boxes that overlap say nothing: two people passing, or one person a detector boxed
+//!   twice (a motion detector's trail, a body split in two), which the index may join;
 //! - a new identity rests on the first few crops of one track. Until another track joins it, it
 //!   is *provisional*: at every later match, and when the track ends, the mean of all the track's
 //!   crops so far is matched again, and when that finds another identity the two merge into the
@@ -28,7 +30,7 @@ use crate::index::identities::{Decision, IdentityIndex};
 use crate::index::snapshot;
 use crate::track::EmbeddingMean;
 use crossbeam_channel::{Receiver, Sender};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,15 +41,19 @@ pub type Labels = Arc<Mutex<HashMap<TrackKey, u64>>>;
 /// Crops averaged before a new track's first match.
 const FIRST_MATCH_CROPS: usize = 3;
 
+/// Two boxes of one frame that overlap less than this (IoU) are two people.
+const APART_IOU: f32 = 0.1;
+
 #[derive(Default)]
 struct TrackState {
     /// The crops since the last match.
     mean: EmbeddingMean,
     /// Every crop of the track.
     life: EmbeddingMean,
-    /// Stream time of the track's first box.
-    first_pts: Option<f64>,
-    /// Identities of tracks of the same view seen while this one lived: other people.
+    /// Live tracks of the same view seen in one frame with this one, boxes apart: other people.
+    apart: HashSet<TrackKey>,
+    /// Identities of tracks seen apart from this one (or from its fused partner), remembered for
+    /// the track's life: other people.
     others: BTreeSet<u64>,
     identity: Option<u64>,
     /// The fused track of the other modality.
@@ -314,10 +320,25 @@ pub fn run(
                 pts_s,
                 arrived,
             }) => {
+                let apart: Vec<TrackKey> = tracks
+                    .iter()
+                    .filter(|(k, s)| {
+                        **k != key
+                            && same_view(**k, key)
+                            && s.last
+                                .is_some_and(|(b, _, t, _)| t == pts_s && b.iou(&bbox) < APART_IOU)
+                    })
+                    .map(|(k, _)| *k)
+                    .collect();
+                for k in &apart {
+                    if let Some(s) = tracks.get_mut(k) {
+                        s.apart.insert(key);
+                    }
+                }
                 let state = tracks.entry(key).or_default();
+                state.apart.extend(apart);
                 state.mean.add(&vector, quality);
                 state.life.add(&vector, quality);
-                state.first_pts.get_or_insert(pts_s);
                 state.last = Some((bbox, score, pts_s, arrived));
                 if cfg.outputs.thumbnails.is_some() || board.is_some() {
                     state.crop = Some((pixels, crop));
@@ -342,17 +363,17 @@ pub fn run(
             })) => {
                 let state = tracks.entry(key).or_default();
                 state.last = Some((bbox, score, pts_s, arrived));
-                state.first_pts.get_or_insert(pts_s);
                 vec![(event(EventKind::New, key, state).with_box(bbox, score), arrived)]
             }
             Step::Track(ToIdentity::Note(TrackNote::End { key, pts_s, arrived })) => {
                 let mut out = match_track(&mut index, cluster.as_ref(), &mut tracks, &mut provisional, key);
-                let state = tracks.remove(&key).unwrap_or_default();
-                if let (Some(id), Some((.., last, _))) = (state.identity, state.last) {
-                    for (k, s) in &mut tracks {
-                        if same_view(*k, key) && s.first_pts.is_some_and(|began| began <= last) {
-                            s.others.insert(id);
-                        }
+                let mut state = tracks.remove(&key).unwrap_or_default();
+                // Those seen apart from it remember it; its partner remembers them.
+                for k in &state.apart {
+                    if let Some(s) = tracks.get_mut(k) {
+                        s.apart.remove(&key);
+                        s.others.extend(state.identity);
+                        state.others.extend(s.identity);
                     }
                 }
                 let partner = state.partner.and_then(|p| tracks.get_mut(&p).map(|s| (p, s)));
@@ -387,6 +408,8 @@ pub fn run(
             })) => {
                 tracks.entry(visible).or_default().partner = Some(thermal);
                 tracks.entry(thermal).or_default().partner = Some(visible);
+                let mut others = other_people(&mut tracks, visible);
+                others.extend(other_people(&mut tracks, thermal));
                 let (vs, ts) = (&tracks[&visible], &tracks[&thermal]);
                 // An identity that rests on more than its own tracks' first crops (a known
                 // person) wins over a provisional one, which merges into it below; between two
@@ -400,9 +423,9 @@ pub fn run(
                     (None, Some(t)) => (Some(t), Some(visible)),
                     (None, None) => (None, None),
                 };
-                // Where either view saw the winner beside its track, they are two people after
+                // Where either view saw the winner apart from its track, they are two people after
                 // all: the fusion changes no identity.
-                let winner = winner.filter(|id| !vs.others.contains(id) && !ts.others.contains(id));
+                let winner = winner.filter(|id| !others.contains(id));
                 match (winner, switching) {
                     (Some(id), Some(key)) => {
                         let state = tracks.entry(key).or_default();
@@ -542,18 +565,13 @@ fn note_assignment(
     }
 }
 
-/// The identities of other people for `key`: those of the other tracks of its view seen since
-/// it began (one last seen before may be this person, lost by the tracker), remembered for its
-/// life (see [`TrackState::others`]).
+/// The identities of other people for `key`: those of the tracks seen apart from it, remembered
+/// for its life (see [`TrackState::others`]).
 fn other_people(tracks: &mut HashMap<TrackKey, TrackState>, key: TrackKey) -> Vec<u64> {
-    let Some(began) = tracks.get(&key).and_then(|s| s.first_pts) else {
+    let Some(state) = tracks.get(&key) else {
         return Vec::new();
     };
-    let seen: Vec<u64> = tracks
-        .iter()
-        .filter(|(k, s)| **k != key && same_view(**k, key) && s.last.is_some_and(|l| l.2 >= began))
-        .filter_map(|(_, s)| s.identity)
-        .collect();
+    let seen: Vec<u64> = state.apart.iter().filter_map(|k| tracks.get(k)?.identity).collect();
     let Some(state) = tracks.get_mut(&key) else {
         return Vec::new();
     };
@@ -657,6 +675,11 @@ cross_modality_threshold = 0.4
     }
 
     fn crop_of(key: TrackKey, pts_s: f64, vector: Vec<f32>) -> ToIdentity {
+        crop_in(key, pts_s, vector, BOX)
+    }
+
+    /// A crop of `key` boxed at `bbox` in the frame of `pts_s`.
+    fn crop_in(key: TrackKey, pts_s: f64, vector: Vec<f32>, bbox: BBox) -> ToIdentity {
         ToIdentity::Embedded {
             key,
             pixels: Pixels::Grey {
@@ -664,10 +687,10 @@ cross_modality_threshold = 0.4
                 width: 2,
                 height: 2,
             },
-            crop: BOX,
+            crop: bbox,
             vector,
             quality: 1.0,
-            bbox: BOX,
+            bbox,
             score: 1.0,
             pts_s,
             arrived: Instant::now(),
@@ -774,15 +797,24 @@ cross_modality_threshold = 0.4
         assert_eq!(index.identities().keys().copied().collect::<Vec<_>>(), [2]);
     }
 
+    /// `BOX` moved `dx` pixels to the right.
+    fn shifted(dx: f32) -> BBox {
+        BBox { x: dx, ..BOX }
+    }
+
     #[test]
-    fn a_track_never_joins_a_track_seen_beside_it() {
+    fn a_track_never_joins_a_track_seen_apart_from_it() {
         let person = unit([0.0, 0.0, 0.0, 1.0]);
         let mut messages = vec![new(1, 0.0)];
         messages.extend((1..=3).map(|i| crop(1, f64::from(i) * 0.1, person.clone())));
-        // Track 2 begins while track 1 is seen: another person, however alike.
+        // Track 2 is seen in one frame with track 1, 100 pixels away: another person, however
+        // alike.
         messages.push(new(2, 0.5));
-        messages.push(crop(1, 0.6, person.clone()));
-        messages.extend((1..=3).map(|i| crop(2, 0.6 + f64::from(i) * 0.1, person.clone())));
+        for i in 1..=3 {
+            let t = 0.5 + f64::from(i) * 0.1;
+            messages.push(crop(1, t, person.clone()));
+            messages.push(crop_in(visible(2), t, person.clone(), shifted(100.0)));
+        }
         messages.push(end(1, 2.0));
         // Nor once track 1 has ended.
         messages.extend((1..=3).map(|i| crop(2, 2.0 + f64::from(i), person.clone())));
@@ -795,6 +827,28 @@ cross_modality_threshold = 0.4
         assert_eq!((ids[&1], ids[&2]), (1, 2), "{events:#?}");
         assert!([1, 2].contains(&ids[&3]), "{events:#?}");
         assert!(events.iter().all(|e| e.merged_from.is_empty()), "{events:#?}");
+    }
+
+    #[test]
+    fn a_track_boxed_over_another_may_join_it() {
+        // A detector boxes one person twice (overlapping boxes, IoU 0.6): the second track joins
+        // the first one's identity. The same frames with the boxes apart keep them two people.
+        let person = unit([0.0, 0.0, 0.0, 1.0]);
+        let run = |dx: f32| {
+            let mut messages = vec![new(1, 0.0)];
+            messages.extend((1..=3).map(|i| crop(1, f64::from(i) * 0.1, person.clone())));
+            messages.push(new(2, 0.5));
+            for i in 1..=3 {
+                let t = 0.5 + f64::from(i) * 0.1;
+                messages.push(crop(1, t, person.clone()));
+                messages.push(crop_in(visible(2), t, person.clone(), shifted(dx)));
+            }
+            last_identities(&stage(messages).0)
+        };
+        let overlapping = run(5.0);
+        assert_eq!((overlapping[&1], overlapping[&2]), (1, 1));
+        let apart = run(30.0);
+        assert_eq!((apart[&1], apart[&2]), (1, 2));
     }
 
     #[test]

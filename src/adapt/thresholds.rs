@@ -79,32 +79,40 @@ pub fn at_merge_rate(same: &[f64], different: &[f64], merge_rate: f64) -> Option
     })
 }
 
+/// The distances of one modality pairing's pairs of crops.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Pairs {
+    /// Pairs of one label.
+    pub same: Vec<f64>,
+    /// Pairs of different labels.
+    pub different: Vec<f64>,
+    /// Those of [`Pairs::different`] known to be other people.
+    pub known_different: Vec<f64>,
+}
+
 /// Distances of every pair of rows of unit-length `features` (N×D, row-major), split by
-/// whether the rows share a label and whether their modalities (`thermal`) are the same:
-/// (same-modality same-label, same-modality different-label, cross-modal same-label,
-/// cross-modal different-label). Pairs of different labels count only where `different` holds
-/// for them (known to be other people); the rest are left out.
+/// whether their modalities (`thermal`) are the same (`[same-modality, cross-modal]`) and by
+/// label; `known(a, b)`: labels `a` and `b` are known to be other people.
 pub fn pair_distances(
     features: &[Vec<f32>],
     labels: &[i64],
     thermal: &[bool],
-    different: impl Fn(i64, i64) -> bool,
-) -> [Vec<f64>; 4] {
-    let mut out: [Vec<f64>; 4] = Default::default();
+    known: impl Fn(i64, i64) -> bool,
+) -> [Pairs; 2] {
+    let mut out: [Pairs; 2] = Default::default();
     for i in 0..features.len() {
         for j in i + 1..features.len() {
-            if labels[i] != labels[j] && !different(labels[i], labels[j]) {
-                continue;
-            }
             let dot: f32 = features[i].iter().zip(&features[j]).map(|(a, b)| a * b).sum();
             let distance = f64::from((1.0 - dot).max(0.0));
-            let slot = match (thermal[i] != thermal[j], labels[i] == labels[j]) {
-                (false, true) => 0,
-                (false, false) => 1,
-                (true, true) => 2,
-                (true, false) => 3,
-            };
-            out[slot].push(distance);
+            let pairing = &mut out[usize::from(thermal[i] != thermal[j])];
+            if labels[i] == labels[j] {
+                pairing.same.push(distance);
+            } else {
+                pairing.different.push(distance);
+                if known(labels[i], labels[j]) {
+                    pairing.known_different.push(distance);
+                }
+            }
         }
     }
     out
@@ -158,15 +166,16 @@ mod tests {
 
     #[test]
     fn pairs_are_sorted_by_modality_and_label() {
-        let f = vec![vec![1.0, 0.0], vec![0.0, 1.0], vec![1.0, 0.0]];
-        let [same_mod_same, same_mod_diff, cross_same, cross_diff] =
-            pair_distances(&f, &[1, 2, 1], &[false, false, true], |_, _| true);
-        assert!(same_mod_same.is_empty());
-        assert_eq!(same_mod_diff, [1.0]);
-        assert_eq!(cross_same, [0.0]);
-        assert_eq!(cross_diff, [1.0]);
-        // Labels 1 and 2 not known to be different people: only the same-label pair is left.
-        let [a, b, c, d] = pair_distances(&f, &[1, 2, 1], &[false, false, true], |_, _| false);
-        assert_eq!((a.len(), b.len(), c, d.len()), (0, 0, vec![0.0], 0));
+        let f = vec![vec![1.0, 0.0], vec![0.0, 1.0], vec![1.0, 0.0], vec![0.0, 1.0]];
+        let labels = [1, 2, 1, 3];
+        let thermal = [false, false, true, false];
+        // Labels 1 and 3 are known to be other people; 1 and 2 may be one person.
+        let [same_modality, cross] = pair_distances(&f, &labels, &thermal, |a, b| a.min(b) == 1 && a.max(b) == 3);
+        assert!(same_modality.same.is_empty());
+        assert_eq!(same_modality.different, [1.0, 1.0, 0.0]);
+        assert_eq!(same_modality.known_different, [1.0]);
+        assert_eq!(cross.same, [0.0]);
+        assert_eq!(cross.different, [1.0, 1.0]);
+        assert_eq!(cross.known_different, [1.0]);
     }
 }

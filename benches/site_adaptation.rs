@@ -17,9 +17,10 @@
 //!
 //! Settings (environment): `REID_BENCH_ADAPT_PEOPLE` (30), `_CLIPS` (48), `_EPOCHS` (10),
 //! `_SEEDS` (3), `_RUN_FRAMES` (held-out frames `run` plays; 0, the default, plays them all),
-//! `_SAMPLER` (`co-occurring` or `identity`), `_VTEST` (1; 0 leaves vtest.avi out), `_DIR`
-//! (target/bench-adapt). A finished adaptation of the same recording, sampler, epochs and seed
-//! is reused.
+//! `_SAMPLER` (`co-occurring` or `identity`), `_GROUP` (1; 0 trains on every pseudo-identity as
+//! its own person: `adapt --keep-pseudo-identities`), `_VTEST` (1; 0 leaves vtest.avi out),
+//! `_DIR` (target/bench-adapt). A finished adaptation of the same recording, sampler, grouping,
+//! epochs and seed is reused.
 
 #[path = "../tests/common/mod.rs"]
 mod test_common;
@@ -61,21 +62,31 @@ fn json(path: &Path) -> Value {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// `reid-pipe adapt site` into `dir/adapt-<sampler>-e<epochs>-s<seed>`, unless a finished one is
-/// there.
+/// `reid-pipe adapt site` into `dir/adapt-<sampler>[-grouped]-e<epochs>-s<seed>` (`-grouped`:
+/// pseudo-identities of one person grouped, `adapt`'s default; without, `--keep-pseudo-identities`),
+/// unless a finished one is there.
 fn adapted(site: &Path, dir: &Path, epochs: u64, seed: u64, sampler: &str) -> PathBuf {
-    let out = dir.join(format!("adapt-{sampler}-e{epochs}-s{seed}"));
+    let grouped = setting("GROUP", 1) != 0;
+    let out = dir.join(format!(
+        "adapt-{sampler}{}-e{epochs}-s{seed}",
+        if grouped { "-grouped" } else { "" }
+    ));
     if !out.join("report.json").exists() {
         let _ = std::fs::remove_dir_all(&out);
         let started = std::time::Instant::now();
-        ok(reid().arg("adapt").arg(site).arg("--out").arg(&out).args([
+        let mut cmd = reid();
+        cmd.arg("adapt").arg(site).arg("--out").arg(&out).args([
             "--epochs",
             &epochs.to_string(),
             "--seed",
             &seed.to_string(),
             "--sampler",
             sampler,
-        ]));
+        ]);
+        if !grouped {
+            cmd.arg("--keep-pseudo-identities");
+        }
+        ok(&mut cmd);
         println!("{}: adapted in {:.0} s", out.display(), started.elapsed().as_secs_f64());
     }
     out

@@ -95,6 +95,10 @@ pub enum Command {
         /// Continue an interrupted adaptation in --out.
         #[arg(long)]
         resume: bool,
+        /// Train on every pseudo-identity as its own person, without first grouping those the
+        /// starting weights find to be one person who came back.
+        #[arg(long)]
+        keep_pseudo_identities: bool,
     },
     /// Draw the figures models are judged by: retrieval grids, co-attention, correspondences,
     /// training curves.

@@ -65,6 +65,7 @@ fn run(command: Command) -> Result<ExitCode> {
             seed,
             sampler,
             resume,
+            keep_pseudo_identities,
         } => {
             let cfg = SiteConfig::load(&site)?;
             let opts = reid_pipe::adapt::AdaptOptions {
@@ -74,6 +75,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 seed,
                 sampler: sampler.into(),
                 resume,
+                associate: !keep_pseudo_identities,
             };
             let stop = Arc::new(AtomicBool::new(false));
             let handler_stop = Arc::clone(&stop);

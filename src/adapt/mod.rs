@@ -1,7 +1,8 @@
 //! `reid-pipe adapt`: a site's own model, without labels. Harvests the site
 //! ([`crate::live::harvest`]) into `OUT/data`, trains the LbA model on it from the site's
 //! current weights with the existing trainer and losses (`OUT/train.toml`, `OUT/run/`),
-//! evaluates the starting and the adapted weights on the held-out (later) part with the SYSU-MM01
+//! after grouping the pseudo-identities the starting weights find to be one person
+//! ([`associate`]), evaluates the starting and the adapted weights on the held-out (later) part with the SYSU-MM01
 //! protocol (`OUT/eval-before/`, `OUT/eval-after/`; the Market-1501 protocol for a harvest of
 //! the visible tracks alone, where nothing fused), draws the adapted model's retrieval grid,
 //! suggests index thresholds from the held-out distances ([`thresholds`]), and writes
@@ -10,6 +11,7 @@
 //! `--resume` continues an interrupted adaptation: a finished harvest is kept, training resumes
 //! from its checkpoint, and the evaluations are redone.
 
+pub mod associate;
 pub mod thresholds;
 
 use crate::base::Backbone;
@@ -78,6 +80,8 @@ pub struct AdaptOptions {
     pub sampler: SamplerKind,
     /// Continue an interrupted adaptation in `out`.
     pub resume: bool,
+    /// Group the pseudo-identities of one person before training ([`associate`]).
+    pub associate: bool,
 }
 
 /// Rank-1 and mAP (mean ± std over the protocol's ten gallery draws), in percent.
@@ -103,6 +107,8 @@ pub struct AdaptReport {
     pub starting_weights: PathBuf,
     pub adapted_weights: PathBuf,
     pub train_identities: usize,
+    /// Groups of training pseudo-identities trained as one person ([`associate`]).
+    pub same_person: Vec<Vec<i64>>,
     pub test_identities: usize,
     /// What `before` and `after` measure.
     pub protocol: &'static str,
@@ -142,10 +148,15 @@ impl AdaptReport {
                 s.rank1.0, s.rank1.1, s.map.0, s.map.1
             )
         };
+        let grouped: usize = self.same_person.iter().map(Vec::len).sum();
         let mut t = format!(
-            "Held-out pseudo-identities: {} (trained on {}); {}.\n\n\
+            "Held-out pseudo-identities: {} (trained on {}, {} of them in {} groups of one person); {}.\n\n\
              | weights | rank-1 (%) | mAP (%) |\n|---|---|---|\n",
-            self.test_identities, self.train_identities, self.protocol
+            self.test_identities,
+            self.train_identities,
+            grouped,
+            self.same_person.len(),
+            self.protocol
         );
         t.push_str(&row(
             &format!("starting: {}", self.starting_weights.display()),
@@ -237,13 +248,22 @@ pub fn adapt(cfg: &SiteConfig, opts: &AdaptOptions, stop: &Arc<AtomicBool>) -> R
         what: "the harvested ids",
         source: Box::new(e.into()),
     })?;
-    tracing::info!("adapt 2/4: training from {}", cfg.model.weights.display());
     let train_file = out.join(TRAIN_FILE);
-    if opts.resume && train_file.exists() {
+    let continuing = opts.resume && train_file.exists();
+    let same_person = if kind == DatasetKind::Sysu {
+        same_person(cfg, &data, input_size, opts.associate && !continuing, continuing)?
+    } else {
+        // One view only: too little to tell a returning person from a look-alike.
+        Vec::new()
+    };
+    tracing::info!("adapt 2/4: training from {}", cfg.model.weights.display());
+    if continuing {
         // The run continues as it was set up, whatever --epochs says now.
         tracing::info!("continuing the training of {}", train_file.display());
     } else {
-        let text = training_file(cfg, kind, backbone, input_size, train_ids, opts);
+        // One label per group of one person.
+        let labels = train_ids - same_person.iter().map(|g| g.len() - 1).sum::<usize>();
+        let text = training_file(cfg, kind, backbone, input_size, labels, opts);
         crate::atomic::write(&train_file, text.as_bytes()).map_err(|source| AdaptError::Write {
             path: train_file.clone(),
             source,
@@ -313,6 +333,7 @@ pub fn adapt(cfg: &SiteConfig, opts: &AdaptOptions, stop: &Arc<AtomicBool>) -> R
         starting_weights: cfg.model.weights.clone(),
         adapted_weights: adapted,
         train_identities: train_ids,
+        same_person,
         test_identities: test_ids,
         protocol: if kind == DatasetKind::Market {
             SINGLE_MODALITY
@@ -334,6 +355,77 @@ pub fn adapt(cfg: &SiteConfig, opts: &AdaptOptions, stop: &Arc<AtomicBool>) -> R
         crate::atomic::write(&path, &bytes).map_err(|source| AdaptError::Write { path, source })?;
     }
     Ok(report)
+}
+
+/// The groups of training pseudo-identities trained as one person: with `find`, grouped with
+/// the starting weights ([`associate`]) and written to `exp/same_person.txt`; with `keep` (a
+/// resumed training, whose labels must not change), those written before; otherwise none (a
+/// file left by an earlier attempt is removed).
+fn same_person(
+    cfg: &SiteConfig,
+    data: &Path,
+    input_size: (i64, i64),
+    find: bool,
+    keep: bool,
+) -> Result<Vec<Vec<i64>>, AdaptError> {
+    let path = data.join(crate::data::sysu::SAME_PERSON);
+    let eval_err = |what, source| AdaptError::Eval {
+        what,
+        source: Box::new(source),
+    };
+    if keep {
+        return crate::data::sysu::read_same_person(data)
+            .map(Option::unwrap_or_default)
+            .map_err(|e| eval_err("the groups of one person", e.into()));
+    }
+    let groups = if find {
+        tracing::info!("adapt 2/4: grouping the pseudo-identities of one person, with the starting weights");
+        let device = cfg
+            .runtime
+            .device
+            .resolve("runtime.device")
+            .map_err(|e| eval_err("the starting weights", e.into()))?;
+        let means = associate::track_means(data, &cfg.model.weights, input_size, device)
+            .map_err(|e| eval_err("the starting weights", e))?;
+        let co_occurring = crate::data::sysu::read_co_occurring(data)
+            .map_err(|e| eval_err("the harvest's co-occurring tracks", e.into()))?
+            .unwrap_or_default();
+        match associate::associate(&means, &co_occurring) {
+            Some(a) => {
+                tracing::info!(
+                    "{} of {} pseudo-identities grouped into {} people (closer than {:.4} visible and {:.4} thermal, the closest of {} pairs seen together)",
+                    a.groups.iter().map(Vec::len).sum::<usize>(),
+                    means.len(),
+                    a.groups.len(),
+                    a.limits[0],
+                    a.limits[1],
+                    a.known_different
+                );
+                a.groups
+            }
+            None => {
+                tracing::info!(
+                    "fewer than {} pairs of pseudo-identities seen together: none grouped",
+                    associate::MIN_KNOWN_DIFFERENT
+                );
+                Vec::new()
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let io = |source| AdaptError::Write {
+        path: path.clone(),
+        source,
+    };
+    if groups.is_empty() {
+        if path.exists() {
+            std::fs::remove_file(&path).map_err(io)?;
+        }
+    } else {
+        crate::atomic::write(&path, associate::same_person_text(&groups).as_bytes()).map_err(io)?;
+    }
+    Ok(groups)
 }
 
 /// The site model's backbone and input size (height, width), read from its weight file.
@@ -411,16 +503,16 @@ fn harvested_ids(data: &Path, kind: DatasetKind) -> Result<(usize, usize), crate
 }
 
 /// The training file of an adaptation: the harvested set, the site's backbone from its
-/// weights, identity-balanced batches sized to the set.
+/// weights, identity-balanced batches sized to the set's `labels`.
 fn training_file(
     cfg: &SiteConfig,
     kind: DatasetKind,
     backbone: Backbone,
     (h, w): (i64, i64),
-    train_ids: usize,
+    labels: usize,
     opts: &AdaptOptions,
 ) -> String {
-    let p = train_ids.clamp(2, 8);
+    let p = labels.clamp(2, 8);
     let k = 4.min(p - 1);
     let backbone = serde_json::to_value(backbone)
         .ok()
@@ -501,17 +593,16 @@ fn suggested_thresholds(
             .as_ref()
             .is_some_and(|c| c.get(&a).is_some_and(|others| others.contains(&b)))
     };
-    let known = thresholds::pair_distances(&rows, &labels, &thermal, seen_together);
-    let all = thresholds::pair_distances(&rows, &labels, &thermal, |_, _| true);
+    let [same_modality, cross] = thresholds::pair_distances(&rows, &labels, &thermal, seen_together);
     // Per pairing: the certainly different pairs when there are enough of them (see
     // `thresholds`' notes), else every pair of different pseudo-identities.
-    let pick = |same: usize, different: usize| {
-        let seen = known[different].len() >= thresholds::MIN_KNOWN_DIFFERENT;
-        let negatives = if seen { &known[different] } else { &all[different] };
-        thresholds::at_merge_rate(&all[same], negatives, thresholds::MERGE_RATE).map(|t| Threshold {
+    let pick = |pairs: &thresholds::Pairs| {
+        let seen = pairs.known_different.len() >= thresholds::MIN_KNOWN_DIFFERENT;
+        let negatives = if seen { &pairs.known_different } else { &pairs.different };
+        thresholds::at_merge_rate(&pairs.same, negatives, thresholds::MERGE_RATE).map(|t| Threshold {
             co_occurring: seen,
             ..t
         })
     };
-    Ok((pick(0, 1), pick(2, 3)))
+    Ok((pick(&same_modality), pick(&cross)))
 }

@@ -340,6 +340,29 @@ pub fn boxed(v: &serde_json::Value) -> [f64; 4] {
     [b[0], b[1], b[2], b[3]]
 }
 
+/// The true person of most crops of each pseudo-identity of the harvest in `harvest`.
+pub fn true_people(harvest: &Path, truth: &Truth) -> std::collections::BTreeMap<i64, i64> {
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(harvest.join("manifest.json")).expect("manifest"))
+            .expect("manifest json");
+    let mut out = std::collections::BTreeMap::new();
+    for id in manifest["identities"].as_array().expect("identities") {
+        let votes = id["crops"].as_array().expect("crops").iter().filter_map(|c| {
+            let frame = (c["pts_s"].as_f64().expect("pts") * SCENE_FPS).round() as i64;
+            person_at(
+                truth,
+                frame,
+                c["modality"].as_str().expect("modality"),
+                &boxed(&c["box"]),
+            )
+        });
+        if let Some((person, _, _)) = majority(votes) {
+            out.insert(id["pid"].as_i64().expect("pid"), person);
+        }
+    }
+    out
+}
+
 /// A copy (hard links) of the harvest's held-out part with the crops of every pseudo-identity
 /// and modality renamed to the true person of most of them (a wrong fusion thus keeps each
 /// side's own person): the SYSU layout `eval` reads, with true labels.

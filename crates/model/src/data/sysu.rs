@@ -75,6 +75,42 @@ pub fn read_co_occurring(root: &Path) -> Result<Option<CoOccurring>, DataError> 
     Ok(Some(out))
 }
 
+/// The file `reid-pipe adapt` writes beside a harvest's lists: groups of training person ids that
+/// are one person (pseudo-identities of someone who came back), one line `pid,pid,…` per group.
+/// The trainer gives each group one label.
+pub const SAME_PERSON: &str = "exp/same_person.txt";
+
+/// Reads [`SAME_PERSON`]: the groups, each of two ids or more, no id in two; `Ok(None)` if
+/// absent.
+pub fn read_same_person(root: &Path) -> Result<Option<Vec<Vec<i64>>>, DataError> {
+    let path = root.join(SAME_PERSON);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = read_text(&path)?;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut groups = Vec::new();
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let bad = |what: &str| DataError::new(&path, format!("line {}: {what}; expected `pid,pid,…`", n + 1));
+        let ids = line
+            .split(',')
+            .map(|s| {
+                s.trim()
+                    .parse::<i64>()
+                    .map_err(|_| bad(&format!("{:?} is not a person id", s.trim())))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if ids.len() < 2 {
+            return Err(bad("a group needs two ids or more"));
+        }
+        if let Some(id) = ids.iter().find(|id| !seen.insert(**id)) {
+            return Err(bad(&format!("person {id} is in a group already")));
+        }
+        groups.push(ids);
+    }
+    Ok(Some(groups))
+}
+
 /// Sorted images of one person in one camera (empty if the folder does not exist).
 pub fn images(root: &Path, cam: i64, pid: i64) -> Result<Vec<Item>, DataError> {
     let rel_dir = format!("cam{cam}/{pid:04}");
@@ -99,6 +135,29 @@ mod tests {
         std::fs::write(dir.path().join(CO_OCCURRING), text).expect("write");
         let read = read_co_occurring(dir.path());
         (dir, read)
+    }
+
+    #[test]
+    fn same_person_groups_are_read_and_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(read_same_person(dir.path()).expect("absent").is_none());
+        std::fs::create_dir_all(dir.path().join("exp")).expect("exp");
+        let read = |text: &str| {
+            std::fs::write(dir.path().join(SAME_PERSON), text).expect("write");
+            read_same_person(dir.path())
+        };
+        assert_eq!(
+            read("3,8, 14\n\n2,6\n").expect("read").expect("present"),
+            [vec![3, 8, 14], vec![2, 6]]
+        );
+        for (text, says) in [
+            ("3\n", "line 1: a group needs two ids or more"),
+            ("3,8\n8,9\n", "line 2: person 8 is in a group already"),
+            ("3,x\n", "line 1: \"x\" is not a person id"),
+        ] {
+            let e = read(text).expect_err(text).to_string();
+            assert!(e.contains(says) && e.contains("same_person.txt"), "{text:?}: {e}");
+        }
     }
 
     #[test]

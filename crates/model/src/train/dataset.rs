@@ -6,7 +6,7 @@ use crate::eval::extract::{crop_of, read_rgb};
 use crate::model::preprocess::batch_pixels;
 use reid_core::base::Modality;
 use reid_core::config::train::{Dataset, DatasetKind};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -63,8 +63,7 @@ pub type Labelled = Vec<(Item, i64)>;
 pub fn list(d: &Dataset) -> Result<(Labelled, Labelled, usize), DatasetError> {
     match d.kind {
         DatasetKind::Sysu => {
-            let ids = sysu_training_ids(&d.root)?;
-            let label: BTreeMap<i64, i64> = ids.iter().enumerate().map(|(i, &p)| (p, i as i64)).collect();
+            let (ids, label, classes) = sysu_training_labels(&d.root)?;
             let mut vis = Vec::new();
             let mut ir = Vec::new();
             for &pid in &ids {
@@ -88,7 +87,7 @@ pub fn list(d: &Dataset) -> Result<(Labelled, Labelled, usize), DatasetError> {
                     }
                 }
             }
-            Ok((vis, ir, ids.len()))
+            Ok((vis, ir, classes))
         }
         DatasetKind::Regdb => {
             let vis = regdb::read_index(&d.root, d.trial, regdb::Split::Train, regdb::Spectrum::Visible)?;
@@ -128,6 +127,26 @@ fn sysu_training_ids(root: &Path) -> Result<Vec<i64>, DataError> {
     ids.sort_unstable();
     ids.dedup();
     Ok(ids)
+}
+
+/// SYSU-MM01's training ids, each id's label and the number of labels: an id's label is its place
+/// among the ids, or, for ids [`sysu::SAME_PERSON`] groups as one person, the place of the
+/// group's smallest training id (ids outside the training part are left out of the groups).
+fn sysu_training_labels(root: &Path) -> Result<(Vec<i64>, BTreeMap<i64, i64>, usize), DataError> {
+    let ids = sysu_training_ids(root)?;
+    let mut head: BTreeMap<i64, i64> = ids.iter().map(|&p| (p, p)).collect();
+    for group in sysu::read_same_person(root)?.unwrap_or_default() {
+        let members: Vec<i64> = group.into_iter().filter(|p| head.contains_key(p)).collect();
+        if let Some(&first) = members.iter().min() {
+            for p in members {
+                head.insert(p, first);
+            }
+        }
+    }
+    let heads: BTreeSet<i64> = head.values().copied().collect();
+    let place: BTreeMap<i64, i64> = heads.iter().enumerate().map(|(i, &p)| (p, i as i64)).collect();
+    let label = head.iter().map(|(&p, h)| (p, place[h])).collect();
+    Ok((ids, label, heads.len()))
 }
 
 /// Loads (or reads from the cache) a dataset's training images at `size` (height, width).
@@ -219,25 +238,33 @@ pub fn load(d: &Dataset, size: (i64, i64), cache_dir: Option<&Path>, workers: us
 /// people), where the set says so (`exp/co_occurring.txt` of a harvested set, SYSU-MM01 or
 /// Market-1501 layout); ids outside the training part are left out.
 pub fn co_occurring(d: &Dataset) -> Result<Option<Vec<Vec<usize>>>, DatasetError> {
-    let ids = match d.kind {
+    let (label, classes): (BTreeMap<i64, i64>, usize) = match d.kind {
         DatasetKind::Regdb => return Ok(None),
-        DatasetKind::Sysu => sysu_training_ids(&d.root)?,
+        DatasetKind::Sysu => {
+            let (_, label, classes) = sysu_training_labels(&d.root)?;
+            (label, classes)
+        }
         DatasetKind::Market | DatasetKind::Duke => {
             let (_, pids) = market_training_items(&d.root)?;
-            pids
+            let label = pids.iter().enumerate().map(|(l, &p)| (p, l as i64)).collect();
+            (label, pids.len())
         }
     };
     let Some(by_pid) = sysu::read_co_occurring(&d.root)? else {
         return Ok(None);
     };
-    let label: BTreeMap<i64, usize> = ids.iter().enumerate().map(|(l, &p)| (p, l)).collect();
-    let mut out = vec![Vec::new(); ids.len()];
+    let mut out: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); classes];
     for (pid, others) in &by_pid {
         if let Some(&l) = label.get(pid) {
-            out[l] = others.iter().filter_map(|o| label.get(o).copied()).collect();
+            out[l as usize].extend(
+                others
+                    .iter()
+                    .filter_map(|o| label.get(o).map(|&o| o as usize))
+                    .filter(|&o| o != l as usize),
+            );
         }
     }
-    Ok(Some(out))
+    Ok(Some(out.into_iter().map(|s| s.into_iter().collect()).collect()))
 }
 
 fn summary(kind: &str, classes: usize, vis: &[(Item, i64)], ir: &[(Item, i64)], single: bool) -> String {
@@ -399,4 +426,37 @@ fn images_digest(root: &Path, items: &[(Item, i64)]) -> String {
         }
     }
     format!("{}:{h:016x}", items.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_grouped_as_one_person_share_a_label_and_their_co_occurrences() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let exp = dir.path().join("exp");
+        std::fs::create_dir_all(&exp).expect("exp");
+        for (file, text) in [
+            ("train_id.txt", "1,2,3,5\n"),
+            ("val_id.txt", "7\n"),
+            ("same_person.txt", "5,2\n7,9\n"),
+            ("co_occurring.txt", "1: 2\n2: 1\n3: 5,7\n5: 3\n7: 3\n"),
+        ] {
+            std::fs::write(exp.join(file), text).expect("write");
+        }
+        let (ids, label, classes) = sysu_training_labels(dir.path()).expect("labels");
+        assert_eq!(ids, [1, 2, 3, 5, 7]);
+        // 2 and 5 are one person; 9 is not a training id, so 7 stays alone.
+        assert_eq!(label, BTreeMap::from([(1, 0), (2, 1), (3, 2), (5, 1), (7, 3)]));
+        assert_eq!(classes, 4);
+        let d = Dataset {
+            kind: DatasetKind::Sysu,
+            root: dir.path().to_path_buf(),
+            trial: 1,
+            cache: false,
+        };
+        let co = co_occurring(&d).expect("read").expect("present");
+        assert_eq!(co, [vec![1], vec![0, 2], vec![1, 3], vec![2]]);
+    }
 }

@@ -63,7 +63,7 @@ pub type Labelled = Vec<(Item, i64)>;
 pub fn list(d: &Dataset) -> Result<(Labelled, Labelled, usize), DatasetError> {
     match d.kind {
         DatasetKind::Sysu => {
-            let (ids, label, classes) = sysu_training_labels(&d.root)?;
+            let TrainingLabels { ids, label, classes } = sysu_training_labels(&d.root)?;
             let mut vis = Vec::new();
             let mut ir = Vec::new();
             for &pid in &ids {
@@ -129,10 +129,17 @@ fn sysu_training_ids(root: &Path) -> Result<Vec<i64>, DataError> {
     Ok(ids)
 }
 
+/// A SYSU-MM01 set's training ids, each id's label, and the number of labels.
+struct TrainingLabels {
+    ids: Vec<i64>,
+    label: BTreeMap<i64, i64>,
+    classes: usize,
+}
+
 /// SYSU-MM01's training ids, each id's label and the number of labels: an id's label is its place
 /// among the ids, or, for ids [`sysu::SAME_PERSON`] groups as one person, the place of the
 /// group's smallest training id (ids outside the training part are left out of the groups).
-fn sysu_training_labels(root: &Path) -> Result<(Vec<i64>, BTreeMap<i64, i64>, usize), DataError> {
+fn sysu_training_labels(root: &Path) -> Result<TrainingLabels, DataError> {
     let ids = sysu_training_ids(root)?;
     let mut head: BTreeMap<i64, i64> = ids.iter().map(|&p| (p, p)).collect();
     for group in sysu::read_same_person(root)?.unwrap_or_default() {
@@ -146,7 +153,11 @@ fn sysu_training_labels(root: &Path) -> Result<(Vec<i64>, BTreeMap<i64, i64>, us
     let heads: BTreeSet<i64> = head.values().copied().collect();
     let place: BTreeMap<i64, i64> = heads.iter().enumerate().map(|(i, &p)| (p, i as i64)).collect();
     let label = head.iter().map(|(&p, h)| (p, place[h])).collect();
-    Ok((ids, label, heads.len()))
+    Ok(TrainingLabels {
+        ids,
+        label,
+        classes: heads.len(),
+    })
 }
 
 /// Loads (or reads from the cache) a dataset's training images at `size` (height, width).
@@ -241,7 +252,7 @@ pub fn co_occurring(d: &Dataset) -> Result<Option<Vec<Vec<usize>>>, DatasetError
     let (label, classes): (BTreeMap<i64, i64>, usize) = match d.kind {
         DatasetKind::Regdb => return Ok(None),
         DatasetKind::Sysu => {
-            let (_, label, classes) = sysu_training_labels(&d.root)?;
+            let TrainingLabels { label, classes, .. } = sysu_training_labels(&d.root)?;
             (label, classes)
         }
         DatasetKind::Market | DatasetKind::Duke => {
@@ -445,7 +456,7 @@ mod tests {
         ] {
             std::fs::write(exp.join(file), text).expect("write");
         }
-        let (ids, label, classes) = sysu_training_labels(dir.path()).expect("labels");
+        let TrainingLabels { ids, label, classes } = sysu_training_labels(dir.path()).expect("labels");
         assert_eq!(ids, [1, 2, 3, 5, 7]);
         // 2 and 5 are one person; 9 is not a training id, so 7 stays alone.
         assert_eq!(label, BTreeMap::from([(1, 0), (2, 1), (3, 2), (5, 1), (7, 3)]));

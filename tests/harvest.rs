@@ -417,18 +417,18 @@ fn adapt_harvests_trains_evaluates_and_reports() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (clip, site) = recording(dir.path(), 10, 16, 3);
     let out = dir.path().join("adapt");
-    let adapt = |extra: &[&str]| {
+    let adapt = |out: &Path, extra: &[&str]| {
         bin()
             .arg("adapt")
             .arg(&site)
             .arg("--out")
-            .arg(&out)
+            .arg(out)
             .args(["--epochs", "1"])
             .args(extra)
             .output()
             .expect("adapt")
     };
-    let o = adapt(&[]);
+    let o = adapt(&out, &[]);
     assert!(o.status.success(), "{}", text(&o));
     let report: Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).expect("report")).expect("json");
     for side in ["before", "after"] {
@@ -488,14 +488,28 @@ fn adapt_harvests_trains_evaluates_and_reports() {
     let o = bin().arg("check").arg(&adapted_site).output().expect("check");
     assert!(o.status.success(), "{}", text(&o));
     // An earlier adaptation is continued only with --resume.
-    let o = adapt(&[]);
+    let o = adapt(&out, &[]);
     assert!(
         o.status.code() == Some(1) && text(&o).contains("--resume"),
         "{}",
         text(&o)
     );
-    let o = adapt(&["--resume"]);
+    let o = adapt(&out, &["--resume"]);
     assert!(o.status.success(), "{}", text(&o));
+    // A resumed training keeps its labels: the same groups.
+    let resumed: Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).expect("report")).expect("json");
+    assert_eq!(resumed["same_person"], report["same_person"]);
+    // --keep-pseudo-identities trains on every pseudo-identity as its own person.
+    let kept = dir.path().join("kept");
+    let o = adapt(&kept, &["--keep-pseudo-identities"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(kept.join("report.json")).expect("report")).expect("json");
+    assert_eq!(report["same_person"].as_array().map(Vec::len), Some(0), "{report}");
+    assert!(!kept.join("data/exp/same_person.txt").exists());
+    let labels = report["train_identities"].as_u64().expect("ids");
+    assert!(text(&o).contains(&format!("sysu: {labels} identities")), "{}", text(&o));
 }
 
 /// Seed of the recording and the training in the improvement test, and its epochs.

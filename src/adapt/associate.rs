@@ -4,12 +4,16 @@
 //! generated recording with ground truth: 35 training pseudo-identities of 18 people; trained on
 //! the true people instead, held-out rank-1 rose from 36 % to 55 %).
 //!
-//! Before training, `adapt` groups pseudo-identities whose tracks the starting weights find
+//! Before training, `adapt` joins two pseudo-identities whose tracks the starting weights find
 //! closer, in the visible view *and* in the thermal one, than the closest two pseudo-identities
-//! seen together by one camera (certainly two people), and never groups two that were seen
-//! together. Requiring both views keeps the grouping cautious: on that recording, ImageNet
-//! features grouped 8 pairs of one person and none of two people (35 labels → 27, for 18 people). The
-//! groups go to `exp/same_person.txt`, and the trainer gives each group one label.
+//! seen together by one camera (`exp/co_occurring.txt`: two people), closest pairs first, and
+//! never puts two that were seen together in one group. Joins chain: a group is the pseudo-
+//! identities linked by such pairs, so two of its members may be farther apart than the limits.
+//! Requiring both views keeps the grouping cautious: on that recording, ImageNet features grouped
+//! 8 pairs of one person and none of two people (35 labels → 27, for 18 people). A pair listed as
+//! seen together that is one person after all (a person boxed twice) lowers the limits: fewer
+//! groups, never a wrong one. The groups go to `exp/same_person.txt`, and the trainer gives each
+//! group one label.
 
 use crate::data::Item;
 use crate::data::sysu::{self, CoOccurring};
@@ -28,12 +32,12 @@ pub const MIN_KNOWN_DIFFERENT: usize = 5;
 pub type TrackMeans = BTreeMap<i64, [Vec<f32>; 2]>;
 
 /// What the grouping found.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Association {
     /// Groups of two pseudo-identities or more, ascending.
     pub groups: Vec<Vec<i64>>,
     /// Per view (visible, thermal): the distance between the closest two pseudo-identities seen
-    /// together; pairs closer than both limits are grouped.
+    /// together; pairs closer than both limits are joined.
     pub limits: [f64; 2],
     /// Pairs of pseudo-identities seen together that the limits come from.
     pub known_different: usize,

@@ -149,14 +149,15 @@ impl AdaptReport {
             )
         };
         let grouped: usize = self.same_person.iter().map(Vec::len).sum();
+        let groups = if grouped == 0 {
+            String::new()
+        } else {
+            format!(", {grouped} of them in {} groups of one person", self.same_person.len())
+        };
         let mut t = format!(
-            "Held-out pseudo-identities: {} (trained on {}, {} of them in {} groups of one person); {}.\n\n\
+            "Held-out pseudo-identities: {} (trained on {}{groups}); {}.\n\n\
              | weights | rank-1 (%) | mAP (%) |\n|---|---|---|\n",
-            self.test_identities,
-            self.train_identities,
-            grouped,
-            self.same_person.len(),
-            self.protocol
+            self.test_identities, self.train_identities, self.protocol
         );
         t.push_str(&row(
             &format!("starting: {}", self.starting_weights.display()),
@@ -384,7 +385,7 @@ fn same_person(
             .runtime
             .device
             .resolve("runtime.device")
-            .map_err(|e| eval_err("the starting weights", e.into()))?;
+            .map_err(|e| eval_err("the device (runtime.device)", e.into()))?;
         let means = associate::track_means(data, &cfg.model.weights, input_size, device)
             .map_err(|e| eval_err("the starting weights", e))?;
         let co_occurring = crate::data::sysu::read_co_occurring(data)

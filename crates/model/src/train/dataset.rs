@@ -119,8 +119,8 @@ fn market_training_items(root: &Path) -> Result<(Vec<Item>, Vec<i64>), DataError
     Ok((items, pids))
 }
 
-/// SYSU-MM01's training ids: train + val, ascending; an id's label is its place here (the
-/// reference's pre-processing).
+/// SYSU-MM01's training ids: train + val, ascending (the reference's pre-processing labels each
+/// by its place here; see [`sysu_training_labels`] for groups of one person).
 fn sysu_training_ids(root: &Path) -> Result<Vec<i64>, DataError> {
     let mut ids = sysu::read_ids(root, "train")?;
     ids.extend(sysu::read_ids(root, "val")?);
@@ -136,9 +136,11 @@ struct TrainingLabels {
     classes: usize,
 }
 
-/// SYSU-MM01's training ids, each id's label and the number of labels: an id's label is its place
-/// among the ids, or, for ids [`sysu::SAME_PERSON`] groups as one person, the place of the
-/// group's smallest training id (ids outside the training part are left out of the groups).
+/// SYSU-MM01's training ids, each id's label and the number of labels. Ids that
+/// [`sysu::SAME_PERSON`] groups as one person stand for their group's smallest training id (ids
+/// outside the training part are left out of the groups); an id's label is the place of the id it
+/// stands for among those that stand for themselves. Without groups, that is its place among the
+/// ids.
 fn sysu_training_labels(root: &Path) -> Result<TrainingLabels, DataError> {
     let ids = sysu_training_ids(root)?;
     let mut head: BTreeMap<i64, i64> = ids.iter().map(|&p| (p, p)).collect();

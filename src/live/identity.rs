@@ -802,19 +802,25 @@ cross_modality_threshold = 0.4
         BBox { x: dx, ..BOX }
     }
 
-    #[test]
-    fn a_track_never_joins_a_track_seen_apart_from_it() {
-        let person = unit([0.0, 0.0, 0.0, 1.0]);
+    /// Track 1 with three crops of `person`, then track 2, alike, seen in three frames with
+    /// track 1, its box `dx` pixels to the right.
+    fn side_by_side(person: &[f32], dx: f32) -> Vec<ToIdentity> {
         let mut messages = vec![new(1, 0.0)];
-        messages.extend((1..=3).map(|i| crop(1, f64::from(i) * 0.1, person.clone())));
-        // Track 2 is seen in one frame with track 1, 100 pixels away: another person, however
-        // alike.
+        messages.extend((1..=3).map(|i| crop(1, f64::from(i) * 0.1, person.to_vec())));
         messages.push(new(2, 0.5));
         for i in 1..=3 {
             let t = 0.5 + f64::from(i) * 0.1;
-            messages.push(crop(1, t, person.clone()));
-            messages.push(crop_in(visible(2), t, person.clone(), shifted(100.0)));
+            messages.push(crop(1, t, person.to_vec()));
+            messages.push(crop_in(visible(2), t, person.to_vec(), shifted(dx)));
         }
+        messages
+    }
+
+    #[test]
+    fn a_track_never_joins_a_track_seen_apart_from_it() {
+        let person = unit([0.0, 0.0, 0.0, 1.0]);
+        // 100 pixels apart: another person, however alike.
+        let mut messages = side_by_side(&person, 100.0);
         messages.push(end(1, 2.0));
         // Nor once track 1 has ended.
         messages.extend((1..=3).map(|i| crop(2, 2.0 + f64::from(i), person.clone())));
@@ -834,17 +840,7 @@ cross_modality_threshold = 0.4
         // A detector boxes one person twice (overlapping boxes, IoU 0.6): the second track joins
         // the first one's identity. The same frames with the boxes apart keep them two people.
         let person = unit([0.0, 0.0, 0.0, 1.0]);
-        let run = |dx: f32| {
-            let mut messages = vec![new(1, 0.0)];
-            messages.extend((1..=3).map(|i| crop(1, f64::from(i) * 0.1, person.clone())));
-            messages.push(new(2, 0.5));
-            for i in 1..=3 {
-                let t = 0.5 + f64::from(i) * 0.1;
-                messages.push(crop(1, t, person.clone()));
-                messages.push(crop_in(visible(2), t, person.clone(), shifted(dx)));
-            }
-            last_identities(&stage(messages).0)
-        };
+        let run = |dx: f32| last_identities(&stage(side_by_side(&person, dx)).0);
         let overlapping = run(5.0);
         assert_eq!((overlapping[&1], overlapping[&2]), (1, 1));
         let apart = run(30.0);

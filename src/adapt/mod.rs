@@ -1,8 +1,8 @@
 //! `reid-pipe adapt`: a site's own model, without labels. Harvests the site
-//! ([`crate::live::harvest`]) into `OUT/data`, trains the LbA model on it from the site's
-//! current weights with the existing trainer and losses (`OUT/train.toml`, `OUT/run/`),
-//! after grouping the pseudo-identities the starting weights find to be one person
-//! ([`associate`]), evaluates the starting and the adapted weights on the held-out (later) part with the SYSU-MM01
+//! ([`crate::live::harvest`]) into `OUT/data`, groups the pseudo-identities the starting weights
+//! find to be one person ([`associate`]), trains the LbA model on it from the site's current
+//! weights with the existing trainer and losses (`OUT/train.toml`, `OUT/run/`), evaluates the
+//! starting and the adapted weights on the held-out (later) part with the SYSU-MM01
 //! protocol (`OUT/eval-before/`, `OUT/eval-after/`; the Market-1501 protocol for a harvest of
 //! the visible tracks alone, where nothing fused), draws the adapted model's retrieval grid,
 //! suggests index thresholds from the held-out distances ([`thresholds`]), and writes

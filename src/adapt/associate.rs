@@ -44,7 +44,7 @@ pub struct Association {
 }
 
 fn distance(a: &[f32], b: &[f32]) -> f64 {
-    f64::from(1.0 - a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>())
+    f64::from(1.0 - crate::index::distance::dot(a, b))
 }
 
 /// Groups the pseudo-identities of `means` (see the module's notes); `None` when fewer than

@@ -102,7 +102,7 @@ pub fn pair_distances(
     let mut out: [Pairs; 2] = Default::default();
     for i in 0..features.len() {
         for j in i + 1..features.len() {
-            let dot: f32 = features[i].iter().zip(&features[j]).map(|(a, b)| a * b).sum();
+            let dot = crate::index::distance::dot(&features[i], &features[j]);
             let distance = f64::from((1.0 - dot).max(0.0));
             let pairing = &mut out[usize::from(thermal[i] != thermal[j])];
             if labels[i] == labels[j] {

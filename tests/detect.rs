@@ -392,3 +392,42 @@ fn motion_detector_finds_walkers_in_generated_visible_scenes() {
     println!("motion: {found}/{total} walkers found with IoU >= 0.5");
     assert!(total > 100 && rate >= 0.8, "{found}/{total}");
 }
+
+#[test]
+fn motion_detector_recalibrates_at_a_scene_cut_instead_of_boxing_the_old_background() {
+    use opencv::prelude::*;
+    let mut d = detect::visible(&detector(DetectorKind::Motion, None)).unwrap();
+    let (first, second) = (
+        Scene::crossing(480, 360, 2, 40, 11).unwrap(),
+        Scene::crossing(480, 360, 2, 60, 12).unwrap(),
+    );
+    let (mut ghosts, mut found, mut total) = (0, 0, 0);
+    for (part, scene, frames) in [(0, &first, 40), (1, &second, 60)] {
+        for t in 0..frames {
+            let (mat, truth) = scene.frame(t, false).unwrap();
+            let px = mat.data_bytes().unwrap().to_vec();
+            let image = Image::new(&px, 480, 360, 480 * 3, PixelFormat::Rgb).unwrap();
+            let dets = d.run(&image).unwrap();
+            if part == 0 {
+                continue;
+            }
+            // After the cut every box is one of the new scene's walkers (or part of one).
+            ghosts += dets
+                .iter()
+                .filter(|d| !truth.iter().any(|(_, b)| d.bbox.iou(b) > 0.1))
+                .count();
+            for (pid, gt) in &truth {
+                let cut = gt.x <= 1.0 || gt.x + gt.w >= 479.0;
+                let occluded = truth.iter().any(|(other, b)| other != pid && b.iou(gt) > 0.0);
+                if t < 5 || cut || occluded {
+                    continue;
+                }
+                total += 1;
+                found += usize::from(dets.iter().any(|d| d.bbox.iou(gt) >= 0.5));
+            }
+        }
+    }
+    println!("after the cut: {ghosts} boxes on no walker; {found}/{total} walkers found");
+    assert_eq!(ghosts, 0, "the old scene's background showed through");
+    assert!(total > 50 && found as f64 >= 0.8 * total as f64, "{found}/{total}");
+}

@@ -2,7 +2,9 @@
 //! the cross-modal identity index once per `tracker.embed_interval_ms` of stream time (the first
 //! time as soon as three crops are in), turning track notes and matches into events. A track
 //! keeps its identity while it lives (see [`IdentityIndex::assign_track`]); a visible and a
-//! thermal track fused by the tracking stage share one identity, the older of theirs. It expires
+//! thermal track fused by the tracking stage share one identity, the older of theirs, and a
+//! further visible track fused with a thermal track whose first partner lives (a fragment of the
+//! same person) takes the thermal track's. It expires
 //! identities, and hands a frozen copy of the index to the disk writer ([`super::writer`]) every
 //! `index.snapshot_interval_s` and at the end; thumbnails go to the writer too.
 //!
@@ -387,7 +389,9 @@ pub fn run(
                     };
                 }
                 if let Some((_, p)) = partner {
-                    p.partner = None;
+                    if p.partner == Some(key) {
+                        p.partner = None;
+                    }
                     p.others.extend(&state.others);
                 }
                 if let Ok(mut l) = labels.lock() {
@@ -406,8 +410,16 @@ pub fn run(
                 thermal,
                 arrived,
             })) => {
+                // A further visible track of a thermal track whose first partner lives (a
+                // fragment of the same person, see `tracking`) takes the thermal track's identity.
+                let first = tracks
+                    .get(&thermal)
+                    .and_then(|s| s.partner)
+                    .filter(|p| *p != visible && tracks.contains_key(p));
                 tracks.entry(visible).or_default().partner = Some(thermal);
-                tracks.entry(thermal).or_default().partner = Some(visible);
+                if first.is_none() {
+                    tracks.entry(thermal).or_default().partner = Some(visible);
+                }
                 let mut others = other_people(&mut tracks, visible);
                 others.extend(other_people(&mut tracks, thermal));
                 let (vs, ts) = (&tracks[&visible], &tracks[&thermal]);
@@ -417,6 +429,7 @@ pub fn run(
                 let known = |id: u64| !provisional.contains_key(&id);
                 let (winner, switching) = match (vs.identity, ts.identity) {
                     (Some(v), Some(t)) if v == t => (None, None),
+                    (_, Some(t)) if first.is_some() => (Some(t), Some(visible)),
                     (Some(v), Some(t)) if (known(v), t) > (known(t), v) => (Some(v), Some(thermal)),
                     (Some(_), Some(t)) => (Some(t), Some(visible)),
                     (Some(v), None) => (Some(v), Some(thermal)),
@@ -845,6 +858,54 @@ cross_modality_threshold = 0.4
         assert_eq!((overlapping[&1], overlapping[&2]), (1, 1));
         let apart = run(30.0);
         assert_eq!((apart[&1], apart[&2]), (1, 2));
+    }
+
+    #[test]
+    fn a_further_visible_track_of_a_fused_thermal_track_takes_its_identity() {
+        let (seen, other, warm) = (
+            unit([1.0, 0.0, 0.0, 0.0]),
+            unit([0.0, 0.0, 1.0, 0.0]),
+            unit([0.0, 1.0, 0.0, 0.0]),
+        );
+        // Visible 1 and thermal 7 fuse (identity 1); visible 2, which looks like no one known,
+        // is seen in the same frames as 1, boxed `dx` pixels to the right, then fuses with 7 too.
+        let run = |dx: f32| {
+            let mut messages: Vec<ToIdentity> = (1..=3).map(|i| crop(1, f64::from(i) * 0.1, seen.clone())).collect();
+            messages.extend((1..=3).map(|i| crop_of(thermal(7), 0.05 + f64::from(i) * 0.1, warm.clone())));
+            messages.push(fuse(1, 7));
+            for i in 1..=3 {
+                let t = 0.5 + f64::from(i) * 0.1;
+                messages.push(crop(1, t, seen.clone()));
+                messages.push(crop_in(visible(2), t, other.clone(), shifted(dx)));
+            }
+            messages.push(fuse(2, 7));
+            // Visible 2 ends; thermal 7 is still fused with visible 1.
+            messages.push(end(2, 1.5));
+            messages.push(crop_of(thermal(7), 2.0, warm.clone()));
+            stage(messages).0
+        };
+        let events = run(5.0);
+        let ids = last_identities(&events);
+        assert_eq!((ids[&1], ids[&2]), (1, 1), "{events:#?}");
+        let merge = events
+            .iter()
+            .find(|e| e.track_id == 2 && !e.merged_from.is_empty())
+            .expect("visible 2's own identity merges into the thermal track's");
+        // (Identity 2 was the thermal track's own, merged into 1 when it fused.)
+        assert_eq!((merge.previous_identity, merge.identity), (Some(3), Some(1)));
+        let last_thermal = events
+            .iter()
+            .rfind(|e| e.modality == Modality::Thermal)
+            .expect("thermal events");
+        assert_eq!(
+            (last_thermal.identity, last_thermal.partner_track_id),
+            (Some(1), Some(1)),
+            "the thermal track keeps its first partner"
+        );
+        // Boxed apart from visible 1 in one frame, visible 2 is someone else: the fusion changes
+        // nothing.
+        let ids = last_identities(&run(100.0));
+        assert_eq!((ids[&1], ids[&2]), (1, 3));
     }
 
     #[test]

@@ -36,18 +36,26 @@ const FUSE_FRAMES: u32 = 5;
 type FrameBoxes = (usize, Vec<(TrackKey, BBox)>, (u32, u32));
 
 /// Votes for fusing the visible and thermal tracks of each camera pair.
+///
+/// A thermal track fuses first with one visible track (its *first partner*, the pair a harvest
+/// takes). While that partner lives, other visible tracks that overlap the thermal track more
+/// than any other thermal box, for as many frames, fuse with it too: the fragments a visible
+/// detector makes of one person (a motion detector's trail, a body boxed twice, a track cut short
+/// and restarted) while the thermal track goes on. A visible track fuses with one thermal track.
 #[derive(Default)]
 struct Fusion {
     /// The last paired visible frame's confirmed boxes.
     visible: Option<FrameBoxes>,
     votes: HashMap<(TrackKey, TrackKey), u32>,
-    /// Each fused track's partner, both ways.
-    fused: HashMap<TrackKey, TrackKey>,
+    /// Each fused visible track's thermal track.
+    thermal_of: HashMap<TrackKey, TrackKey>,
+    /// Each fused thermal track's first partner while it lives.
+    first_partner: HashMap<TrackKey, TrackKey>,
 }
 
 impl Fusion {
     /// Counts the overlaps of a paired thermal frame with the visible frame before it; returns
-    /// the pairs that just reached [`FUSE_FRAMES`] (a track fuses with one partner at a time).
+    /// the pairs that just reached [`FUSE_FRAMES`].
     fn thermal(
         &mut self,
         camera: usize,
@@ -62,21 +70,41 @@ impl Fusion {
             return Vec::new();
         }
         let (sx, sy) = (vsize.0 as f32 / size.0 as f32, vsize.1 as f32 / size.1 as f32);
+        let scaled: Vec<(TrackKey, BBox)> = boxes
+            .iter()
+            .map(|(t, b)| (*t, BBox::new(b.x * sx, b.y * sy, b.w * sx, b.h * sy)))
+            .collect();
+        // Each visible box's most overlapping thermal box.
+        let best: HashMap<TrackKey, TrackKey> = visible
+            .iter()
+            .filter_map(|(v, vb)| {
+                scaled
+                    .iter()
+                    .map(|(t, tb)| (*t, vb.iou(tb)))
+                    .max_by(|a, b| a.1.total_cmp(&b.1))
+                    .map(|(t, _)| (*v, t))
+            })
+            .collect();
         let mut out = Vec::new();
-        for (t, tb) in boxes {
-            let scaled = BBox::new(tb.x * sx, tb.y * sy, tb.w * sx, tb.h * sy);
+        for (t, tb) in &scaled {
             for (v, vb) in &visible {
-                if vb.iou(&scaled) < iou || self.fused.contains_key(v) || self.fused.contains_key(t) {
+                if vb.iou(tb) < iou || self.thermal_of.contains_key(v) {
+                    continue;
+                }
+                // A further partner of a fused thermal track: only where it is the box's best.
+                let first = !self.first_partner.contains_key(t);
+                if !first && best.get(v) != Some(t) {
                     continue;
                 }
                 let n = self.votes.entry((*v, *t)).or_default();
                 *n += 1;
                 if *n >= FUSE_FRAMES {
-                    self.fused.insert(*v, *t);
-                    self.fused.insert(*t, *v);
-                    // Overlaps with others counted before count no more: a later fusion needs
-                    // its own.
-                    self.votes.retain(|(a, b), _| a != v && b != t);
+                    self.thermal_of.insert(*v, *t);
+                    if first {
+                        self.first_partner.insert(*t, *v);
+                    }
+                    // Overlaps counted before count no more: a later fusion needs its own.
+                    self.votes.retain(|(a, b), _| a != v && (b != t || !first));
                     out.push((*v, *t));
                 }
             }
@@ -84,13 +112,18 @@ impl Fusion {
         out
     }
 
-    /// Forgets an ended track. Its partner may fuse again: with the next track of the same
-    /// person in the other view (a visible track cut short by an occlusion, say, while the
-    /// thermal one went on), which then takes the person's identity.
+    /// Forgets an ended track. A thermal track whose first partner ended may fuse first again:
+    /// with the next track of the same person in the other view (a visible track cut short by an
+    /// occlusion, say, while the thermal one went on), which then takes the person's identity.
+    /// The visible partners of an ended thermal track may fuse again.
     fn end(&mut self, key: &TrackKey) {
-        if let Some(partner) = self.fused.remove(key) {
-            self.fused.remove(&partner);
+        if let Some(t) = self.thermal_of.remove(key)
+            && self.first_partner.get(&t) == Some(key)
+        {
+            self.first_partner.remove(&t);
         }
+        self.first_partner.remove(key);
+        self.thermal_of.retain(|_, t| t != key);
         self.votes.retain(|(v, t), _| v != key && t != key);
     }
 }
@@ -403,11 +436,38 @@ mod tests {
         // v2 overlapped t too, one frame short of fusing, before v1 fused.
         assert!(overlap(&mut fusion, v2, t, FUSE_FRAMES - 1).is_empty());
         assert_eq!(overlap(&mut fusion, v1, t, FUSE_FRAMES), [(v1, t)]);
-        // While v1 lives, t has its partner.
-        assert!(overlap(&mut fusion, v2, t, FUSE_FRAMES).is_empty());
         fusion.end(&v1);
         // The overlaps counted before do not count: v2 needs its own.
         assert!(overlap(&mut fusion, v2, t, FUSE_FRAMES - 1).is_empty());
         assert_eq!(overlap(&mut fusion, v2, t, 1), [(v2, t)]);
+        assert_eq!(fusion.first_partner.get(&t), Some(&v2));
+    }
+
+    #[test]
+    fn a_fused_thermal_track_takes_the_visible_fragments_that_overlap_it_best() {
+        let mut fusion = Fusion::default();
+        let (v1, v2, v3) = (
+            key(Modality::Visible, 1),
+            key(Modality::Visible, 2),
+            key(Modality::Visible, 3),
+        );
+        let (t, u) = (key(Modality::Thermal, 7), key(Modality::Thermal, 8));
+        assert_eq!(overlap(&mut fusion, v1, t, FUSE_FRAMES), [(v1, t)]);
+        // While v1 lives, v2 (a fragment boxed over the same person) fuses with t as well; it
+        // stays t's, and v1 stays t's first partner.
+        assert_eq!(overlap(&mut fusion, v2, t, FUSE_FRAMES), [(v2, t)]);
+        assert_eq!(fusion.first_partner.get(&t), Some(&v1));
+        assert!(overlap(&mut fusion, v2, u, FUSE_FRAMES).is_empty());
+        // A box that overlaps t enough but another thermal box more is not t's fragment.
+        let (near, nearer) = (BBox::new(10.0, 10.0, 20.0, 40.0), BBox::new(14.0, 10.0, 20.0, 40.0));
+        for _ in 0..FUSE_FRAMES {
+            fusion.visible = Some((0, vec![(v3, nearer)], (100, 100)));
+            let fused = fusion.thermal(0, &[(t, near), (u, nearer)], (100, 100), 0.3);
+            assert!(fused.iter().all(|(_, th)| *th != t), "{fused:?}");
+        }
+        // When t ends, its fragments may fuse again elsewhere.
+        fusion.end(&t);
+        assert!(fusion.thermal_of.values().all(|th| *th != t));
+        assert_eq!(overlap(&mut fusion, v2, u, FUSE_FRAMES), [(v2, u)]);
     }
 }

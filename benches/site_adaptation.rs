@@ -272,9 +272,10 @@ fn vtest(dir: &Path, epochs: u64, seeds: u64, sampler: &str) {
     for (seed, (out, report)) in rows.iter().enumerate() {
         let threshold = |k: &str| report[k]["distance"].as_f64().map_or(0.0, |d| (d * 1e4).floor() / 1e4);
         let model = format!(
-            "[model]\nbackbone = \"mobilenetv2\"\nweights = \"{}\"\ninput_size = [128, 64]\n\
+            "[model]\nbackbone = \"mobilenetv2\"\nweights = \"{}\"\ninput_size = [128, 64]\n{}\
              [index]\nsame_modality_threshold = {}\ncross_modality_threshold = {}",
             report["adapted_weights"].as_str().expect("weights"),
+            centre_line(report),
             threshold("same_modality_threshold"),
             threshold("cross_modality_threshold")
         );
@@ -355,6 +356,14 @@ fn live(
     .expect("site");
     ok(reid().arg("run").arg(&site));
     identities(&dir.join("events.jsonl"), truth, start)
+}
+
+/// The `model.centre` line of an adaptation's report (none from an adaptation older than the
+/// centre).
+fn centre_line(report: &Value) -> String {
+    report["centre"]
+        .as_str()
+        .map_or(String::new(), |c| format!("centre = \"{c}\"\n"))
 }
 
 /// What one seed's adapted model measured.
@@ -438,9 +447,10 @@ fn main() {
         let after = retrieval(&held_out, &weights, &out.join("eval-truth"), [128, 64]);
         let threshold = |k: &str| report[k]["distance"].as_f64().map_or(0.0, |d| (d * 1e4).floor() / 1e4);
         let model = format!(
-            "[model]\nbackbone = \"mobilenetv2\"\nweights = \"{}\"\ninput_size = [128, 64]\n\
+            "[model]\nbackbone = \"mobilenetv2\"\nweights = \"{}\"\ninput_size = [128, 64]\n{}\
              [index]\nsame_modality_threshold = {}\ncross_modality_threshold = {}",
             weights.display(),
+            centre_line(&report),
             threshold("same_modality_threshold"),
             threshold("cross_modality_threshold")
         );

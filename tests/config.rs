@@ -596,3 +596,35 @@ fn a_cluster_section_is_checked_key_by_key() {
     let e = site_err(with("servers = [\"nats://h:4222\"]\nnode = \"a\"\nvector = \"f32\"\n").as_bytes());
     assert!(e.key.starts_with("cluster"), "{e}");
 }
+
+#[test]
+fn a_centre_file_is_an_input_and_must_be_named() {
+    let with_centre = |centre: &str| {
+        SITE.replace(
+            "weights = \"w.safetensors\"",
+            &format!("weights = \"w.safetensors\"\ncentre = \"{centre}\""),
+        )
+    };
+    let e = site_err(with_centre("").as_bytes());
+    expect(&e, "model.centre", 19, "path of a centre file");
+    let cfg =
+        SiteConfig::from_bytes(Path::new("/site/site.toml"), with_centre("c.safetensors").as_bytes()).expect("site");
+    assert_eq!(cfg.model.centre.as_deref(), Some(Path::new("/site/c.safetensors")));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = dir.path().join("site.toml");
+    std::fs::write(dir.path().join("c.safetensors"), b"centre").expect("centre");
+    std::fs::write(
+        &site,
+        format!(
+            "{}\n[outputs]\nevents = \"c.safetensors\"\n",
+            with_centre("c.safetensors")
+        ),
+    )
+    .expect("site");
+    let e = SiteConfig::load(&site).expect_err("the centre as the events file");
+    assert_eq!(e.key, "outputs.events", "{e}");
+    assert!(
+        e.message.contains("model.centre") && e.message.contains("may not be an input"),
+        "{e}"
+    );
+}

@@ -472,8 +472,21 @@ fn adapt_harvests_trains_evaluates_and_reports() {
     let printed = text(&o);
     let lines = &printed[printed.find("[model]").expect("site lines")..];
     assert!(
-        lines.contains("run/last.safetensors") && lines.contains("cross_modality_threshold"),
+        lines.contains("run/last.safetensors")
+            && lines.contains("centre.safetensors")
+            && lines.contains("cross_modality_threshold"),
         "{printed}"
+    );
+    // The centre: the mean of unit-length embeddings of non-negative (ReLU) features, so well
+    // away from 0 and at most 1 long, with one component per embedding dimension.
+    let centre_file = PathBuf::from(report["centre"].as_str().expect("centre"));
+    let centre = tch::Tensor::read_safetensors(&centre_file).expect("centre file");
+    let (name, centre) = &centre[0];
+    assert_eq!(name, "centre");
+    let length = centre.norm().double_value(&[]);
+    assert!(
+        centre.size().len() == 1 && (0.3..=1.0 + 1e-6).contains(&length),
+        "{centre:?}, length {length}"
     );
     let adapted_site = dir.path().join("adapted.toml");
     let weights = report["adapted_weights"].as_str().expect("weights");
@@ -482,7 +495,12 @@ fn adapt_harvests_trains_evaluates_and_reports() {
     let end = start + original[start..].find('\n').expect("line end");
     std::fs::write(
         &adapted_site,
-        format!("{}weights = \"{weights}\"{}", &original[..start], &original[end..]),
+        format!(
+            "{}weights = \"{weights}\"\ncentre = \"{}\"{}",
+            &original[..start],
+            centre_file.display(),
+            &original[end..]
+        ),
     )
     .expect("write");
     let o = bin().arg("check").arg(&adapted_site).output().expect("check");

@@ -5,6 +5,7 @@ mod common;
 
 use reid_pipe::base::{Backbone, Crop, Modality};
 use reid_pipe::config::train::DenseTripletWeighting;
+use reid_pipe::model::centre;
 use reid_pipe::model::cmalign::CmAlign;
 use reid_pipe::model::embedder::{Embed, LbaEmbedder};
 use reid_pipe::model::torchscript::{self, ScriptEmbedder};
@@ -168,6 +169,54 @@ fn save_load_round_trip_gives_identical_embeddings() {
     let mut swapped = crops.clone();
     swapped[0].modality = Modality::Thermal;
     assert!(max_diff(&a.embed(&swapped).expect("embed").get(0), &ea.get(0)) > 1e-4);
+}
+
+#[test]
+fn a_centred_embedder_takes_the_centre_off_and_normalises_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tiny.safetensors");
+    let (vs, net) = tiny(5);
+    weights::save(&vs, &net.spec, &Provenance::default(), &path).expect("save");
+    let open = || Box::new(LbaEmbedder::open(&path, None, Device::Cpu, false).expect("load")) as Box<dyn Embed>;
+    let crops = sample_crops();
+    let raw = Vec::<Vec<f32>>::try_from(&open().embed(&crops).expect("embed")).expect("rows");
+    let dim = raw[0].len();
+    // The centre of the three crops, written as `adapt` writes it.
+    let centre: Vec<f32> = (0..dim).map(|j| raw.iter().map(|r| r[j]).sum::<f32>() / 3.0).collect();
+    let centre_file = dir.path().join("centre.safetensors");
+    centre::write(&centre_file, &Tensor::from_slice(&centre)).expect("write");
+    let centred = centre::Centred::open(open(), &centre_file).expect("centred");
+    let got = Vec::<Vec<f32>>::try_from(&centred.embed(&crops).expect("embed")).expect("rows");
+    for (row, raw) in got.iter().zip(&raw) {
+        let moved: Vec<f32> = raw.iter().zip(&centre).map(|(x, c)| x - c).collect();
+        let norm = moved.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let d = row
+            .iter()
+            .zip(&moved)
+            .map(|(a, b)| (a - b / norm).abs())
+            .fold(0.0, f32::max);
+        assert!(d < 1e-5, "max abs diff {d}");
+    }
+    // Centred, two crops are farther apart than raw (where every row lies in one corner of the
+    // sphere).
+    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+    assert!(dot(&got[0], &got[2]) < dot(&raw[0], &raw[2]));
+    // A centre of another dimension, or a file without one, is refused, naming the file.
+    let short = dir.path().join("short.safetensors");
+    centre::write(&short, &Tensor::from_slice(&centre[..dim - 1])).expect("write");
+    let e = centre::Centred::open(open(), &short)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("short.safetensors") && e.contains(&format!("{} components", dim - 1)),
+        "{e}"
+    );
+    let e = centre::Centred::open(open(), &path).err().expect("refused").to_string();
+    assert!(
+        e.contains("tiny.safetensors") && e.contains("no tensor `centre`"),
+        "{e}"
+    );
 }
 
 #[test]

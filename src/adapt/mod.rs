@@ -4,14 +4,16 @@
 //! weights with the existing trainer and losses (`OUT/train.toml`, `OUT/run/`), evaluates the
 //! starting and the adapted weights on the held-out (later) part with the SYSU-MM01
 //! protocol (`OUT/eval-before/`, `OUT/eval-after/`; the Market-1501 protocol for a harvest of
-//! the visible tracks alone, where nothing fused), draws the adapted model's retrieval grid,
-//! suggests index thresholds from the held-out distances ([`thresholds`]), and writes
-//! `OUT/report.json` and `OUT/report.md`.
+//! the visible tracks alone, where nothing fused), writes the adapted model's embedding centre
+//! (`OUT/centre.safetensors`, the mean over the training crops; [`crate::model::centre`]), draws
+//! its retrieval grid, suggests index thresholds from the held-out distances, centred
+//! ([`thresholds`]), and writes `OUT/report.json` and `OUT/report.md`.
 //!
 //! `--resume` continues an interrupted adaptation: a finished harvest is kept, training resumes
 //! from its checkpoint, and the evaluations are redone.
 
 pub mod associate;
+pub mod crops;
 pub mod thresholds;
 
 use crate::base::Backbone;
@@ -66,6 +68,8 @@ pub enum AdaptError {
     Interrupted(&'static str),
     #[error("the retrieval figure")]
     Viz(#[from] crate::viz::VizError),
+    #[error("the embedding centre")]
+    Centre(#[from] crate::model::centre::CentreError),
 }
 
 /// Options of one adaptation.
@@ -106,6 +110,9 @@ pub struct AdaptReport {
     pub site: PathBuf,
     pub starting_weights: PathBuf,
     pub adapted_weights: PathBuf,
+    /// The adapted model's embedding centre (the mean over the training crops; see
+    /// [`crate::model::centre`]), which the thresholds assume.
+    pub centre: PathBuf,
     pub train_identities: usize,
     /// Groups of training pseudo-identities trained as one person ([`associate`]).
     pub same_person: Vec<Vec<i64>>,
@@ -127,7 +134,11 @@ pub struct AdaptReport {
 impl AdaptReport {
     /// The lines of a site file that switch it to the adapted weights.
     pub fn site_lines(&self) -> String {
-        let mut s = format!("[model]\nweights = \"{}\"\n", self.adapted_weights.display());
+        let mut s = format!(
+            "[model]\nweights = \"{}\"\ncentre = \"{}\"\n",
+            self.adapted_weights.display(),
+            self.centre.display()
+        );
         if self.same_modality_threshold.is_some() || self.cross_modality_threshold.is_some() {
             s.push_str("[index]\n");
         }
@@ -208,6 +219,7 @@ const SINGLE_MODALITY: &str = "single-modality (nothing fused): each held-out tr
 const DATA: &str = "data";
 const RUN: &str = "run";
 const TRAIN_FILE: &str = "train.toml";
+const CENTRE: &str = "centre.safetensors";
 
 /// Adapts the site's model to its own footage.
 pub fn adapt(cfg: &SiteConfig, opts: &AdaptOptions, stop: &Arc<AtomicBool>) -> Result<AdaptReport, AdaptError> {
@@ -306,13 +318,15 @@ pub fn adapt(cfg: &SiteConfig, opts: &AdaptOptions, stop: &Arc<AtomicBool>) -> R
         what: "the adapted weights",
         source: Box::new(source),
     })?;
-    tracing::info!("adapt 4/4: thresholds, figure and report");
+    tracing::info!("adapt 4/4: embedding centre, thresholds, figure and report");
+    let centre_path = out.join(CENTRE);
+    let centre = embedding_centre(cfg, &data, kind, &adapted, input_size, &centre_path)?;
     let features = after_request
         .outputs()
         .into_iter()
         .find(|p| p.extension().is_some_and(|e| e == "safetensors"));
     let (same, cross) = match features {
-        Some(f) => suggested_thresholds(&f, &data, kind)?,
+        Some(f) => suggested_thresholds(&f, &data, kind, &centre)?,
         None => (None, None),
     };
     let figure = out.join("retrieval.png");
@@ -333,6 +347,7 @@ pub fn adapt(cfg: &SiteConfig, opts: &AdaptOptions, stop: &Arc<AtomicBool>) -> R
         site: cfg.file.clone(),
         starting_weights: cfg.model.weights.clone(),
         adapted_weights: adapted,
+        centre: centre_path,
         train_identities: train_ids,
         same_person,
         test_identities: test_ids,
@@ -550,15 +565,44 @@ fn training_file(
     )
 }
 
+/// The mean embedding of the harvest's training crops with the adapted `weights`, written to
+/// `path` (see [`crate::model::centre`]).
+fn embedding_centre(
+    cfg: &SiteConfig,
+    data: &Path,
+    kind: DatasetKind,
+    weights: &Path,
+    input_size: (i64, i64),
+    path: &Path,
+) -> Result<tch::Tensor, AdaptError> {
+    let eval_err = |what, source| AdaptError::Eval {
+        what,
+        source: Box::new(source),
+    };
+    let device = cfg
+        .runtime
+        .device
+        .resolve("runtime.device")
+        .map_err(|e| eval_err("the device (runtime.device)", e.into()))?;
+    let items = crops::training_items(data, kind).map_err(|e| eval_err("the training crops", e))?;
+    let rows = crops::embed(data, &items, kind, weights, input_size, device)
+        .map_err(|e| eval_err("the training crops with the adapted weights", e))?;
+    let centre = crate::model::centre::mean_of(&rows);
+    crate::model::centre::write(path, &centre)?;
+    Ok(centre)
+}
+
 /// Most held-out crops whose pairs the thresholds are computed from.
 const MAX_ROWS: usize = 2000;
 
 /// Thresholds from the held-out features an evaluation saved (paths `camN/<pid>/…` of SYSU-MM01,
-/// `<folder>/<pid>_c…` of a single-modality harvest, whose crops are all of one modality).
+/// `<folder>/<pid>_c…` of a single-modality harvest, whose crops are all of one modality), centred
+/// on `centre` as the live pipeline centres them.
 fn suggested_thresholds(
     features: &Path,
     data: &Path,
     kind: DatasetKind,
+    centre: &tch::Tensor,
 ) -> Result<(Option<Threshold>, Option<Threshold>), AdaptError> {
     let eval_err = |source| AdaptError::Eval {
         what: "the held-out features",
@@ -566,6 +610,7 @@ fn suggested_thresholds(
     };
     let bank = FeatureBank::load(features).map_err(eval_err)?;
     let rows = crate::base::normalize_rows(&bank.features.to_kind(tch::Kind::Float)).map_err(|e| eval_err(e.into()))?;
+    let rows = crate::model::centre::apply(&rows, centre).map_err(|e| eval_err(e.into()))?;
     let rows: Vec<Vec<f32>> = Vec::<Vec<f32>>::try_from(&rows).map_err(|e| eval_err(e.into()))?;
     // All pairs of at most MAX_ROWS crops (evenly spread): enough pairs for a threshold, and
     // a bounded cost on a large harvest.

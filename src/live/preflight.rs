@@ -29,11 +29,15 @@ pub fn preflight(cfg: &SiteConfig) -> Result<Ready, LiveError> {
     }
     crate::index::snapshot::check_writable(&cfg.index.snapshot_dir)?;
     let embedder = load_embedder(cfg)?;
-    let model_id =
-        model_id(&cfg.model.weights, embedder.stager().input_size()).map_err(|source| LiveError::ModelId {
-            path: cfg.model.weights.clone(),
-            source,
-        })?;
+    let model_id = model_id(
+        &cfg.model.weights,
+        cfg.model.centre.as_deref(),
+        embedder.stager().input_size(),
+    )
+    .map_err(|source| LiveError::ModelId {
+        path: cfg.model.weights.clone(),
+        source,
+    })?;
     Ok(Ready { embedder, model_id })
 }
 
@@ -58,11 +62,12 @@ pub fn absent_sources(cfg: &SiteConfig) -> Vec<String> {
 }
 
 /// An id of the model, so that a snapshot knows whose vectors it holds: the CRC-32 of the
-/// weight file (of a TorchScript manifest and the two modules it names) and the input size the
-/// network runs at. The same weights copied elsewhere keep their id; any change to them gives a
-/// new one.
-pub fn model_id(weights: &Path, input_size: (i64, i64)) -> Result<String, std::io::Error> {
+/// weight file (of a TorchScript manifest and the two modules it names), of the centre file if
+/// any, and the input size the network runs at. The same weights copied elsewhere keep their id;
+/// any change to them gives a new one.
+pub fn model_id(weights: &Path, centre: Option<&Path>, input_size: (i64, i64)) -> Result<String, std::io::Error> {
     let mut files = vec![weights.to_path_buf()];
+    files.extend(centre.map(Path::to_path_buf));
     if weights.extension().is_some_and(|e| e == "toml") {
         let manifest: toml::Table = std::fs::read_to_string(weights)?
             .parse()

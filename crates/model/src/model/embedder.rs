@@ -19,6 +19,8 @@ pub enum EmbedError {
     Preprocess(#[from] PreprocessError),
     #[error(transparent)]
     Weights(#[from] WeightsError),
+    #[error(transparent)]
+    Centre(#[from] super::centre::CentreError),
     #[error("libtorch")]
     Torch(#[from] tch::TchError),
     #[error("{0}")]
@@ -286,18 +288,20 @@ pub fn probe(embedder: &dyn Embed) -> Result<(), EmbedError> {
 
 /// The embedder a site file's `[model]` names: a TorchScript manifest (`.toml`), or any weight
 /// file (see [`weights`]); the network is the file's own description, or the one its tensors
-/// imply at the configured input size. A configured `model.backbone` must match the file.
+/// imply at the configured input size. A configured `model.backbone` must match the file. With
+/// `model.centre`, the embeddings are centred (see [`super::centre`]).
 pub fn from_site_model(model: &reid_core::config::site::Model, device: Device) -> Result<Box<dyn Embed>, EmbedError> {
-    if model.weights.extension().is_some_and(|e| e == "toml") {
-        return Ok(Box::new(
-            super::torchscript::ScriptEmbedder::load(&model.weights, device)?.with_preprocess(model.preprocess),
-        ));
+    let embedder: Box<dyn Embed> = if model.weights.extension().is_some_and(|e| e == "toml") {
+        Box::new(super::torchscript::ScriptEmbedder::load(&model.weights, device)?.with_preprocess(model.preprocess))
+    } else {
+        let file = site_weights(model)?;
+        let half = model.half.unwrap_or(device.is_cuda());
+        Box::new(LbaEmbedder::from_file(&file, site_input_size(model), device, half)?.with_preprocess(model.preprocess))
+    };
+    match &model.centre {
+        Some(centre) => Ok(Box::new(super::centre::Centred::open(embedder, centre)?)),
+        None => Ok(embedder),
     }
-    let file = site_weights(model)?;
-    let half = model.half.unwrap_or(device.is_cuda());
-    Ok(Box::new(
-        LbaEmbedder::from_file(&file, site_input_size(model), device, half)?.with_preprocess(model.preprocess),
-    ))
 }
 
 /// Reads a site's weight file and checks it against the configured `model.backbone` and

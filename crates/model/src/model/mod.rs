@@ -2,6 +2,7 @@
 //! classifier; CMAlign for training; weights in safetensors; a batched embedder for the live
 //! pipeline. One code path serves training (autograd) and inference.
 
+pub mod centre;
 pub mod cmalign;
 pub mod embedder;
 pub mod import;

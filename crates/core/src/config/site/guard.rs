@@ -22,6 +22,9 @@ fn inputs(cfg: &SiteConfig) -> Vec<(String, PathBuf)> {
         ("the site file".to_owned(), cfg.file.clone()),
         ("model.weights".to_owned(), cfg.model.weights.clone()),
     ];
+    if let Some(centre) = &cfg.model.centre {
+        out.push(("model.centre".to_owned(), centre.clone()));
+    }
     for (i, cam) in cfg.cameras.iter().enumerate() {
         for (side, spec) in [("visible", &cam.visible), ("thermal", &cam.thermal)] {
             match &spec.input {

@@ -237,6 +237,9 @@ pub struct Model {
     pub half: Option<bool>,
     /// Where crops are resized and normalised.
     pub preprocess: Preprocess,
+    /// The site's mean embedding (a file `adapt` writes), taken off every embedding before it
+    /// is matched; thresholds suggested for it hold only with it.
+    pub centre: Option<PathBuf>,
 }
 
 /// Where an embedder resizes and normalises its crops (`model.preprocess`).

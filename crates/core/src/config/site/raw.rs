@@ -67,6 +67,7 @@ struct RawModel {
     half: Option<bool>,
     #[serde(default)]
     preprocess: Preprocess,
+    centre: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -308,12 +309,22 @@ impl RawModel {
                 "expected the path of a weights file",
             ));
         }
+        if let Some(c) = &self.centre
+            && c.get_ref().as_os_str().is_empty()
+        {
+            return Err(src.error(
+                "model.centre",
+                c.span(),
+                "expected the path of a centre file (leave the key out for none)",
+            ));
+        }
         Ok(Model {
             backbone: self.backbone,
             weights: src.resolve(self.weights.get_ref()),
             input_size,
             half: self.half,
             preprocess: self.preprocess,
+            centre: self.centre.map(|c| src.resolve(c.get_ref())),
         })
     }
 }

@@ -7,19 +7,19 @@
 //! Before training, `adapt` joins two pseudo-identities whose tracks the starting weights find
 //! closer, in the visible view *and* in the thermal one, than the closest two pseudo-identities
 //! seen together by one camera (`exp/co_occurring.txt`: two people), closest pairs first, and
-//! never puts two that were seen together in one group. Joins chain: a group is the pseudo-
-//! identities linked by such pairs, so two of its members may be farther apart than the limits.
-//! Requiring both views keeps the grouping cautious: on that recording, ImageNet features grouped
-//! 8 pairs of one person and none of two people (35 labels → 27, for 18 people). A pair listed as
+//! never puts two that were seen together in one group. Every two members of a group are that
+//! close (complete linkage): joins that chained through a member close to both (A near B, B near
+//! C, A far from C) put two or three people in one group of a later harvest (3 of its 15 groups;
+//! BENCHMARKS.md). Requiring both views keeps the grouping
+//! cautious: on the first recording, ImageNet features grouped 8 pairs of one person and none of
+//! two people (35 labels → 27, for 18 people). A pair listed as
 //! seen together that is one person after all (a person boxed twice) lowers the limits: fewer
 //! groups, never a wrong one. The groups go to `exp/same_person.txt`, and the trainer gives each
 //! group one label.
 
-use crate::data::Item;
+use crate::config::train::DatasetKind;
 use crate::data::sysu::{self, CoOccurring};
 use crate::eval::EvalError;
-use crate::model::embedder::LbaEmbedder;
-use crate::model::weights::WeightFile;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -74,11 +74,14 @@ pub fn associate(means: &TrackMeans, co_occurring: &CoOccurring) -> Option<Assoc
         .map(|&(a, b, d)| (d[0] / limits[0] + d[1] / limits[1], a, b))
         .collect();
     candidates.sort_by(|x, y| x.0.total_cmp(&y.0).then((x.1, x.2).cmp(&(y.1, y.2))));
+    // Two groups join only when every pair across them is a candidate (complete linkage).
+    let close: BTreeSet<(i64, i64)> = candidates.iter().map(|&(_, a, b)| (a, b)).collect();
+    let near = |x: i64, y: i64| close.contains(&(x.min(y), x.max(y)));
     let mut group_of: BTreeMap<i64, usize> = ids.iter().enumerate().map(|(g, &id)| (id, g)).collect();
     let mut groups: Vec<BTreeSet<i64>> = ids.iter().map(|&id| BTreeSet::from([id])).collect();
-    for (_, a, b) in candidates {
+    for (_, a, b) in candidates.iter().copied() {
         let (ga, gb) = (group_of[&a], group_of[&b]);
-        if ga == gb || groups[ga].iter().any(|&x| groups[gb].iter().any(|&y| together(x, y))) {
+        if ga == gb || !groups[ga].iter().all(|&x| groups[gb].iter().all(|&y| near(x, y))) {
             continue;
         }
         let moved = std::mem::take(&mut groups[gb]);
@@ -108,26 +111,9 @@ pub fn track_means(
     input_size: (i64, i64),
     device: tch::Device,
 ) -> Result<TrackMeans, EvalError> {
-    let mut ids = sysu::read_ids(data, "train")?;
-    ids.extend(sysu::read_ids(data, "val")?);
-    let mut items: Vec<Item> = Vec::new();
-    for &pid in &ids {
-        for cam in sysu::VISIBLE_CAMS.iter().chain(&sysu::INFRARED_CAMS) {
-            items.extend(sysu::images(data, *cam, pid)?);
-        }
-    }
-    let file = WeightFile::read(weights)?;
-    let embedder = LbaEmbedder::from_file(&file, Some(input_size), device, false)?
-        .with_preprocess(crate::config::site::Preprocess::Host);
-    let kind = crate::config::train::DatasetKind::Sysu;
-    let bank = crate::eval::extract::extract(
-        &embedder,
-        data,
-        &items,
-        |it| crate::eval::extract::modality_of(kind, it),
-        64,
-    )?;
-    let rows = crate::base::normalize_rows(&bank.features.to_kind(tch::Kind::Float))?;
+    let kind = DatasetKind::Sysu;
+    let items = super::crops::training_items(data, kind)?;
+    let rows = super::crops::embed(data, &items, kind, weights, input_size, device)?;
     let rows: Vec<Vec<f32>> = Vec::<Vec<f32>>::try_from(&rows)?;
     let mut sums: BTreeMap<i64, [Vec<f32>; 2]> = BTreeMap::new();
     for (item, row) in items.iter().zip(&rows) {
@@ -211,6 +197,24 @@ mod tests {
         // Too few pairs seen together to set the limits: nothing is grouped.
         let few: CoOccurring = BTreeMap::from([(1, vec![2]), (2, vec![1])]);
         assert!(associate(&means, &few).is_none());
+    }
+
+    #[test]
+    fn every_two_members_of_a_group_are_close() {
+        // 2 is 20° from 1 and from 3, which are 40° apart; the closest pair seen together
+        // (4–5) is 30° apart in both views. 1–2 is closer than 2–3: 1 and 2 are grouped, and 3,
+        // close to 2 but not to 1, stays alone rather than chaining them.
+        let means: TrackMeans = BTreeMap::from([
+            (1, at(0.0, 0.0)),
+            (2, at(19.0, 19.0)),
+            (3, at(39.0, 39.0)),
+            (4, at(150.0, 150.0)),
+            (5, at(180.0, 180.0)),
+            (6, at(270.0, 270.0)),
+        ]);
+        let co: CoOccurring = BTreeMap::from([(4, vec![5, 6, 1, 2, 3]), (5, vec![6]), (6, vec![3])]);
+        let a = associate(&means, &co).expect("enough pairs seen together");
+        assert_eq!(a.groups, [vec![1, 2]]);
     }
 
     #[test]

@@ -78,6 +78,7 @@ fn embedder_alone(clip: &Path, seconds: f64) -> f64 {
         input_size: Some((256, 128)),
         half: None,
         preprocess: Default::default(),
+        centre: None,
     };
     let embedder = from_site_model(&model, tch::Device::cuda_if_available()).expect("model");
     let img =

@@ -71,8 +71,10 @@ pub enum Command {
     ///
     /// Writes OUT/data (the harvest), OUT/train.toml and OUT/run/ (the trainer's files; the
     /// adapted weights are OUT/run/last.safetensors), OUT/eval-before/ and OUT/eval-after/,
-    /// OUT/retrieval.png, and OUT/report.json + report.md with the scores and index thresholds
-    /// suggested for the adapted weights; prints the site-file lines that switch to them.
+    /// OUT/centre.safetensors (the adapted model's embedding centre, `model.centre`),
+    /// OUT/retrieval.png, and OUT/report.json + report.md with the scores and the index
+    /// thresholds suggested for the adapted weights with that centre; prints the site-file lines
+    /// that switch to them.
     Adapt {
         /// Site configuration (TOML).
         site: PathBuf,
@@ -138,6 +140,8 @@ pub enum Command {
     ///
     /// Writes `<name>-visible.pt`, `<name>-thermal.pt` and `<name>.toml` into --out; point a site
     /// file's `model.weights` at the `.toml` to run them, or load them anywhere libtorch runs.
+    /// A site's `model.centre` is not part of the modules: keep it in the site file (thresholds
+    /// suggested with it hold only with it).
     Export {
         /// Site file whose `[model]` is exported.
         site: PathBuf,

@@ -148,6 +148,9 @@ fn check_models(cfg: &SiteConfig, r: &mut Report) {
         w.display().to_string(),
         w.is_file(),
     );
+    if let Some(c) = &cfg.model.centre {
+        r.push("embedding centre".to_owned(), c.display().to_string(), c.is_file());
+    }
     // Loading each camera's detector checks its model files for real.
     for cam in &cfg.cameras {
         let d = &cam.detector;

@@ -505,6 +505,24 @@ fn adapt_harvests_trains_evaluates_and_reports() {
     .expect("write");
     let o = bin().arg("check").arg(&adapted_site).output().expect("check");
     assert!(o.status.success(), "{}", text(&o));
+    // The centre belongs to the adapted weights: with the starting ones it is refused.
+    let other_weights = dir.path().join("centre-of-others.toml");
+    std::fs::write(
+        &other_weights,
+        format!(
+            "{}centre = \"{}\"\n{}",
+            &original[..end + 1],
+            centre_file.display(),
+            &original[end + 1..]
+        ),
+    )
+    .expect("write");
+    let o = bin().arg("check").arg(&other_weights).output().expect("check");
+    assert!(
+        o.status.code() == Some(1) && text(&o).contains("computed for other weights"),
+        "{}",
+        text(&o)
+    );
     // An earlier adaptation is continued only with --resume.
     let o = adapt(&out, &[]);
     assert!(

@@ -184,7 +184,7 @@ fn a_centred_embedder_takes_the_centre_off_and_normalises_again() {
     // The centre of the three crops, written as `adapt` writes it.
     let centre: Vec<f32> = (0..dim).map(|j| raw.iter().map(|r| r[j]).sum::<f32>() / 3.0).collect();
     let centre_file = dir.path().join("centre.safetensors");
-    centre::write(&centre_file, &Tensor::from_slice(&centre)).expect("write");
+    centre::write(&centre_file, &Tensor::from_slice(&centre), None).expect("write");
     let centred = centre::Centred::open(open(), &centre_file).expect("centred");
     let got = Vec::<Vec<f32>>::try_from(&centred.embed(&crops).expect("embed")).expect("rows");
     for (row, raw) in got.iter().zip(&raw) {
@@ -203,7 +203,7 @@ fn a_centred_embedder_takes_the_centre_off_and_normalises_again() {
     assert!(dot(&got[0], &got[2]) < dot(&raw[0], &raw[2]));
     // A centre of another dimension, or a file without one, is refused, naming the file.
     let short = dir.path().join("short.safetensors");
-    centre::write(&short, &Tensor::from_slice(&centre[..dim - 1])).expect("write");
+    centre::write(&short, &Tensor::from_slice(&centre[..dim - 1]), None).expect("write");
     let e = centre::Centred::open(open(), &short)
         .err()
         .expect("refused")

@@ -9,8 +9,9 @@
 //! seen together by one camera (`exp/co_occurring.txt`: two people), closest pairs first, and
 //! never puts two that were seen together in one group. Every two members of a group are that
 //! close (complete linkage): joins that chained through a member close to both (A near B, B near
-//! C, A far from C) put two or three people in one group of a later harvest (3 of its 15 groups;
-//! BENCHMARKS.md). Requiring both views keeps the grouping
+//! C, A far from C) put two or three people in one group of a later harvest (3 of its 15 groups,
+//! 5 pseudo-identities in a group of another person; complete linkage: 2 of 17 groups, 2
+//! pseudo-identities). Requiring both views keeps the grouping
 //! cautious: on the first recording, ImageNet features grouped 8 pairs of one person and none of
 //! two people (35 labels → 27, for 18 people). A pair listed as
 //! seen together that is one person after all (a person boxed twice) lowers the limits: fewer
@@ -201,7 +202,7 @@ mod tests {
 
     #[test]
     fn every_two_members_of_a_group_are_close() {
-        // 2 is 20° from 1 and from 3, which are 40° apart; the closest pair seen together
+        // 2 is 19° from 1 and 20° from 3, which are 39° apart; the closest pair seen together
         // (4–5) is 30° apart in both views. 1–2 is closer than 2–3: 1 and 2 are grouped, and 3,
         // close to 2 but not to 1, stays alone rather than chaining them.
         let means: TrackMeans = BTreeMap::from([

@@ -125,7 +125,7 @@ pub struct AdaptReport {
     pub before: Scores,
     pub after: Scores,
     /// Suggested `index.same_modality_threshold` and `index.cross_modality_threshold` for the
-    /// adapted weights, from the held-out pseudo-identities.
+    /// adapted weights with `centre`, from the held-out pseudo-identities.
     pub same_modality_threshold: Option<Threshold>,
     pub cross_modality_threshold: Option<Threshold>,
     pub retrieval_figure: PathBuf,
@@ -175,7 +175,11 @@ impl AdaptReport {
             &self.before,
         ));
         t.push_str(&row(
-            &format!("adapted: {}", self.adapted_weights.display()),
+            &format!(
+                "adapted: {} (centre {})",
+                self.adapted_weights.display(),
+                self.centre.display()
+            ),
             &self.after,
         ));
         for (key, th) in [
@@ -588,7 +592,11 @@ fn embedding_centre(
     let rows = crops::embed(data, &items, kind, weights, input_size, device)
         .map_err(|e| eval_err("the training crops with the adapted weights", e))?;
     let centre = crate::model::centre::mean_of(&rows);
-    crate::model::centre::write(path, &centre)?;
+    let weights_crc = std::fs::read(weights).map_err(|source| AdaptError::Write {
+        path: weights.to_path_buf(),
+        source,
+    })?;
+    crate::model::centre::write(path, &centre, Some(crate::index::snapshot::crc32(&weights_crc)))?;
     Ok(centre)
 }
 

@@ -5,7 +5,9 @@
 //! is confirmed (no identity yet), `update` each time the track's embedding is matched (with
 //! `identity_changed` when the global identity differs from the previous one), `end` when the
 //! track is lost, with its final identity. When a visible and a thermal track of one camera pair
-//! are fused, both report the same identity from then on (`partner_track_id`).
+//! are fused, both report the same identity from then on (`partner_track_id`). A thermal track
+//! may carry further visible tracks (fragments of its person): each of those names the thermal
+//! track, while the thermal track names its first visible partner.
 
 use crate::base::Modality;
 use crate::detect::BBox;
@@ -72,7 +74,8 @@ pub struct Event {
     pub cross_modal: bool,
     /// Embeddings averaged into this match.
     pub embeddings: usize,
-    /// The track of the other modality fused with this one (same camera pair, same person).
+    /// The track of the other modality fused with this one (same camera pair, same person); a
+    /// thermal track names its first visible partner, which further visible partners do not.
     pub partner_track_id: Option<u64>,
     /// Thumbnail written for a new identity.
     pub thumbnail: Option<String>,

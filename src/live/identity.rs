@@ -4,9 +4,9 @@
 //! keeps its identity while it lives (see [`IdentityIndex::assign_track`]); a visible and a
 //! thermal track fused by the tracking stage share one identity, the older of theirs, and a
 //! further visible track fused with a thermal track whose first partner lives (a fragment of the
-//! same person) takes the thermal track's. It expires
-//! identities, and hands a frozen copy of the index to the disk writer ([`super::writer`]) every
-//! `index.snapshot_interval_s` and at the end; thumbnails go to the writer too.
+//! same person) takes the thermal track's. It expires identities, and hands a frozen copy of the
+//! index to the disk writer ([`super::writer`]) every `index.snapshot_interval_s` and at the end;
+//! thumbnails go to the writer too.
 //!
 //! Two things the tracks say about people are used beside the embeddings:
 //! - tracks of one view (camera and modality) seen in the same frame with boxes apart are
@@ -23,8 +23,10 @@
 use super::board::Board;
 use super::events::{Event, EventKind, unix_now as now};
 use super::metrics::Metrics;
+use super::tracking::APART_IOU;
 use super::types::{Pixels, ToIdentity, TrackKey, TrackNote};
 use super::writer::{DiskWriter, Exemplar, ThumbnailJob, Written};
+use crate::base::Modality;
 use crate::cluster::{Merged, Node};
 use crate::config::SiteConfig;
 use crate::detect::BBox;
@@ -42,9 +44,6 @@ pub type Labels = Arc<Mutex<HashMap<TrackKey, u64>>>;
 
 /// Crops averaged before a new track's first match.
 const FIRST_MATCH_CROPS: usize = 3;
-
-/// Two boxes of one frame that overlap less than this (IoU) are two people.
-const APART_IOU: f32 = 0.1;
 
 #[derive(Default)]
 struct TrackState {
@@ -378,21 +377,46 @@ pub fn run(
                         state.others.extend(s.identity);
                     }
                 }
-                let partner = state.partner.and_then(|p| tracks.get_mut(&p).map(|s| (p, s)));
-                // A provisional identity outlives its track in the fused partner that holds it.
+                // The tracks fused with it: its partner, and those whose partner it is (a thermal
+                // track's first and further visible partners).
+                let mut linked: Vec<TrackKey> = state.partner.into_iter().collect();
+                linked.extend(
+                    tracks
+                        .iter()
+                        .filter(|(k, s)| s.partner == Some(key) && Some(**k) != state.partner)
+                        .map(|(k, _)| *k),
+                );
+                linked.sort_by_key(|k| (k.modality == Modality::Thermal, k.track));
+                // A provisional identity outlives its track in a fused track that holds it.
                 if let Some(id) = state.identity
                     && provisional.get(&id) == Some(&key)
                 {
-                    match &partner {
-                        Some((p, s)) if s.identity == Some(id) => provisional.insert(id, *p),
-                        _ => provisional.remove(&id),
+                    match linked
+                        .iter()
+                        .find(|k| tracks.get(k).is_some_and(|s| s.identity == Some(id)))
+                    {
+                        Some(k) => provisional.insert(id, *k),
+                        None => provisional.remove(&id),
                     };
                 }
-                if let Some((_, p)) = partner {
-                    if p.partner == Some(key) {
-                        p.partner = None;
+                for k in &linked {
+                    let Some(s) = tracks.get_mut(k) else { continue };
+                    s.others.extend(&state.others);
+                    if s.partner == Some(key) {
+                        s.partner = None;
+                        // A thermal track whose first partner ended takes its oldest further
+                        // partner as the first, as the tracking stage does.
+                        if k.modality == Modality::Thermal {
+                            let next = tracks
+                                .iter()
+                                .filter(|(_, s)| s.partner == Some(*k))
+                                .map(|(v, _)| *v)
+                                .min_by_key(|v| v.track);
+                            if let Some(s) = tracks.get_mut(k) {
+                                s.partner = next;
+                            }
+                        }
                     }
-                    p.others.extend(&state.others);
                 }
                 if let Ok(mut l) = labels.lock() {
                     l.remove(&key);
@@ -408,28 +432,29 @@ pub fn run(
             Step::Track(ToIdentity::Note(TrackNote::Fuse {
                 visible,
                 thermal,
+                further,
                 arrived,
             })) => {
-                // A further visible track of a thermal track whose first partner lives (a
-                // fragment of the same person, see `tracking`) takes the thermal track's identity.
-                let first = tracks
-                    .get(&thermal)
-                    .and_then(|s| s.partner)
-                    .filter(|p| *p != visible && tracks.contains_key(p));
-                tracks.entry(visible).or_default().partner = Some(thermal);
-                if first.is_none() {
+                tracks.entry(visible).or_default();
+                tracks.entry(thermal).or_default();
+                if !further {
+                    tracks.entry(visible).or_default().partner = Some(thermal);
                     tracks.entry(thermal).or_default().partner = Some(visible);
                 }
                 let mut others = other_people(&mut tracks, visible);
                 others.extend(other_people(&mut tracks, thermal));
-                let (vs, ts) = (&tracks[&visible], &tracks[&thermal]);
+                let (vid, tid) = (tracks[&visible].identity, tracks[&thermal].identity);
                 // An identity that rests on more than its own tracks' first crops (a known
                 // person) wins over a provisional one, which merges into it below; between two
                 // of a kind the older, smaller id wins. The other track switches to the winner.
+                // A further visible partner (a fragment of the thermal track's person, see
+                // `tracking`) takes the thermal track's identity, unless its own is a known
+                // person's and the thermal track's provisional: then that merges into its own.
                 let known = |id: u64| !provisional.contains_key(&id);
-                let (winner, switching) = match (vs.identity, ts.identity) {
+                let (winner, switching) = match (vid, tid) {
                     (Some(v), Some(t)) if v == t => (None, None),
-                    (_, Some(t)) if first.is_some() => (Some(t), Some(visible)),
+                    (Some(v), Some(t)) if further && known(v) && !known(t) => (Some(v), None),
+                    (_, Some(t)) if further => (Some(t), Some(visible)),
                     (Some(v), Some(t)) if (known(v), t) > (known(t), v) => (Some(v), Some(thermal)),
                     (Some(_), Some(t)) => (Some(t), Some(visible)),
                     (Some(v), None) => (Some(v), Some(thermal)),
@@ -437,40 +462,50 @@ pub fn run(
                     (None, None) => (None, None),
                 };
                 // Where either view saw the winner apart from its track, they are two people after
-                // all: the fusion changes no identity.
+                // all: the fusion changes no identity (and a further partner stays unfused).
                 let winner = winner.filter(|id| !others.contains(id));
-                match (winner, switching) {
-                    (Some(id), Some(key)) => {
-                        let state = tracks.entry(key).or_default();
-                        let previous = state.identity.replace(id);
-                        if let Ok(mut l) = labels.lock() {
-                            l.insert(key, id);
+                if further && (winner.is_some() || vid == tid) {
+                    tracks.entry(visible).or_default().partner = Some(thermal);
+                }
+                if let (Some(v), None, Some(t)) = (winner, switching, tid) {
+                    // A fragment's known identity takes in the thermal track's provisional one
+                    // (and the thermal track's first partner with it).
+                    provisional.remove(&t);
+                    join(&mut index, cluster.as_ref(), &mut tracks, t, v)
+                } else {
+                    match (winner, switching) {
+                        (Some(id), Some(key)) => {
+                            let state = tracks.entry(key).or_default();
+                            let previous = state.identity.replace(id);
+                            if let Ok(mut l) = labels.lock() {
+                                l.insert(key, id);
+                            }
+                            let mut e = event(EventKind::Update, key, state);
+                            if let Some((bbox, score, _, _)) = state.last {
+                                e = e.with_box(bbox, score);
+                            }
+                            e.previous_identity = previous;
+                            e.identity_changed = previous != Some(id);
+                            e.cross_modal = true;
+                            let mut out = vec![(e, arrived)];
+                            // The identity the switching track made for itself is the winner's
+                            // person too (the fusion says so): merged into it, or into the smaller id
+                            // when both are provisional.
+                            let winner_known = !provisional.contains_key(&id);
+                            if let Some(made) = previous.filter(|p| provisional.get(p) == Some(&key)) {
+                                provisional.remove(&made);
+                                out[0].0.merged_from = vec![made];
+                                let (from, into) = if winner_known {
+                                    (made, id)
+                                } else {
+                                    (made.max(id), made.min(id))
+                                };
+                                out.extend(join(&mut index, cluster.as_ref(), &mut tracks, from, into));
+                            }
+                            out
                         }
-                        let mut e = event(EventKind::Update, key, state);
-                        if let Some((bbox, score, _, _)) = state.last {
-                            e = e.with_box(bbox, score);
-                        }
-                        e.previous_identity = previous;
-                        e.identity_changed = previous != Some(id);
-                        e.cross_modal = true;
-                        let mut out = vec![(e, arrived)];
-                        // The identity the switching track made for itself is the winner's
-                        // person too (the fusion says so): merged into it, or into the smaller id
-                        // when both are provisional.
-                        let winner_known = !provisional.contains_key(&id);
-                        if let Some(made) = previous.filter(|p| provisional.get(p) == Some(&key)) {
-                            provisional.remove(&made);
-                            out[0].0.merged_from = vec![made];
-                            let (from, into) = if winner_known {
-                                (made, id)
-                            } else {
-                                (made.max(id), made.min(id))
-                            };
-                            out.extend(join(&mut index, cluster.as_ref(), &mut tracks, from, into));
-                        }
-                        out
+                        _ => Vec::new(),
                     }
-                    _ => Vec::new(),
                 }
             }
         };
@@ -609,7 +644,6 @@ fn partner_identity(tracks: &HashMap<TrackKey, TrackState>, key: TrackKey) -> Op
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::base::Modality;
     use crate::config::SiteConfig;
 
     const SITE: &str = r#"[[cameras]]
@@ -679,6 +713,17 @@ cross_modality_threshold = 0.4
         ToIdentity::Note(TrackNote::Fuse {
             visible: visible(visible_track),
             thermal: thermal(thermal_track),
+            further: false,
+            arrived: Instant::now(),
+        })
+    }
+
+    /// A fusion of a further visible partner (a fragment) with a thermal track.
+    fn fuse_further(visible_track: u64, thermal_track: u64) -> ToIdentity {
+        ToIdentity::Note(TrackNote::Fuse {
+            visible: visible(visible_track),
+            thermal: thermal(thermal_track),
+            further: true,
             arrived: Instant::now(),
         })
     }
@@ -878,7 +923,8 @@ cross_modality_threshold = 0.4
                 messages.push(crop(1, t, seen.clone()));
                 messages.push(crop_in(visible(2), t, other.clone(), shifted(dx)));
             }
-            messages.push(fuse(2, 7));
+            messages.push(fuse_further(2, 7));
+            messages.push(crop(2, 1.2, other.clone()));
             // Visible 2 ends; thermal 7 is still fused with visible 1.
             messages.push(end(2, 1.5));
             messages.push(crop_of(thermal(7), 2.0, warm.clone()));
@@ -887,6 +933,11 @@ cross_modality_threshold = 0.4
         let events = run(5.0);
         let ids = last_identities(&events);
         assert_eq!((ids[&1], ids[&2]), (1, 1), "{events:#?}");
+        let later = events
+            .iter()
+            .rfind(|e| e.track_id == 2 && e.modality == Modality::Visible && e.kind == EventKind::Update)
+            .expect("visible 2's later match");
+        assert_eq!(later.partner_track_id, Some(7), "{events:#?}");
         let merge = events
             .iter()
             .find(|e| e.track_id == 2 && !e.merged_from.is_empty())
@@ -903,9 +954,46 @@ cross_modality_threshold = 0.4
             "the thermal track keeps its first partner"
         );
         // Boxed apart from visible 1 in one frame, visible 2 is someone else: the fusion changes
-        // nothing.
-        let ids = last_identities(&run(100.0));
+        // nothing, and visible 2 stays unfused.
+        let events = run(100.0);
+        let ids = last_identities(&events);
         assert_eq!((ids[&1], ids[&2]), (1, 3));
+        let later = events
+            .iter()
+            .rfind(|e| e.track_id == 2 && e.modality == Modality::Visible && e.kind == EventKind::Update)
+            .expect("visible 2's later match");
+        assert_eq!(later.partner_track_id, None, "{events:#?}");
+    }
+
+    #[test]
+    fn fused_tracks_hand_on_their_partners_when_one_ends() {
+        let (seen, warm) = (unit([1.0, 0.0, 0.0, 0.0]), unit([0.0, 1.0, 0.0, 0.0]));
+        let mut messages: Vec<ToIdentity> = (1..=3).map(|i| crop(1, f64::from(i) * 0.1, seen.clone())).collect();
+        messages.extend((1..=3).map(|i| crop_of(thermal(7), 0.05 + f64::from(i) * 0.1, warm.clone())));
+        messages.push(fuse(1, 7));
+        messages.extend((1..=3).map(|i| crop(3, 0.5 + f64::from(i) * 0.1, seen.clone())));
+        messages.push(fuse_further(3, 7));
+        // The first partner ends: the further one (3) becomes thermal 7's partner.
+        messages.push(end(1, 1.0));
+        messages.push(crop_of(thermal(7), 2.0, warm.clone()));
+        // The thermal track ends: visible 3 is fused with no one.
+        messages.push(ToIdentity::Note(TrackNote::End {
+            key: thermal(7),
+            pts_s: 2.5,
+            arrived: Instant::now(),
+        }));
+        messages.push(crop(3, 3.0, seen.clone()));
+        let (events, _) = stage(messages);
+        let last = |modality| {
+            events
+                .iter()
+                .rfind(|e| e.modality == modality && e.kind == EventKind::Update)
+                .expect("an update")
+        };
+        assert_eq!(last(Modality::Thermal).partner_track_id, Some(3), "{events:#?}");
+        let visible = last(Modality::Visible);
+        assert_eq!((visible.track_id, visible.partner_track_id), (3, None), "{events:#?}");
+        assert_eq!(visible.identity, Some(1), "it keeps the person's identity");
     }
 
     #[test]

@@ -67,8 +67,26 @@ pub enum LiveError {
         #[source]
         source: crate::detect::DetectError,
     },
-    #[error("model.weights {}: cannot read it to identify the model", path.display())]
+    #[error("model.centre {}", path.display())]
+    Centre {
+        path: PathBuf,
+        #[source]
+        source: Box<crate::model::embedder::EmbedError>,
+    },
+    #[error(
+        "model.centre {}: computed for other weights (CRC-32 {made_for:08x}) than model.weights {} ({weights_crc:08x}); run `reid-pipe adapt` again or leave model.centre out",
+        centre.display(),
+        weights.display()
+    )]
+    CentreOfOtherWeights {
+        centre: PathBuf,
+        weights: PathBuf,
+        made_for: u32,
+        weights_crc: u32,
+    },
+    #[error("{key} {}: cannot read it to identify the model", path.display())]
     ModelId {
+        key: &'static str,
         path: PathBuf,
         #[source]
         source: std::io::Error,

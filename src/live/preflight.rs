@@ -29,15 +29,14 @@ pub fn preflight(cfg: &SiteConfig) -> Result<Ready, LiveError> {
     }
     crate::index::snapshot::check_writable(&cfg.index.snapshot_dir)?;
     let embedder = load_embedder(cfg)?;
+    if let Some(centre) = &cfg.model.centre {
+        centre_matches_weights(centre, &cfg.model.weights)?;
+    }
     let model_id = model_id(
         &cfg.model.weights,
         cfg.model.centre.as_deref(),
         embedder.stager().input_size(),
-    )
-    .map_err(|source| LiveError::ModelId {
-        path: cfg.model.weights.clone(),
-        source,
-    })?;
+    )?;
     Ok(Ready { embedder, model_id })
 }
 
@@ -65,32 +64,66 @@ pub fn absent_sources(cfg: &SiteConfig) -> Vec<String> {
 /// weight file (of a TorchScript manifest and the two modules it names), of the centre file if
 /// any, and the input size the network runs at. The same weights copied elsewhere keep their id;
 /// any change to them gives a new one.
-pub fn model_id(weights: &Path, centre: Option<&Path>, input_size: (i64, i64)) -> Result<String, std::io::Error> {
-    let mut files = vec![weights.to_path_buf()];
-    files.extend(centre.map(Path::to_path_buf));
+pub fn model_id(weights: &Path, centre: Option<&Path>, input_size: (i64, i64)) -> Result<String, LiveError> {
+    let unreadable = |key: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| LiveError::ModelId { key, path, source }
+    };
+    let mut files = vec![("model.weights", weights.to_path_buf())];
     if weights.extension().is_some_and(|e| e == "toml") {
-        let manifest: toml::Table = std::fs::read_to_string(weights)?
-            .parse()
-            .map_err(std::io::Error::other)?;
+        let manifest: toml::Table = std::fs::read_to_string(weights)
+            .and_then(|t| t.parse().map_err(std::io::Error::other))
+            .map_err(unreadable("model.weights", weights))?;
         let dir = weights.parent().unwrap_or(Path::new("."));
         for side in ["visible", "thermal"] {
             if let Some(module) = manifest.get(side).and_then(toml::Value::as_str) {
-                files.push(dir.join(module));
+                files.push(("model.weights", dir.join(module)));
             }
         }
     }
+    files.extend(centre.map(|c| ("model.centre", c.to_path_buf())));
     let mut crc = crc32_update(0, format!("{input_size:?}").as_bytes());
-    let mut chunk = vec![0u8; 1 << 20];
-    for f in files {
-        let mut file = std::fs::File::open(f)?;
-        loop {
-            match file.read(&mut chunk)? {
-                0 => break,
-                n => crc = crc32_update(crc, &chunk[..n]),
-            }
-        }
+    for (key, f) in files {
+        crc = crc_of_file(crc, &f).map_err(unreadable(key, &f))?;
     }
     Ok(format!("{crc:08x}"))
+}
+
+/// Refuses a centre file that records other weights than `weights` (one without a record, made
+/// by hand, is taken as it is).
+fn centre_matches_weights(centre: &Path, weights: &Path) -> Result<(), LiveError> {
+    let made_for = crate::model::centre::made_for(centre).map_err(|e| LiveError::Centre {
+        path: centre.to_path_buf(),
+        source: Box::new(e.into()),
+    })?;
+    let Some(made_for) = made_for else { return Ok(()) };
+    let weights_crc = crc_of_file(0, weights).map_err(|source| LiveError::ModelId {
+        key: "model.weights",
+        path: weights.to_path_buf(),
+        source,
+    })?;
+    if made_for == weights_crc {
+        Ok(())
+    } else {
+        Err(LiveError::CentreOfOtherWeights {
+            centre: centre.to_path_buf(),
+            weights: weights.to_path_buf(),
+            made_for,
+            weights_crc,
+        })
+    }
+}
+
+/// `crc` updated with the bytes of the file at `path`.
+fn crc_of_file(mut crc: u32, path: &Path) -> Result<u32, std::io::Error> {
+    let mut file = std::fs::File::open(path)?;
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        match file.read(&mut chunk)? {
+            0 => return Ok(crc),
+            n => crc = crc32_update(crc, &chunk[..n]),
+        }
+    }
 }
 
 /// The embedder of `model`, on `runtime.device`, checked on a test crop of each modality.
@@ -98,8 +131,14 @@ fn load_embedder(cfg: &SiteConfig) -> Result<Box<dyn Embed>, LiveError> {
     let device = cfg.runtime.device.resolve("runtime.device")?;
     embedder::from_site_model(&cfg.model, device)
         .and_then(|e| embedder::probe(e.as_ref()).map(|()| e))
-        .map_err(|source| LiveError::Model {
-            path: cfg.model.weights.clone(),
-            source: Box::new(source),
+        .map_err(|source| match (&source, &cfg.model.centre) {
+            (embedder::EmbedError::Centre(_), Some(centre)) => LiveError::Centre {
+                path: centre.clone(),
+                source: Box::new(source),
+            },
+            _ => LiveError::Model {
+                path: cfg.model.weights.clone(),
+                source: Box::new(source),
+            },
         })
 }

@@ -32,16 +32,22 @@ const CELSIUS_RANGE: (f64, f64) = (10.0, 40.0);
 /// Paired frames in which a visible and a thermal track must overlap before they are fused.
 const FUSE_FRAMES: u32 = 5;
 
+/// Two boxes of one frame that overlap less than this (IoU) are two people.
+pub(super) const APART_IOU: f32 = 0.1;
+
 /// Confirmed track boxes of one frame: camera pair, boxes, frame size.
 type FrameBoxes = (usize, Vec<(TrackKey, BBox)>, (u32, u32));
 
 /// Votes for fusing the visible and thermal tracks of each camera pair.
 ///
-/// A thermal track fuses first with one visible track (its *first partner*, the pair a harvest
-/// takes). While that partner lives, other visible tracks that overlap the thermal track more
-/// than any other thermal box, for as many frames, fuse with it too: the fragments a visible
-/// detector makes of one person (a motion detector's trail, a body boxed twice, a track cut short
-/// and restarted) while the thermal track goes on. A visible track fuses with one thermal track.
+/// A thermal track fuses first with one visible track (its *first partner*; a harvest takes only
+/// such pairs). While that partner lives, other visible tracks that overlap the thermal track
+/// more than any other thermal box, and are not boxed apart from the first partner (IoU below
+/// [`APART_IOU`]: another person beside them), for as many frames, fuse with it too as *further*
+/// partners: the fragments a visible detector makes of one person (a motion detector's trail, a
+/// track cut short and restarted) while the thermal track goes on. When the first partner ends,
+/// the further partner with the smallest track id (the oldest) takes its place. A visible track
+/// fuses with one thermal track.
 #[derive(Default)]
 struct Fusion {
     /// The last paired visible frame's confirmed boxes.
@@ -53,16 +59,13 @@ struct Fusion {
     first_partner: HashMap<TrackKey, TrackKey>,
 }
 
+/// A fusion the tracking stage decided: (visible, thermal, further).
+type Fused = (TrackKey, TrackKey, bool);
+
 impl Fusion {
     /// Counts the overlaps of a paired thermal frame with the visible frame before it; returns
-    /// the pairs that just reached [`FUSE_FRAMES`].
-    fn thermal(
-        &mut self,
-        camera: usize,
-        boxes: &[(TrackKey, BBox)],
-        size: (u32, u32),
-        iou: f32,
-    ) -> Vec<(TrackKey, TrackKey)> {
+    /// the pairs that just reached [`FUSE_FRAMES`], each marked further or not.
+    fn thermal(&mut self, camera: usize, boxes: &[(TrackKey, BBox)], size: (u32, u32), iou: f32) -> Vec<Fused> {
         let Some((c, visible, vsize)) = self.visible.take() else {
             return Vec::new();
         };
@@ -85,47 +88,68 @@ impl Fusion {
                     .map(|(t, _)| (*v, t))
             })
             .collect();
+        let box_of = |key: &TrackKey| visible.iter().find(|(k, _)| k == key).map(|(_, b)| *b);
         let mut out = Vec::new();
         for (t, tb) in &scaled {
             for (v, vb) in &visible {
                 if vb.iou(tb) < iou || self.thermal_of.contains_key(v) {
                     continue;
                 }
-                // A further partner of a fused thermal track: only where it is the box's best.
-                let first = !self.first_partner.contains_key(t);
-                if !first && best.get(v) != Some(t) {
+                // A further partner: only where the thermal box is its best, and not beside the
+                // first partner.
+                let first = self.first_partner.get(t).copied();
+                if let Some(first) = first
+                    && (best.get(v) != Some(t) || box_of(&first).is_some_and(|fb| fb.iou(vb) < APART_IOU))
+                {
                     continue;
                 }
                 let n = self.votes.entry((*v, *t)).or_default();
                 *n += 1;
                 if *n >= FUSE_FRAMES {
                     self.thermal_of.insert(*v, *t);
-                    if first {
+                    if first.is_none() {
                         self.first_partner.insert(*t, *v);
                     }
                     // Overlaps counted before count no more: a later fusion needs its own.
-                    self.votes.retain(|(a, b), _| a != v && (b != t || !first));
-                    out.push((*v, *t));
+                    self.votes.retain(|(a, b), _| a != v && (b != t || first.is_some()));
+                    out.push((*v, *t, first.is_some()));
                 }
             }
         }
         out
     }
 
-    /// Forgets an ended track. A thermal track whose first partner ended may fuse first again:
-    /// with the next track of the same person in the other view (a visible track cut short by an
-    /// occlusion, say, while the thermal one went on), which then takes the person's identity.
-    /// The visible partners of an ended thermal track may fuse again.
+    /// Forgets an ended track. A thermal track whose first partner ended takes its oldest further
+    /// partner as the first, or, without one, may fuse first again: with the next track of the
+    /// same person in the other view (a visible track cut short by an occlusion, say, while the
+    /// thermal one went on), which then takes the person's identity. The visible partners of an
+    /// ended thermal track may fuse again.
     fn end(&mut self, key: &TrackKey) {
         if let Some(t) = self.thermal_of.remove(key)
             && self.first_partner.get(&t) == Some(key)
         {
-            self.first_partner.remove(&t);
+            match oldest_partner(&self.thermal_of, t) {
+                Some(next) => self.first_partner.insert(t, next),
+                None => self.first_partner.remove(&t),
+            };
         }
         self.first_partner.remove(key);
         self.thermal_of.retain(|_, t| t != key);
         self.votes.retain(|(v, t), _| v != key && t != key);
     }
+}
+
+/// The live visible partner of thermal track `thermal` with the smallest track id, among
+/// `partners` (each visible track's thermal track).
+fn oldest_partner<'a>(
+    partners: impl IntoIterator<Item = (&'a TrackKey, &'a TrackKey)>,
+    thermal: TrackKey,
+) -> Option<TrackKey> {
+    partners
+        .into_iter()
+        .filter(|(_, t)| **t == thermal)
+        .map(|(v, _)| *v)
+        .min_by_key(|v| v.track)
 }
 
 /// The stage's metrics, looked up once: no label is formatted and no lock taken per frame.
@@ -281,10 +305,11 @@ pub fn run(
             if modality == Modality::Visible {
                 fusion.visible = Some((tag.camera, boxes.clone(), size));
             } else {
-                for (visible, thermal) in fusion.thermal(tag.camera, &boxes, size, cam.fuse_iou) {
+                for (visible, thermal, further) in fusion.thermal(tag.camera, &boxes, size, cam.fuse_iou) {
                     let note = TrackNote::Fuse {
                         visible,
                         thermal,
+                        further,
                         arrived: tag.arrived,
                     };
                     if to_embed.send(ToEmbed::Note(note)).is_err() {
@@ -415,7 +440,7 @@ mod tests {
 
     /// Feeds `frames` paired frames in which visible track `v` and thermal track `t` overlap;
     /// returns the fusions.
-    fn overlap(fusion: &mut Fusion, v: TrackKey, t: TrackKey, frames: u32) -> Vec<(TrackKey, TrackKey)> {
+    fn overlap(fusion: &mut Fusion, v: TrackKey, t: TrackKey, frames: u32) -> Vec<Fused> {
         let b = BBox::new(10.0, 10.0, 20.0, 40.0);
         let mut out = Vec::new();
         for _ in 0..frames {
@@ -435,27 +460,23 @@ mod tests {
         );
         // v2 overlapped t too, one frame short of fusing, before v1 fused.
         assert!(overlap(&mut fusion, v2, t, FUSE_FRAMES - 1).is_empty());
-        assert_eq!(overlap(&mut fusion, v1, t, FUSE_FRAMES), [(v1, t)]);
+        assert_eq!(overlap(&mut fusion, v1, t, FUSE_FRAMES), [(v1, t, false)]);
         fusion.end(&v1);
         // The overlaps counted before do not count: v2 needs its own.
         assert!(overlap(&mut fusion, v2, t, FUSE_FRAMES - 1).is_empty());
-        assert_eq!(overlap(&mut fusion, v2, t, 1), [(v2, t)]);
+        assert_eq!(overlap(&mut fusion, v2, t, 1), [(v2, t, false)]);
         assert_eq!(fusion.first_partner.get(&t), Some(&v2));
     }
 
     #[test]
     fn a_fused_thermal_track_takes_the_visible_fragments_that_overlap_it_best() {
         let mut fusion = Fusion::default();
-        let (v1, v2, v3) = (
-            key(Modality::Visible, 1),
-            key(Modality::Visible, 2),
-            key(Modality::Visible, 3),
-        );
+        let [v1, v2, v3, v4] = [1, 2, 3, 4].map(|i| key(Modality::Visible, i));
         let (t, u) = (key(Modality::Thermal, 7), key(Modality::Thermal, 8));
-        assert_eq!(overlap(&mut fusion, v1, t, FUSE_FRAMES), [(v1, t)]);
-        // While v1 lives, v2 (a fragment boxed over the same person) fuses with t as well; it
-        // stays t's, and v1 stays t's first partner.
-        assert_eq!(overlap(&mut fusion, v2, t, FUSE_FRAMES), [(v2, t)]);
+        assert_eq!(overlap(&mut fusion, v1, t, FUSE_FRAMES), [(v1, t, false)]);
+        // While v1 lives, v2 (a fragment of the same person, v1 out of view) fuses with t as a
+        // further partner; it stays t's, and v1 stays t's first partner.
+        assert_eq!(overlap(&mut fusion, v2, t, FUSE_FRAMES), [(v2, t, true)]);
         assert_eq!(fusion.first_partner.get(&t), Some(&v1));
         assert!(overlap(&mut fusion, v2, u, FUSE_FRAMES).is_empty());
         // A box that overlaps t enough but another thermal box more is not t's fragment.
@@ -463,11 +484,23 @@ mod tests {
         for _ in 0..FUSE_FRAMES {
             fusion.visible = Some((0, vec![(v3, nearer)], (100, 100)));
             let fused = fusion.thermal(0, &[(t, near), (u, nearer)], (100, 100), 0.3);
-            assert!(fused.iter().all(|(_, th)| *th != t), "{fused:?}");
+            assert!(fused.iter().all(|(_, th, _)| *th != t), "{fused:?}");
         }
+        // Nor is one boxed apart from t's first partner in the same frame: someone beside them.
+        let wide = BBox::new(10.0, 10.0, 30.0, 40.0);
+        let (left, right) = (BBox::new(10.0, 10.0, 13.0, 40.0), BBox::new(26.0, 10.0, 13.0, 40.0));
+        for _ in 0..FUSE_FRAMES {
+            fusion.visible = Some((0, vec![(v1, left), (v4, right)], (100, 100)));
+            let fused = fusion.thermal(0, &[(t, wide)], (100, 100), 0.3);
+            assert!(fused.is_empty(), "{fused:?}");
+        }
+        // When v1 ends, its oldest further partner takes its place.
+        fusion.end(&v1);
+        assert_eq!(fusion.first_partner.get(&t), Some(&v2));
         // When t ends, its fragments may fuse again elsewhere.
         fusion.end(&t);
         assert!(fusion.thermal_of.values().all(|th| *th != t));
-        assert_eq!(overlap(&mut fusion, v2, u, FUSE_FRAMES), [(v2, u)]);
+        assert!(!fusion.first_partner.contains_key(&t));
+        assert_eq!(overlap(&mut fusion, v2, u, FUSE_FRAMES), [(v2, u, true)]);
     }
 }

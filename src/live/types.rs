@@ -102,9 +102,12 @@ pub enum TrackNote {
         arrived: Instant,
     },
     /// A visible and a thermal track of one camera pair that overlapped long enough: one person.
+    /// `further`: the thermal track had a live first partner already; the visible track is a
+    /// fragment of the same person (see `tracking`).
     Fuse {
         visible: TrackKey,
         thermal: TrackKey,
+        further: bool,
         arrived: Instant,
     },
 }

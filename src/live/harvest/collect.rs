@@ -77,8 +77,9 @@ impl TrackLog {
 #[derive(Debug, Default)]
 pub struct Collected {
     pub tracks: HashMap<TrackKey, TrackLog>,
-    /// Fused (visible, thermal) track pairs, in the order they fused.
-    pub fused: Vec<(TrackKey, TrackKey)>,
+    /// Fused (visible, thermal, further) track pairs, in the order they fused (`further`: the
+    /// visible track is a fragment fused while the thermal track had its first partner).
+    pub fused: Vec<(TrackKey, TrackKey, bool)>,
     /// Earliest and latest stream time of any crop.
     pub span: Option<(f64, f64)>,
     /// Crops outside `--from`/`--to`.
@@ -108,7 +109,14 @@ impl<'a> Collector<'a> {
     pub fn take(&mut self, message: ToEmbed) {
         match message {
             ToEmbed::Crop(job) => self.crop(job),
-            ToEmbed::Note(TrackNote::Fuse { visible, thermal, .. }) => self.collected.fused.push((visible, thermal)),
+            ToEmbed::Note(TrackNote::Fuse {
+                visible,
+                thermal,
+                further,
+                ..
+            }) => {
+                self.collected.fused.push((visible, thermal, further));
+            }
             ToEmbed::Note(TrackNote::New { .. } | TrackNote::End { .. }) => {}
         }
     }

@@ -212,7 +212,7 @@ fn collect_tracks(cfg: &SiteConfig, opts: &HarvestOptions, stop: &Arc<AtomicBool
                     bar.set_message(format!(
                         "{} tracks, {} fused pairs, up to {:.1} s",
                         c.tracks.len(),
-                        c.fused.len(),
+                        c.fused.iter().filter(|f| !f.2).count(),
                         c.span.map_or(0.0, |s| s.1)
                     ));
                     bar.tick();
@@ -257,9 +257,13 @@ fn pseudo_identities(cfg: &SiteConfig, c: &Collected) -> (Vec<PseudoIdentity>, L
     let mut fused_keys = std::collections::HashSet::new();
     // Tracks of an accepted pair, and of a pair left out for holding one.
     let mut used = std::collections::HashSet::new();
-    for &(visible, thermal) in &c.fused {
+    for &(visible, thermal, further) in &c.fused {
         fused_keys.insert(visible);
         fused_keys.insert(thermal);
+        // A fragment's fusion makes no pseudo-identity: a pair is a track and its first partner.
+        if further {
+            continue;
+        }
         if used.contains(&visible) || used.contains(&thermal) {
             used.extend([visible, thermal]);
             continue;

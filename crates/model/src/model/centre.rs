@@ -1,15 +1,17 @@
 //! A site's embedding centre (`model.centre`): the mean of its own crops' embeddings, taken off
 //! every embedding before it is re-normalised and matched.
 //!
-//! The test-time feature (pooled, pre-BN, L2-normalised; `lba-method.md` §2.5) comes out of a
-//! ReLU: every component is non-negative, so all embeddings crowd into one corner of the sphere
-//! and cosine distances between different people shrink to a few thousandths, where a fixed
-//! threshold separates poorly. Centring spreads them out. Measured on the held-out tracks of a
-//! generated site (BENCHMARKS.md, "Site adaptation"), at 1 % false joins between track means of
-//! different people: visible tracks of one person joined 50–66 % of the time raw and 76 %
-//! centred, thermal 79–88 % and 90–93 %, visible to thermal 14–35 % and 46–53 %. Retrieval
-//! (`eval`) keeps the protocol's raw feature; the live pipeline uses the centre when the site
-//! names one (`adapt` writes it).
+//! The test-time feature (pooled, pre-BN, L2-normalised; spec §2.5) comes out of a ReLU: every
+//! component is non-negative, so all embeddings crowd into one corner of the sphere and cosine
+//! distances between different people shrink to a few thousandths, where a fixed threshold
+//! separates poorly. Centring spreads them out. Measured on the held-out tracks of a generated
+//! site (three adapted models; track means, true people, at 1 % false joins between tracks of
+//! different people): visible tracks of one person joined 50–66 % of the time raw and 76 %
+//! centred, thermal 79–88 % and 90–93 %, visible to thermal 14–35 % and 46–53 %; live, the same
+//! models kept their identities per person and rose from purity 0.74 to 0.89 (BENCHMARKS.md,
+//! "Site adaptation"). Retrieval (`eval`) keeps the protocol's raw feature; the live pipeline
+//! uses the centre when the site names one (`adapt` writes it, with the CRC-32 of the weights it
+//! belongs to).
 
 use super::embedder::{Embed, EmbedError, Phases};
 use super::preprocess::{Staged, Stager};
@@ -52,14 +54,32 @@ pub fn read(path: &Path) -> Result<Tensor, CentreError> {
     Ok(t)
 }
 
-/// Writes `centre` (atomically) as a centre file.
-pub fn write(path: &Path, centre: &Tensor) -> Result<(), CentreError> {
+/// The metadata key of the CRC-32 (8 hex digits) of the weight file a centre was computed with.
+pub const WEIGHTS_CRC32: &str = "weights_crc32";
+
+/// Writes `centre` (atomically) as a centre file; `weights_crc32`: that of the weight file it was
+/// computed with, recorded so that a run can refuse it with other weights.
+pub fn write(path: &Path, centre: &Tensor, weights_crc32: Option<u32>) -> Result<(), CentreError> {
     let centre = centre.to_kind(Kind::Float).contiguous();
-    Ok(reid_core::safetensors::write(
-        path,
-        &[(TENSOR, &centre)],
-        &Default::default(),
-    )?)
+    let metadata = weights_crc32
+        .map(|crc| (WEIGHTS_CRC32.to_owned(), format!("{crc:08x}")))
+        .into_iter()
+        .collect();
+    Ok(reid_core::safetensors::write(path, &[(TENSOR, &centre)], &metadata)?)
+}
+
+/// The CRC-32 of the weight file the centre at `path` was computed with, when it says.
+pub fn made_for(path: &Path) -> Result<Option<u32>, CentreError> {
+    let file = reid_core::safetensors::read(path)?;
+    match file.metadata.get(WEIGHTS_CRC32) {
+        None => Ok(None),
+        Some(hex) => u32::from_str_radix(hex, 16)
+            .map(Some)
+            .map_err(|_| CentreError::Invalid {
+                path: path.to_path_buf(),
+                message: format!("metadata `{WEIGHTS_CRC32}` = {hex:?} is not 8 hex digits"),
+            }),
+    }
 }
 
 /// The mean of the rows of `embeddings` (N × D, each L2-normalised): the centre of those crops.
@@ -140,11 +160,12 @@ mod tests {
     fn a_centre_file_is_one_finite_vector() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("c.safetensors");
-        write(&path, &Tensor::from_slice(&[0.25f32, 0.5])).expect("write");
+        write(&path, &Tensor::from_slice(&[0.25f32, 0.5]), Some(0xdead_beef)).expect("write");
         assert_eq!(
             Vec::<f32>::try_from(&read(&path).expect("read")).expect("vec"),
             [0.25, 0.5]
         );
+        assert_eq!(made_for(&path).expect("metadata"), Some(0xdead_beef));
         for (bad, why) in [
             (Tensor::from_slice(&[0.25f32, f32::NAN]), "not finite"),
             (
@@ -152,7 +173,7 @@ mod tests {
                 "expected one float vector",
             ),
         ] {
-            write(&path, &bad).expect("write");
+            write(&path, &bad, None).expect("write");
             let e = read(&path).err().expect("refused").to_string();
             assert!(e.contains("c.safetensors") && e.contains(why), "{e}");
         }

@@ -3,13 +3,14 @@
 //! shape. The background adapts (learning rate 0.02 per frame), so people who stop fade into it
 //! after a few seconds.
 //!
-//! A change of most of the scene at once (lights switched, a day/night switch, a camera that
-//! moved or reconnected onto another view, a cut in a recording) would otherwise leave the old
+//! A change of the whole scene at once (lights switched, a day/night switch, a camera that moved
+//! or reconnected onto another view, a cut in a recording) would otherwise leave the old
 //! background showing through as "motion" everywhere for seconds: ghost boxes that turn into
-//! tracks. When at least [`SCENE_CHANGE`] of the pixels differ from the *previous frame* — far
-//! more than people moving between two frames change — the background is recalibrated to the
-//! new frame and that frame reports nothing (what Frigate calls its lightning threshold; it
-//! measures against the background, which cannot tell a cut from a crowd that walked in slowly).
+//! tracks. When at least 15 % of the pixels differ from the *previous frame*, spread over at least
+//! 12 of the frame's 4 × 4 cells (a person close to the camera changes a compact region, a scene
+//! change all of it), the background is relearnt from the new frame and that frame reports
+//! nothing (what Frigate calls its lightning threshold; it measures against the background, which
+//! cannot tell a cut from a crowd that walked in slowly).
 
 use super::regions::Regions;
 use super::{Detect, DetectError, Detection, Image};
@@ -25,6 +26,8 @@ const LEARNING_RATE: f64 = 0.02;
 /// Share of pixels changed since the previous frame that recalibrates the background. A cut
 /// between generated scenes changes 23–30 % (measured); people walking, a few percent.
 const SCENE_CHANGE: f64 = 0.15;
+/// Of the frame's 4 × 4 cells, how many must have changed (5 % of their pixels or more) too.
+const SCENE_CHANGE_CELLS: usize = 12;
 
 /// Background-subtraction detector. Its regions must cover at least half of `min_box` and be
 /// 1 to 6 times as tall as wide.
@@ -64,19 +67,27 @@ impl Detect for MotionDetector {
             imgproc::gaussian_blur_def(&scaled, &mut smooth, Size::new(5, 5), 0.0)?;
             Ok(smooth)
         })?;
-        let changed = match &self.previous {
-            Some(previous) if previous.size()? == frame.size()? => changed_share(&frame, previous)?,
-            _ => 1.0,
-        };
-        let background = match &mut self.background {
-            Some(background) if changed < SCENE_CHANGE => background,
-            _ => {
-                if self.background.is_some() {
-                    tracing::debug!(
-                        "motion: {:.0} % of the scene changed at once: background recalibrated",
-                        changed * 100.0
+        let scene_changed = match &self.previous {
+            Some(previous) if previous.size()? == frame.size()? => {
+                let (share, cells) = changed_share(&frame, previous)?;
+                let changed = share >= SCENE_CHANGE && cells >= SCENE_CHANGE_CELLS;
+                if changed {
+                    tracing::info!(
+                        "motion detector: {:.0} % of the scene changed at once; background relearnt",
+                        share * 100.0
                     );
                 }
+                changed
+            }
+            Some(_) => {
+                tracing::info!("motion detector: the frame size changed; background relearnt");
+                true
+            }
+            None => true,
+        };
+        let background = match &mut self.background {
+            Some(background) if !scene_changed => background,
+            _ => {
                 self.background = Some(frame.clone());
                 self.previous = Some(frame);
                 return Ok(Vec::new());
@@ -125,13 +136,24 @@ fn largest_channel(diff: Mat) -> opencv::Result<Mat> {
     Ok(largest)
 }
 
-/// The share of pixels of `frame` that differ from `previous` by more than [`THRESHOLD`].
-fn changed_share(frame: &Mat, previous: &Mat) -> opencv::Result<f64> {
+/// The share of pixels of `frame` that differ from `previous` by more than [`THRESHOLD`], and how
+/// many of the frame's 4 × 4 cells have 5 % of their pixels changed or more.
+fn changed_share(frame: &Mat, previous: &Mat) -> opencv::Result<(f64, usize)> {
     let mut diff = Mat::default();
     core::absdiff(frame, previous, &mut diff)?;
     let diff = largest_channel(diff)?;
     let mut binary = Mat::default();
     imgproc::threshold(&diff, &mut binary, THRESHOLD, 1.0, imgproc::THRESH_BINARY)?;
-    let pixels = (binary.rows() * binary.cols()).max(1) as f64;
-    Ok(core::count_non_zero(&binary)? as f64 / pixels)
+    let share = *core::mean_def(&binary)?.get(0).unwrap_or(&0.0);
+    let mut cells = Mat::default();
+    imgproc::resize(&binary, &mut cells, Size::new(4, 4), 0.0, 0.0, imgproc::INTER_AREA)?;
+    let mut changed = 0;
+    for row in 0..4 {
+        for col in 0..4 {
+            if f64::from(*cells.at_2d::<f32>(row, col)?) >= 0.05 {
+                changed += 1;
+            }
+        }
+    }
+    Ok((share, changed))
 }

@@ -80,7 +80,7 @@ pub fn associate(means: &TrackMeans, co_occurring: &CoOccurring) -> Option<Assoc
     let near = |x: i64, y: i64| close.contains(&(x.min(y), x.max(y)));
     let mut group_of: BTreeMap<i64, usize> = ids.iter().enumerate().map(|(g, &id)| (id, g)).collect();
     let mut groups: Vec<BTreeSet<i64>> = ids.iter().map(|&id| BTreeSet::from([id])).collect();
-    for (_, a, b) in candidates.iter().copied() {
+    for &(_, a, b) in &candidates {
         let (ga, gb) = (group_of[&a], group_of[&b]);
         if ga == gb || !groups[ga].iter().all(|&x| groups[gb].iter().all(|&y| near(x, y))) {
             continue;

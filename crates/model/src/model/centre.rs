@@ -174,7 +174,7 @@ mod tests {
             ),
         ] {
             write(&path, &bad, None).expect("write");
-            let e = read(&path).err().expect("refused").to_string();
+            let e = read(&path).expect_err("refused").to_string();
             assert!(e.contains("c.safetensors") && e.contains(why), "{e}");
         }
     }

@@ -144,7 +144,7 @@ fn changed_share(frame: &Mat, previous: &Mat) -> opencv::Result<(f64, usize)> {
     let diff = largest_channel(diff)?;
     let mut binary = Mat::default();
     imgproc::threshold(&diff, &mut binary, THRESHOLD, 1.0, imgproc::THRESH_BINARY)?;
-    let share = *core::mean_def(&binary)?.get(0).unwrap_or(&0.0);
+    let share = *core::mean_def(&binary)?.first().unwrap_or(&0.0);
     let mut cells = Mat::default();
     imgproc::resize(&binary, &mut cells, Size::new(4, 4), 0.0, 0.0, imgproc::INTER_AREA)?;
     let mut changed = 0;

@@ -431,3 +431,31 @@ fn motion_detector_recalibrates_at_a_scene_cut_instead_of_boxing_the_old_backgro
     assert_eq!(ghosts, 0, "the old scene's background showed through");
     assert!(total > 50 && found as f64 >= 0.8 * total as f64, "{found}/{total}");
 }
+
+#[test]
+fn motion_detector_boxes_a_large_compact_change_rather_than_relearning() {
+    use opencv::prelude::*;
+    // Someone close to the camera: 17 % of the frame changes at once, all in one column of
+    // cells. That is motion to box, not a scene change.
+    let mut d = detect::visible(&detector(DetectorKind::Motion, None)).unwrap();
+    let scene = Scene::crossing(480, 360, 0, 10, 3).unwrap();
+    let (still, _) = scene.frame(0, false).unwrap();
+    let still = still.data_bytes().unwrap().to_vec();
+    let mut close = still.clone();
+    let (x0, y0, w, h) = (40usize, 30usize, 100usize, 300usize);
+    for y in y0..y0 + h {
+        for x in x0..x0 + w {
+            close[(y * 480 + x) * 3..(y * 480 + x) * 3 + 3].copy_from_slice(&[250, 20, 200]);
+        }
+    }
+    let run = |d: &mut StreamDetector, px: &[u8]| {
+        d.run(&Image::new(px, 480, 360, 480 * 3, PixelFormat::Rgb).unwrap())
+            .unwrap()
+    };
+    for _ in 0..5 {
+        assert!(run(&mut d, &still).is_empty());
+    }
+    let dets = run(&mut d, &close);
+    let person = BBox::new(x0 as f32, y0 as f32, w as f32, h as f32);
+    assert!(dets.iter().any(|d| d.bbox.iou(&person) >= 0.5), "{dets:?}");
+}

@@ -74,8 +74,9 @@ pub struct Event {
     pub cross_modal: bool,
     /// Embeddings averaged into this match.
     pub embeddings: usize,
-    /// The track of the other modality fused with this one (same camera pair, same person); a
-    /// thermal track names its first visible partner, which further visible partners do not.
+    /// The track of the other modality fused with this one (same camera pair, same person): a
+    /// thermal track names its first visible partner; further visible partners (fragments of the
+    /// same person) name the thermal track.
     pub partner_track_id: Option<u64>,
     /// Thumbnail written for a new identity.
     pub thumbnail: Option<String>,

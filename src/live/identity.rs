@@ -2,9 +2,10 @@
 //! the cross-modal identity index once per `tracker.embed_interval_ms` of stream time (the first
 //! time as soon as three crops are in), turning track notes and matches into events. A track
 //! keeps its identity while it lives (see [`IdentityIndex::assign_track`]); a visible and a
-//! thermal track fused by the tracking stage share one identity, the older of theirs, and a
-//! further visible track fused with a thermal track whose first partner lives (a fragment of the
-//! same person) takes the thermal track's. It expires identities, and hands a frozen copy of the
+//! thermal track fused by the tracking stage share one identity (a known person's over a
+//! provisional one, else the older), and a further visible track fused with a thermal track whose
+//! first partner lives (a fragment of the same person) takes the thermal track's (or gives its
+//! own, when that is a known person's and the thermal track's is provisional). It expires identities, and hands a frozen copy of the
 //! index to the disk writer ([`super::writer`]) every `index.snapshot_interval_s` and at the end;
 //! thumbnails go to the writer too.
 //!
@@ -245,7 +246,7 @@ pub fn run(
         let Some(own) = state.identity.filter(|id| {
             provisional
                 .get(id)
-                .is_some_and(|&creator| creator == key || Some(creator) == state.partner)
+                .is_some_and(|&creator| same_fusion(tracks, key, creator))
         }) else {
             return out;
         };
@@ -443,7 +444,12 @@ pub fn run(
                 }
                 let mut others = other_people(&mut tracks, visible);
                 others.extend(other_people(&mut tracks, thermal));
-                let (vid, tid) = (tracks[&visible].identity, tracks[&thermal].identity);
+                // A further partner joins the thermal track's person: the first partner's identity
+                // when the thermal track has none yet.
+                let vid = tracks[&visible].identity;
+                let tid = tracks[&thermal]
+                    .identity
+                    .or_else(|| further.then(|| partner_identity(&tracks, thermal)).flatten());
                 // An identity that rests on more than its own tracks' first crops (a known
                 // person) wins over a provisional one, which merges into it below; between two
                 // of a kind the older, smaller id wins. The other track switches to the winner.
@@ -453,7 +459,8 @@ pub fn run(
                 let known = |id: u64| !provisional.contains_key(&id);
                 let (winner, switching) = match (vid, tid) {
                     (Some(v), Some(t)) if v == t => (None, None),
-                    (Some(v), Some(t)) if further && known(v) && !known(t) => (Some(v), None),
+                    // Unless the fragment was seen apart from a track of the thermal track's person.
+                    (Some(v), Some(t)) if further && known(v) && !known(t) && !others.contains(&t) => (Some(v), None),
                     (_, Some(t)) if further => (Some(t), Some(visible)),
                     (Some(v), Some(t)) if (known(v), t) > (known(t), v) => (Some(v), Some(thermal)),
                     (Some(_), Some(t)) => (Some(t), Some(visible)),
@@ -466,6 +473,12 @@ pub fn run(
                 let winner = winner.filter(|id| !others.contains(id));
                 if further && (winner.is_some() || vid == tid) {
                     tracks.entry(visible).or_default().partner = Some(thermal);
+                    // The thermal track's first partner ended before the tracking stage's next
+                    // one was accepted here: this one takes its place.
+                    let ts = tracks.entry(thermal).or_default();
+                    if ts.partner.is_none() {
+                        ts.partner = Some(visible);
+                    }
                 }
                 if let (Some(v), None, Some(t)) = (winner, switching, tid) {
                     // A fragment's known identity takes in the thermal track's provisional one
@@ -606,11 +619,17 @@ fn note_assignment(
     if created {
         provisional.insert(identity, key);
     } else if let Some(&creator) = provisional.get(&identity)
-        && creator != key
-        && tracks.get(&key).and_then(|s| s.partner) != Some(creator)
+        && !same_fusion(tracks, key, creator)
     {
         provisional.remove(&identity);
     }
+}
+
+/// Whether tracks `a` and `b` are one track or fused: partners, or further visible partners of
+/// one thermal track.
+fn same_fusion(tracks: &HashMap<TrackKey, TrackState>, a: TrackKey, b: TrackKey) -> bool {
+    let partner = |k: TrackKey| tracks.get(&k).and_then(|s| s.partner);
+    a == b || partner(a) == Some(b) || partner(b) == Some(a) || partner(a).is_some() && partner(a) == partner(b)
 }
 
 /// The identities of other people for `key`: those of the tracks seen apart from it, remembered
@@ -994,6 +1013,36 @@ cross_modality_threshold = 0.4
         let visible = last(Modality::Visible);
         assert_eq!((visible.track_id, visible.partner_track_id), (3, None), "{events:#?}");
         assert_eq!(visible.identity, Some(1), "it keeps the person's identity");
+    }
+
+    #[test]
+    fn a_fragment_of_a_known_person_takes_in_the_thermal_tracks_provisional_identity() {
+        let (p, r, warm) = (
+            unit([1.0, 0.0, 0.0, 0.0]),
+            unit([0.0, 0.0, 1.0, 0.0]),
+            unit([0.0, 1.0, 0.0, 0.0]),
+        );
+        // Visible 1 makes identity 1 and ends: a known person.
+        let mut messages: Vec<ToIdentity> = (1..=3).map(|i| crop(1, f64::from(i) * 0.1, p.clone())).collect();
+        messages.push(end(1, 0.5));
+        // Thermal 7 (identity 2) fuses with visible 3 (identity 3, merged into 2: both provisional).
+        messages.extend((1..=3).map(|i| crop_of(thermal(7), 1.0 + f64::from(i) * 0.1, warm.clone())));
+        messages.extend((1..=3).map(|i| crop(3, 1.05 + f64::from(i) * 0.1, r.clone())));
+        messages.push(fuse(3, 7));
+        // Visible 2 looks like person 1 and joins 1; then it fuses with 7 as a fragment.
+        messages.extend((1..=3).map(|i| crop(2, 2.0 + f64::from(i) * 0.1, p.clone())));
+        messages.push(fuse_further(2, 7));
+        let (events, index) = stage(messages);
+        let last: HashMap<(bool, u64), u64> = events
+            .iter()
+            .filter_map(|e| Some(((e.modality == Modality::Thermal, e.track_id), e.identity?)))
+            .collect();
+        assert_eq!(
+            (last[&(false, 2)], last[&(false, 3)], last[&(true, 7)]),
+            (1, 1, 1),
+            "{events:#?}"
+        );
+        assert_eq!(index.identities().keys().copied().collect::<Vec<_>>(), [1]);
     }
 
     #[test]

@@ -28,10 +28,10 @@ pub fn preflight(cfg: &SiteConfig) -> Result<Ready, LiveError> {
         })?;
     }
     crate::index::snapshot::check_writable(&cfg.index.snapshot_dir)?;
-    let embedder = load_embedder(cfg)?;
     if let Some(centre) = &cfg.model.centre {
         centre_matches_weights(centre, &cfg.model.weights)?;
     }
+    let embedder = load_embedder(cfg)?;
     let model_id = model_id(
         &cfg.model.weights,
         cfg.model.centre.as_deref(),
@@ -90,8 +90,12 @@ pub fn model_id(weights: &Path, centre: Option<&Path>, input_size: (i64, i64)) -
 }
 
 /// Refuses a centre file that records other weights than `weights` (one without a record, made
-/// by hand, is taken as it is).
+/// by hand, is taken as it is; so is any with a TorchScript export, whose manifest is not the
+/// file the centre was computed with).
 fn centre_matches_weights(centre: &Path, weights: &Path) -> Result<(), LiveError> {
+    if weights.extension().is_some_and(|e| e == "toml") {
+        return Ok(());
+    }
     let made_for = crate::model::centre::made_for(centre).map_err(|e| LiveError::Centre {
         path: centre.to_path_buf(),
         source: Box::new(e.into()),

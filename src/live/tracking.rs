@@ -42,9 +42,9 @@ type FrameBoxes = (usize, Vec<(TrackKey, BBox)>, (u32, u32));
 ///
 /// A thermal track fuses first with one visible track (its *first partner*; a harvest takes only
 /// such pairs). While that partner lives, other visible tracks that overlap the thermal track
-/// more than any other thermal box, and are not boxed apart from the first partner (IoU below
-/// [`APART_IOU`]: another person beside them), for as many frames, fuse with it too as *further*
-/// partners: the fragments a visible detector makes of one person (a motion detector's trail, a
+/// more than any other thermal box, for as many frames, fuse with it too as *further* partners,
+/// unless they were ever boxed apart from one of its partners in a frame (IoU below
+/// [`APART_IOU`]: another person beside them, refused for good): the fragments a visible detector makes of one person (a motion detector's trail, a
 /// track cut short and restarted) while the thermal track goes on. When the first partner ends,
 /// the further partner with the smallest track id (the oldest) takes its place. A visible track
 /// fuses with one thermal track.
@@ -57,6 +57,8 @@ struct Fusion {
     thermal_of: HashMap<TrackKey, TrackKey>,
     /// Each fused thermal track's first partner while it lives.
     first_partner: HashMap<TrackKey, TrackKey>,
+    /// (visible, thermal) pairs refused as further partners: seen beside a partner.
+    refused: std::collections::HashSet<(TrackKey, TrackKey)>,
 }
 
 /// A fusion the tracking stage decided: (visible, thermal, further).
@@ -88,20 +90,27 @@ impl Fusion {
                     .map(|(t, _)| (*v, t))
             })
             .collect();
-        let box_of = |key: &TrackKey| visible.iter().find(|(k, _)| k == key).map(|(_, b)| *b);
         let mut out = Vec::new();
         for (t, tb) in &scaled {
             for (v, vb) in &visible {
-                if vb.iou(tb) < iou || self.thermal_of.contains_key(v) {
+                if vb.iou(tb) < iou || self.thermal_of.contains_key(v) || self.refused.contains(&(*v, *t)) {
                     continue;
                 }
-                // A further partner: only where the thermal box is its best, and not beside the
-                // first partner.
+                // A further partner: only where the thermal box is its best, and never once beside
+                // one of the thermal track's partners.
                 let first = self.first_partner.get(t).copied();
-                if let Some(first) = first
-                    && (best.get(v) != Some(t) || box_of(&first).is_some_and(|fb| fb.iou(vb) < APART_IOU))
-                {
-                    continue;
+                if first.is_some() {
+                    let beside = visible
+                        .iter()
+                        .any(|(k, kb)| self.thermal_of.get(k) == Some(t) && kb.iou(vb) < APART_IOU);
+                    if beside {
+                        self.refused.insert((*v, *t));
+                        self.votes.remove(&(*v, *t));
+                        continue;
+                    }
+                    if best.get(v) != Some(t) {
+                        continue;
+                    }
                 }
                 let n = self.votes.entry((*v, *t)).or_default();
                 *n += 1;
@@ -136,6 +145,7 @@ impl Fusion {
         self.first_partner.remove(key);
         self.thermal_of.retain(|_, t| t != key);
         self.votes.retain(|(v, t), _| v != key && t != key);
+        self.refused.retain(|(v, t)| v != key && t != key);
     }
 }
 
@@ -471,7 +481,7 @@ mod tests {
     #[test]
     fn a_fused_thermal_track_takes_the_visible_fragments_that_overlap_it_best() {
         let mut fusion = Fusion::default();
-        let [v1, v2, v3, v4] = [1, 2, 3, 4].map(|i| key(Modality::Visible, i));
+        let [v1, v2, v3, v4, v5] = [1, 2, 3, 4, 5].map(|i| key(Modality::Visible, i));
         let (t, u) = (key(Modality::Thermal, 7), key(Modality::Thermal, 8));
         assert_eq!(overlap(&mut fusion, v1, t, FUSE_FRAMES), [(v1, t, false)]);
         // While v1 lives, v2 (a fragment of the same person, v1 out of view) fuses with t as a
@@ -494,7 +504,10 @@ mod tests {
             let fused = fusion.thermal(0, &[(t, wide)], (100, 100), 0.3);
             assert!(fused.is_empty(), "{fused:?}");
         }
-        // When v1 ends, its oldest further partner takes its place.
+        // ... for good: alone over t later, it still does not fuse.
+        assert!(overlap(&mut fusion, v4, t, FUSE_FRAMES).is_empty());
+        // When v1 ends, its oldest further partner (v2, not the later v5) takes its place.
+        assert_eq!(overlap(&mut fusion, v5, t, FUSE_FRAMES), [(v5, t, true)]);
         fusion.end(&v1);
         assert_eq!(fusion.first_partner.get(&t), Some(&v2));
         // When t ends, its fragments may fuse again elsewhere.

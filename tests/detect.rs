@@ -364,6 +364,23 @@ fn unconfirmed_tracks_end_silently_and_ids_only_grow() {
     assert!(t.is_empty());
 }
 
+/// Of the walkers of a generated 480-pixel-wide frame `t` (`truth`) that are whole in view,
+/// unoccluded and past the first 5 frames: how many `dets` found with IoU ≥ 0.5, and how many
+/// were counted.
+fn walkers_found(truth: &[(i64, BBox)], dets: &[Detection], t: usize) -> (usize, usize) {
+    let (mut found, mut total) = (0, 0);
+    for (pid, gt) in truth {
+        let cut = gt.x <= 1.0 || gt.x + gt.w >= 479.0;
+        let occluded = truth.iter().any(|(other, b)| other != pid && b.iou(gt) > 0.0);
+        if t < 5 || cut || occluded {
+            continue;
+        }
+        total += 1;
+        found += usize::from(dets.iter().any(|d| d.bbox.iou(gt) >= 0.5));
+    }
+    (found, total)
+}
+
 #[test]
 fn motion_detector_finds_walkers_in_generated_visible_scenes() {
     use opencv::prelude::*;
@@ -377,15 +394,9 @@ fn motion_detector_finds_walkers_in_generated_visible_scenes() {
             let px = mat.data_bytes().unwrap().to_vec();
             let image = Image::new(&px, 480, 360, 480 * 3, PixelFormat::Rgb).unwrap();
             let dets = d.run(&image).unwrap();
-            for (pid, gt) in &truth {
-                let cut = gt.x <= 1.0 || gt.x + gt.w >= 479.0;
-                let occluded = truth.iter().any(|(other, b)| other != pid && b.iou(gt) > 0.0);
-                if t < 5 || cut || occluded {
-                    continue;
-                }
-                total += 1;
-                found += usize::from(dets.iter().any(|d| d.bbox.iou(gt) >= 0.5));
-            }
+            let (f, n) = walkers_found(&truth, &dets, t);
+            found += f;
+            total += n;
         }
     }
     let rate = found as f64 / total as f64;
@@ -416,15 +427,9 @@ fn motion_detector_recalibrates_at_a_scene_cut_instead_of_boxing_the_old_backgro
                 .iter()
                 .filter(|d| !truth.iter().any(|(_, b)| d.bbox.iou(b) > 0.1))
                 .count();
-            for (pid, gt) in &truth {
-                let cut = gt.x <= 1.0 || gt.x + gt.w >= 479.0;
-                let occluded = truth.iter().any(|(other, b)| other != pid && b.iou(gt) > 0.0);
-                if t < 5 || cut || occluded {
-                    continue;
-                }
-                total += 1;
-                found += usize::from(dets.iter().any(|d| d.bbox.iou(gt) >= 0.5));
-            }
+            let (f, n) = walkers_found(&truth, &dets, t);
+            found += f;
+            total += n;
         }
     }
     println!("after the cut: {ghosts} boxes on no walker; {found}/{total} walkers found");

@@ -592,11 +592,11 @@ fn embedding_centre(
     let rows = crops::embed(data, &items, kind, weights, input_size, device)
         .map_err(|e| eval_err("the training crops with the adapted weights", e))?;
     let centre = crate::model::centre::mean_of(&rows);
-    let weights_crc = std::fs::read(weights).map_err(|source| AdaptError::Write {
+    let weights_crc = crate::index::snapshot::crc32_file_update(0, weights).map_err(|source| AdaptError::Write {
         path: weights.to_path_buf(),
         source,
     })?;
-    crate::model::centre::write(path, &centre, Some(crate::index::snapshot::crc32(&weights_crc)))?;
+    crate::model::centre::write(path, &centre, Some(weights_crc))?;
     Ok(centre)
 }
 

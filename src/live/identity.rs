@@ -408,11 +408,8 @@ pub fn run(
                         // A thermal track whose first partner ended takes its oldest further
                         // partner as the first, as the tracking stage does.
                         if k.modality == Modality::Thermal {
-                            let next = tracks
-                                .iter()
-                                .filter(|(_, s)| s.partner == Some(*k))
-                                .map(|(v, _)| *v)
-                                .min_by_key(|v| v.track);
+                            let partners = tracks.iter().filter_map(|(v, s)| Some((v, s.partner.as_ref()?)));
+                            let next = super::tracking::oldest_partner(partners, *k);
                             if let Some(s) = tracks.get_mut(k) {
                                 s.partner = next;
                             }

@@ -6,9 +6,8 @@
 use super::LiveError;
 use crate::config::SiteConfig;
 use crate::config::site::Input;
-use crate::index::snapshot::crc32_update;
+use crate::index::snapshot::{crc32_file_update, crc32_update};
 use crate::model::embedder::{self, Embed};
-use std::io::Read;
 use std::path::Path;
 
 /// What the checks loaded, for the run to use.
@@ -84,7 +83,7 @@ pub fn model_id(weights: &Path, centre: Option<&Path>, input_size: (i64, i64)) -
     files.extend(centre.map(|c| ("model.centre", c.to_path_buf())));
     let mut crc = crc32_update(0, format!("{input_size:?}").as_bytes());
     for (key, f) in files {
-        crc = crc_of_file(crc, &f).map_err(unreadable(key, &f))?;
+        crc = crc32_file_update(crc, &f).map_err(unreadable(key, &f))?;
     }
     Ok(format!("{crc:08x}"))
 }
@@ -101,7 +100,7 @@ fn centre_matches_weights(centre: &Path, weights: &Path) -> Result<(), LiveError
         source: Box::new(e.into()),
     })?;
     let Some(made_for) = made_for else { return Ok(()) };
-    let weights_crc = crc_of_file(0, weights).map_err(|source| LiveError::ModelId {
+    let weights_crc = crc32_file_update(0, weights).map_err(|source| LiveError::ModelId {
         key: "model.weights",
         path: weights.to_path_buf(),
         source,
@@ -115,18 +114,6 @@ fn centre_matches_weights(centre: &Path, weights: &Path) -> Result<(), LiveError
             made_for,
             weights_crc,
         })
-    }
-}
-
-/// `crc` updated with the bytes of the file at `path`.
-fn crc_of_file(mut crc: u32, path: &Path) -> Result<u32, std::io::Error> {
-    let mut file = std::fs::File::open(path)?;
-    let mut chunk = vec![0u8; 1 << 20];
-    loop {
-        match file.read(&mut chunk)? {
-            0 => return Ok(crc),
-            n => crc = crc32_update(crc, &chunk[..n]),
-        }
     }
 }
 

@@ -151,7 +151,7 @@ impl Fusion {
 
 /// The live visible partner of thermal track `thermal` with the smallest track id, among
 /// `partners` (each visible track's thermal track).
-fn oldest_partner<'a>(
+pub(super) fn oldest_partner<'a>(
     partners: impl IntoIterator<Item = (&'a TrackKey, &'a TrackKey)>,
     thermal: TrackKey,
 ) -> Option<TrackKey> {

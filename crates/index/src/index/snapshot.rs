@@ -73,6 +73,19 @@ struct Meta {
     exemplars: Vec<Exemplar>,
 }
 
+/// `crc` updated with the bytes of the file at `path` (see [`crc32_update`]), read in pieces.
+pub fn crc32_file_update(mut crc: u32, path: &std::path::Path) -> Result<u32, std::io::Error> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        match file.read(&mut chunk)? {
+            0 => return Ok(crc),
+            n => crc = crc32_update(crc, &chunk[..n]),
+        }
+    }
+}
+
 /// CRC-32 (IEEE 802.3, reflected, as zlib's).
 pub fn crc32(bytes: &[u8]) -> u32 {
     crc32_update(0, bytes)

@@ -5,8 +5,14 @@
 //!   starting ImageNet weights and of the adapted weights of each seed;
 //! - `reid-pipe run` on the held-out frames with each model and its thresholds (the site's for
 //!   the starting weights, the report's suggestion for the adapted ones): identities per true
-//!   person, and purity (the share of all tracks whose person is their identity's majority
-//!   person).
+//!   person, purity (the share of all tracks whose person is their identity's majority
+//!   person) and the share of the people's tracks that got an identity. Fragmentation trades
+//!   against purity through the thresholds, so both models are also run with tighter ones (the
+//!   starting weights at 7/8, 3/4 and 1/2 of the site's, the adapted ones at 3/4 of the
+//!   suggestion), and the identities per person beyond one compared at equal purity: the
+//!   starting weights' figure at the adapted models' mean purity, interpolated between the two
+//!   of its runs whose purities bracket it. The camera starts new identities from fused tracks
+//!   only (`cameras.new_identities = "fused"`, its views are aligned) unless `_FUSED` is 0.
 //!
 //!     cargo bench --bench site_adaptation
 //!
@@ -18,7 +24,8 @@
 //! Settings (environment): `REID_BENCH_ADAPT_PEOPLE` (30), `_CLIPS` (48), `_EPOCHS` (10),
 //! `_SEEDS` (3), `_RUN_FRAMES` (held-out frames `run` plays; 0, the default, plays them all),
 //! `_SAMPLER` (`co-occurring` or `identity`), `_GROUP` (1; 0 trains on every pseudo-identity as
-//! its own person: `adapt --keep-pseudo-identities`), `_VTEST` (1; 0 leaves vtest.avi out),
+//! its own person: `adapt --keep-pseudo-identities`), `_FUSED` (1), `_VTEST` (1; 0 leaves
+//! vtest.avi out; its runs keep the default `new_identities = "any"`),
 //! `_DIR` (target/bench-adapt). A finished adaptation of the same recording, sampler, grouping,
 //! epochs and seed is reused.
 
@@ -97,6 +104,9 @@ fn site_text(clip: &Path, template: &Path, dir: &Path, start: u64, frames: Optio
     let mut text = String::from(
         "[runtime]\ndevice = \"cpu\"\nbatch_size = 16\n[[cameras]]\nname = \"gate\"\npairing_tolerance_ms = 20\n",
     );
+    if setting("FUSED", 1) != 0 {
+        text += "new_identities = \"fused\"\n";
+    }
     for (m, f) in [("visible", "rgb"), ("thermal", "gray8")] {
         text += &format!(
             "[cameras.{m}]\nkind = \"template\"\ntemplate = \"{}\"\nformat = \"{f}\"\n\
@@ -296,24 +306,37 @@ fn vtest(dir: &Path, epochs: u64, seeds: u64, sampler: &str) {
     );
 }
 
-/// Identities per true person and purity of `run`'s identities, from its events: each track's
-/// last identity (after the merges the events name) and its true person (most of its boxes).
-fn identities(events: &Path, truth: &Truth, start: u64) -> (f64, f64, usize) {
+/// What `run`'s identities did with the true people (see [`identities`]).
+#[derive(Clone, Copy)]
+struct Live {
+    /// Identities per true person.
+    fragmentation: f64,
+    purity: f64,
+    identities: usize,
+    /// The share of the people's tracks that got an identity.
+    covered: f64,
+}
+
+/// Identities per true person, purity and coverage of `run`'s identities, from its events: each
+/// track's last identity (after the merges the events name) and its true person (most of its
+/// boxes).
+fn identities(events: &Path, truth: &Truth, start: u64) -> Live {
     let events = read_events(events);
     let canonical = merges(&events);
-    let mut tracks: HashMap<(String, String, u64), (i64, Vec<i64>)> = HashMap::new();
+    let mut tracks: HashMap<(String, String, u64), (Option<i64>, Vec<i64>)> = HashMap::new();
     for e in &events {
-        let (Some(identity), Some(t)) = (e["identity"].as_i64().map(&canonical), e["stream_time_s"].as_f64()) else {
+        let Some(t) = e["stream_time_s"].as_f64() else {
             continue;
         };
+        let identity = e["identity"].as_i64().map(&canonical);
         let modality = e["modality"].as_str().expect("modality").to_owned();
         let key = (
             e["camera"].as_str().expect("camera").to_owned(),
             modality.clone(),
             e["track_id"].as_u64().expect("track"),
         );
-        let entry = tracks.entry(key).or_insert((identity, Vec::new()));
-        entry.0 = identity;
+        let entry = tracks.entry(key).or_insert((None, Vec::new()));
+        entry.0 = identity.or(entry.0);
         let frame = start as i64 + (t * FPS).round() as i64;
         if let Some(p) = person_at(truth, frame, &modality, &boxed(&e["box"])) {
             entry.1.push(p);
@@ -321,10 +344,14 @@ fn identities(events: &Path, truth: &Truth, start: u64) -> (f64, f64, usize) {
     }
     let mut per_person: BTreeMap<i64, BTreeSet<i64>> = BTreeMap::new();
     let mut per_identity: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    let mut people_tracks = 0;
     for (identity, votes) in tracks.values() {
         if let Some((p, _, _)) = majority(votes.iter().copied()) {
-            per_person.entry(p).or_default().insert(*identity);
-            per_identity.entry(*identity).or_default().push(p);
+            people_tracks += 1;
+            if let Some(identity) = identity {
+                per_person.entry(p).or_default().insert(*identity);
+                per_identity.entry(*identity).or_default().push(p);
+            }
         }
     }
     let fragmentation = per_person.values().map(|s| s.len() as f64).sum::<f64>() / per_person.len().max(1) as f64;
@@ -332,20 +359,17 @@ fn identities(events: &Path, truth: &Truth, start: u64) -> (f64, f64, usize) {
         let (_, c, n) = majority(ps.iter().copied()).expect("non-empty");
         (pure + c, all + n)
     });
-    (fragmentation, pure as f64 / all.max(1) as f64, per_identity.len())
+    Live {
+        fragmentation,
+        purity: pure as f64 / all.max(1) as f64,
+        identities: per_identity.len(),
+        covered: all as f64 / people_tracks.max(1) as f64,
+    }
 }
 
 /// `reid-pipe run` on `frames` of the clip from `start` (all with 0), with `model` (the site
 /// file's `[model]` and `[index]`): see [`identities`].
-fn live(
-    clip: &Path,
-    template: &Path,
-    dir: &Path,
-    start: u64,
-    frames: u64,
-    model: &str,
-    truth: &Truth,
-) -> (f64, f64, usize) {
+fn live(clip: &Path, template: &Path, dir: &Path, start: u64, frames: u64, model: &str, truth: &Truth) -> Live {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).expect("mkdir");
     let site = dir.join("site.toml");
@@ -370,11 +394,28 @@ fn centre_line(report: &Value) -> String {
 struct Row {
     /// Rank-1 and mAP on the true labels.
     retrieval: (f64, f64),
-    /// Identities per person, purity, identities (see [`identities`]).
-    live: (f64, f64, usize),
+    /// `run` with the suggested thresholds, and with three quarters of them.
+    live: Live,
+    tighter: Live,
     /// Rank-1 on the pseudo-identities (adapt's report), before and after.
     pseudo_before: f64,
     pseudo_after: f64,
+}
+
+/// Identities per person at `purity` along `curve` (runs of one model, purity rising),
+/// interpolated linearly between the two runs whose purities bracket it.
+fn at_purity(curve: &[Live], purity: f64) -> Option<f64> {
+    curve.windows(2).find_map(|w| {
+        let (a, b) = (w[0], w[1]);
+        (a.purity <= purity && purity <= b.purity).then(|| {
+            let t = if b.purity > a.purity {
+                (purity - a.purity) / (b.purity - a.purity)
+            } else {
+                0.0
+            };
+            a.fragmentation + t * (b.fragmentation - a.fragmentation)
+        })
+    })
 }
 
 fn mean_std(v: &[f64]) -> (f64, f64) {
@@ -411,13 +452,18 @@ fn main() {
     )
     .expect("template");
     let start_weights = repo.join("models/weights/mobilenetv2_imagenet.safetensors");
-    let start_model = format!(
-        "[model]\nbackbone = \"mobilenetv2\"\nweights = \"{}\"\ninput_size = [128, 64]\n\
-         [index]\nsame_modality_threshold = 0.04\ncross_modality_threshold = 0.08",
-        start_weights.display()
-    );
+    // The site's thresholds for the starting weights, times `scale`.
+    let start_model = |scale: f64| {
+        format!(
+            "[model]\nbackbone = \"mobilenetv2\"\nweights = \"{}\"\ninput_size = [128, 64]\n\
+             [index]\nsame_modality_threshold = {}\ncross_modality_threshold = {}",
+            start_weights.display(),
+            0.04 * scale,
+            0.08 * scale
+        )
+    };
     let site = dir.join("site.toml");
-    std::fs::write(&site, site_text(&clip, &template, &dir, 0, None, &start_model)).expect("site");
+    std::fs::write(&site, site_text(&clip, &template, &dir, 0, None, &start_model(1.0))).expect("site");
     let runs: Vec<PathBuf> = (0..seeds.max(1))
         .map(|seed| adapted(&site, &clip, epochs, seed, &sampler))
         .collect();
@@ -431,42 +477,43 @@ fn main() {
         manifest["identities"].as_array().map_or(0, Vec::len)
     );
     let before = retrieval(&held_out, &start_weights, &dir.join("eval-before"), [128, 64]);
-    let live_before = live(
-        &clip,
-        &template,
-        &dir.join("run-before"),
-        cut_frame,
-        run_frames,
-        &start_model,
-        &truth,
-    );
+    let run_before =
+        |name: &str, model: &str| live(&clip, &template, &dir.join(name), cut_frame, run_frames, model, &truth);
+    let live_before = run_before("run-before", &start_model(1.0));
+    // (scale, outcome), purity rising.
+    let tighter_before: Vec<(f64, Live)> = [0.875, 0.75, 0.5]
+        .into_iter()
+        .map(|scale| (scale, run_before(&format!("run-before-x{scale}"), &start_model(scale))))
+        .collect();
     let mut rows = Vec::new();
     for out in &runs {
         let report = json(&out.join("report.json"));
         let weights = PathBuf::from(report["adapted_weights"].as_str().expect("weights"));
         let after = retrieval(&held_out, &weights, &out.join("eval-truth"), [128, 64]);
-        let threshold = |k: &str| report[k]["distance"].as_f64().map_or(0.0, |d| (d * 1e4).floor() / 1e4);
-        let model = format!(
-            "[model]\nbackbone = \"mobilenetv2\"\nweights = \"{}\"\ninput_size = [128, 64]\n{}\
-             [index]\nsame_modality_threshold = {}\ncross_modality_threshold = {}",
-            weights.display(),
-            centre_line(&report),
-            threshold("same_modality_threshold"),
-            threshold("cross_modality_threshold")
-        );
-        let live_after = live(
-            &clip,
-            &template,
-            &out.join("run-truth"),
-            cut_frame,
-            run_frames,
-            &model,
-            &truth,
-        );
+        // The report's suggested thresholds, times `scale`.
+        let model = |scale: f64| {
+            let threshold = |k: &str| {
+                report[k]["distance"]
+                    .as_f64()
+                    .map_or(0.0, |d| (d * scale * 1e4).floor() / 1e4)
+            };
+            format!(
+                "[model]\nbackbone = \"mobilenetv2\"\nweights = \"{}\"\ninput_size = [128, 64]\n{}\
+                 [index]\nsame_modality_threshold = {}\ncross_modality_threshold = {}",
+                weights.display(),
+                centre_line(&report),
+                threshold("same_modality_threshold"),
+                threshold("cross_modality_threshold")
+            )
+        };
+        let live =
+            |name: &str, model: &str| live(&clip, &template, &out.join(name), cut_frame, run_frames, model, &truth);
+        let (live_after, tighter) = (live("run-truth", &model(1.0)), live("run-truth-tighter", &model(0.75)));
         let pseudo = |side: &str| report[side]["rank1"][0].as_f64().unwrap_or(f64::NAN);
         rows.push(Row {
             retrieval: after,
             live: live_after,
+            tighter,
             pseudo_before: pseudo("before"),
             pseudo_after: pseudo("after"),
         });
@@ -477,25 +524,82 @@ fn main() {
         run_frames.to_string()
     };
     println!("\nHeld-out part, true labels; `run` on {played} held-out frames; sampler {sampler}, {epochs} epochs\n");
-    println!("| weights | rank-1 (%) | mAP (%) | identities per person | purity | identities |");
-    println!("|---|---|---|---|---|---|");
     println!(
-        "| ImageNet start | {:.1} | {:.1} | {:.2} | {:.2} | {} |",
-        before.0, before.1, live_before.0, live_before.1, live_before.2
+        "| weights | rank-1 (%) | mAP (%) | identities per person | purity | tracks with an identity | identities |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let cells = |l: &Live| {
+        format!(
+            "{:.2} | {:.2} | {:.2} | {}",
+            l.fragmentation, l.purity, l.covered, l.identities
+        )
+    };
+    println!(
+        "| ImageNet start | {:.1} | {:.1} | {} |",
+        before.0,
+        before.1,
+        cells(&live_before)
     );
     for (seed, r) in rows.iter().enumerate() {
         println!(
-            "| adapted, seed {seed} | {:.1} | {:.1} | {:.2} | {:.2} | {} |",
-            r.retrieval.0, r.retrieval.1, r.live.0, r.live.1, r.live.2
+            "| adapted, seed {seed} | {:.1} | {:.1} | {} |",
+            r.retrieval.0,
+            r.retrieval.1,
+            cells(&r.live)
         );
     }
     let col = |f: &dyn Fn(&Row) -> f64| mean_std(&rows.iter().map(f).collect::<Vec<_>>());
     let (r1, map) = (col(&|r| r.retrieval.0), col(&|r| r.retrieval.1));
-    let (frag, pur) = (col(&|r| r.live.0), col(&|r| r.live.1));
+    let mean_cells = |l: &dyn Fn(&Row) -> Live| {
+        let (frag, pur, cov) = (
+            col(&|r| l(r).fragmentation),
+            col(&|r| l(r).purity),
+            col(&|r| l(r).covered),
+        );
+        format!(
+            "{:.2} ± {:.2} | {:.2} ± {:.2} | {:.2} ± {:.2} |",
+            frag.0, frag.1, pur.0, pur.1, cov.0, cov.1
+        )
+    };
     println!(
-        "| adapted, mean ± std | {:.1} ± {:.1} | {:.1} ± {:.1} | {:.2} ± {:.2} | {:.2} ± {:.2} | |",
-        r1.0, r1.1, map.0, map.1, frag.0, frag.1, pur.0, pur.1
+        "| adapted, mean ± std | {:.1} ± {:.1} | {:.1} ± {:.1} | {} |",
+        r1.0,
+        r1.1,
+        map.0,
+        map.1,
+        mean_cells(&|r| r.live)
     );
+    println!("\nTighter thresholds: the site's (ImageNet) or the suggested ones (adapted), times the scale\n");
+    println!("| weights | scale | identities per person | purity | tracks with an identity | identities |");
+    println!("|---|---|---|---|---|---|");
+    for (scale, l) in &tighter_before {
+        println!("| ImageNet start | {scale} | {} |", cells(l));
+    }
+    for (seed, r) in rows.iter().enumerate() {
+        println!("| adapted, seed {seed} | 0.75 | {} |", cells(&r.tighter));
+    }
+    println!("| adapted, mean ± std | 0.75 | {}", mean_cells(&|r| r.tighter));
+    let start_curve: Vec<Live> = std::iter::once(live_before)
+        .chain(tighter_before.iter().map(|(_, l)| *l))
+        .collect();
+    let suggested = |r: &Row| r.live;
+    let tighter = |r: &Row| r.tighter;
+    for (name, of) in [
+        ("suggested", &suggested as &dyn Fn(&Row) -> Live),
+        ("3/4 of the suggested", &tighter),
+    ] {
+        let (fragmentation, purity) = (col(&|r| of(r).fragmentation).0, col(&|r| of(r).purity).0);
+        match at_purity(&start_curve, purity) {
+            Some(start) => println!(
+                "\nAdapted at the {name} thresholds: {fragmentation:.2} identities per person at purity {purity:.2}; \
+                 ImageNet at that purity: {start:.2}. Beyond one per person, adapted / ImageNet: {:.2} / {:.2} = {:.2}.",
+                fragmentation - 1.0,
+                start - 1.0,
+                (fragmentation - 1.0) / (start - 1.0)
+            ),
+            None => println!("\nAdapted at the {name} thresholds: purity {purity:.2}, outside ImageNet's runs."),
+        }
+    }
     let (pa, pb) = (col(&|r| r.pseudo_after), col(&|r| r.pseudo_before));
     println!(
         "\nOn the pseudo-identities (adapt's own report): rank-1 {:.1} before, {:.1} ± {:.1} after.\n\

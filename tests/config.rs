@@ -4,7 +4,7 @@
 mod common;
 
 use common::repo;
-use reid_pipe::config::site::{DetectorKind, Input};
+use reid_pipe::config::site::{DetectorKind, Input, NewIdentities};
 
 use reid_pipe::base::{Backbone, PixelFormat};
 use reid_pipe::config::train::Pretrained;
@@ -360,6 +360,23 @@ fn celsius_thresholds_need_a_calibrated_16_bit_camera() {
     )
     .unwrap();
     assert_eq!(cfg.cameras[0].calibration.map(|c| c.gain), Some(0.01));
+}
+
+#[test]
+fn new_identities_from_fused_tracks_only_need_fusion_on() {
+    let default = SiteConfig::from_bytes(Path::new("site.toml"), SITE.as_bytes()).unwrap();
+    assert_eq!(default.cameras[0].new_identities, NewIdentities::Any);
+    let fused = SITE.replace("name = \"gate\"\n", "name = \"gate\"\nnew_identities = \"fused\"\n");
+    let cfg = SiteConfig::from_bytes(Path::new("site.toml"), fused.as_bytes()).unwrap();
+    assert_eq!(cfg.cameras[0].new_identities, NewIdentities::Fused);
+    let e = site_err(
+        fused
+            .replace("new_identities", "fuse_iou = 0.0\nnew_identities")
+            .as_bytes(),
+    );
+    expect(&e, "cameras[0].new_identities", 7, "`fuse_iou` is 0");
+    let e = site_err(fused.replace("\"fused\"", "\"paired\"").as_bytes());
+    expect(&e, "cameras[0].new_identities", 6, "unknown variant");
 }
 
 #[test]

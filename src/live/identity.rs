@@ -19,7 +19,10 @@
 //!   crops so far is matched again, and when that finds another identity the two merge into the
 //!   older, smaller id (an update event with `merged_from`; in a cluster the merge is also
 //!   proposed to every node),
-//!   so a returning person whose first crops were poor still gets their identity back.
+//!   so a returning person whose first crops were poor still gets their identity back;
+//! - where `cameras.new_identities = "fused"`, only a fused track starts an identity: an unfused
+//!   one without identity matches its whole life's mean against the known identities and joins
+//!   the one it finds, or waits (its events carry no identity).
 
 use super::board::Board;
 use super::events::{Event, EventKind, unix_now as now};
@@ -30,6 +33,7 @@ use super::writer::{DiskWriter, Exemplar, ThumbnailJob, Written};
 use crate::base::Modality;
 use crate::cluster::{Merged, Node};
 use crate::config::SiteConfig;
+use crate::config::site::NewIdentities;
 use crate::detect::BBox;
 use crate::index::identities::{Decision, IdentityIndex};
 use crate::index::snapshot;
@@ -119,11 +123,35 @@ pub fn run(
                    hint: Option<u64>,
                    exclude: &[u64]|
      -> Option<(Event, Instant)> {
-        let (vector, count) = state.mean.take()?;
+        let (mut vector, mut count) = state.mean.take()?;
         let camera = &cfg.cameras[key.camera].name;
         let time = now();
+        // An unfused track without identity where only fused tracks start identities: its whole
+        // life's mean joins a known identity, or it waits.
+        let joins_only = state.partner.is_none()
+            && state.identity.or(hint).is_none()
+            && cfg.cameras[key.camera].new_identities == NewIdentities::Fused;
+        if joins_only {
+            (vector, count) = state.life.mean()?;
+            state.last_match_pts = state.last.map(|l| l.2);
+        }
         // A fused track's identity is settled by the fusion: its embeddings extend it.
         let assigned = match (state.partner, state.identity.or(hint)) {
+            _ if joins_only => match index.best_match(&vector, key.modality, exclude) {
+                Ok(Some(m)) => match index.extend(m.identity, &vector, key.modality, camera, time) {
+                    Ok(true) => Ok(Decision {
+                        identity: m.identity,
+                        created: false,
+                        distance: Some(m.distance),
+                        cross_modal: m.cross_modal,
+                        also: Vec::new(),
+                    }),
+                    Ok(false) => return None,
+                    Err(e) => Err(e),
+                },
+                Ok(None) => return None,
+                Err(e) => Err(e),
+            },
             (Some(_), Some(id)) => match index.extend(id, &vector, key.modality, camera, time) {
                 Ok(true) => Ok(Decision {
                     identity: id,
@@ -774,8 +802,13 @@ cross_modality_threshold = 0.4
     /// Runs the stage on `messages` (one camera; thresholds 0.2 / 0.4, a match at most once a
     /// second of stream time): the events, and the index left behind.
     fn stage(messages: Vec<ToIdentity>) -> (Vec<Event>, IdentityIndex) {
+        stage_at(SITE, messages)
+    }
+
+    /// [`stage`] at the site `site`.
+    fn stage_at(site: &str, messages: Vec<ToIdentity>) -> (Vec<Event>, IdentityIndex) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let cfg = SiteConfig::from_bytes(&dir.path().join("site.toml"), SITE.as_bytes()).expect("site");
+        let cfg = SiteConfig::from_bytes(&dir.path().join("site.toml"), site.as_bytes()).expect("site");
         let metrics = Metrics::default();
         let index = IdentityIndex::new(super::super::index_settings(&cfg, 4));
         let writer = DiskWriter::start(&dir.path().join("index"), &metrics).expect("writer");
@@ -1040,6 +1073,42 @@ cross_modality_threshold = 0.4
             "{events:#?}"
         );
         assert_eq!(index.identities().keys().copied().collect::<Vec<_>>(), [1]);
+    }
+
+    #[test]
+    fn where_only_fused_tracks_start_identities_an_unfused_track_joins_one_or_waits() {
+        let site = SITE.replace("name = \"gate\"\n", "name = \"gate\"\nnew_identities = \"fused\"\n");
+        let (p, warm, q) = (
+            unit([1.0, 0.0, 0.0, 0.0]),
+            unit([0.0, 1.0, 0.0, 0.0]),
+            unit([0.0, 0.0, 1.0, 0.0]),
+        );
+        // Visible track 1 alone (a shadow, say): no identity, though the index is empty.
+        let mut messages: Vec<ToIdentity> = (1..=3).map(|i| crop(1, f64::from(i) * 0.1, q.clone())).collect();
+        messages.push(end(1, 0.5));
+        // Visible 2 and thermal 7 fuse: the person gets identity 1 at their next match.
+        messages.extend((1..=3).map(|i| crop(2, 1.0 + f64::from(i) * 0.1, p.clone())));
+        messages.extend((1..=3).map(|i| crop_of(thermal(7), 1.05 + f64::from(i) * 0.1, warm.clone())));
+        messages.push(fuse(2, 7));
+        messages.push(crop(2, 2.5, p.clone()));
+        messages.push(crop_of(thermal(7), 2.55, warm.clone()));
+        messages.push(end(2, 3.0));
+        // Unfused visible 3 looks like them and joins 1; unfused thermal 8 is nobody known.
+        messages.extend((1..=3).map(|i| crop(3, 5.0 + f64::from(i) * 0.1, p.clone())));
+        messages.extend((1..=3).map(|i| crop_of(thermal(8), 5.05 + f64::from(i) * 0.1, q.clone())));
+        let (events, index) = stage_at(&site, messages);
+        let ids = last_identities(&events);
+        assert!(
+            !ids.contains_key(&1),
+            "the unfused first track has no identity: {events:#?}"
+        );
+        assert_eq!((ids.get(&2), ids.get(&7)), (Some(&1), Some(&1)), "{events:#?}");
+        assert_eq!(ids.get(&3), Some(&1), "an unfused track joins a known identity");
+        assert!(!ids.contains_key(&8), "an unfused stranger waits: {events:#?}");
+        assert_eq!(index.identities().keys().copied().collect::<Vec<_>>(), [1]);
+        // Where any track starts identities (the default), the first track made one.
+        let (events, _) = stage((1..=3).map(|i| crop(1, f64::from(i) * 0.1, q.clone())).collect());
+        assert_eq!(last_identities(&events).get(&1), Some(&1));
     }
 
     #[test]

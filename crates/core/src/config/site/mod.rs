@@ -80,6 +80,20 @@ pub struct CameraPair {
     /// frame) in a pair of frames for the frames to count towards fusing the two tracks into one
     /// identity; 0 turns fusion off (for camera pairs whose views are not aligned).
     pub fuse_iou: f32,
+    /// Which of the camera's tracks may start a new identity.
+    pub new_identities: NewIdentities,
+}
+
+/// Which tracks may start a new identity (any track may join a known one by appearance).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NewIdentities {
+    /// Every track.
+    Any,
+    /// Only a track fused with a track of the other view: a person seen warm and moving in both
+    /// (aligned views that see the same area); an unfused track (a shadow, a reflection, a
+    /// detector's split box) joins a known identity or stays without one.
+    Fused,
 }
 
 /// What to do with a frame that found no partner within the tolerance.

@@ -56,6 +56,7 @@ struct RawCamera {
     thermal_detector: Option<RawThermalDetector>,
     calibration: Option<RawCalibration>,
     fuse_iou: Option<Spanned<f64>>,
+    new_identities: Option<Spanned<NewIdentities>>,
 }
 
 #[derive(Deserialize)]
@@ -212,6 +213,19 @@ impl RawSite {
                      (gain, offset) for this camera",
                 ));
             }
+            let fuse_iou = checks::float(src, &format!("{key}.fuse_iou"), &cam.fuse_iou, 0.3, 0.0, 1.0)? as f32;
+            let new_identities = match cam.new_identities {
+                Some(n) if *n.get_ref() == NewIdentities::Fused && fuse_iou <= 0.0 => {
+                    return Err(src.error(
+                        &format!("{key}.new_identities"),
+                        n.span(),
+                        "\"fused\" needs fusion on: this camera's `fuse_iou` is 0, so no track would \
+                         ever start an identity",
+                    ));
+                }
+                Some(n) => n.into_inner(),
+                None => NewIdentities::Any,
+            };
             cameras.push(CameraPair {
                 name,
                 visible,
@@ -221,7 +235,8 @@ impl RawSite {
                 detector: camera_detector,
                 thermal_detector: camera_thermal,
                 calibration,
-                fuse_iou: checks::float(src, &format!("{key}.fuse_iou"), &cam.fuse_iou, 0.3, 0.0, 1.0)? as f32,
+                fuse_iou,
+                new_identities,
             });
         }
         let spans = OutputSpans {

@@ -1,5 +1,7 @@
 //! Frames per second of every detector on 768×576 frames (vtest.avi; the thermal detector on the
-//! same frames in grey), single-threaded and through the worker pool with 2 workers.
+//! same frames in grey), single-threaded and through the worker pool with 2 workers. The motion
+//! detector's background is per worker and stream: on the pool each worker's learns from every
+//! other frame.
 //!
 //!     cargo bench --bench detect_speed          # REID_BENCH_SECONDS (default 5) per measurement
 
@@ -91,7 +93,12 @@ fn main() {
         "detector   frames/s (1 thread)   frames/s (pool of 2)   on {}x{}",
         rgb[0].width, rgb[0].height
     );
-    for kind in [DetectorKind::Ssd, DetectorKind::Hog, DetectorKind::Haar] {
+    for kind in [
+        DetectorKind::Ssd,
+        DetectorKind::Hog,
+        DetectorKind::Haar,
+        DetectorKind::Motion,
+    ] {
         let cfg = visible(kind);
         let mut d = detect::visible(&cfg).expect("detector");
         let one = single(&mut d, &rgb, seconds);

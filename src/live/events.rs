@@ -62,7 +62,8 @@ pub struct Event {
     pub bbox: Option<[f32; 4]>,
     /// Detection confidence of that box.
     pub score: Option<f32>,
-    /// Global identity (None until the first match).
+    /// Global identity (None until the first match; for the whole life of an unfused track that
+    /// joined none where `cameras.new_identities = "fused"`).
     pub identity: Option<u64>,
     pub previous_identity: Option<u64>,
     pub identity_changed: bool,

@@ -9,7 +9,7 @@
 //! index to the disk writer ([`super::writer`]) every `index.snapshot_interval_s` and at the end;
 //! thumbnails go to the writer too.
 //!
-//! Two things the tracks say about people are used beside the embeddings:
+//! Three things the tracks say about people are used beside the embeddings:
 //! - tracks of one view (camera and modality) seen in the same frame with boxes apart are
 //!   different people: a track never joins the identity of such a track, by appearance or by
 //!   fusion. Boxes that overlap say nothing: two people passing, or one person a detector boxed
@@ -123,32 +123,32 @@ pub fn run(
                    hint: Option<u64>,
                    exclude: &[u64]|
      -> Option<(Event, Instant)> {
-        let (mut vector, mut count) = state.mean.take()?;
         let camera = &cfg.cameras[key.camera].name;
         let time = now();
-        // An unfused track without identity where only fused tracks start identities: its whole
-        // life's mean joins a known identity, or it waits.
-        let joins_only = state.partner.is_none()
-            && state.identity.or(hint).is_none()
-            && cfg.cameras[key.camera].new_identities == NewIdentities::Fused;
+        // Where only fused tracks start identities, a track without a live identity is matched
+        // with the mean of all its crops: an unfused one joins a known identity or waits (it
+        // starts none); a fused one starts its person's from every crop so far.
+        let waiting = cfg.cameras[key.camera].new_identities == NewIdentities::Fused
+            && state
+                .identity
+                .or(hint)
+                .filter(|id| index.identities().contains_key(id))
+                .is_none();
+        let (vector, count) = if waiting {
+            state.mean = EmbeddingMean::default();
+            state.life.mean()?
+        } else {
+            state.mean.take()?
+        };
+        let joins_only = waiting && state.partner.is_none();
         if joins_only {
-            (vector, count) = state.life.mean()?;
             state.last_match_pts = state.last.map(|l| l.2);
         }
         // A fused track's identity is settled by the fusion: its embeddings extend it.
         let assigned = match (state.partner, state.identity.or(hint)) {
+            // The same votes: the identity found, never a new one.
             _ if joins_only => match index.best_match(&vector, key.modality, exclude) {
-                Ok(Some(m)) => match index.extend(m.identity, &vector, key.modality, camera, time) {
-                    Ok(true) => Ok(Decision {
-                        identity: m.identity,
-                        created: false,
-                        distance: Some(m.distance),
-                        cross_modal: m.cross_modal,
-                        also: Vec::new(),
-                    }),
-                    Ok(false) => return None,
-                    Err(e) => Err(e),
-                },
+                Ok(Some(_)) => index.assign_track(&vector, key.modality, camera, time, None, exclude),
                 Ok(None) => return None,
                 Err(e) => Err(e),
             },
@@ -541,6 +541,15 @@ pub fn run(
                                 out.extend(join(&mut index, cluster.as_ref(), &mut tracks, from, into));
                             }
                             out
+                        }
+                        // Where only fused tracks start identities, this one starts its
+                        // person's now, from all its crops so far.
+                        (None, _)
+                            if vid.is_none()
+                                && tid.is_none()
+                                && cfg.cameras[visible.camera].new_identities == NewIdentities::Fused =>
+                        {
+                            match_track(&mut index, cluster.as_ref(), &mut tracks, &mut provisional, visible)
                         }
                         _ => Vec::new(),
                     }
@@ -1086,12 +1095,14 @@ cross_modality_threshold = 0.4
         // Visible track 1 alone (a shadow, say): no identity, though the index is empty.
         let mut messages: Vec<ToIdentity> = (1..=3).map(|i| crop(1, f64::from(i) * 0.1, q.clone())).collect();
         messages.push(end(1, 0.5));
-        // Visible 2 and thermal 7 fuse: the person gets identity 1 at their next match.
+        // Visible 2 and thermal 7 fuse: the person's identity 1 starts at the fusion. Visible 4,
+        // unfused, looks like them: it waits, then joins at its next match.
         messages.extend((1..=3).map(|i| crop(2, 1.0 + f64::from(i) * 0.1, p.clone())));
+        messages.extend((1..=3).map(|i| crop(4, 1.0 + f64::from(i) * 0.1, p.clone())));
         messages.extend((1..=3).map(|i| crop_of(thermal(7), 1.05 + f64::from(i) * 0.1, warm.clone())));
         messages.push(fuse(2, 7));
-        messages.push(crop(2, 2.5, p.clone()));
         messages.push(crop_of(thermal(7), 2.55, warm.clone()));
+        messages.push(crop(4, 2.6, p.clone()));
         messages.push(end(2, 3.0));
         // Unfused visible 3 looks like them and joins 1; unfused thermal 8 is nobody known.
         messages.extend((1..=3).map(|i| crop(3, 5.0 + f64::from(i) * 0.1, p.clone())));
@@ -1103,6 +1114,9 @@ cross_modality_threshold = 0.4
             "the unfused first track has no identity: {events:#?}"
         );
         assert_eq!((ids.get(&2), ids.get(&7)), (Some(&1), Some(&1)), "{events:#?}");
+        let first = |track| events.iter().position(|e| e.track_id == track && e.identity.is_some());
+        assert!(first(2) < first(4), "visible 4 waited for the person's identity");
+        assert_eq!(ids.get(&4), Some(&1));
         assert_eq!(ids.get(&3), Some(&1), "an unfused track joins a known identity");
         assert!(!ids.contains_key(&8), "an unfused stranger waits: {events:#?}");
         assert_eq!(index.identities().keys().copied().collect::<Vec<_>>(), [1]);

@@ -597,19 +597,19 @@ fn main() {
     let suggested = |r: &Row| r.live;
     let tighter = |r: &Row| r.tighter;
     for (name, of) in [
-        ("suggested", &suggested as &dyn Fn(&Row) -> Live),
+        ("the suggested", &suggested as &dyn Fn(&Row) -> Live),
         ("3/4 of the suggested", &tighter),
     ] {
         let (fragmentation, purity) = (col(&|r| of(r).fragmentation).0, col(&|r| of(r).purity).0);
         match at_purity(&start_curve, purity) {
             Some(start) => println!(
-                "\nAdapted at the {name} thresholds: {fragmentation:.2} identities per person at purity {purity:.2}; \
+                "\nAdapted at {name} thresholds: {fragmentation:.2} identities per person at purity {purity:.2}; \
                  ImageNet at that purity: {start:.2}. Beyond one per person, adapted / ImageNet: {:.2} / {:.2} = {:.2}.",
                 fragmentation - 1.0,
                 start - 1.0,
                 (fragmentation - 1.0) / (start - 1.0)
             ),
-            None => println!("\nAdapted at the {name} thresholds: purity {purity:.2}, outside ImageNet's runs."),
+            None => println!("\nAdapted at {name} thresholds: purity {purity:.2}, outside ImageNet's runs."),
         }
     }
     let (pa, pb) = (col(&|r| r.pseudo_after), col(&|r| r.pseudo_before));

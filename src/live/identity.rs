@@ -20,9 +20,10 @@
 //!   older, smaller id (an update event with `merged_from`; in a cluster the merge is also
 //!   proposed to every node),
 //!   so a returning person whose first crops were poor still gets their identity back;
-//! - where `cameras.new_identities = "fused"`, only a fused track starts an identity: an unfused
-//!   one without identity matches its whole life's mean against the known identities and joins
-//!   the one it finds, or waits (its events carry no identity).
+//! - where `cameras.new_identities = "fused"`, only a fused track starts an identity (at the
+//!   fusion itself, from all its crops so far, unless it joins a known one): an unfused one
+//!   without a live identity (none yet, or expired) matches its whole life's mean against the
+//!   known identities and joins the one it finds, or waits (its events carry no identity).
 
 use super::board::Board;
 use super::events::{Event, EventKind, unix_now as now};
@@ -125,15 +126,19 @@ pub fn run(
      -> Option<(Event, Instant)> {
         let camera = &cfg.cameras[key.camera].name;
         let time = now();
+        // The track's identity, else its fused partner's, while the index holds it.
+        let live = |id: &u64| index.identities().contains_key(id);
+        let current = state.identity.filter(live).or(hint.filter(live));
         // Where only fused tracks start identities, a track without a live identity is matched
         // with the mean of all its crops: an unfused one joins a known identity or waits (it
-        // starts none); a fused one starts its person's from every crop so far.
-        let waiting = cfg.cameras[key.camera].new_identities == NewIdentities::Fused
-            && state
-                .identity
-                .or(hint)
-                .filter(|id| index.identities().contains_key(id))
-                .is_none();
+        // starts none); a fused one joins one or starts its person's from every crop so far.
+        let waiting = cfg.cameras[key.camera].new_identities == NewIdentities::Fused && current.is_none();
+        if waiting && state.identity.take().is_some() {
+            // It expired: the track has none until it joins or starts one.
+            if let Ok(mut l) = labels.lock() {
+                l.remove(&key);
+            }
+        }
         let (vector, count) = if waiting {
             state.mean = EmbeddingMean::default();
             state.life.mean()?
@@ -145,10 +150,11 @@ pub fn run(
             state.last_match_pts = state.last.map(|l| l.2);
         }
         // A fused track's identity is settled by the fusion: its embeddings extend it.
-        let assigned = match (state.partner, state.identity.or(hint)) {
-            // The same votes: the identity found, never a new one.
+        let assigned = match (state.partner, current) {
+            // The same votes: the identity found (or, after an index rebuild, the one the votes
+            // now favour), never a new one.
             _ if joins_only => match index.best_match(&vector, key.modality, exclude) {
-                Ok(Some(_)) => index.assign_track(&vector, key.modality, camera, time, None, exclude),
+                Ok(Some(m)) => index.assign_track(&vector, key.modality, camera, time, Some(m.identity), exclude),
                 Ok(None) => return None,
                 Err(e) => Err(e),
             },
@@ -467,6 +473,18 @@ pub fn run(
                     tracks.entry(visible).or_default().partner = Some(thermal);
                     tracks.entry(thermal).or_default().partner = Some(visible);
                 }
+                // Where only fused tracks start identities, a first fusion of two tracks without
+                // one gives the visible track its person's now (joined or started from all its
+                // crops so far); the thermal track switches to it below.
+                let mut first_match = if !further
+                    && tracks[&visible].identity.is_none()
+                    && tracks[&thermal].identity.is_none()
+                    && cfg.cameras[visible.camera].new_identities == NewIdentities::Fused
+                {
+                    match_track(&mut index, cluster.as_ref(), &mut tracks, &mut provisional, visible)
+                } else {
+                    Vec::new()
+                };
                 let mut others = other_people(&mut tracks, visible);
                 others.extend(other_people(&mut tracks, thermal));
                 // A further partner joins the thermal track's person: the first partner's identity
@@ -505,7 +523,7 @@ pub fn run(
                         ts.partner = Some(visible);
                     }
                 }
-                if let (Some(v), None, Some(t)) = (winner, switching, tid) {
+                let fused = if let (Some(v), None, Some(t)) = (winner, switching, tid) {
                     // A fragment's known identity takes in the thermal track's provisional one
                     // (and the thermal track's first partner with it).
                     provisional.remove(&t);
@@ -542,18 +560,11 @@ pub fn run(
                             }
                             out
                         }
-                        // Where only fused tracks start identities, this one starts its
-                        // person's now, from all its crops so far.
-                        (None, _)
-                            if vid.is_none()
-                                && tid.is_none()
-                                && cfg.cameras[visible.camera].new_identities == NewIdentities::Fused =>
-                        {
-                            match_track(&mut index, cluster.as_ref(), &mut tracks, &mut provisional, visible)
-                        }
                         _ => Vec::new(),
                     }
-                }
+                };
+                first_match.extend(fused);
+                first_match
             }
         };
         if !send_all(events, cluster.as_ref(), out) {
@@ -1095,13 +1106,13 @@ cross_modality_threshold = 0.4
         // Visible track 1 alone (a shadow, say): no identity, though the index is empty.
         let mut messages: Vec<ToIdentity> = (1..=3).map(|i| crop(1, f64::from(i) * 0.1, q.clone())).collect();
         messages.push(end(1, 0.5));
-        // Visible 2 and thermal 7 fuse: the person's identity 1 starts at the fusion. Visible 4,
+        // Visible 2 and thermal 7 fuse: the person's identity 1 starts at the fusion, for both
+        // (no crop of either follows). Visible 4,
         // unfused, looks like them: it waits, then joins at its next match.
         messages.extend((1..=3).map(|i| crop(2, 1.0 + f64::from(i) * 0.1, p.clone())));
         messages.extend((1..=3).map(|i| crop(4, 1.0 + f64::from(i) * 0.1, p.clone())));
         messages.extend((1..=3).map(|i| crop_of(thermal(7), 1.05 + f64::from(i) * 0.1, warm.clone())));
         messages.push(fuse(2, 7));
-        messages.push(crop_of(thermal(7), 2.55, warm.clone()));
         messages.push(crop(4, 2.6, p.clone()));
         messages.push(end(2, 3.0));
         // Unfused visible 3 looks like them and joins 1; unfused thermal 8 is nobody known.

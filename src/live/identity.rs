@@ -1107,8 +1107,8 @@ cross_modality_threshold = 0.4
         let mut messages: Vec<ToIdentity> = (1..=3).map(|i| crop(1, f64::from(i) * 0.1, q.clone())).collect();
         messages.push(end(1, 0.5));
         // Visible 2 and thermal 7 fuse: the person's identity 1 starts at the fusion, for both
-        // (no crop of either follows). Visible 4,
-        // unfused, looks like them: it waits, then joins at its next match.
+        // (no crop of either follows). Visible 4, unfused, looks like them: it waits, then joins
+        // at its next match.
         messages.extend((1..=3).map(|i| crop(2, 1.0 + f64::from(i) * 0.1, p.clone())));
         messages.extend((1..=3).map(|i| crop(4, 1.0 + f64::from(i) * 0.1, p.clone())));
         messages.extend((1..=3).map(|i| crop_of(thermal(7), 1.05 + f64::from(i) * 0.1, warm.clone())));

@@ -241,12 +241,7 @@ fn vtest(dir: &Path, epochs: u64, seeds: u64, sampler: &str) {
     let dir = dir.join("vtest");
     let frames = dir.join("frames");
     let total = vtest_frames(&frames);
-    let weights = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/weights/mobilenetv2_imagenet.safetensors");
-    let start_model = format!(
-        "[model]\nbackbone = \"mobilenetv2\"\nweights = \"{}\"\ninput_size = [128, 64]\n\
-         [index]\nsame_modality_threshold = 0.04\ncross_modality_threshold = 0.08",
-        weights.display()
-    );
+    let start_model = imagenet_model(1.0);
     std::fs::create_dir_all(&dir).expect("mkdir");
     let site = dir.join("site.toml");
     std::fs::write(&site, vtest_site(&frames, &dir, 0, &start_model)).expect("site");
@@ -280,16 +275,7 @@ fn vtest(dir: &Path, epochs: u64, seeds: u64, sampler: &str) {
     );
     let mut per_seed = Vec::new();
     for (seed, (out, report)) in rows.iter().enumerate() {
-        let threshold = |k: &str| report[k]["distance"].as_f64().map_or(0.0, |d| (d * 1e4).floor() / 1e4);
-        let model = format!(
-            "[model]\nbackbone = \"mobilenetv2\"\nweights = \"{}\"\ninput_size = [128, 64]\n{}\
-             [index]\nsame_modality_threshold = {}\ncross_modality_threshold = {}",
-            report["adapted_weights"].as_str().expect("weights"),
-            centre_line(report),
-            threshold("same_modality_threshold"),
-            threshold("cross_modality_threshold")
-        );
-        let (tracks, ids, per) = played(&out.join("run-held-out"), &model);
+        let (tracks, ids, per) = played(&out.join("run-held-out"), &adapted_model(report, 1.0));
         let after = &report["after"];
         let (r1, map) = (
             after["rank1"][0].as_f64().unwrap_or(f64::NAN),
@@ -391,12 +377,42 @@ fn live(clip: &Path, template: &Path, dir: &Path, start: u64, frames: u64, model
     identities(&dir.join("events.jsonl"), truth, start)
 }
 
-/// The `model.centre` line of an adaptation's report (none from an adaptation older than the
-/// centre).
-fn centre_line(report: &Value) -> String {
-    report["centre"]
+/// The ImageNet weights the sites start from.
+fn imagenet_weights() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/weights/mobilenetv2_imagenet.safetensors")
+}
+
+/// A site file's `[model]` and `[index]` for the starting ImageNet weights, at the site's
+/// thresholds (0.04 / 0.08) times `scale`.
+fn imagenet_model(scale: f64) -> String {
+    format!(
+        "[model]\nbackbone = \"mobilenetv2\"\nweights = \"{}\"\ninput_size = [128, 64]\n\
+         [index]\nsame_modality_threshold = {}\ncross_modality_threshold = {}",
+        imagenet_weights().display(),
+        0.04 * scale,
+        0.08 * scale
+    )
+}
+
+/// A site file's `[model]` and `[index]` for an adaptation's weights and centre (none from an
+/// adaptation older than the centre), at its report's suggested thresholds times `scale`
+/// (rounded down to 4 decimals, as `adapt` prints them).
+fn adapted_model(report: &Value, scale: f64) -> String {
+    let threshold = |k: &str| {
+        report[k]["distance"]
+            .as_f64()
+            .map_or(0.0, |d| (d * scale * 1e4).floor() / 1e4)
+    };
+    let centre = report["centre"]
         .as_str()
-        .map_or(String::new(), |c| format!("centre = \"{c}\"\n"))
+        .map_or(String::new(), |c| format!("centre = \"{c}\"\n"));
+    format!(
+        "[model]\nbackbone = \"mobilenetv2\"\nweights = \"{}\"\ninput_size = [128, 64]\n{centre}\
+         [index]\nsame_modality_threshold = {}\ncross_modality_threshold = {}",
+        report["adapted_weights"].as_str().expect("weights"),
+        threshold("same_modality_threshold"),
+        threshold("cross_modality_threshold")
+    )
 }
 
 /// What one seed's adapted model measured.
@@ -460,19 +476,9 @@ fn main() {
         "multifilesrc location=${location} start-index=${start} stop-index=${stop} caps=${caps} ! pngdec ! videoconvert ! ${output}\n",
     )
     .expect("template");
-    let start_weights = repo.join("models/weights/mobilenetv2_imagenet.safetensors");
-    // The site's thresholds for the starting weights, times `scale`.
-    let start_model = |scale: f64| {
-        format!(
-            "[model]\nbackbone = \"mobilenetv2\"\nweights = \"{}\"\ninput_size = [128, 64]\n\
-             [index]\nsame_modality_threshold = {}\ncross_modality_threshold = {}",
-            start_weights.display(),
-            0.04 * scale,
-            0.08 * scale
-        )
-    };
+    let start_weights = imagenet_weights();
     let site = dir.join("site.toml");
-    std::fs::write(&site, site_text(&clip, &template, &dir, 0, None, &start_model(1.0))).expect("site");
+    std::fs::write(&site, site_text(&clip, &template, &dir, 0, None, &imagenet_model(1.0))).expect("site");
     let runs: Vec<PathBuf> = (0..seeds.max(1))
         .map(|seed| adapted(&site, &clip, epochs, seed, &sampler))
         .collect();
@@ -488,36 +494,28 @@ fn main() {
     let before = retrieval(&held_out, &start_weights, &dir.join("eval-before"), [128, 64]);
     let run_before =
         |name: &str, model: &str| live(&clip, &template, &dir.join(name), cut_frame, run_frames, model, &truth);
-    let live_before = run_before("run-before", &start_model(1.0));
-    // (scale, outcome), purity rising.
+    let live_before = run_before("run-before", &imagenet_model(1.0));
+    // (scale, outcome).
     let tighter_before: Vec<(f64, Live)> = [0.875, 0.75, 0.5]
         .into_iter()
-        .map(|scale| (scale, run_before(&format!("run-before-x{scale}"), &start_model(scale))))
+        .map(|scale| {
+            (
+                scale,
+                run_before(&format!("run-before-x{scale}"), &imagenet_model(scale)),
+            )
+        })
         .collect();
     let mut rows = Vec::new();
     for out in &runs {
         let report = json(&out.join("report.json"));
         let weights = PathBuf::from(report["adapted_weights"].as_str().expect("weights"));
         let after = retrieval(&held_out, &weights, &out.join("eval-truth"), [128, 64]);
-        // The report's suggested thresholds, times `scale`.
-        let model = |scale: f64| {
-            let threshold = |k: &str| {
-                report[k]["distance"]
-                    .as_f64()
-                    .map_or(0.0, |d| (d * scale * 1e4).floor() / 1e4)
-            };
-            format!(
-                "[model]\nbackbone = \"mobilenetv2\"\nweights = \"{}\"\ninput_size = [128, 64]\n{}\
-                 [index]\nsame_modality_threshold = {}\ncross_modality_threshold = {}",
-                weights.display(),
-                centre_line(&report),
-                threshold("same_modality_threshold"),
-                threshold("cross_modality_threshold")
-            )
-        };
-        let live =
+        let run_after =
             |name: &str, model: &str| live(&clip, &template, &out.join(name), cut_frame, run_frames, model, &truth);
-        let (live_after, tighter) = (live("run-truth", &model(1.0)), live("run-truth-tighter", &model(0.75)));
+        let (live_after, tighter) = (
+            run_after("run-truth", &adapted_model(&report, 1.0)),
+            run_after("run-truth-tighter", &adapted_model(&report, 0.75)),
+        );
         let pseudo = |side: &str| report[side]["rank1"][0].as_f64().unwrap_or(f64::NAN);
         rows.push(Row {
             retrieval: after,

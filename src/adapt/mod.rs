@@ -653,7 +653,7 @@ fn suggested_thresholds(
     let pick = |pairs: &thresholds::Pairs| {
         let seen = pairs.known_different.len() >= thresholds::MIN_KNOWN_DIFFERENT;
         let negatives = if seen { &pairs.known_different } else { &pairs.different };
-        thresholds::at_merge_rate(&pairs.same, negatives, thresholds::MERGE_RATE).map(|t| Threshold {
+        thresholds::at_likelihood_ratio(&pairs.same, negatives, thresholds::MIN_LIKELIHOOD_RATIO).map(|t| Threshold {
             co_occurring: seen,
             ..t
         })

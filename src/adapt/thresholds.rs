@@ -1,29 +1,43 @@
 //! Index thresholds that suit a model, from held-out pseudo-identities: the cosine distances
 //! between crops of the same pseudo-identity and of different ones, per modality pairing, and
-//! the largest distance at which at most [`MERGE_RATE`] of the different-identity pairs would
-//! merge (the way face and re-ID systems pick an operating point: at a fixed false-match rate),
-//! with the share of same-identity pairs it still splits.
+//! the largest distance at which a pair within it is at least [`MIN_LIKELIHOOD_RATIO`] times
+//! likelier to be of one identity than of two (the share of same-identity pairs within it over
+//! the share of different-identity pairs within it: the positive likelihood ratio of a join),
+//! with the shares of same-identity pairs it splits and different ones it merges.
+//!
+//! Why a likelihood ratio: the index holds many identities, and a track that joins one was
+//! closer to it than the threshold, not necessarily its own. Among `G` live identities the odds
+//! that such a join is right are about the ratio over `G − 1`, so 1000 keeps a join right about
+//! nine times in ten with a hundred identities live. It implies a merge rate of at most 0.1 %
+//! (the ratio cannot pass 1000 otherwise), and it is stricter where same-identity pairs are
+//! rarely close: a cross-modal pairing that splits 70–80 % of its same-identity pairs at a 0.1 %
+//! merge rate makes mostly wrong joins there. Measured on a generated recording (BENCHMARKS.md,
+//! "Site adaptation"): with the 0.1 % rule's cross-modal thresholds (0.30–0.34) the live index
+//! kept purity 0.87; with this rule's (0: joined by fusion only) 0.95, at 1.11 identities per
+//! person instead of 1.12. Where few same-identity pairs are close within one modality too
+//! (vtest.avi), it joins less by appearance than the 0.1 % rule did.
 //!
 //! Which pairs are "different": a harvest's pseudo-identities are tracks, and a person who walks
 //! past twice is two of them, so pairs of different pseudo-identities include pairs of one
 //! person, the very pairs the index should join; counted as merges, they push the threshold
 //! towards 0 (measured: 0.0004 instead of 0.0022 on a recording where people come back). Pairs
 //! of pseudo-identities seen by one camera at the same time (`exp/co_occurring.txt`) are
-//! certainly different people, and are what the merge rate is counted on when there are at
-//! least [`MIN_KNOWN_DIFFERENT`] of them (pairs of crops: a few pairs of people can give that
-//! many); otherwise every pair of different pseudo-identities is (the threshold is then usually
-//! lower than it needs to be).
+//! certainly different people, and are what the merges are counted on when there are at least
+//! [`MIN_KNOWN_DIFFERENT`] of them (pairs of crops: a few pairs of people can give that many);
+//! otherwise every pair of different pseudo-identities is (the threshold is then usually lower
+//! than it needs to be).
 //!
 //! Why not the distance with the least balanced error: the index compares every new track with
 //! every exemplar of every identity and keeps what joins, so a pairwise merge rate of a few
 //! percent joins most people within minutes. Measured on a generated recording (BENCHMARKS.md,
 //! "Site adaptation", the first recording): balanced-error thresholds left 4–5 identities for 21
-//! people (purity 0.15); at 0.1 % the adapted model kept purity 0.93.
+//! people (purity 0.15); at a 0.1 % merge rate the adapted model kept purity 0.93.
 
 use serde::Serialize;
 
-/// The share of different-identity pairs a suggested threshold may merge.
-pub const MERGE_RATE: f64 = 0.001;
+/// How many times likelier than of two identities a pair within a suggested threshold must be
+/// of one (see the module's notes).
+pub const MIN_LIKELIHOOD_RATIO: f64 = 1000.0;
 
 /// Fewest pairs of certainly different people (co-occurring) a threshold is computed from.
 pub const MIN_KNOWN_DIFFERENT: usize = 1000;
@@ -48,23 +62,30 @@ pub struct Threshold {
     pub co_occurring: bool,
 }
 
-/// The largest distance (one of the different-identity distances, or 0 when even the closest
-/// pair is too many, or when it would split more than [`MAX_SPLIT_RATE`] of the `same` pairs)
-/// that merges at most `merge_rate` of the `different` pairs; `None` when either list is empty.
-pub fn at_merge_rate(same: &[f64], different: &[f64], merge_rate: f64) -> Option<Threshold> {
+/// The largest distance (one of the different-identity distances, or 0 when none qualifies, or
+/// when it would split more than [`MAX_SPLIT_RATE`] of the `same` pairs) at which the share of
+/// `same` pairs within it is at least `ratio` times the share of `different` pairs within it;
+/// `None` when either list is empty.
+pub fn at_likelihood_ratio(same: &[f64], different: &[f64], ratio: f64) -> Option<Threshold> {
     if same.is_empty() || different.is_empty() {
         return None;
     }
     let mut d = different.to_vec();
     d.sort_by(f64::total_cmp);
-    // The most pairs that may merge; ties at the cut would merge more, so step below them.
-    let allowed = (merge_rate * d.len() as f64).floor() as usize;
-    let mut merged = allowed.min(d.len());
-    while merged > 0 && merged < d.len() && d[merged] == d[merged - 1] {
-        merged -= 1;
+    let mut s = same.to_vec();
+    s.sort_by(f64::total_cmp);
+    let within = |distance: f64| s.partition_point(|x| *x <= distance) as f64 / s.len() as f64;
+    // Candidates: each different-pair distance, counting every pair tied with it as within.
+    let mut distance = 0.0;
+    for (i, &cut) in d.iter().enumerate() {
+        if d.get(i + 1) == Some(&cut) {
+            continue;
+        }
+        let merged = (i + 1) as f64 / d.len() as f64;
+        if within(cut) >= ratio * merged {
+            distance = cut;
+        }
     }
-    let within = |distance: f64| same.iter().filter(|x| **x <= distance).count() as f64 / same.len() as f64;
-    let mut distance = if merged == 0 { 0.0 } else { d[merged - 1] };
     if 1.0 - within(distance) > MAX_SPLIT_RATE {
         distance = 0.0;
     }
@@ -73,7 +94,7 @@ pub fn at_merge_rate(same: &[f64], different: &[f64], merge_rate: f64) -> Option
         distance,
         split_rate: 1.0 - within(distance),
         merge_rate: within_different as f64 / d.len() as f64,
-        same_pairs: same.len(),
+        same_pairs: s.len(),
         different_pairs: d.len(),
         co_occurring: false,
     })
@@ -123,45 +144,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_threshold_merges_at_most_the_allowed_share() {
-        // 1,000 different pairs at 0.001, 0.002, … 1.000: 0.1 % allows one merge, at 0.001.
+    fn the_threshold_is_the_farthest_where_a_join_is_likely_enough_of_one_identity() {
+        // 1,000 different pairs at 0.001, 0.002, … 1.000; three of four same pairs within 0.002.
         let different: Vec<f64> = (1..=1000).map(|i| f64::from(i) / 1000.0).collect();
-        let t = at_merge_rate(&[0.0005, 0.0008, 0.002, 0.5], &different, 0.001).expect("threshold");
-        assert_eq!(t.distance, 0.001);
-        assert_eq!((t.merge_rate, t.split_rate), (0.001, 0.5));
+        let same = [0.0005, 0.0008, 0.002, 0.5];
+        // Ratio 100: 0.75 of the same pairs within 0.007 against 0.7 % of the different ones.
+        let t = at_likelihood_ratio(&same, &different, 100.0).expect("threshold");
+        assert_eq!((t.distance, t.merge_rate, t.split_rate), (0.007, 0.007, 0.25));
         assert_eq!((t.same_pairs, t.different_pairs), (4, 1000));
-        // 1 %: ten merges, up to 0.010; three of the four same pairs are within.
-        let t = at_merge_rate(&[0.0005, 0.0008, 0.002, 0.5], &different, 0.01).expect("threshold");
-        assert_eq!((t.distance, t.merge_rate, t.split_rate), (0.01, 0.01, 0.25));
+        // Ratio 1000 would need the whole same share within 0.001, half of it is: nothing joins.
+        let t = at_likelihood_ratio(&same, &different, 1000.0).expect("threshold");
+        assert_eq!((t.distance, t.merge_rate, t.split_rate), (0.0, 0.0, 1.0));
+        // Every same pair within 0.001: at ratio 400, two merges in a thousand still hold.
+        let t = at_likelihood_ratio(&[0.0005; 4], &different, 400.0).expect("threshold");
+        assert_eq!((t.distance, t.merge_rate, t.split_rate), (0.002, 0.002, 0.0));
     }
 
     #[test]
     fn a_threshold_that_joins_almost_no_one_is_not_suggested() {
-        // 0.1 % allows one merge at 0.001, where 19 of 20 same pairs are still split.
+        // Ratio 8: one of 20 same pairs within reaches 0.006, where 19 of 20 are still split.
         let different: Vec<f64> = (1..=1000).map(|i| f64::from(i) / 1000.0).collect();
         let mut same = vec![0.0005];
         same.extend((0..19).map(|i| 0.3 + f64::from(i) / 100.0));
-        let t = at_merge_rate(&same, &different, 0.001).expect("threshold");
+        let t = at_likelihood_ratio(&same, &different, 8.0).expect("threshold");
         assert_eq!((t.distance, t.merge_rate, t.split_rate), (0.0, 0.0, 1.0));
-        // Two of 20 within (90 % split, not more): kept.
+        // Two of 20 within reach 0.012 (90 % split, not more): kept.
         same[1] = 0.0009;
-        let t = at_merge_rate(&same, &different, 0.001).expect("threshold");
-        assert_eq!((t.distance, t.merge_rate, t.split_rate), (0.001, 0.001, 0.9));
+        let t = at_likelihood_ratio(&same, &different, 8.0).expect("threshold");
+        assert_eq!((t.distance, t.merge_rate, t.split_rate), (0.012, 0.012, 0.9));
     }
 
     #[test]
     fn too_few_pairs_or_ties_at_the_cut_give_a_tighter_threshold() {
-        // 100 pairs allow no merge at 0.1 %: nothing joins.
+        // One merge in 100 is already 1 %: no ratio of 1000 is possible, nothing joins.
         let different: Vec<f64> = (1..=100).map(|i| f64::from(i) / 100.0).collect();
-        let t = at_merge_rate(&[0.005, 0.5], &different, 0.001).expect("threshold");
+        let t = at_likelihood_ratio(&[0.005, 0.5], &different, 1000.0).expect("threshold");
         assert_eq!((t.distance, t.merge_rate, t.split_rate), (0.0, 0.0, 1.0));
-        // 1 % of 200 allows two, but the second and third tie: only the first merges.
+        // Ratio 60 of 200 pairs: 0.1 holds (half the same pairs against 0.5 %); at 0.2, counting
+        // one of the tied pairs would hold too (0.75 against 1 %), counting both does not (1.5 %).
         let mut tied = vec![0.1, 0.2, 0.2];
         tied.extend((0..197).map(|i| 0.5 + f64::from(i) / 1000.0));
-        let t = at_merge_rate(&[0.05], &tied, 0.01).expect("threshold");
+        let t = at_likelihood_ratio(&[0.05, 0.08, 0.15, 0.6], &tied, 60.0).expect("threshold");
         assert_eq!((t.distance, t.merge_rate), (0.1, 0.005));
-        assert!(at_merge_rate(&[], &[0.1], 0.01).is_none());
-        assert!(at_merge_rate(&[0.1], &[], 0.01).is_none());
+        assert!(at_likelihood_ratio(&[], &[0.1], 10.0).is_none());
+        assert!(at_likelihood_ratio(&[0.1], &[], 10.0).is_none());
     }
 
     #[test]

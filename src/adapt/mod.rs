@@ -200,6 +200,14 @@ impl AdaptReport {
                         "pairs of different identities"
                     }
                 ));
+                if round_down(th.distance) == 0.0 {
+                    t.push_str(&format!(
+                        " No distance is {}× likelier one identity than two while joining at least {:.0} % of \
+                         the same-identity pairs: that pairing joins by fusion only.",
+                        thresholds::MIN_LIKELIHOOD_RATIO,
+                        100.0 * (1.0 - thresholds::MAX_SPLIT_RATE)
+                    ));
+                }
             }
         }
         t.push('\n');

@@ -6,16 +6,20 @@
 //! with the shares of same-identity pairs it splits and different ones it merges.
 //!
 //! Why a likelihood ratio: the index holds many identities, and a track that joins one was
-//! closer to it than the threshold, not necessarily its own. Among `G` live identities the odds
-//! that such a join is right are about the ratio over `G − 1`, so 1000 keeps a join right about
-//! nine times in ten with a hundred identities live. It implies a merge rate of at most 0.1 %
+//! closer to it than the threshold, not necessarily its own. Among `G` live identities, at equal
+//! priors, the odds that such a join is right are about the ratio over `G − 1` on average over
+//! the joins within the threshold (those near it are worse, and a track meets several exemplars
+//! of each identity, so this is an upper estimate): 1000 keeps a join right about nine times in
+//! ten with a hundred identities live. It implies a merge rate of at most 0.1 %
 //! (the ratio cannot pass 1000 otherwise), and it is stricter where same-identity pairs are
 //! rarely close: a cross-modal pairing that splits 70–80 % of its same-identity pairs at a 0.1 %
 //! merge rate makes mostly wrong joins there. Measured on a generated recording (BENCHMARKS.md,
 //! "Site adaptation"): with the 0.1 % rule's cross-modal thresholds (0.30–0.34) the live index
-//! kept purity 0.87; with this rule's (0: joined by fusion only) 0.95, at 1.11 identities per
-//! person instead of 1.12. Where few same-identity pairs are close within one modality too
-//! (vtest.avi), it joins less by appearance than the 0.1 % rule did.
+//! kept purity 0.87; with this rule's (0: joined by fusion only, and same-modality ones about
+//! 4 % lower) 0.95, at 1.11 identities per person instead of 1.12. Where few same-identity pairs
+//! are close within one modality too (vtest.avi), it joins less by appearance than the 0.1 % rule
+//! did. Sample size matters: with `n` different pairs the closest cut needs `1000 / n` of the
+//! same pairs within it, so a small harvest's suggestion rests on its few closest pairs.
 //!
 //! Which pairs are "different": a harvest's pseudo-identities are tracks, and a person who walks
 //! past twice is two of them, so pairs of different pseudo-identities include pairs of one
@@ -158,6 +162,12 @@ mod tests {
         // Every same pair within 0.001: at ratio 400, two merges in a thousand still hold.
         let t = at_likelihood_ratio(&[0.0005; 4], &different, 400.0).expect("threshold");
         assert_eq!((t.distance, t.merge_rate, t.split_rate), (0.002, 0.002, 0.0));
+        // The farthest cut that holds, not the first run of them: none of the same pairs is
+        // within 0.001, all are within 0.002 (one exactly on it counts).
+        for at in [0.0015, 0.002] {
+            let t = at_likelihood_ratio(&[at; 4], &different, 400.0).expect("threshold");
+            assert_eq!((t.distance, t.merge_rate, t.split_rate), (0.002, 0.002, 0.0), "{at}");
+        }
     }
 
     #[test]

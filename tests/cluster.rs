@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{NatsServer, free_port, nats_server};
+use common::{NatsServer, free_port, free_ports, nats_server};
 use reid_pipe::base::Modality;
 use reid_pipe::cluster::{Counters, Node, node_number};
 use reid_pipe::config::site::{Cluster, IndexBackend};
@@ -307,8 +307,8 @@ fn a_server_outage_loses_only_counted_exemplars() {
 #[test]
 fn three_clustered_servers_keep_replicating_when_one_dies() {
     let tmp = tempfile::tempdir().unwrap();
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let chosen = free_ports(6);
+    let (ports, routes) = chosen.split_at(3);
     let servers: Vec<NatsServer> = (0..3)
         .map(|i| {
             let dir = tmp.path().join(format!("s{i}"));
@@ -548,13 +548,14 @@ fn a_run_that_loses_nats_mid_way_stores_all_it_does_not_count() {
     let store = tmp.path().join("nats");
     let (port, srv) = server(&store);
     let clip = common::clip(tmp.path(), 4, 3);
-    // No retention cap in the way of the count.
+    // No retention cap in the way of the count; time at the end for the outage and the
+    // reconnection on a loaded machine, so what is in flight is acknowledged, not cut off.
     let (site, _) = node_site(
         tmp.path(),
         &clip,
         port,
         "gate-a",
-        "max_exemplars_per_identity = 100000\n",
+        "max_exemplars_per_identity = 100000\nflush_timeout_s = 60\n",
     );
     let mut child = spawn_run(&site, &[]);
     let until = Instant::now() + Duration::from_secs(60);

@@ -461,7 +461,8 @@ fn sigint_drains_ends_tracks_snapshots_and_exits_zero() {
     let took = asked.elapsed();
     let text = text(&out);
     assert!(out.status.success(), "{text}");
-    assert!(took.as_secs() < 10, "shutdown took {took:?}");
+    // Generous for a loaded 2-core machine; a drain that hung would take the whole run.
+    assert!(took.as_secs() < 30, "shutdown took {took:?}");
     let ev = events(&events_path);
     assert!(!ev.is_empty());
     lifecycle(&ev); // every track that began also ended

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{bin, broker, clip, fails, free_port, ok, repo, scene_site, terminate};
+use common::{bin, broker, clip, fails, free_port, free_ports, ok, repo, scene_site, terminate};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -149,10 +149,8 @@ impl Drop for Running {
 #[test]
 fn the_operator_view_serves_the_page_the_api_metrics_and_rtsp_while_running() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let http = free_port();
-    let rtsp = wait_for("a second free port", Duration::from_secs(5), || {
-        Some(free_port()).filter(|p| *p != http)
-    });
+    let ports = free_ports(2);
+    let (http, rtsp) = (ports[0], ports[1]);
     let site = looping_site(dir.path(), http, rtsp);
     let child = bin()
         .args(["--log", "warn", "run"])

@@ -291,12 +291,13 @@ pub fn run(
             provisional.remove(&found.identity);
             let (from, into) = (own.max(found.identity), own.min(found.identity));
             let relabelled = join(index, cluster, tracks, from, into);
-            // The track keeps its identity when the other merged into it: say so all the same.
-            if !relabelled
+            let kept = !relabelled
                 .iter()
-                .any(|(e, _)| e.track_id == key.track && e.modality == key.modality)
-                && let Some(state) = tracks.get(&key)
-            {
+                .any(|(e, _)| e.track_id == key.track && e.modality == key.modality);
+            // Events leave in the order they were stamped (the operator view lists them by time).
+            out.extend(relabelled);
+            // The track keeps its identity when the other merged into it: say so all the same.
+            if kept && let Some(state) = tracks.get(&key) {
                 let mut e = event(EventKind::Update, key, state);
                 if let Some((bbox, score, _, _)) = state.last {
                     e = e.with_box(bbox, score);
@@ -305,7 +306,6 @@ pub fn run(
                 e.merged_from = vec![from];
                 out.push((e, Instant::now()));
             }
-            out.extend(relabelled);
         }
         out
     };

@@ -65,6 +65,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `n` distinct free ports on 127.0.0.1: all held open together while they are chosen, so none
+/// is handed out twice.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    held.iter().map(|l| l.local_addr().expect("addr").port()).collect()
+}
+
 /// Runs a script of `tests/reference/` with arguments; panics with its stderr on failure.
 pub fn reference<S: AsRef<std::ffi::OsStr>>(script: &str, args: impl IntoIterator<Item = S>) {
     let out = python()

@@ -58,11 +58,7 @@ pub fn python() -> Command {
 
 /// A TCP port free on 127.0.0.1 at the time of the call.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    free_ports(1)[0]
 }
 
 /// `n` distinct free ports on 127.0.0.1: all held open together while they are chosen, so none

@@ -129,6 +129,7 @@ fn scan_levels(
     first: usize,
     step: usize,
 ) -> opencv::Result<Vec<LevelWindows>> {
+    let window = hog.win_size();
     image.with_mat(|frame| {
         let mut scaled = Mat::default();
         let mut found = Vec::new();
@@ -154,7 +155,6 @@ fn scan_levels(
                 PADDING,
                 &Vector::new(),
             )?;
-            let window = hog.win_size();
             let (w, h) = (
                 cv_round(f64::from(window.width) * scale),
                 cv_round(f64::from(window.height) * scale),
